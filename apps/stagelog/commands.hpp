@@ -1,0 +1,14 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace stagelog::cli {
+
+// Each subcommand registers its options on `app` and returns what runs it; the function
+// returns the process exit status.
+using Command = std::function<int()>;
+
+Command add_parse(CLI::App& app);
+
+}  // namespace stagelog::cli

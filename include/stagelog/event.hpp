@@ -1,0 +1,68 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace stagelog {
+
+enum class Level : std::uint8_t { Trace, Debug, Info, Warning, Error, Critical, Off };
+
+// What an event reports. See DESIGN.md: one event model for the recorder, the watchdog and
+// the server.
+enum class Kind : std::uint8_t { Stage, Log, Heartbeat, Lifecycle, Node, Run };
+
+enum class Status : std::uint8_t {
+  None,
+  Starting,
+  Running,
+  Completed,
+  Failed,
+  Skipped,
+  InProgress,
+};
+
+// Upper-case names as they appear in text lines: "INFO", "WARNING" ...
+std::string_view level_name(Level level) noexcept;
+// Lower-case names as they appear in JSON: "info", "warning" ...
+std::string_view level_json_name(Level level) noexcept;
+std::string_view kind_name(Kind kind) noexcept;
+// JSON names: "starting", "completed", "in_progress" ...; "" for Status::None.
+std::string_view status_name(Status status) noexcept;
+
+// Case-insensitive; accepts TRACE, DEBUG, INFO, WARNING, WARN, ERROR, CRITICAL, OFF.
+std::optional<Level> parse_level(std::string_view text) noexcept;
+std::optional<Status> parse_status(std::string_view text) noexcept;
+std::optional<Kind> parse_kind(std::string_view text) noexcept;
+
+// A typed value attached to an event: tokens=1247, error_details="...".
+using FieldValue = std::variant<std::int64_t, std::uint64_t, double, bool, std::string_view>;
+
+struct Field {
+  std::string_view key;
+  FieldValue value;
+};
+
+// One finished event as sinks see it. The views point into storage owned by the recorder's
+// backend thread and are valid only for the duration of Sink::write(); a sink that keeps an
+// event copies what it needs.
+struct Event {
+  std::int64_t ts_ns = 0;  // Wall clock, UTC, nanoseconds since the Unix epoch.
+  Kind kind = Kind::Log;
+  Level level = Level::Info;
+  Status status = Status::None;
+  std::string_view run;
+  std::string_view worker;
+  std::string_view component;
+  std::string_view stage;
+  std::string_view message;
+  std::optional<std::int64_t> elapsed_ns;  // Stage, node and run ends.
+  std::span<const Field> fields;
+  std::int64_t pid = 0;
+  std::string_view host;
+};
+
+}  // namespace stagelog

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <atomic>
+
+#include "stagelog/event.hpp"
+
+namespace stagelog {
+
+// A destination for finished events. The recorder calls every sink from its one backend
+// thread, so a sink needs no locking. A sink may throw: the recorder hands the error to
+// Options::on_error and carries on with the next event. A sink sees events at or above its
+// level(); the level may be changed from any thread.
+class Sink {
+ public:
+  explicit Sink(Level level = Level::Trace) noexcept : level_(level) {}
+  virtual ~Sink() = default;
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  virtual void write(const Event& event) = 0;
+  virtual void flush() {}  // When the backend runs out of work, on Recorder::flush() and at exit.
+
+  Level level() const noexcept { return level_.load(std::memory_order_relaxed); }
+  void set_level(Level level) noexcept { level_.store(level, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<Level> level_;
+};
+
+}  // namespace stagelog

@@ -1,0 +1,181 @@
+#pragma once
+
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/codec.hpp"
+#include "core/ring.hpp"
+#include "stagelog/recorder.hpp"
+
+namespace stagelog::detail {
+
+// One logging thread's connection to one recorder.
+struct ThreadQueue {
+  ThreadQueue(std::size_t capacity, std::uint64_t core, std::uint32_t thread_index)
+      : ring(capacity), core_id(core), index(thread_index) {}
+
+  Ring ring;
+  const std::uint64_t core_id;
+  const std::uint32_t index;  // "t<index>" until the thread names its worker.
+
+  // Producer side (the owning thread).
+  std::uint64_t next_stage_id = 1;
+  volatile std::sig_atomic_t in_push = 0;  // A signal handler on this thread must not push.
+  std::uint8_t run_len = 0;
+  char run[63] = {};
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<bool> closed{false};  // The thread has exited; reap once drained.
+
+  // Backend side.
+  std::string worker;
+  std::string run_id;
+  std::uint64_t dropped_reported = 0;
+};
+
+class Core {
+ public:
+  Core(Recorder* owner, Options options);
+  ~Core();
+
+  void start_backend();
+  void stop_backend() noexcept;
+
+  // --- Hot path (any thread) ---
+  ThreadQueue* queue() noexcept {
+    if (t_core_id_ == id_) [[likely]] return t_queue_;
+    return queue_slow();
+  }
+  std::int64_t now() const noexcept { return fake_clock_ ? options_.clock() : ticks(); }
+  double ticks_to_seconds(std::int64_t t) const noexcept {
+    return fake_clock_ ? static_cast<double>(t) * 1e-9 : static_cast<double>(t) * clock_.ns_per_tick() * 1e-9;
+  }
+
+  void emit_log(RecordType type, Level level, const Component* component, std::string_view message,
+                std::span<const Kv> fields) noexcept;
+  // Returns {stage id, begin ts}.
+  std::pair<std::uint64_t, std::int64_t> emit_stage_begin(const Component* component,
+                                                          std::string_view name,
+                                                          std::span<const Kv> fields) noexcept;
+  void emit_stage_end(const Component* component, std::uint64_t id, std::int64_t begin_ts,
+                      std::string_view name, Status status, std::string_view message,
+                      std::span<const Kv> fields) noexcept;
+  std::int64_t emit_run_begin(const Component* component) noexcept;
+  void emit_run_end(const Component* component, std::int64_t begin_ts, Status status,
+                    std::string_view message) noexcept;
+  void set_context(std::uint8_t which, std::string_view value) noexcept;  // 0 worker, 1 run
+  std::string_view current_run() noexcept;
+
+  // For signal handlers: record a crash on the calling thread's queue if it is safe to.
+  void emit_crash_from_signal(std::string_view message) noexcept;
+
+  // --- Setup and control (any thread) ---
+  void add_sink(std::shared_ptr<Sink> sink);
+  Component* component(std::string_view name, bool* created = nullptr);
+  void flush();
+  std::uint64_t dropped() const noexcept;
+  // Signal-safe: asks the backend to write out everything, waits up to timeout_ns.
+  void crash_flush(std::int64_t timeout_ns) noexcept;
+  // fork() support, called from pthread_atfork handlers.
+  void fork_prepare() noexcept;
+  void fork_parent() noexcept;
+  void fork_child() noexcept;
+
+  std::uint64_t id() const noexcept { return id_; }
+  std::int64_t pid() const noexcept { return pid_.load(std::memory_order_relaxed); }
+  const std::string& host() const noexcept { return host_; }
+  const Options& options() const noexcept { return options_; }
+  Recorder* owner() const noexcept { return owner_; }
+  bool is_backend_thread() const noexcept;
+
+ private:
+  ThreadQueue* queue_slow() noexcept;
+  template <typename Fill>
+  void push(ThreadQueue& q, std::size_t bytes, bool keep, Fill&& fill) noexcept;
+  void wait_for_room(ThreadQueue& q, std::size_t bytes) noexcept;
+
+  void backend_main();
+  void refresh_queues();
+  void adopt_sinks();
+  std::size_t drain(bool to_snapshot, std::size_t limit);
+  void process(ThreadQueue& q, const RecordHeader* header);
+  void dispatch(const Event& event);
+  void flush_sinks();
+  void report_drops();
+  void reap_closed();
+  void report_error(std::string_view message) noexcept;
+  std::int64_t to_ns(std::int64_t tick) const noexcept {
+    return fake_clock_ ? tick : clock_.to_ns(tick);
+  }
+  std::int64_t duration_ns(std::int64_t ticks) const noexcept {
+    return fake_clock_ ? ticks : clock_.duration_ns(ticks);
+  }
+
+  static thread_local ThreadQueue* t_queue_;
+  static thread_local std::uint64_t t_core_id_;
+
+  Recorder* owner_;
+  Options options_;
+  const std::uint64_t id_;
+  const bool fake_clock_;
+  std::size_t max_record_;
+  TickClock clock_;
+  std::atomic<std::int64_t> pid_;
+  std::string host_;
+
+  mutable std::mutex mu_;  // Guards queues_, pending_sinks_, components_, thread_count_.
+  std::vector<std::shared_ptr<ThreadQueue>> queues_;
+  std::atomic<std::uint64_t> queues_version_{0};
+  std::vector<std::shared_ptr<Sink>> pending_sinks_;
+  std::atomic<bool> sinks_pending_{false};
+  std::deque<Component> components_;
+  std::uint32_t thread_count_ = 0;
+  Component* internal_component_ = nullptr;
+
+  // Backend-only state.
+  std::vector<std::shared_ptr<ThreadQueue>> active_;
+  std::uint64_t active_version_ = ~std::uint64_t{0};
+  std::vector<std::shared_ptr<Sink>> sinks_;
+  std::vector<Field> fields_;
+  struct Head {
+    ThreadQueue* q;
+    const RecordHeader* header;
+    std::uint64_t end;
+  };
+  std::vector<Head> heads_;
+  bool dirty_ = false;
+  std::uint64_t error_window_start_ = 0;
+  int errors_in_window_ = 0;
+
+  std::unique_ptr<std::thread> backend_;
+  std::atomic<pid_t> backend_tid_{0};
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  std::condition_variable done_cv_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> backend_running_{false};
+  std::atomic<std::uint64_t> flush_requested_{0};
+  std::uint64_t flush_done_ = 0;  // Guarded by wake_mu_.
+  std::atomic<std::uint64_t> crash_requested_{0};
+  std::atomic<std::uint64_t> crash_done_{0};
+  std::atomic<bool> fork_pause_requested_{false};
+  std::atomic<bool> fork_paused_{false};
+};
+
+// Process-wide: crash handlers, fork handlers and the list of live cores they act on.
+void register_core(Core* core, bool install_crash_handlers);
+void unregister_core(Core* core) noexcept;
+
+}  // namespace stagelog::detail

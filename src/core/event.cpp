@@ -1,0 +1,82 @@
+#include "stagelog/event.hpp"
+
+#include <array>
+#include <cctype>
+#include <string>
+
+namespace stagelog {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+constexpr std::array<std::string_view, 7> kLevelNames = {"TRACE", "DEBUG", "INFO",   "WARNING",
+                                                         "ERROR", "CRITICAL", "OFF"};
+constexpr std::array<std::string_view, 7> kLevelJson = {"trace", "debug",    "info", "warning",
+                                                        "error", "critical", "off"};
+constexpr std::array<std::string_view, 6> kKindNames = {"stage", "log", "heartbeat",
+                                                        "lifecycle", "node", "run"};
+constexpr std::array<std::string_view, 7> kStatusNames = {
+    "", "starting", "running", "completed", "failed", "skipped", "in_progress"};
+
+}  // namespace
+
+std::string_view level_name(Level level) noexcept {
+  auto i = static_cast<std::size_t>(level);
+  return i < kLevelNames.size() ? kLevelNames[i] : "UNKNOWN";
+}
+
+std::string_view level_json_name(Level level) noexcept {
+  auto i = static_cast<std::size_t>(level);
+  return i < kLevelJson.size() ? kLevelJson[i] : "unknown";
+}
+
+std::string_view kind_name(Kind kind) noexcept {
+  auto i = static_cast<std::size_t>(kind);
+  return i < kKindNames.size() ? kKindNames[i] : "unknown";
+}
+
+std::string_view status_name(Status status) noexcept {
+  auto i = static_cast<std::size_t>(status);
+  return i < kStatusNames.size() ? kStatusNames[i] : "unknown";
+}
+
+std::optional<Level> parse_level(std::string_view text) noexcept {
+  text = trim(text);
+  if (iequals(text, "WARN")) return Level::Warning;
+  for (std::size_t i = 0; i < kLevelNames.size(); ++i) {
+    if (iequals(text, kLevelNames[i])) return static_cast<Level>(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<Status> parse_status(std::string_view text) noexcept {
+  for (std::size_t i = 1; i < kStatusNames.size(); ++i) {
+    if (iequals(text, kStatusNames[i])) return static_cast<Status>(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<Kind> parse_kind(std::string_view text) noexcept {
+  for (std::size_t i = 0; i < kKindNames.size(); ++i) {
+    if (iequals(text, kKindNames[i])) return static_cast<Kind>(i);
+  }
+  return std::nullopt;
+}
+
+}  // namespace stagelog

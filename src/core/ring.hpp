@@ -1,0 +1,111 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+#include "stagelog/event.hpp"
+
+namespace stagelog::detail {
+
+enum class RecordType : std::uint8_t {
+  Pad,         // Filler up to the end of the buffer; the next record starts at offset 0.
+  Log,         // component, message, fields
+  StageBegin,  // component, stage id, name, fields
+  StageEnd,    // component, stage id, begin ts, name, message, fields
+  RunBegin,    // component, run id
+  RunEnd,      // component, begin ts, message
+  Context,     // worker and run id of the thread's following records
+  Lifecycle,   // component, message, fields (crash records from signal handlers)
+};
+
+// Every record starts with this header and is a multiple of 8 bytes long.
+struct RecordHeader {
+  std::uint32_t size;
+  RecordType type;
+  Level level;
+  Status status;
+  std::uint8_t field_count;
+  std::int64_t ts;  // TSC ticks, or ns when a clock is injected.
+};
+static_assert(sizeof(RecordHeader) == 16);
+
+// A single-producer single-consumer ring of variable-sized records. The producer is the
+// thread that owns it; the consumer is the backend thread. A record never wraps: when it
+// does not fit before the end, a Pad record fills the gap.
+class Ring {
+ public:
+  explicit Ring(std::size_t capacity)
+      : buffer_(new std::byte[capacity]), capacity_(capacity), mask_(capacity - 1) {}
+
+  std::size_t capacity() const noexcept { return capacity_; }
+
+  // Producer: room for `bytes` (a multiple of 8, at most capacity / 2) or nullptr when full.
+  std::byte* try_reserve(std::size_t bytes) noexcept {
+    std::uint64_t offset = write_pos_ & mask_;
+    std::uint64_t pad = offset + bytes > capacity_ ? capacity_ - offset : 0;
+    std::uint64_t total = pad + bytes;
+    if (write_pos_ + total - cached_read_ > capacity_) {
+      cached_read_ = read_.load(std::memory_order_acquire);
+      if (write_pos_ + total - cached_read_ > capacity_) return nullptr;
+    }
+    if (pad != 0) {
+      auto* header = reinterpret_cast<RecordHeader*>(buffer_.get() + offset);
+      header->size = static_cast<std::uint32_t>(pad);
+      header->type = RecordType::Pad;
+    }
+    pending_ = total;
+    return buffer_.get() + ((write_pos_ + pad) & mask_);
+  }
+
+  // Producer: publishes the record reserved last.
+  void commit() noexcept {
+    write_pos_ += pending_;
+    write_.store(write_pos_, std::memory_order_release);
+  }
+
+  // Consumer: the next record, or nullptr when there is none yet.
+  const RecordHeader* peek() noexcept {
+    for (;;) {
+      if (read_pos_ == cached_write_) {
+        cached_write_ = write_.load(std::memory_order_acquire);
+        if (read_pos_ == cached_write_) return nullptr;
+      }
+      auto* header = reinterpret_cast<const RecordHeader*>(buffer_.get() + (read_pos_ & mask_));
+      if (header->type != RecordType::Pad) return header;
+      read_pos_ += header->size;
+    }
+  }
+
+  // Consumer: releases the record peek() returned.
+  void pop(const RecordHeader* header) noexcept {
+    read_pos_ += header->size;
+    read_.store(read_pos_, std::memory_order_release);
+  }
+
+  // Consumer: position of the next record to read, and of the end of what is published.
+  std::uint64_t read_position() const noexcept { return read_pos_; }
+  std::uint64_t published() const noexcept { return write_.load(std::memory_order_acquire); }
+
+  // After fork() in the child: forget what the parent had not yet consumed.
+  void discard_unread() noexcept {
+    read_pos_ = cached_write_ = write_.load(std::memory_order_acquire);
+    read_.store(read_pos_, std::memory_order_release);
+  }
+
+ private:
+  std::unique_ptr<std::byte[]> buffer_;
+  std::size_t capacity_;
+  std::uint64_t mask_;
+  alignas(64) std::atomic<std::uint64_t> write_{0};
+  alignas(64) std::atomic<std::uint64_t> read_{0};
+  alignas(64) std::uint64_t write_pos_ = 0;  // Producer only.
+  std::uint64_t cached_read_ = 0;
+  std::uint64_t pending_ = 0;
+  alignas(64) std::uint64_t read_pos_ = 0;  // Consumer only.
+  std::uint64_t cached_write_ = 0;
+};
+
+}  // namespace stagelog::detail

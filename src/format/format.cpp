@@ -1,0 +1,357 @@
+#include "format/format.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+namespace stagelog::detail {
+
+namespace {
+
+template <typename T>
+void append_int(std::string& out, T v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_2(char* p, unsigned v) {
+  p[0] = static_cast<char>('0' + v / 10);
+  p[1] = static_cast<char>('0' + v % 10);
+}
+
+// Days since 1970-01-01 to a proleptic Gregorian date (era arithmetic over 400-year cycles).
+void civil_from_days(std::int64_t z, int& year, unsigned& month, unsigned& day) {
+  z += 719468;
+  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  day = doy - (153 * mp + 2) / 5 + 1;
+  month = mp < 10 ? mp + 3 : mp - 9;
+  year = static_cast<int>(yoe + era * 400 + (month <= 2 ? 1 : 0));
+}
+
+// The "YYYY-MM-DDTHH:MM:SS" part changes once a second: cache it per thread.
+struct SecondCache {
+  std::int64_t second = -1;
+  char text[20];
+};
+thread_local SecondCache t_second_cache;
+
+bool needs_quotes(std::string_view s) {
+  if (s.empty()) return true;
+  for (unsigned char c : s) {
+    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f) return true;
+  }
+  return false;
+}
+
+void append_field_value(std::string& out, const FieldValue& value) {
+  switch (value.index()) {
+    case 0: append_int(out, std::get<std::int64_t>(value)); break;
+    case 1: append_int(out, std::get<std::uint64_t>(value)); break;
+    case 2: {
+      double d = std::get<double>(value);
+      if (std::isfinite(d)) {
+        char buf[32];
+        auto r = std::to_chars(buf, buf + sizeof buf, d);
+        out.append(buf, r.ptr);
+      } else {
+        out += std::isnan(d) ? "nan" : (d > 0 ? "inf" : "-inf");
+      }
+      break;
+    }
+    case 3: out += std::get<bool>(value) ? "true" : "false"; break;
+    case 4: {
+      std::string_view s = std::get<std::string_view>(value);
+      if (!needs_quotes(s)) {
+        out += s;
+        break;
+      }
+      out += '"';
+      for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (static_cast<unsigned char>(c) < 0x20) {
+          append_escaped_text(out, std::string_view(&c, 1));
+        } else {
+          out += c;
+        }
+      }
+      out += '"';
+      break;
+    }
+  }
+}
+
+void append_fields_text(std::string& out, const Event& e) {
+  for (const auto& f : e.fields) {
+    out += ' ';
+    append_escaped_text(out, f.key);
+    out += '=';
+    append_field_value(out, f.value);
+  }
+}
+
+void append_json_value(std::string& out, const FieldValue& value) {
+  switch (value.index()) {
+    case 0: append_int(out, std::get<std::int64_t>(value)); break;
+    case 1: append_int(out, std::get<std::uint64_t>(value)); break;
+    case 2: append_json_double(out, std::get<double>(value)); break;
+    case 3: out += std::get<bool>(value) ? "true" : "false"; break;
+    case 4: append_json_string(out, std::get<std::string_view>(value)); break;
+  }
+}
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is invalid there.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = byte(i);
+  std::size_t n;
+  unsigned lo = 0x80, hi = 0xBF;  // Allowed range of the second byte.
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;  // No overlong forms.
+    if (c == 0xED) hi = 0x9F;  // No UTF-16 surrogates.
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;  // Nothing above U+10FFFF.
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+void append_timestamp(std::string& out, std::int64_t ts_ns) {
+  if (ts_ns < 0) ts_ns = 0;
+  std::int64_t second = ts_ns / 1'000'000'000;
+  auto ms = static_cast<unsigned>((ts_ns / 1'000'000) % 1000);
+  SecondCache& cache = t_second_cache;
+  if (cache.second != second) {
+    int year;
+    unsigned month, day;
+    civil_from_days(second / 86400, year, month, day);
+    auto sod = static_cast<unsigned>(second % 86400);
+    char* p = cache.text;
+    auto y = static_cast<unsigned>(year % 10000);
+    p[0] = static_cast<char>('0' + y / 1000);
+    p[1] = static_cast<char>('0' + y / 100 % 10);
+    p[2] = static_cast<char>('0' + y / 10 % 10);
+    p[3] = static_cast<char>('0' + y % 10);
+    p[4] = '-';
+    append_2(p + 5, month);
+    p[7] = '-';
+    append_2(p + 8, day);
+    p[10] = 'T';
+    append_2(p + 11, sod / 3600);
+    p[13] = ':';
+    append_2(p + 14, sod / 60 % 60);
+    p[16] = ':';
+    append_2(p + 17, sod % 60);
+    cache.second = second;
+  }
+  char tail[6] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                  static_cast<char>('0' + ms % 10), 'Z', 0};
+  out.append(cache.text, 19);
+  out.append(tail, 5);
+}
+
+void append_seconds(std::string& out, std::int64_t ns) {
+  if (ns < 0) ns = 0;
+  if (ns >= 999'950'000) {  // Rounds to at least 1.0: one decimal.
+    std::int64_t tenths = (ns + 50'000'000) / 100'000'000;
+    append_int(out, tenths / 10);
+    out += '.';
+    out += static_cast<char>('0' + tenths % 10);
+  } else {
+    std::int64_t ms = (ns + 500'000) / 1'000'000;
+    char buf[6] = {'0', '.', static_cast<char>('0' + ms / 100 % 10),
+                   static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10), 0};
+    out.append(buf, 5);
+  }
+}
+
+void append_escaped_text(std::string& out, std::string_view s) {
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      out += c;
+      continue;
+    }
+    switch (c) {
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default: {
+        static constexpr char kHex[] = "0123456789abcdef";
+        char buf[4] = {'\\', 'x', kHex[u >> 4], kHex[u & 15]};
+        out.append(buf, 4);
+      }
+    }
+  }
+}
+
+bool format_text(const Event& e, std::string& out) {
+  const bool stage_line = e.kind == Kind::Stage || e.kind == Kind::Run;
+  if (e.kind == Kind::Run && e.status == Status::Starting) return false;
+  append_timestamp(out, e.ts_ns);
+  out += " [";
+  append_escaped_text(out, e.worker);
+  out += "] ";
+  if (stage_line) {
+    out += "Stage: ";
+    append_escaped_text(out, e.stage);
+    out += " - ";
+    auto elapsed = [&] {
+      if (e.elapsed_ns) {
+        out += " (";
+        append_seconds(out, *e.elapsed_ns);
+        out += "s)";
+      }
+    };
+    auto message = [&] {
+      if (!e.message.empty()) {
+        out += ": ";
+        append_escaped_text(out, e.message);
+      }
+    };
+    if (e.kind == Kind::Run && e.status == Status::Completed) {
+      append_escaped_text(out, e.message.empty() ? std::string_view("All stages complete")
+                                                 : e.message);
+      elapsed();
+    } else {
+      switch (e.status) {
+        case Status::Starting: out += "Starting"; break;
+        case Status::Running: out += "Running"; break;
+        case Status::Completed: out += "Complete"; break;
+        case Status::Failed: out += "Failed"; break;
+        case Status::Skipped: out += "Skipped"; break;
+        case Status::InProgress: out += "InProgress"; break;
+        case Status::None: out += "Event"; break;
+      }
+      elapsed();
+      message();
+    }
+  } else {
+    out += level_name(e.level);
+    out += ' ';
+    append_escaped_text(out, e.component);
+    out += ": ";
+    append_escaped_text(out, e.message);
+  }
+  append_fields_text(out, e);
+  out += '\n';
+  return true;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      std::size_t j = i + 1;
+      while (j < s.size()) {
+        auto d = static_cast<unsigned char>(s[j]);
+        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
+        ++j;
+      }
+      out.append(s.data() + i, j - i);
+      i = j;
+      continue;
+    }
+    if (c < 0x80) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default: {
+          char buf[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+          out.append(buf, 6);
+        }
+      }
+      ++i;
+      continue;
+    }
+    std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+    } else {
+      out.append(s.data() + i, n);
+      i += n;
+    }
+  }
+  out += '"';
+}
+
+void append_json_double(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+    return;
+  }
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void format_json(const Event& e, std::string& out) {
+  out += "{\"ts\":\"";
+  append_timestamp(out, e.ts_ns);
+  out += "\",\"ts_ns\":";
+  append_int(out, e.ts_ns);
+  out += ",\"kind\":\"";
+  out += kind_name(e.kind);
+  out += "\",\"level\":\"";
+  out += level_json_name(e.level);
+  out += "\",\"run\":";
+  append_json_string(out, e.run);
+  out += ",\"worker\":";
+  append_json_string(out, e.worker);
+  out += ",\"component\":";
+  append_json_string(out, e.component);
+  out += ",\"stage\":";
+  append_json_string(out, e.stage);
+  out += ",\"status\":\"";
+  out += status_name(e.status);
+  out += "\",\"elapsed_ns\":";
+  if (e.elapsed_ns) {
+    append_int(out, *e.elapsed_ns);
+  } else {
+    out += "null";
+  }
+  out += ",\"message\":";
+  append_json_string(out, e.message);
+  out += ",\"fields\":{";
+  bool first = true;
+  for (const auto& f : e.fields) {
+    if (!first) out += ',';
+    first = false;
+    append_json_string(out, f.key);
+    out += ':';
+    append_json_value(out, f.value);
+  }
+  out += "},\"pid\":";
+  append_int(out, e.pid);
+  out += ",\"host\":";
+  append_json_string(out, e.host);
+  out += "}\n";
+}
+
+}  // namespace stagelog::detail

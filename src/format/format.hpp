@@ -1,0 +1,29 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "stagelog/event.hpp"
+
+namespace stagelog::detail {
+
+// "2026-01-04T19:30:15.234Z": UTC, milliseconds, Z.
+void append_timestamp(std::string& out, std::int64_t ts_ns);
+// "13.2" at or above one second, "0.042" below (no unit).
+void append_seconds(std::string& out, std::int64_t ns);
+// The seed-000 line for stage and run events, "<ts> [worker] LEVEL component: message k=v"
+// for the rest, with a trailing newline. Returns false (and appends nothing) for events that
+// have no text form (a run start).
+bool format_text(const Event& event, std::string& out);
+// One JSON object and a newline.
+void format_json(const Event& event, std::string& out);
+// A JSON string literal with quotes; control characters escaped, invalid UTF-8 replaced by
+// U+FFFD, so the result is always valid JSON on one line.
+void append_json_string(std::string& out, std::string_view s);
+// A double as JSON: shortest round-trip form, null when not finite.
+void append_json_double(std::string& out, double v);
+// Text with control characters escaped (\n, \t, \xNN) so it stays on one line.
+void append_escaped_text(std::string& out, std::string_view s);
+
+}  // namespace stagelog::detail

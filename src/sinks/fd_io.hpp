@@ -1,0 +1,16 @@
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace stagelog::detail {
+
+// Opens path for appending (created 0644), throwing Error "cannot open <path>: <reason>".
+int open_append(const std::filesystem::path& path);
+// Writes all of data, retrying on EINTR and short writes; throws Error naming `what` on failure.
+void write_all(int fd, std::string_view data, std::string_view what);
+
+inline constexpr std::size_t kSinkBufferBytes = 64 * 1024;
+
+}  // namespace stagelog::detail
