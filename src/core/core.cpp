@@ -1,5 +1,7 @@
 #include "core/core.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -377,8 +379,8 @@ void Core::flush() {
 }
 
 std::uint64_t Core::dropped() const noexcept {
-  std::uint64_t n = 0;
   std::lock_guard lock(mu_);
+  std::uint64_t n = reaped_dropped_;
   for (const auto& q : queues_) n += q->dropped.load(std::memory_order_relaxed);
   return n;
 }
@@ -393,19 +395,22 @@ void Core::crash_flush(std::int64_t timeout_ns) noexcept {
 }
 
 void Core::fork_prepare() noexcept {
-  mu_.lock();
-  if (!backend_running_.load(std::memory_order_acquire) || is_backend_thread()) return;
-  fork_pause_requested_.store(true, std::memory_order_release);
-  wake_cv_.notify_all();
-  std::int64_t deadline = steady_ns() + 5'000'000'000;
-  while (!fork_paused_.load(std::memory_order_acquire) && steady_ns() < deadline) {
-    sleep_ns(50'000);
+  // Park the backend at a point where every ring it read is consumed and every sink flushed,
+  // then hold mu_ so no thread registers a queue while fork() copies the process.
+  if (backend_running_.load(std::memory_order_acquire) && !is_backend_thread()) {
+    fork_pause_requested_.store(true, std::memory_order_release);
+    wake_cv_.notify_all();
+    std::int64_t deadline = steady_ns() + 5'000'000'000;
+    while (!fork_paused_.load(std::memory_order_acquire) && steady_ns() < deadline) {
+      sleep_ns(50'000);
+    }
   }
+  mu_.lock();
 }
 
 void Core::fork_parent() noexcept {
-  fork_pause_requested_.store(false, std::memory_order_release);
   mu_.unlock();
+  fork_pause_requested_.store(false, std::memory_order_release);
 }
 
 void Core::fork_child() noexcept {
@@ -440,6 +445,10 @@ void Core::fork_child() noexcept {
 // Backend thread
 
 void Core::backend_main() {
+  // Signals sent to the process go to a thread that can wait for this one to flush.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   backend_tid_.store(current_tid(), std::memory_order_relaxed);
   for (;;) {
     if (fork_pause_requested_.load(std::memory_order_acquire)) {
@@ -623,6 +632,9 @@ void Core::process(ThreadQueue& q, const RecordHeader* h) {
 }
 
 void Core::dispatch(const Event& event) {
+  // A sink added before this event was recorded must see it: the ring's acquire of the event
+  // makes the add_sink() that preceded it visible here.
+  adopt_sinks();
   for (auto& sink : sinks_) {
     if (event.level < sink->level()) continue;
     try {
@@ -684,9 +696,11 @@ void Core::reap_closed() {
   }
   if (!any) return;
   std::lock_guard lock(mu_);
-  std::erase_if(queues_, [](const std::shared_ptr<ThreadQueue>& q) {
-    return q->closed.load(std::memory_order_acquire) && q->ring.peek() == nullptr &&
-           q->dropped.load(std::memory_order_relaxed) == q->dropped_reported;
+  std::erase_if(queues_, [this](const std::shared_ptr<ThreadQueue>& q) {
+    bool done = q->closed.load(std::memory_order_acquire) && q->ring.peek() == nullptr &&
+                q->dropped.load(std::memory_order_relaxed) == q->dropped_reported;
+    if (done) reaped_dropped_ += q->dropped_reported;
+    return done;
   });
   queues_version_.fetch_add(1, std::memory_order_release);
   active_ = queues_;

@@ -142,6 +142,7 @@ class Core {
   std::atomic<bool> sinks_pending_{false};
   std::deque<Component> components_;
   std::uint32_t thread_count_ = 0;
+  std::uint64_t reaped_dropped_ = 0;  // Drops of threads whose queues are gone.
   Component* internal_component_ = nullptr;
 
   // Backend-only state.

@@ -1,0 +1,53 @@
+# The two commands: `make demo` and `make test`. Each installs what it needs (scripts/setup),
+# configures and builds.
+
+CMAKE ?= cmake
+CTEST ?= ctest
+
+.PHONY: all setup demo test test-dev test-asan test-tsan bench format clean
+
+all: demo
+
+setup:
+	@scripts/setup
+
+# The seed pipeline: 4 workers, 20 items, WORKTREE -> AGENT -> JUDGE -> CLEANUP; output in demo-out/.
+demo: setup
+	@$(CMAKE) --preset release >/dev/null
+	@$(CMAKE) --build build/release --target pipeline stagelog_cli
+	./build/release/examples/pipeline demo-out
+	./build/release/apps/stagelog/stagelog parse demo-out/pipeline.log > demo-out/parsed.jsonl
+	@echo "parsed back: demo-out/parsed.jsonl ($$(wc -l < demo-out/parsed.jsonl) events)"
+
+# Unit, integration and CLI tests in the dev build, again under ASan + UBSan, and the
+# recorder's concurrency tests under TSan.
+test: setup test-dev test-asan test-tsan
+
+test-dev:
+	@$(CMAKE) --preset dev >/dev/null
+	@$(CMAKE) --build build/dev
+	$(CTEST) --preset dev
+
+test-asan:
+	@$(CMAKE) --preset asan >/dev/null
+	@$(CMAKE) --build build/asan
+	$(CTEST) --preset asan
+
+test-tsan:
+	@$(CMAKE) --preset tsan >/dev/null
+	@$(CMAKE) --build build/tsan
+	$(CTEST) --preset tsan
+
+# Benchmarks against spdlog in the same run; results in bench-results/.
+bench: setup
+	@$(CMAKE) --preset release >/dev/null
+	@$(CMAKE) --build build/release --target hot_path_latency backend_throughput
+	@mkdir -p bench-results
+	./build/release/bench/hot_path_latency --benchmark_out=bench-results/hot_path_latency.json
+	./build/release/bench/backend_throughput --benchmark_out=bench-results/backend_throughput.json
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf build demo-out bench-results

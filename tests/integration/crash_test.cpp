@@ -1,0 +1,137 @@
+// Real child processes that log and then die from real signals: what they logged before
+// dying must be in their files, followed by a record of the crash.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+#include "stagelog/sinks/jsonl_sink.hpp"
+#include "stagelog/sinks/text_sink.hpp"
+#include "stagelog/stage.hpp"
+#include "temp_dir.hpp"
+
+namespace stagelog {
+namespace {
+
+using ::testing::HasSubstr;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;  // ASan's own handler reports, then exits with status 1.
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// Forks; the child sets up a recorder with text and JSONL files in dir, logs 500 events and
+// an open stage, then runs die(). Returns the child's wait status.
+int run_child(const test::TempDir& dir, const std::function<void()>& die) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    {
+      auto* recorder = new Recorder();  // Never destroyed: the process dies first.
+      recorder->add_sink(std::make_shared<TextSink>(dir.path() / "child.log"));
+      recorder->add_sink(std::make_shared<JsonlSink>(dir.path() / "child.jsonl"));
+      recorder->set_worker("gpu-1");
+      for (int i = 0; i < 500; ++i) recorder->logger().info("working", kv("i", i));
+      new StageScope(*recorder, "transcribe");  // Open when the process dies.
+      recorder->logger().error("last words before the crash");
+      die();
+    }
+    _exit(99);  // die() returned: the test fails on the status.
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+void expect_last_words(const test::TempDir& dir, const std::string& crash) {
+  auto text = test::read_file(dir.path() / "child.log");
+  EXPECT_THAT(text, HasSubstr("[gpu-1] INFO app: working i=499"));
+  EXPECT_THAT(text, HasSubstr("[gpu-1] Stage: transcribe - Starting"));
+  EXPECT_THAT(text, HasSubstr("[gpu-1] ERROR app: last words before the crash"));
+  EXPECT_THAT(text, HasSubstr("[gpu-1] CRITICAL stagelog: " + crash));
+  auto json = test::read_file(dir.path() / "child.jsonl");
+  EXPECT_THAT(json, HasSubstr("\"kind\":\"lifecycle\",\"level\":\"critical\""));
+  EXPECT_THAT(json, HasSubstr(crash));
+}
+
+TEST(CrashTest, SegfaultingChildLeavesItsLastEventsInTheFile) {
+  test::TempDir dir;
+  int status = run_child(dir, [] {
+    volatile int* null = nullptr;
+    *null = 1;
+  });
+  if (!kSanitized) {
+    ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+    EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+  }
+  expect_last_words(dir, "crashed: SIGSEGV");
+}
+
+TEST(CrashTest, AbortingChildLeavesItsLastEventsAndDiesOfSigabrt) {
+  test::TempDir dir;
+  int status = run_child(dir, [] { std::abort(); });
+  if (!kSanitized) {
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGABRT);
+  }
+  expect_last_words(dir, "crashed: SIGABRT");
+}
+
+TEST(CrashTest, UncaughtExceptionRecordsWhatTerminateSaw) {
+  test::TempDir dir;
+  int status = run_child(dir, [] {
+    std::thread([] { throw std::runtime_error("model_name missing"); }).join();
+  });
+  if (!kSanitized) {
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGABRT);
+  }
+  auto text = test::read_file(dir.path() / "child.log");
+  EXPECT_THAT(text, HasSubstr("terminate called: std::runtime_error: model_name missing"));
+  EXPECT_THAT(text, HasSubstr("last words before the crash"));
+}
+
+TEST(CrashTest, SigbusFromKillIsFlushedAndReRaised) {
+  test::TempDir dir;
+  int ready_fd = -1;
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    auto* recorder = new Recorder();
+    recorder->add_sink(std::make_shared<TextSink>(dir.path() / "child.log"));
+    recorder->add_sink(std::make_shared<JsonlSink>(dir.path() / "child.jsonl"));
+    recorder->set_worker("gpu-1");
+    for (int i = 0; i < 500; ++i) recorder->logger().info("working", kv("i", i));
+    new StageScope(*recorder, "transcribe");
+    recorder->logger().error("last words before the crash");
+    char c = 'r';
+    (void)!write(pipe_fds[1], &c, 1);
+    for (;;) pause();
+  }
+  close(pipe_fds[1]);
+  ready_fd = pipe_fds[0];
+  char c = 0;
+  ASSERT_EQ(read(ready_fd, &c, 1), 1);
+  close(ready_fd);
+  ASSERT_EQ(kill(pid, SIGBUS), 0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!kSanitized) {
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGBUS);
+  }
+  // The backend thread blocks signals, so the kernel hands this one to the logging thread.
+  expect_last_words(dir, "crashed: SIGBUS");
+}
+
+}  // namespace
+}  // namespace stagelog
