@@ -88,8 +88,21 @@ Core::Core(Recorder* owner, Options options)
 Core::~Core() { stop_backend(); }
 
 void Core::start_backend() {
+  // The backend starts with every signal blocked (a new thread inherits its creator's mask),
+  // so a signal sent to the process is never handled there, even before it first runs:
+  // the handler must run on a thread that can wait for the backend to flush.
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &previous);
   backend_running_.store(true, std::memory_order_release);
-  backend_ = std::make_unique<std::thread>([this] { backend_main(); });
+  try {
+    backend_ = std::make_unique<std::thread>([this] { backend_main(); });
+  } catch (...) {
+    backend_running_.store(false, std::memory_order_release);
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    throw;
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 }
 
 void Core::stop_backend() noexcept {
@@ -445,10 +458,6 @@ void Core::fork_child() noexcept {
 // Backend thread
 
 void Core::backend_main() {
-  // Signals sent to the process go to a thread that can wait for this one to flush.
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   backend_tid_.store(current_tid(), std::memory_order_relaxed);
   for (;;) {
     if (fork_pause_requested_.load(std::memory_order_acquire)) {

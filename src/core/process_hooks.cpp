@@ -107,10 +107,18 @@ void fork_child() {
   g_register_mu.unlock();
 }
 
+// exit() runs no destructors of objects on a thread's stack: flush what they recorded.
+void flush_at_exit() {
+  for_each_core([](Core& core) { core.flush(); });
+}
+
 }  // namespace
 
 void register_core(Core* core, bool crash_handlers) {
-  std::call_once(g_fork_once, [] { pthread_atfork(fork_prepare, fork_parent, fork_child); });
+  std::call_once(g_fork_once, [] {
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    std::atexit(flush_at_exit);
+  });
   if (crash_handlers) std::call_once(g_crash_once, install_crash_handlers);
   std::lock_guard lock(g_register_mu);
   for (auto& slot : g_cores) {

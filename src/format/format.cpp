@@ -169,13 +169,13 @@ void append_timestamp(std::string& out, std::int64_t ts_ns) {
 
 void append_seconds(std::string& out, std::int64_t ns) {
   if (ns < 0) ns = 0;
-  if (ns >= 999'950'000) {  // Rounds to at least 1.0: one decimal.
+  std::int64_t ms = (ns + 500'000) / 1'000'000;
+  if (ms >= 1000) {  // One second or more once rounded: one decimal.
     std::int64_t tenths = (ns + 50'000'000) / 100'000'000;
     append_int(out, tenths / 10);
     out += '.';
     out += static_cast<char>('0' + tenths % 10);
   } else {
-    std::int64_t ms = (ns + 500'000) / 1'000'000;
     char buf[6] = {'0', '.', static_cast<char>('0' + ms / 100 % 10),
                    static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10), 0};
     out.append(buf, 5);

@@ -74,9 +74,11 @@ std::optional<std::int64_t> parse_timestamp(std::string_view t) noexcept {
       t[13] != ':' || !digits(t, 14, 2, minute) || t[16] != ':' || !digits(t, 17, 2, second)) {
     return std::nullopt;
   }
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
-    return std::nullopt;
-  }
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  int month_days = kDays[month - 1] + (month == 2 && leap ? 1 : 0);
+  if (day < 1 || day > month_days) return std::nullopt;
   std::size_t pos = 19;
   std::int64_t frac_ns = 0;
   if (t[pos] == '.') {
@@ -93,7 +95,13 @@ std::optional<std::int64_t> parse_timestamp(std::string_view t) noexcept {
   }
   if (pos + 1 != t.size() || t[pos] != 'Z') return std::nullopt;
   std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  return ((days * 86400 + hour * 3600 + minute * 60 + second) * 1'000'000'000) + frac_ns;
+  std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second;
+  std::int64_t ns;
+  if (__builtin_mul_overflow(seconds, std::int64_t{1'000'000'000}, &ns) ||
+      __builtin_add_overflow(ns, frac_ns, &ns)) {
+    return std::nullopt;  // Past 2262-04-11: not representable in int64 nanoseconds.
+  }
+  return ns;
 }
 
 std::optional<ParsedLine> parse_line(std::string_view s, std::string* error) {
@@ -135,6 +143,9 @@ std::optional<ParsedLine> parse_line(std::string_view s, std::string* error) {
       out.status = Status::Completed;
       out.message = "All stages complete";
       out.duration = take_duration(s);
+      if (!s.empty() && s.front() != ' ') {
+        return fail(error, "unexpected text after 'All stages complete'");
+      }
       return out;
     }
     std::size_t word_end = 0;
@@ -152,6 +163,7 @@ std::optional<ParsedLine> parse_line(std::string_view s, std::string* error) {
     if (consume(s, ": ")) {
       out.message = std::string(s);
     } else if (consume(s, " ")) {
+      while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
       out.message = std::string(s);  // Fields such as "tokens=1247".
     } else if (!s.empty()) {
       return fail(error, "unexpected text after the stage status");
