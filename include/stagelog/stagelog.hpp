@@ -10,6 +10,7 @@
 #include "stagelog/recorder.hpp"
 #include "stagelog/sink.hpp"
 #include "stagelog/sinks/console_sink.hpp"
+#include "stagelog/sinks/file_sink.hpp"
 #include "stagelog/sinks/jsonl_sink.hpp"
 #include "stagelog/sinks/text_sink.hpp"
 #include "stagelog/stage.hpp"

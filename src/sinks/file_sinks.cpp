@@ -7,12 +7,12 @@
 
 namespace stagelog {
 
-TextSink::TextSink(const std::filesystem::path& path, Level level)
+FileSink::FileSink(const std::filesystem::path& path, Level level)
     : Sink(level), path_(path), fd_(detail::open_append(path)) {
   buffer_.reserve(detail::kSinkBufferBytes * 2);
 }
 
-TextSink::~TextSink() {
+FileSink::~FileSink() {
   try {
     flush();
   } catch (...) {
@@ -20,16 +20,15 @@ TextSink::~TextSink() {
   ::close(fd_);
 }
 
-void TextSink::write(const Event& event) {
-  detail::format_text(event, buffer_);
+void FileSink::write(const Event& event) {
+  format(event, buffer_);
   if (buffer_.size() >= detail::kSinkBufferBytes) flush();
 }
 
-void TextSink::flush() {
+void FileSink::flush() {
   if (buffer_.empty()) return;
-  std::string_view pending = buffer_;
   try {
-    detail::write_all(fd_, pending, path_.string());
+    detail::write_all(fd_, buffer_, path_.string());
   } catch (...) {
     buffer_.clear();  // Nothing is kept for a retry: a broken disk must not grow memory.
     throw;
@@ -37,34 +36,8 @@ void TextSink::flush() {
   buffer_.clear();
 }
 
-JsonlSink::JsonlSink(const std::filesystem::path& path, Level level)
-    : Sink(level), path_(path), fd_(detail::open_append(path)) {
-  buffer_.reserve(detail::kSinkBufferBytes * 2);
-}
+void TextSink::format(const Event& event, std::string& out) { detail::format_text(event, out); }
 
-JsonlSink::~JsonlSink() {
-  try {
-    flush();
-  } catch (...) {
-  }
-  ::close(fd_);
-}
-
-void JsonlSink::write(const Event& event) {
-  detail::format_json(event, buffer_);
-  if (buffer_.size() >= detail::kSinkBufferBytes) flush();
-}
-
-void JsonlSink::flush() {
-  if (buffer_.empty()) return;
-  std::string_view pending = buffer_;
-  try {
-    detail::write_all(fd_, pending, path_.string());
-  } catch (...) {
-    buffer_.clear();  // Nothing is kept for a retry: a broken disk must not grow memory.
-    throw;
-  }
-  buffer_.clear();
-}
+void JsonlSink::format(const Event& event, std::string& out) { detail::format_json(event, out); }
 
 }  // namespace stagelog

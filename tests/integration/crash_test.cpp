@@ -36,21 +36,24 @@ namespace {
 constexpr bool kSanitized = false;
 #endif
 
-// Forks; the child sets up a recorder with text and JSONL files in dir, logs 500 events and
-// an open stage, then runs die(). Returns the child's wait status.
+// In a child process: a recorder with text and JSONL files in dir, 500 events, an open stage
+// and last words. Never destroyed: the process dies first.
+void log_until_death(const test::TempDir& dir) {
+  auto* recorder = new Recorder();
+  recorder->add_sink(std::make_shared<TextSink>(dir.path() / "child.log"));
+  recorder->add_sink(std::make_shared<JsonlSink>(dir.path() / "child.jsonl"));
+  recorder->set_worker("gpu-1");
+  for (int i = 0; i < 500; ++i) recorder->logger().info("working", kv("i", i));
+  new StageScope(*recorder, "transcribe");  // Open when the process dies.
+  recorder->logger().error("last words before the crash");
+}
+
+// Forks; the child logs (log_until_death), then runs die(). Returns the child's wait status.
 int run_child(const test::TempDir& dir, const std::function<void()>& die) {
   pid_t pid = fork();
   if (pid == 0) {
-    {
-      auto* recorder = new Recorder();  // Never destroyed: the process dies first.
-      recorder->add_sink(std::make_shared<TextSink>(dir.path() / "child.log"));
-      recorder->add_sink(std::make_shared<JsonlSink>(dir.path() / "child.jsonl"));
-      recorder->set_worker("gpu-1");
-      for (int i = 0; i < 500; ++i) recorder->logger().info("working", kv("i", i));
-      new StageScope(*recorder, "transcribe");  // Open when the process dies.
-      recorder->logger().error("last words before the crash");
-      die();
-    }
+    log_until_death(dir);
+    die();
     _exit(99);  // die() returned: the test fails on the status.
   }
   int status = 0;
@@ -115,13 +118,7 @@ TEST(CrashTest, SigbusFromKillIsFlushedAndReRaised) {
   pid_t pid = fork();
   if (pid == 0) {
     close(pipe_fds[0]);
-    auto* recorder = new Recorder();
-    recorder->add_sink(std::make_shared<TextSink>(dir.path() / "child.log"));
-    recorder->add_sink(std::make_shared<JsonlSink>(dir.path() / "child.jsonl"));
-    recorder->set_worker("gpu-1");
-    for (int i = 0; i < 500; ++i) recorder->logger().info("working", kv("i", i));
-    new StageScope(*recorder, "transcribe");
-    recorder->logger().error("last words before the crash");
+    log_until_death(dir);
     char c = 'r';
     (void)!write(pipe_fds[1], &c, 1);
     for (;;) pause();

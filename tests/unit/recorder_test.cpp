@@ -12,6 +12,7 @@
 
 #include "fake_clock.hpp"
 #include "memory_sink.hpp"
+#include "recording.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/sinks/text_sink.hpp"
 #include "temp_dir.hpp"
@@ -21,22 +22,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Fixture {
-  explicit Fixture(Options options = {}) : recorder(with_clock(std::move(options), clock)) {
-    recorder.add_sink(sink);
-  }
-  static Options with_clock(Options options, test::FakeClock& clock) {
-    if (!options.clock) options.clock = clock.fn();
-    return options;
-  }
-  std::vector<test::OwnedEvent> events() {
-    recorder.flush();
-    return sink->events();
-  }
-  test::FakeClock clock;
-  std::shared_ptr<test::MemorySink> sink = std::make_shared<test::MemorySink>();
-  Recorder recorder;
-};
+using Fixture = test::Recording;
 
 // Restores an environment variable when the test ends.
 class ScopedEnv {

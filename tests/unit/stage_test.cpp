@@ -7,6 +7,7 @@
 
 #include "fake_clock.hpp"
 #include "memory_sink.hpp"
+#include "recording.hpp"
 #include "stagelog/sinks/text_sink.hpp"
 #include "temp_dir.hpp"
 
@@ -19,21 +20,7 @@ using ::testing::HasSubstr;
 
 enum class ExecutionStage { WORKTREE, AGENT, JUDGE, CLEANUP };
 
-struct Fixture {
-  Fixture() : recorder(options(clock)) { recorder.add_sink(sink); }
-  static Options options(test::FakeClock& clock) {
-    Options o;
-    o.clock = clock.fn();
-    return o;
-  }
-  std::vector<test::OwnedEvent> events() {
-    recorder.flush();
-    return sink->events();
-  }
-  test::FakeClock clock;
-  std::shared_ptr<test::MemorySink> sink = std::make_shared<test::MemorySink>();
-  Recorder recorder;
-};
+using Fixture = test::Recording;
 
 TEST(StageScopeTest, RecordsStartingThenCompletedWithElapsedTime) {
   Fixture f;
