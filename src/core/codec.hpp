@@ -15,6 +15,40 @@ namespace stagelog::detail {
 
 inline constexpr std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
 
+// memcpy for the short strings of the hot path (names, keys, short messages), inline: a call
+// to the library's memcpy costs more than the copy. Overlapping word copies, never past n.
+inline void copy_bytes(std::byte* d, const char* s, std::size_t n) noexcept {
+  auto word = [](std::byte* to, const char* from, std::size_t size) {
+    if (size == 8) {
+      std::uint64_t v;
+      std::memcpy(&v, from, 8);
+      std::memcpy(to, &v, 8);
+    } else {
+      std::uint32_t v;
+      std::memcpy(&v, from, 4);
+      std::memcpy(to, &v, 4);
+    }
+  };
+  if (n > 32) {
+    std::memcpy(d, s, n);
+  } else if (n > 16) {
+    word(d, s, 8);
+    word(d + 8, s + 8, 8);
+    word(d + n - 16, s + n - 16, 8);
+    word(d + n - 8, s + n - 8, 8);
+  } else if (n >= 8) {
+    word(d, s, 8);
+    word(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    word(d, s, 4);
+    word(d + n - 4, s + n - 4, 4);
+  } else if (n > 0) {
+    d[0] = static_cast<std::byte>(s[0]);
+    d[n / 2] = static_cast<std::byte>(s[n / 2]);
+    d[n - 1] = static_cast<std::byte>(s[n - 1]);
+  }
+}
+
 inline std::size_t encoded_size(std::string_view s) noexcept { return 4 + s.size(); }
 
 inline std::size_t encoded_size(const Kv& field) noexcept {
@@ -32,7 +66,8 @@ class Encoder {
   void str(std::string_view s) noexcept {
     auto n = static_cast<std::uint32_t>(s.size());
     raw(&n, 4);
-    raw(s.data(), s.size());
+    copy_bytes(p_, s.data(), s.size());
+    p_ += s.size();
   }
   void field(const Kv& f, std::size_t max_string) noexcept {
     u8(static_cast<std::uint8_t>(f.type));
@@ -48,7 +83,7 @@ class Encoder {
 
  private:
   void raw(const void* src, std::size_t n) noexcept {
-    if (n != 0) std::memcpy(p_, src, n);
+    std::memcpy(p_, src, n);  // n is a constant at every call: compiled to moves.
     p_ += n;
   }
   std::byte* p_;

@@ -21,8 +21,8 @@
 
 namespace stagelog::detail {
 
-thread_local ThreadQueue* Core::t_queue_ = nullptr;
-thread_local std::uint64_t Core::t_core_id_ = 0;
+[[gnu::tls_model("initial-exec")]] thread_local ThreadQueue* Core::t_queue_ = nullptr;
+[[gnu::tls_model("initial-exec")]] thread_local std::uint64_t Core::t_core_id_ = 0;
 
 namespace {
 
@@ -30,7 +30,9 @@ std::atomic<std::uint64_t> g_next_core_id{1};
 
 constexpr std::size_t kMinCapacity = 4096;
 constexpr std::size_t kBatch = 4096;
+constexpr std::size_t kSmallBatch = 256;
 constexpr auto kIdleWait = std::chrono::milliseconds(2);
+constexpr auto kBatchWait = std::chrono::microseconds(200);
 
 // Keeps the calling thread's queues alive and marks them closed when the thread exits, so the
 // backend drains and then frees them.
@@ -192,6 +194,20 @@ struct Budget {
   std::size_t limit = std::numeric_limits<std::size_t>::max();
 };
 
+std::size_t fields_size(std::span<const Kv> fields, std::size_t limit) noexcept;
+
+[[gnu::noinline]] std::size_t fit_cut(std::size_t fixed,
+                                      std::initializer_list<std::string_view> strings,
+                                      std::span<const Kv> fields, std::size_t max_record,
+                                      std::size_t& limit) noexcept {
+  std::size_t pieces = strings.size() + 2 * fields.size();
+  std::size_t overhead = sizeof(RecordHeader) + fixed + 4 * strings.size() + 13 * fields.size() + 8;
+  limit = overhead < max_record ? (max_record - overhead) / std::max<std::size_t>(pieces, 1) : 0;
+  std::size_t n = sizeof(RecordHeader) + fixed + fields_size(fields, limit);
+  for (auto s : strings) n += 4 + std::min(s.size(), limit);
+  return align8(n);
+}
+
 std::size_t fields_size(std::span<const Kv> fields, std::size_t limit) noexcept {
   std::size_t n = 0;
   for (const auto& f : fields) {
@@ -201,21 +217,20 @@ std::size_t fields_size(std::span<const Kv> fields, std::size_t limit) noexcept 
   return n;
 }
 
-// Total size of a record with a fixed part, strings and fields, cutting strings when needed.
-std::size_t fit(std::size_t fixed, std::initializer_list<std::string_view> strings,
-                std::span<const Kv> fields, std::size_t max_record, std::size_t& limit) noexcept {
+// Total size of a record with a fixed part, strings and fields. Almost always it fits in half
+// the ring as is; otherwise `limit` is set to the length every string is cut to.
+inline std::size_t fit(std::size_t fixed, std::initializer_list<std::string_view> strings,
+                       std::span<const Kv> fields, std::size_t max_record,
+                       std::size_t& limit) noexcept {
   limit = std::numeric_limits<std::size_t>::max();
-  auto total = [&] {
-    std::size_t n = sizeof(RecordHeader) + fixed + fields_size(fields, limit);
-    for (auto s : strings) n += 4 + std::min(s.size(), limit);
-    return align8(n);
-  };
-  std::size_t n = total();
-  if (n <= max_record) return n;
-  std::size_t pieces = strings.size() + 2 * fields.size();
-  std::size_t overhead = sizeof(RecordHeader) + fixed + 4 * strings.size() + 13 * fields.size() + 8;
-  limit = overhead < max_record ? (max_record - overhead) / std::max<std::size_t>(pieces, 1) : 0;
-  return total();
+  std::size_t n = sizeof(RecordHeader) + fixed;
+  for (auto s : strings) n += 4 + s.size();
+  for (const auto& f : fields) {
+    n += 5 + f.key.size() + (f.type == Kv::Type::String ? 4 + f.s.size() : 8);
+  }
+  n = align8(n);
+  if (n <= max_record) [[likely]] return n;
+  return fit_cut(fixed, strings, fields, max_record, limit);
 }
 
 std::span<const Kv> cap_fields(std::span<const Kv> fields) noexcept {
@@ -509,9 +524,11 @@ void Core::backend_main() {
     }
     reap_closed();
     if (stopping && n == 0) break;
-    if (n == 0) {
+    if (n < kSmallBatch) {
+      // Caught up: wait instead of polling the rings' write positions, which would pull their
+      // cache lines away from the producers on every record they publish.
       std::unique_lock lock(wake_mu_);
-      wake_cv_.wait_for(lock, kIdleWait, [&] {
+      wake_cv_.wait_for(lock, n == 0 ? kIdleWait : kBatchWait, [&] {
         return stop_requested_.load(std::memory_order_relaxed) ||
                flush_requested_.load(std::memory_order_relaxed) != flush_done_ ||
                fork_pause_requested_.load(std::memory_order_relaxed);
@@ -734,3 +751,13 @@ void Core::report_error(std::string_view message) noexcept {
 }
 
 }  // namespace stagelog::detail
+
+namespace stagelog {
+
+// Here, beside Core::emit_log, so that the hot path is one call.
+void Logger::log(Level level, std::string_view message, std::span<const Kv> fields) const noexcept {
+  if (!enabled(level)) return;
+  recorder_->core().emit_log(detail::RecordType::Log, level, component_, message, fields);
+}
+
+}  // namespace stagelog

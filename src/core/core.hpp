@@ -123,8 +123,9 @@ class Core {
     return fake_clock_ ? ticks : clock_.duration_ns(ticks);
   }
 
-  static thread_local ThreadQueue* t_queue_;
-  static thread_local std::uint64_t t_core_id_;
+  // initial-exec: one %fs-relative load, where the PIC default would call __tls_get_addr.
+  [[gnu::tls_model("initial-exec")]] static thread_local ThreadQueue* t_queue_;
+  [[gnu::tls_model("initial-exec")]] static thread_local std::uint64_t t_core_id_;
 
   Recorder* owner_;
   Options options_;

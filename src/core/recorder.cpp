@@ -79,11 +79,6 @@ std::uint64_t Recorder::dropped() const noexcept { return core_->dropped(); }
 std::int64_t Recorder::pid() const noexcept { return core_->pid(); }
 const std::string& Recorder::host() const noexcept { return core_->host(); }
 
-void Logger::log(Level level, std::string_view message, std::span<const Kv> fields) const noexcept {
-  if (!enabled(level)) return;
-  recorder_->core().emit_log(detail::RecordType::Log, level, component_, message, fields);
-}
-
 // --- StageScope ---
 
 void StageScope::begin(std::string_view name, std::span<const Kv> fields) noexcept {

@@ -37,8 +37,9 @@ static_assert(sizeof(RecordHeader) == 16);
 // does not fit before the end, a Pad record fills the gap.
 class Ring {
  public:
+  // The memory is touched here, on the thread's first event, not on the hot path's first lap.
   explicit Ring(std::size_t capacity)
-      : buffer_(new std::byte[capacity]), capacity_(capacity), mask_(capacity - 1) {}
+      : buffer_(new std::byte[capacity]()), capacity_(capacity), mask_(capacity - 1) {}
 
   std::size_t capacity() const noexcept { return capacity_; }
 

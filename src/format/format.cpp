@@ -183,13 +183,13 @@ void append_seconds(std::string& out, std::int64_t ns) {
 }
 
 void append_escaped_text(std::string& out, std::string_view s) {
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u != 0x7f) {
-      out += c;
-      continue;
-    }
-    switch (c) {
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto u = static_cast<unsigned char>(s[i]);
+    if (u >= 0x20 && u != 0x7f) [[likely]] continue;
+    out.append(s.data() + start, i - start);
+    start = i + 1;
+    switch (s[i]) {
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
@@ -200,6 +200,7 @@ void append_escaped_text(std::string& out, std::string_view s) {
       }
     }
   }
+  out.append(s.data() + start, s.size() - start);
 }
 
 bool format_text(const Event& e, std::string& out) {
