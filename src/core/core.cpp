@@ -485,13 +485,14 @@ void Core::backend_main() {
       fork_paused_.store(false, std::memory_order_release);
       continue;
     }
-    refresh_queues();
-    adopt_sinks();
-    if (!fake_clock_) clock_.maybe_resync();
-
+    // Requests first, then the list of rings: a ring created before a flush, crash or stop
+    // request was made is then in the list this iteration drains.
     const std::uint64_t flush_ticket = flush_requested_.load(std::memory_order_acquire);
     const std::uint64_t crash_ticket = crash_requested_.load(std::memory_order_acquire);
     const bool stopping = stop_requested_.load(std::memory_order_acquire);
+    refresh_queues();
+    adopt_sinks();
+    if (!fake_clock_) clock_.maybe_resync();
     std::uint64_t flushed;
     {
       std::lock_guard lock(wake_mu_);
