@@ -13,7 +13,9 @@ enum class Level : std::uint8_t { Trace, Debug, Info, Warning, Error, Critical, 
 
 // What an event reports. See DESIGN.md: one event model for the recorder, the watchdog and
 // the server.
-enum class Kind : std::uint8_t { Stage, Log, Heartbeat, Lifecycle, Node, Run };
+// Task and Request extend DESIGN.md's list: like stages they open and close, and the watchdog
+// watches the open ones (a task claimed and never finished, a load_llm nobody picks up).
+enum class Kind : std::uint8_t { Stage, Log, Heartbeat, Lifecycle, Node, Run, Task, Request };
 
 enum class Status : std::uint8_t {
   None,
@@ -63,6 +65,9 @@ struct Event {
   std::span<const Field> fields;
   std::int64_t pid = 0;
   std::string_view host;
+  // The message already says what the fields hold ("Claimed task: d5de16d7 (load_llm)"):
+  // text formats leave the fields out, JSON keeps them.
+  bool fields_in_message = false;
 };
 
 }  // namespace stagelog

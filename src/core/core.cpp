@@ -30,6 +30,7 @@ std::atomic<std::uint64_t> g_next_core_id{1};
 
 constexpr std::size_t kMinCapacity = 4096;
 constexpr std::size_t kBatch = 4096;
+constexpr std::uint64_t kFieldsInMessage = 1u << 8;  // In a Structured record's kind word.
 constexpr std::size_t kSmallBatch = 256;
 constexpr auto kIdleWait = std::chrono::milliseconds(2);
 constexpr auto kBatchWait = std::chrono::microseconds(200);
@@ -300,6 +301,30 @@ void Core::emit_stage_end(const Component* component, std::uint64_t id, std::int
     e.u64(id);
     e.i64(begin_ts);
     e.str(name.substr(0, limit));
+    e.str(message.substr(0, limit));
+    for (const auto& f : fields) e.field(f, limit);
+  });
+}
+
+void Core::emit_structured(Kind kind, Level level, Status status, const Component* component,
+                           std::string_view subject, std::string_view message,
+                           std::span<const Kv> fields, std::int64_t begin_ts,
+                           bool fields_in_message) noexcept {
+  ThreadQueue* q = queue();
+  if (q == nullptr) [[unlikely]] return;
+  fields = cap_fields(fields);
+  std::size_t limit;
+  std::size_t bytes = fit(24, {subject, message}, fields, max_record_, limit);
+  std::int64_t ts = now();
+  push(*q, bytes, false, [&](std::byte* p) {
+    auto* h = reinterpret_cast<RecordHeader*>(p);
+    *h = RecordHeader{static_cast<std::uint32_t>(bytes), RecordType::Structured, level, status,
+                      static_cast<std::uint8_t>(fields.size()), ts};
+    Encoder e(p + sizeof(RecordHeader));
+    e.ptr(component);
+    e.u64(static_cast<std::uint64_t>(kind) | (fields_in_message ? kFieldsInMessage : 0));
+    e.i64(begin_ts);
+    e.str(subject.substr(0, limit));
     e.str(message.substr(0, limit));
     for (const auto& f : fields) e.field(f, limit);
   });
@@ -638,6 +663,18 @@ void Core::process(ThreadQueue& q, const RecordHeader* h) {
       d.fields(h->field_count, fields_);
       break;
     }
+    case RecordType::Structured: {
+      e.component = d.ptr<Component>()->name;
+      std::uint64_t kind = d.u64();
+      e.kind = static_cast<Kind>(kind & 0xff);
+      e.fields_in_message = (kind & kFieldsInMessage) != 0;
+      std::int64_t begin = d.i64();
+      if (begin != 0) e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - begin));
+      e.stage = d.str();
+      e.message = d.str();
+      d.fields(h->field_count, fields_);
+      break;
+    }
     case RecordType::RunBegin:
       e.kind = Kind::Run;
       e.component = d.ptr<Component>()->name;
@@ -754,6 +791,20 @@ void Core::report_error(std::string_view message) noexcept {
 }  // namespace stagelog::detail
 
 namespace stagelog {
+
+void Logger::event(Kind kind, Level level, Status status, std::string_view subject,
+                   std::string_view message, std::span<const Kv> fields,
+                   std::int64_t begin_ticks, bool fields_in_message) const noexcept {
+  recorder_->core().emit_structured(kind, level, status, component_, subject, message, fields,
+                                    begin_ticks, fields_in_message);
+}
+
+std::int64_t Logger::now_ticks() const noexcept { return recorder_->core().now(); }
+
+double Logger::seconds_since(std::int64_t ticks) const noexcept {
+  auto& core = recorder_->core();
+  return core.ticks_to_seconds(core.now() - ticks);
+}
 
 // Here, beside Core::emit_log, so that the hot path is one call.
 void Logger::log(Level level, std::string_view message, std::span<const Kv> fields) const noexcept {

@@ -72,6 +72,12 @@ class Core {
   void emit_stage_end(const Component* component, std::uint64_t id, std::int64_t begin_ts,
                       std::string_view name, Status status, std::string_view message,
                       std::span<const Kv> fields) noexcept;
+  // Any kind of event, always recorded (no component level): lifecycle, heartbeat, task ...
+  // begin_ts, when not 0, is a now() value the event reports the time since.
+  void emit_structured(Kind kind, Level level, Status status, const Component* component,
+                       std::string_view subject, std::string_view message,
+                       std::span<const Kv> fields, std::int64_t begin_ts,
+                       bool fields_in_message = false) noexcept;
   std::int64_t emit_run_begin(const Component* component) noexcept;
   void emit_run_end(const Component* component, std::int64_t begin_ts, Status status,
                     std::string_view message) noexcept;

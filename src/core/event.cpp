@@ -29,8 +29,8 @@ constexpr std::array<std::string_view, 7> kLevelNames = {"TRACE", "DEBUG", "INFO
                                                          "ERROR", "CRITICAL", "OFF"};
 constexpr std::array<std::string_view, 7> kLevelJson = {"trace", "debug",    "info", "warning",
                                                         "error", "critical", "off"};
-constexpr std::array<std::string_view, 6> kKindNames = {"stage", "log", "heartbeat",
-                                                        "lifecycle", "node", "run"};
+constexpr std::array<std::string_view, 8> kKindNames = {
+    "stage", "log", "heartbeat", "lifecycle", "node", "run", "task", "request"};
 constexpr std::array<std::string_view, 7> kStatusNames = {
     "", "starting", "running", "completed", "failed", "skipped", "in_progress"};
 

@@ -86,6 +86,7 @@ void append_field_value(std::string& out, const FieldValue& value) {
 }
 
 void append_fields_text(std::string& out, const Event& e) {
+  if (e.fields_in_message) return;
   for (const auto& f : e.fields) {
     out += ' ';
     append_escaped_text(out, f.key);
@@ -203,52 +204,87 @@ void append_escaped_text(std::string& out, std::string_view s) {
   out.append(s.data() + start, s.size() - start);
 }
 
+namespace {
+
+// "Stage: AGENT - Complete (13.2s): message", the part after "[worker] " in a stage line.
+void append_stage_body(const Event& e, std::string& out) {
+  out += "Stage: ";
+  append_escaped_text(out, e.stage);
+  out += " - ";
+  auto elapsed = [&] {
+    if (e.elapsed_ns) {
+      out += " (";
+      append_seconds(out, *e.elapsed_ns);
+      out += "s)";
+    }
+  };
+  if (e.kind == Kind::Run && e.status == Status::Completed) {
+    append_escaped_text(out, e.message.empty() ? std::string_view("All stages complete")
+                                               : e.message);
+    elapsed();
+    return;
+  }
+  switch (e.status) {
+    case Status::Starting: out += "Starting"; break;
+    case Status::Running: out += "Running"; break;
+    case Status::Completed: out += "Complete"; break;
+    case Status::Failed: out += "Failed"; break;
+    case Status::Skipped: out += "Skipped"; break;
+    case Status::InProgress: out += "InProgress"; break;
+    case Status::None: out += "Event"; break;
+  }
+  elapsed();
+  if (!e.message.empty()) {
+    out += ": ";
+    append_escaped_text(out, e.message);
+  }
+}
+
+bool is_stage_line(const Event& e) { return e.kind == Kind::Stage || e.kind == Kind::Run; }
+
+}  // namespace
+
 bool format_text(const Event& e, std::string& out) {
-  const bool stage_line = e.kind == Kind::Stage || e.kind == Kind::Run;
   if (e.kind == Kind::Run && e.status == Status::Starting) return false;
   append_timestamp(out, e.ts_ns);
   out += " [";
   append_escaped_text(out, e.worker);
   out += "] ";
-  if (stage_line) {
-    out += "Stage: ";
-    append_escaped_text(out, e.stage);
-    out += " - ";
-    auto elapsed = [&] {
-      if (e.elapsed_ns) {
-        out += " (";
-        append_seconds(out, *e.elapsed_ns);
-        out += "s)";
-      }
-    };
-    auto message = [&] {
-      if (!e.message.empty()) {
-        out += ": ";
-        append_escaped_text(out, e.message);
-      }
-    };
-    if (e.kind == Kind::Run && e.status == Status::Completed) {
-      append_escaped_text(out, e.message.empty() ? std::string_view("All stages complete")
-                                                 : e.message);
-      elapsed();
-    } else {
-      switch (e.status) {
-        case Status::Starting: out += "Starting"; break;
-        case Status::Running: out += "Running"; break;
-        case Status::Completed: out += "Complete"; break;
-        case Status::Failed: out += "Failed"; break;
-        case Status::Skipped: out += "Skipped"; break;
-        case Status::InProgress: out += "InProgress"; break;
-        case Status::None: out += "Event"; break;
-      }
-      elapsed();
-      message();
-    }
+  if (is_stage_line(e)) {
+    append_stage_body(e, out);
   } else {
     out += level_name(e.level);
     out += ' ';
     append_escaped_text(out, e.component);
     out += ": ";
+    append_escaped_text(out, e.message);
+  }
+  append_fields_text(out, e);
+  out += '\n';
+  return true;
+}
+
+void append_python_timestamp(std::string& out, std::int64_t ts_ns) {
+  std::size_t at = out.size();
+  append_timestamp(out, ts_ns);  // 2026-02-04T19:36:20.123Z
+  out[at + 10] = ' ';
+  out[at + 19] = ',';
+  out.pop_back();  // The Z.
+}
+
+bool format_worker_line(const Event& e, std::string_view worker_label, std::string& out) {
+  if (e.kind == Kind::Run && e.status == Status::Starting) return false;
+  append_python_timestamp(out, e.ts_ns);
+  out += " - ";
+  append_escaped_text(out, worker_label);
+  out += " - ";
+  append_escaped_text(out, e.component);
+  out += " - ";
+  out += level_name(e.level);
+  out += " - ";
+  if (is_stage_line(e)) {
+    append_stage_body(e, out);
+  } else {
     append_escaped_text(out, e.message);
   }
   append_fields_text(out, e);

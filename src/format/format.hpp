@@ -16,6 +16,12 @@ void append_seconds(std::string& out, std::int64_t ns);
 // for the rest, with a trailing newline. Returns false (and appends nothing) for events that
 // have no text form (a run start).
 bool format_text(const Event& event, std::string& out);
+// The per-worker file line of seed 003, "2026-02-04 19:36:20,123 - Worker 3 - worker - INFO -
+// message k=v" (UTC), with the stage part of a stage line as the message. Returns false for
+// events that have no text form (a run start).
+bool format_worker_line(const Event& event, std::string_view worker_label, std::string& out);
+// "2026-02-04 19:36:20,123": Python logging's asctime, in UTC.
+void append_python_timestamp(std::string& out, std::int64_t ts_ns);
 // One JSON object and a newline.
 void format_json(const Event& event, std::string& out);
 // A JSON string literal with quotes; control characters escaped, invalid UTF-8 replaced by

@@ -11,8 +11,9 @@ namespace stagelog {
 // Strings are escaped and invalid UTF-8 is replaced by U+FFFD, so a line never breaks.
 class JsonlSink : public FileSink {
  public:
-  explicit JsonlSink(const std::filesystem::path& path, Level level = Level::Trace)
-      : FileSink(path, level) {}
+  explicit JsonlSink(const std::filesystem::path& path, Level level = Level::Trace,
+                    Rotation rotation = {})
+      : FileSink(path, level, rotation) {}
 
  protected:
   void format(const Event& event, std::string& out) override;

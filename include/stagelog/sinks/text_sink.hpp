@@ -10,8 +10,9 @@ namespace stagelog {
 //   2026-01-04T19:30:28.460Z [T0_00] INFO worker: claimed task task=d5de16d7
 class TextSink : public FileSink {
  public:
-  explicit TextSink(const std::filesystem::path& path, Level level = Level::Trace)
-      : FileSink(path, level) {}
+  explicit TextSink(const std::filesystem::path& path, Level level = Level::Trace,
+                    Rotation rotation = {})
+      : FileSink(path, level, rotation) {}
 
  protected:
   void format(const Event& event, std::string& out) override;
