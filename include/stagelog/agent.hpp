@@ -37,7 +37,8 @@ class Agent {
     lifecycle("initialized", Status::Starting, std::span<const Kv>(list, sizeof...(F)));
   }
   void starting() noexcept;
-  // "crashed: KeyError: 'model_name'" with fields exception, error and stack.
+  // "crashed: KeyError: 'model_name' | stack: ..." with fields exception, error and stack (the
+  // text line carries the stack too, escaped onto one line, so a crash reads whole in the file).
   void crashed(std::string_view exception_type, std::string_view message,
                std::string_view stack = {}) noexcept;
   // The exception being handled (call it in a catch block), with a stack trace of the caller.
@@ -90,6 +91,8 @@ class Agent {
  private:
   void lifecycle(std::string_view what, Status status, std::span<const Kv> fields) noexcept;
   void beat(std::span<const Kv> fields) noexcept;
+  // A DEBUG claim-loop line whose message names the task (the caller checked the level).
+  void claim_loop(std::string_view message, std::string_view task_id) noexcept;
   void task_end(std::string_view task_id, Status status, std::string_view error) noexcept;
 
   Logger log_;

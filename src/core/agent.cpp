@@ -150,25 +150,30 @@ void Agent::failed(std::string_view task_id, std::string_view error) noexcept {
   task_end(task_id, Status::Failed, error);
 }
 
+void Agent::claim_loop(std::string_view message, std::string_view task_id) noexcept {
+  const Kv fields[] = {kv("task", task_id)};
+  log_.event(Kind::Log, Level::Debug, Status::None, {}, message, fields, 0, true);
+}
+
 void Agent::attempt(std::string_view task_id) noexcept {
   if (!log_.enabled(Level::Debug)) return;
   Line line;
   line << "Attempting claim: " << task_id;
-  log_.log(Level::Debug, line.view(), std::span<const Kv>(std::array{kv("task", task_id)}));
+  claim_loop(line.view(), task_id);
 }
 
 void Agent::lost_race(std::string_view task_id) noexcept {
   if (!log_.enabled(Level::Debug)) return;
   Line line;
   line << "Lost race: " << task_id << " (claimed by another worker)";
-  log_.log(Level::Debug, line.view(), std::span<const Kv>(std::array{kv("task", task_id)}));
+  claim_loop(line.view(), task_id);
 }
 
 void Agent::lock_timeout(std::string_view task_id) noexcept {
   if (!log_.enabled(Level::Debug)) return;
   Line line;
   line << "Lock timeout: " << task_id << " (another worker has it)";
-  log_.log(Level::Debug, line.view(), std::span<const Kv>(std::array{kv("task", task_id)}));
+  claim_loop(line.view(), task_id);
 }
 
 void Agent::nothing_claimed(std::span<const std::pair<std::string_view, int>> queue,

@@ -10,6 +10,11 @@ namespace stagelog {
 
 namespace {
 
+std::string_view checked_rank(std::string_view rank) {
+  if (rank.empty()) throw Error("worker rank is empty");
+  return rank;
+}
+
 const std::filesystem::path& created(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -29,11 +34,10 @@ std::filesystem::path worker_log_path(const std::filesystem::path& log_dir, int 
 
 WorkerFileSink::WorkerFileSink(const std::filesystem::path& log_dir, std::string_view rank,
                                WorkerFileOptions options)
-    : FileSink(worker_log_path(created(log_dir), rank), options.level, options.rotation),
+    : FileSink(worker_log_path(created(log_dir), checked_rank(rank)), options.level,
+               options.rotation),
       label_("Worker " + std::string(rank)),
-      marker_pending_(opened_non_empty()) {
-  if (rank.empty()) throw Error("worker rank is empty");
-}
+      marker_pending_(opened_non_empty()) {}
 
 void WorkerFileSink::format(const Event& event, std::string& out) {
   if (marker_pending_) {
