@@ -11,13 +11,15 @@ all: demo
 setup:
 	@scripts/setup
 
-# The seed pipeline: 4 workers, 20 items, WORKTREE -> AGENT -> JUDGE -> CLEANUP; output in demo-out/.
+# The seed pipeline (4 workers, 20 items, WORKTREE -> AGENT -> JUDGE -> CLEANUP), then seed 001's
+# GPU agents (4 processes claiming 40 tasks from a file queue); output in demo-out/.
 demo: setup
 	@$(CMAKE) --preset release >/dev/null
-	@$(CMAKE) --build build/release --target pipeline stagelog_cli
+	@$(CMAKE) --build build/release --target pipeline gpu_agents stagelog_cli
 	./build/release/examples/pipeline demo-out
 	./build/release/apps/stagelog/stagelog parse demo-out/pipeline.log > demo-out/parsed.jsonl
 	@echo "parsed back: demo-out/parsed.jsonl ($$(wc -l < demo-out/parsed.jsonl) events)"
+	./build/release/examples/gpu_agents --dir demo-out/gpu_agents
 
 # Unit, integration and CLI tests in the dev build, again under ASan + UBSan, and the
 # recorder's concurrency tests under TSan.

@@ -328,6 +328,7 @@ TEST(AgentTest, HeartbeatMayComeFromAnotherThread) {
   EXPECT_EQ(beats[0].field("idle_s"), "7");
   EXPECT_EQ(beats[0].field("tasks_completed"), "1");
   EXPECT_EQ(beats[0].field("from"), "monitor");
+  EXPECT_EQ(beats[0].worker, "gpu-1");  // The agent's, not the monitor thread's.
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,6 +433,17 @@ TEST(AgentTest, TaskLinesDoNotRepeatTheirFields) {
   EXPECT_THAT(f.lines(),
               ElementsAre("2026-01-04T19:30:15.234Z [gpu-2] INFO worker: Claimed task: a1b2c3d4 "
                           "(load_llm)"));
+}
+
+TEST(AgentTest, TaskEndLinesShowTheTimeSinceTheClaim) {
+  TextFixture f;
+  Agent agent(f.rec.recorder, "gpu-2");
+  agent.claimed("a1b2c3d4", "load_llm");
+  f.rec.clock.advance(13'200ms);
+  agent.completed("a1b2c3d4");
+  auto lines = f.lines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_THAT(lines[1], ::testing::EndsWith("INFO worker: Completed task: a1b2c3d4 (13.2s)"));
 }
 
 TEST(AgentTest, LifecycleLinesDoNotRepeatTheirFields) {
