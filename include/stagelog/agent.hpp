@@ -47,7 +47,8 @@ class Agent {
   void shutdown() noexcept;
 
   // --- Heartbeat (DEBUG) ---
-  // "heartbeat status=idle idle_s=34 tasks_completed=42" plus the given fields (GPU stats).
+  // "heartbeat status=idle idle_s=34 tasks_completed=42" plus the given fields (GPU stats),
+  // recorded as the agent's whatever thread calls it.
   template <typename... F>
   void heartbeat(const F&... fields) noexcept {
     const Kv list[] = {fields..., Kv{}};

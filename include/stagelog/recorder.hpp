@@ -105,10 +105,12 @@ class Logger {
   // filter by theirs): what Agent uses for lifecycle, heartbeat, task and request events.
   // `subject` goes in the event's stage field (a task's class, a request's name). When
   // begin_ticks is not 0 it is a now_ticks() value and the event carries the time since.
-  // fields_in_message: see Event::fields_in_message.
+  // fields_in_message: see Event::fields_in_message. `worker`, when not empty, is the worker
+  // the event is about instead of the calling thread's (a heartbeat thread beating for an agent).
   void event(Kind kind, Level level, Status status, std::string_view subject,
              std::string_view message, std::span<const Kv> fields = {},
-             std::int64_t begin_ticks = 0, bool fields_in_message = false) const noexcept;
+             std::int64_t begin_ticks = 0, bool fields_in_message = false,
+             std::string_view worker = {}) const noexcept;
   // The recorder's clock, in its own ticks, for event()'s begin_ticks.
   std::int64_t now_ticks() const noexcept;
   // Seconds from a now_ticks() value to now.

@@ -111,7 +111,7 @@ void Agent::beat(std::span<const Kv> extra) noexcept {
     fields[n++] = f;
   }
   log_.event(Kind::Heartbeat, Level::Debug, Status::Running, {}, "heartbeat",
-             std::span<const Kv>(fields, n));
+             std::span<const Kv>(fields, n), 0, false, name_);
 }
 
 void Agent::claimed(std::string_view task_id, std::string_view task_class) noexcept {

@@ -309,12 +309,12 @@ void Core::emit_stage_end(const Component* component, std::uint64_t id, std::int
 void Core::emit_structured(Kind kind, Level level, Status status, const Component* component,
                            std::string_view subject, std::string_view message,
                            std::span<const Kv> fields, std::int64_t begin_ts,
-                           bool fields_in_message) noexcept {
+                           bool fields_in_message, std::string_view worker) noexcept {
   ThreadQueue* q = queue();
   if (q == nullptr) [[unlikely]] return;
   fields = cap_fields(fields);
   std::size_t limit;
-  std::size_t bytes = fit(24, {subject, message}, fields, max_record_, limit);
+  std::size_t bytes = fit(24, {subject, message, worker}, fields, max_record_, limit);
   std::int64_t ts = now();
   push(*q, bytes, false, [&](std::byte* p) {
     auto* h = reinterpret_cast<RecordHeader*>(p);
@@ -326,6 +326,7 @@ void Core::emit_structured(Kind kind, Level level, Status status, const Componen
     e.i64(begin_ts);
     e.str(subject.substr(0, limit));
     e.str(message.substr(0, limit));
+    e.str(worker.substr(0, limit));
     for (const auto& f : fields) e.field(f, limit);
   });
 }
@@ -672,6 +673,7 @@ void Core::process(ThreadQueue& q, const RecordHeader* h) {
       if (begin != 0) e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - begin));
       e.stage = d.str();
       e.message = d.str();
+      if (std::string_view worker = d.str(); !worker.empty()) e.worker = worker;
       d.fields(h->field_count, fields_);
       break;
     }
@@ -794,9 +796,10 @@ namespace stagelog {
 
 void Logger::event(Kind kind, Level level, Status status, std::string_view subject,
                    std::string_view message, std::span<const Kv> fields,
-                   std::int64_t begin_ticks, bool fields_in_message) const noexcept {
+                   std::int64_t begin_ticks, bool fields_in_message,
+                   std::string_view worker) const noexcept {
   recorder_->core().emit_structured(kind, level, status, component_, subject, message, fields,
-                                    begin_ticks, fields_in_message);
+                                    begin_ticks, fields_in_message, worker);
 }
 
 std::int64_t Logger::now_ticks() const noexcept { return recorder_->core().now(); }

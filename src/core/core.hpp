@@ -77,7 +77,7 @@ class Core {
   void emit_structured(Kind kind, Level level, Status status, const Component* component,
                        std::string_view subject, std::string_view message,
                        std::span<const Kv> fields, std::int64_t begin_ts,
-                       bool fields_in_message = false) noexcept;
+                       bool fields_in_message = false, std::string_view worker = {}) noexcept;
   std::int64_t emit_run_begin(const Component* component) noexcept;
   void emit_run_end(const Component* component, std::int64_t begin_ts, Status status,
                     std::string_view message) noexcept;

@@ -19,7 +19,7 @@ enum class RecordType : std::uint8_t {
   RunEnd,      // component, begin ts, message
   Context,     // worker and run id of the thread's following records
   Lifecycle,   // component, message, fields (crash records from signal handlers)
-  Structured,  // component, kind, begin ts (0: none), subject, message, fields
+  Structured,  // component, kind, begin ts (0: none), subject, message, worker, fields
 };
 
 // Every record starts with this header and is a multiple of 8 bytes long.

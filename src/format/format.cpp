@@ -242,6 +242,16 @@ void append_stage_body(const Event& e, std::string& out) {
 
 bool is_stage_line(const Event& e) { return e.kind == Kind::Stage || e.kind == Kind::Run; }
 
+// A message, and "(13.2s)" after it when the event measured a time (a task's end).
+void append_message(const Event& e, std::string& out) {
+  append_escaped_text(out, e.message);
+  if (e.elapsed_ns) {
+    out += " (";
+    append_seconds(out, *e.elapsed_ns);
+    out += "s)";
+  }
+}
+
 }  // namespace
 
 bool format_text(const Event& e, std::string& out) {
@@ -257,7 +267,7 @@ bool format_text(const Event& e, std::string& out) {
     out += ' ';
     append_escaped_text(out, e.component);
     out += ": ";
-    append_escaped_text(out, e.message);
+    append_message(e, out);
   }
   append_fields_text(out, e);
   out += '\n';
@@ -285,7 +295,7 @@ bool format_worker_line(const Event& e, std::string_view worker_label, std::stri
   if (is_stage_line(e)) {
     append_stage_body(e, out);
   } else {
-    append_escaped_text(out, e.message);
+    append_message(e, out);
   }
   append_fields_text(out, e);
   out += '\n';
