@@ -1,0 +1,383 @@
+#include "stagelog/hash.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "stagelog/error.hpp"
+#include "workflow/py_json.hpp"
+
+namespace stagelog {
+
+namespace {
+
+constexpr std::size_t kHexDigits = 16;
+// Python's json gives up with RecursionError a little before 1000 levels (default recursion
+// limit); we stop at 1000 so that the recursive writer below cannot exhaust the stack.
+constexpr std::size_t kMaxDepth = 1000;
+
+// First 16 hex digits of SHA-256 (OpenSSL EVP) of `data`.
+std::string sha256_prefix(std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1 ||
+      length < kHexDigits / 2) {
+    throw Error("hash_output: SHA-256 failed (OpenSSL EVP_Digest)");
+  }
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(kHexDigits);
+  for (std::size_t i = 0; i < kHexDigits / 2; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 0xF];
+  }
+  return out;
+}
+
+// ---- The parsed document -------------------------------------------------------------------
+
+enum class Type { Null, True, False, Number, String, Array, Object };
+
+struct Node {
+  Type type = Type::Null;
+  std::string text;               // Number: as Python writes it. String: the UTF-8 contents.
+  std::vector<Node> children;     // Array elements, or object values.
+  std::vector<std::string> keys;  // Object keys, parallel to children.
+};
+
+// Builds a Node tree from nlohmann's SAX events. Numbers are rendered as Python would render
+// the int or float json.loads makes of them, while their text is still at hand.
+class TreeBuilder {
+ public:
+  using Json = nlohmann::json;
+
+  bool null() { return add(Node{Type::Null, {}, {}, {}}); }
+  bool boolean(bool value) { return add(Node{value ? Type::True : Type::False, {}, {}, {}}); }
+  bool number_integer(Json::number_integer_t value) { return add_number(std::to_string(value)); }
+  bool number_unsigned(Json::number_unsigned_t value) { return add_number(std::to_string(value)); }
+  bool number_float(Json::number_float_t value, const std::string& raw) {
+    // nlohmann hands integers that do not fit 64 bits over as doubles. Python's int keeps
+    // every digit, so write the digits as given (JSON has no leading zeros or '+').
+    bool integral = !raw.empty() && raw.find_first_not_of("-0123456789") == std::string::npos;
+    return add_number(integral ? raw : python_float_repr(value));
+  }
+  bool string(std::string& value) { return add(Node{Type::String, std::move(value), {}, {}}); }
+  bool binary(Json::binary_t& /*value*/) {
+    error_ = "binary values are not JSON";
+    return false;
+  }
+  bool start_object(std::size_t /*elements*/) { return open(Type::Object); }
+  bool key(std::string& value) {
+    stack_.back()->keys.push_back(std::move(value));
+    return true;
+  }
+  bool end_object() {
+    stack_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t /*elements*/) { return open(Type::Array); }
+  bool end_array() {
+    stack_.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
+                   const nlohmann::detail::exception& ex) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." without the id.
+    std::string_view what = ex.what();
+    if (auto end = what.find("] ");
+        !what.empty() && what.front() == '[' && end != std::string_view::npos) {
+      what.remove_prefix(end + 2);
+    }
+    error_ = std::string(what);
+    return false;
+  }
+
+  [[nodiscard]] const std::string& error() const noexcept { return error_; }
+  Node take_root() { return std::move(root_); }
+
+ private:
+  bool add_number(std::string text) { return add(Node{Type::Number, std::move(text), {}, {}}); }
+
+  // The top of the stack is the innermost open container; only its children vector grows, so
+  // the pointers to its ancestors (elements of vectors that do not change) stay valid.
+  bool add(Node node) {
+    if (stack_.empty()) {
+      root_ = std::move(node);
+    } else {
+      stack_.back()->children.push_back(std::move(node));
+    }
+    return true;
+  }
+
+  bool open(Type type) {
+    if (stack_.size() >= kMaxDepth) {
+      error_ = "nested deeper than " + std::to_string(kMaxDepth) + " levels";
+      return false;
+    }
+    add(Node{type, {}, {}, {}});
+    stack_.push_back(stack_.empty() ? &root_ : &stack_.back()->children.back());
+    return true;
+  }
+
+  Node root_;
+  std::vector<Node*> stack_;
+  std::string error_;
+};
+
+Node parse(std::string_view json_text, std::string_view caller) {
+  TreeBuilder builder;
+  bool ok = nlohmann::json::sax_parse(json_text.begin(), json_text.end(), &builder);
+  if (!ok) {
+    std::string reason = builder.error().empty() ? "parse error" : builder.error();
+    throw Error(std::string(caller) + ": invalid JSON: " + reason);
+  }
+  return builder.take_root();
+}
+
+// ---- Writing as json.dumps(obj, sort_keys=True) --------------------------------------------
+
+void append_u_escape(std::string& out, std::uint32_t unit) {
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  out += "\\u";
+  for (int shift = 12; shift >= 0; shift -= 4) out += kHex[(unit >> shift) & 0xF];
+}
+
+}  // namespace
+
+// ensure_ascii=True: only ' '..'~' other than '"' and '\\' are written as they are.
+void detail::append_py_string(std::string& out, std::string_view s) {
+  out += '"';
+  std::size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        default:
+          if (c < 0x20 || c == 0x7F) {
+            append_u_escape(out, c);
+          } else {
+            out += static_cast<char>(c);
+          }
+      }
+      ++i;
+      continue;
+    }
+    // Decode one UTF-8 sequence (nlohmann has validated it; check anyway).
+    std::size_t length = 0;
+    std::uint32_t cp = 0;
+    std::uint32_t min = 0;
+    if ((c & 0xE0) == 0xC0) {
+      length = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      length = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      length = 4, cp = c & 0x07, min = 0x10000;
+    }
+    bool valid = length != 0 && i + length <= s.size();
+    for (std::size_t k = 1; valid && k < length; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      valid = (cc & 0xC0) == 0x80;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (!valid || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      throw Error("python_json_dumps_sorted: invalid UTF-8 in a string");
+    }
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      append_u_escape(out, 0xD800 + (cp >> 10));
+      append_u_escape(out, 0xDC00 + (cp & 0x3FF));
+    } else {
+      append_u_escape(out, cp);
+    }
+    i += length;
+  }
+  out += '"';
+}
+
+namespace {
+
+void append_node(std::string& out, const Node& node) {
+  switch (node.type) {
+    case Type::Null:
+      out += "null";
+      return;
+    case Type::True:
+      out += "true";
+      return;
+    case Type::False:
+      out += "false";
+      return;
+    case Type::Number:
+      out += node.text;
+      return;
+    case Type::String:
+      detail::append_py_string(out, node.text);
+      return;
+    case Type::Array: {
+      out += '[';
+      for (std::size_t i = 0; i < node.children.size(); ++i) {
+        if (i != 0) out += ", ";
+        append_node(out, node.children[i]);
+      }
+      out += ']';
+      return;
+    }
+    case Type::Object: {
+      // Python sorts str keys by code point, which is the byte order of their UTF-8 (std::string
+      // compares bytes as unsigned char). Of duplicate keys json.loads keeps the last value: a
+      // stable sort leaves it last among its equals.
+      std::vector<std::size_t> order(node.keys.size());
+      std::iota(order.begin(), order.end(), std::size_t{0});
+      std::stable_sort(order.begin(), order.end(), [&node](std::size_t a, std::size_t b) {
+        return node.keys[a] < node.keys[b];
+      });
+      out += '{';
+      bool first = true;
+      for (std::size_t k = 0; k < order.size(); ++k) {
+        std::size_t i = order[k];
+        if (k + 1 < order.size() && node.keys[order[k + 1]] == node.keys[i]) continue;
+        if (!first) out += ", ";
+        first = false;
+        detail::append_py_string(out, node.keys[i]);
+        out += ": ";
+        append_node(out, node.children[i]);
+      }
+      out += '}';
+      return;
+    }
+  }
+}
+
+std::string_view type_name(Type type) {
+  switch (type) {
+    case Type::Null:
+      return "null";
+    case Type::True:
+    case Type::False:
+      return "a boolean";
+    case Type::Number:
+      return "a number";
+    case Type::String:
+      return "a string";
+    case Type::Array:
+      return "an array";
+    case Type::Object:
+      return "an object";
+  }
+  return "a value";
+}
+
+}  // namespace
+
+std::string python_float_repr(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
+  // Shortest round-trip digits, as "-d.ddde+XX" (at least two exponent digits, as Python).
+  std::array<char, 64> buffer{};
+  auto [end, ec] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value,
+                                 std::chars_format::scientific);
+  if (ec != std::errc()) throw Error("python_float_repr: to_chars failed");
+  std::string_view sci(buffer.data(), static_cast<std::size_t>(end - buffer.data()));
+
+  std::size_t e_pos = sci.find('e');
+  std::string_view exponent_text = sci.substr(e_pos + 1);
+  bool negative_exponent = exponent_text.front() == '-';
+  exponent_text.remove_prefix(1);  // '+' or '-'.
+  int exponent = 0;
+  std::from_chars(exponent_text.data(), exponent_text.data() + exponent_text.size(), exponent);
+  if (negative_exponent) exponent = -exponent;
+  if (exponent < -4 || exponent >= 16) return std::string(sci);
+
+  std::string out;
+  std::string_view mantissa = sci.substr(0, e_pos);
+  if (mantissa.front() == '-') {
+    out += '-';
+    mantissa.remove_prefix(1);
+  }
+  std::string digits(1, mantissa.front());
+  if (mantissa.size() > 2) digits.append(mantissa.substr(2));  // Skip "d.".
+
+  if (exponent >= 0) {
+    auto int_digits = static_cast<std::size_t>(exponent) + 1;
+    if (digits.size() <= int_digits) {
+      out += digits;
+      out.append(int_digits - digits.size(), '0');
+      out += ".0";
+    } else {
+      out.append(digits, 0, int_digits);
+      out += '.';
+      out.append(digits, int_digits);
+    }
+  } else {
+    out += "0.";
+    out.append(static_cast<std::size_t>(-exponent - 1), '0');
+    out += digits;
+  }
+  return out;
+}
+
+std::string hash_output(std::string_view text) { return sha256_prefix(text); }
+
+std::string hash_output(const char* text) {
+  return sha256_prefix(text == nullptr ? std::string_view("None") : std::string_view(text));
+}
+
+std::string hash_output(std::int64_t value) { return sha256_prefix(std::to_string(value)); }
+
+std::string hash_output(double value) { return sha256_prefix(python_float_repr(value)); }
+
+std::string hash_output(bool value) { return sha256_prefix(value ? "True" : "False"); }
+
+std::string python_json_dumps_sorted(std::string_view json_text) {
+  Node root = parse(json_text, "python_json_dumps_sorted");
+  std::string out;
+  append_node(out, root);
+  return out;
+}
+
+std::string hash_output_json(std::string_view json_object) {
+  Node root = parse(json_object, "hash_output_json");
+  if (root.type != Type::Object) {
+    throw Error("hash_output_json: the top-level JSON value is " +
+                std::string(type_name(root.type)) +
+                ", not an object; use hash_output(string) for other values (Python hashes "
+                "str(data) for anything but a dict)");
+  }
+  std::string out;
+  append_node(out, root);
+  return sha256_prefix(out);
+}
+
+}  // namespace stagelog
