@@ -1,6 +1,8 @@
 // The seed-000 pipeline: 4 worker threads push 20 items through WORKTREE -> AGENT -> JUDGE ->
-// CLEANUP. Stage lines go to the terminal; the same events go to demo-out/pipeline.log (text)
-// and demo-out/pipeline.jsonl (one JSON object per event). Item 13 fails in JUDGE.
+// CLEANUP, as a workflow of 20 nodes (seed 002). The terminal shows the progress display (one
+// bar, one line per busy worker) with stage lines scrolling above; the same events go to
+// demo-out/pipeline.log (text) and demo-out/pipeline.jsonl (JSON lines), and the workflow's own
+// files to demo-out/workflow/. Item 13 fails in JUDGE.
 //
 //   pipeline [OUTPUT_DIR] [--fast]
 
@@ -28,7 +30,8 @@ void work(std::mt19937& rng, int lo_ms, int hi_ms, double scale) {
   std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int>(ms(rng) * 1000 * scale)));
 }
 
-void worker_main(stagelog::Recorder& recorder, int index, std::atomic<int>& next, double scale) {
+void worker_main(stagelog::Recorder& recorder, stagelog::Workflow& workflow, int index,
+                 std::atomic<int>& next, double scale) {
   char worker[24];
   std::snprintf(worker, sizeof worker, "T0_%02d", index);
   recorder.set_worker(worker);
@@ -38,6 +41,8 @@ void worker_main(stagelog::Recorder& recorder, int index, std::atomic<int>& next
     char run_id[24];
     std::snprintf(run_id, sizeof run_id, "item-%02d", item);
     stagelog::RunScope run(log, run_id);
+    auto started = std::chrono::steady_clock::now();
+    workflow.node_start(run_id, item);
     {
       stagelog::StageScope stage(log, ExecutionStage::WORKTREE);
       work(rng, 20, 60, scale);
@@ -60,7 +65,13 @@ void worker_main(stagelog::Recorder& recorder, int index, std::atomic<int>& next
       stagelog::StageScope stage(log, ExecutionStage::CLEANUP);
       work(rng, 5, 30, scale);
     }
-    if (!judged) run.fail("JUDGE failed");
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (judged) {
+      workflow.node_success(run_id, seconds, stagelog::hash_output(run_id));
+    } else {
+      workflow.node_failure(run_id, "JUDGE failed", seconds);
+      run.fail("JUDGE failed");
+    }
   }
   log.info("worker finished");
 }
@@ -88,16 +99,21 @@ int main(int argc, char** argv) {
     std::filesystem::remove(out / "pipeline.log");
     std::filesystem::remove(out / "pipeline.jsonl");
     stagelog::Recorder recorder;
-    recorder.add_sink(std::make_shared<stagelog::ConsoleSink>());
+    recorder.add_sink(std::make_shared<stagelog::ProgressSink>());
     recorder.add_sink(std::make_shared<stagelog::TextSink>(out / "pipeline.log"));
     recorder.add_sink(std::make_shared<stagelog::JsonlSink>(out / "pipeline.jsonl"));
 
+    stagelog::WorkflowOptions workflow_options;
+    workflow_options.recorder = &recorder;
+    stagelog::Workflow workflow("step_01_pipeline", out / "workflow", kItems, workflow_options);
     std::atomic<int> next{0};
     std::vector<std::thread> workers;
     for (int i = 0; i < kWorkers; ++i) {
-      workers.emplace_back(worker_main, std::ref(recorder), i, std::ref(next), scale);
+      workers.emplace_back(worker_main, std::ref(recorder), std::ref(workflow), i, std::ref(next),
+                           scale);
     }
     for (auto& t : workers) t.join();
+    workflow.complete();
     recorder.flush();
     std::printf("\nwrote %s and %s\n", (out / "pipeline.log").c_str(),
                 (out / "pipeline.jsonl").c_str());

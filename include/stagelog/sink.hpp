@@ -19,6 +19,9 @@ class Sink {
 
   virtual void write(const Event& event) = 0;
   virtual void flush() {}  // When the backend runs out of work, on Recorder::flush() and at exit.
+  // Called by the backend on each pass of its loop (every few ms, busy or not) with the wall
+  // clock: for sinks that redraw or check time (the progress display, the watchdog).
+  virtual void tick(std::int64_t /*now_ns*/) {}
 
   Level level() const noexcept { return level_.load(std::memory_order_relaxed); }
   void set_level(Level level) noexcept { level_.store(level, std::memory_order_relaxed); }

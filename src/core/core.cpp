@@ -538,6 +538,7 @@ void Core::backend_main() {
       n = drain(false, kBatch);
     }
     report_drops();
+    tick_sinks();
     if (must_drain || n == 0) flush_sinks();
     if (crash_ticket != crash_done_.load(std::memory_order_relaxed)) {
       crash_done_.store(crash_ticket, std::memory_order_release);
@@ -712,6 +713,20 @@ void Core::dispatch(const Event& event) {
     }
   }
   dirty_ = true;
+}
+
+void Core::tick_sinks() {
+  if (sinks_.empty()) return;
+  std::int64_t now = fake_clock_ ? options_.clock() : realtime_ns();
+  for (auto& sink : sinks_) {
+    try {
+      sink->tick(now);
+    } catch (const std::exception& ex) {
+      report_error(ex.what());
+    } catch (...) {
+      report_error("a sink's tick threw an exception that is not a std::exception");
+    }
+  }
 }
 
 void Core::flush_sinks() {

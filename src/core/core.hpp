@@ -119,6 +119,7 @@ class Core {
   void process(ThreadQueue& q, const RecordHeader* header);
   void dispatch(const Event& event);
   void flush_sinks();
+  void tick_sinks();
   void report_drops();
   void reap_closed();
   void report_error(std::string_view message) noexcept;

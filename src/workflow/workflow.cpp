@@ -248,7 +248,9 @@ void Workflow::node_start(std::string_view node_id, int node_index) {
   if (has_logger_) {
     node_begin_ticks_[std::string(node_id)] = log_.now_ticks();
     const Kv fields[] = {kv("node_index", node_index), kv("total_nodes", total_)};
-    log_.event(Kind::Node, Level::Info, Status::Starting, node_id, {}, fields);
+    std::string message = "Node " + std::string(node_id) + " started [" +
+                          std::to_string(node_index) + "/" + std::to_string(total_) + "]";
+    log_.event(Kind::Node, Level::Info, Status::Starting, node_id, message, fields, 0, true);
   }
   record("node_start", {}, node_id, node_index, true,
          Obj().num("epoch_seconds", epoch_seconds(detail::realtime_ns())));
@@ -268,10 +270,13 @@ void Workflow::node_success(std::string_view node_id, double duration_seconds,
   }
   if (has_logger_) {
     const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
-                         kv("total_nodes", total_), kv("output_hash", output_hash)};
-    log_.event(Kind::Node, Level::Info, Status::Completed, node_id, {},
-               std::span<const Kv>(fields, output_hash.empty() ? 3 : 4),
-               static_cast<std::int64_t>(0));
+                         kv("total_nodes", total_), kv("duration_seconds", duration_seconds),
+                         kv("output_hash", output_hash)};
+    std::string message = "Node " + std::string(node_id) + " completed in " +
+                          fixed(duration_seconds, 2) + "s [" +
+                          std::to_string(completed_ + failed_) + "/" + std::to_string(total_) + "]";
+    log_.event(Kind::Node, Level::Info, Status::Completed, node_id, message,
+               std::span<const Kv>(fields, output_hash.empty() ? 4 : 5), 0, true);
   }
   std::string hash_json = "null";
   if (!output_hash.empty()) {
@@ -300,8 +305,11 @@ void Workflow::node_failure(std::string_view node_id, std::string_view error,
   }
   if (has_logger_) {
     const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
-                         kv("total_nodes", total_)};
-    log_.event(Kind::Node, Level::Error, Status::Failed, node_id, error, fields);
+                         kv("total_nodes", total_), kv("duration_seconds", duration_seconds),
+                         kv("error", error)};
+    std::string message = "Node " + std::string(node_id) + " failed after " +
+                          fixed(duration_seconds, 2) + "s: " + std::string(error);
+    log_.event(Kind::Node, Level::Error, Status::Failed, node_id, message, fields, 0, true);
   }
   record("node_failure", {}, node_id, 0, false,
          Obj()
@@ -342,6 +350,17 @@ void Workflow::finish(bool ok, std::string_view error, double cost) {
   std::string trace_rel = std::filesystem::relative(std::filesystem::absolute(trace_path_), base).string();
   std::string log_rel = std::filesystem::relative(std::filesystem::absolute(log_path_), base).string();
 
+  if (has_logger_) {
+    // First, so the progress display draws its last bar before the summary is printed.
+    const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
+                         kv("total_nodes", total_)};
+    std::string message = ok ? std::to_string(completed_) + " of " + std::to_string(total_) +
+                                   " nodes completed, " + std::to_string(failed_) + " failed"
+                             : std::string(error);
+    log_.event(Kind::Run, ok ? Level::Info : Level::Error, ok ? Status::Completed : Status::Failed,
+               id_, message, fields, 0, true);
+    options_.recorder->flush();
+  }
   std::vector<std::string> lines = {std::string(), kSeparator};
   if (ok) {
     lines.push_back(" Workflow completed: " + id_);
@@ -401,12 +420,6 @@ void Workflow::finish(bool ok, std::string_view error, double cost) {
                .integer("nodes_completed", completed_)
                .integer("nodes_failed", failed_)
                .num("epoch_seconds", now));
-  }
-  if (has_logger_) {
-    const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
-                         kv("total_nodes", total_)};
-    log_.event(Kind::Run, ok ? Level::Info : Level::Error, ok ? Status::Completed : Status::Failed,
-               id_, ok ? "Workflow completed" : error, fields);
   }
 
   // metadata_<NN>.json, as json.dump(indent=2), written to a temporary file and renamed.
