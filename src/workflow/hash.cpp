@@ -228,7 +228,7 @@ void detail::append_py_string(std::string& out, std::string_view s) {
 
 namespace {
 
-void append_node(std::string& out, const Node& node) {
+void append_node(std::string& out, const Node& node, bool sort_keys = true) {
   switch (node.type) {
     case Type::Null:
       out += "null";
@@ -249,7 +249,7 @@ void append_node(std::string& out, const Node& node) {
       out += '[';
       for (std::size_t i = 0; i < node.children.size(); ++i) {
         if (i != 0) out += ", ";
-        append_node(out, node.children[i]);
+        append_node(out, node.children[i], sort_keys);
       }
       out += ']';
       return;
@@ -260,6 +260,28 @@ void append_node(std::string& out, const Node& node) {
       // stable sort leaves it last among its equals.
       std::vector<std::size_t> order(node.keys.size());
       std::iota(order.begin(), order.end(), std::size_t{0});
+      if (!sort_keys) {
+        // A dict keeps a key where it first appeared, with the value it was given last.
+        std::vector<std::size_t> firsts;
+        for (std::size_t i = 0; i < node.keys.size(); ++i) {
+          bool seen = false;
+          for (std::size_t f : firsts) seen = seen || node.keys[f] == node.keys[i];
+          if (!seen) firsts.push_back(i);
+        }
+        out += '{';
+        for (std::size_t k = 0; k < firsts.size(); ++k) {
+          std::size_t last = firsts[k];
+          for (std::size_t i = firsts[k]; i < node.keys.size(); ++i) {
+            if (node.keys[i] == node.keys[firsts[k]]) last = i;
+          }
+          if (k != 0) out += ", ";
+          detail::append_py_string(out, node.keys[last]);
+          out += ": ";
+          append_node(out, node.children[last], false);
+        }
+        out += '}';
+        return;
+      }
       std::stable_sort(order.begin(), order.end(), [&node](std::size_t a, std::size_t b) {
         return node.keys[a] < node.keys[b];
       });
@@ -359,6 +381,23 @@ std::string hash_output(std::int64_t value) { return sha256_prefix(std::to_strin
 std::string hash_output(double value) { return sha256_prefix(python_float_repr(value)); }
 
 std::string hash_output(bool value) { return sha256_prefix(value ? "True" : "False"); }
+
+std::string detail::py_dumps(std::string_view json_text, bool sort_keys) {
+  Node root = parse(json_text, "JSON value");
+  std::string out;
+  append_node(out, root, sort_keys);
+  return out;
+}
+
+void detail::append_py_float(std::string& out, double v, bool json_nan) {
+  if (json_nan && std::isnan(v)) {
+    out += "NaN";
+  } else if (json_nan && std::isinf(v)) {
+    out += v > 0 ? "Infinity" : "-Infinity";
+  } else {
+    out += python_float_repr(v);
+  }
+}
 
 std::string python_json_dumps_sorted(std::string_view json_text) {
   Node root = parse(json_text, "python_json_dumps_sorted");

@@ -51,6 +51,13 @@ std::string fixed(double v, int decimals) {
   return buf;
 }
 
+// "out/" as "out", as Python's Path does, so the summary's paths come out the same.
+std::filesystem::path without_trailing_slash(const std::filesystem::path& dir) {
+  std::string s = dir.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
 std::filesystem::path make_dirs(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -111,9 +118,14 @@ class Workflow::Files {
         const std::filesystem::path& audit_log, const std::filesystem::path& audit_trace,
         std::function<void(std::string_view)> on_error)
       : on_error_(std::move(on_error)) {
-    for (const auto& p : {log, trace, audit_log, audit_trace}) {
-      fds_.push_back(detail::open_append(p));
-      paths_.push_back(p);
+    try {
+      for (const auto& p : {log, trace, audit_log, audit_trace}) {
+        fds_.push_back(detail::open_append(p));
+        paths_.push_back(p);
+      }
+    } catch (...) {
+      for (int fd : fds_) ::close(fd);  // No destructor runs when a constructor throws.
+      throw;
     }
   }
   ~Files() {
@@ -163,7 +175,7 @@ std::string Workflow::extract_step_number(std::string_view workflow_id) {
 Workflow::Workflow(std::string workflow_id, const std::filesystem::path& output_dir,
                    int total_nodes, WorkflowOptions options)
     : id_(std::move(workflow_id)),
-      output_dir_(output_dir),
+      output_dir_(without_trailing_slash(output_dir)),
       total_(total_nodes),
       options_(std::move(options)),
       step_(extract_step_number(id_)),
@@ -347,8 +359,9 @@ void Workflow::finish(bool ok, std::string_view error, double cost) {
   progress_snapshot(true);
   double elapsed = elapsed_seconds();
   std::filesystem::path base = std::filesystem::absolute(output_dir_).parent_path();
-  std::string trace_rel = std::filesystem::relative(std::filesystem::absolute(trace_path_), base).string();
-  std::string log_rel = std::filesystem::relative(std::filesystem::absolute(log_path_), base).string();
+  // Lexically, as Python's relative_to: a symlinked folder keeps its own name.
+  std::string trace_rel = std::filesystem::absolute(trace_path_).lexically_relative(base).string();
+  std::string log_rel = std::filesystem::absolute(log_path_).lexically_relative(base).string();
 
   if (has_logger_) {
     // First, so the progress display draws its last bar before the summary is printed.
