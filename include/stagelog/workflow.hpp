@@ -80,6 +80,7 @@ class Workflow {
               int node_index, bool has_index, const Obj& details);
   void finish(bool ok, std::string_view error, double cost);
   void progress_snapshot(bool force);
+  void set_node_time(std::string_view node_id, double seconds);  // Under mu_.
   double elapsed_seconds() const;
 
   std::string id_;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "stagelog/error.hpp"
@@ -26,6 +27,23 @@ void write_all(int fd, std::string_view data, std::string_view what) {
       throw Error("cannot write " + std::string(what) + ": " + std::strerror(errno));
     }
     data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view data) {
+  std::filesystem::path temp = path.string() + ".tmp";
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("cannot open " + temp.string() + ": " + std::strerror(errno));
+  try {
+    write_all(fd, data, temp.string());
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    throw Error("cannot rename " + temp.string() + " to " + path.string() + ": " +
+                std::strerror(errno));
   }
 }
 

@@ -65,21 +65,7 @@ void HeartbeatFileSink::write(const Event& e) {
   detail::append_json_string(buffer_, e.host);
   buffer_ += "}\n";
 
-  std::filesystem::path target = path_for(e.worker);
-  std::filesystem::path temp = target.string() + ".tmp";
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error("cannot open " + temp.string() + ": " + std::strerror(errno));
-  try {
-    detail::write_all(fd, buffer_, temp.string());
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
-  if (std::rename(temp.c_str(), target.c_str()) != 0) {
-    throw Error("cannot rename " + temp.string() + " to " + target.string() + ": " +
-                std::strerror(errno));
-  }
+  detail::write_file_atomically(path_for(e.worker), buffer_);
 }
 
 }  // namespace stagelog

@@ -268,18 +268,22 @@ void Workflow::node_start(std::string_view node_id, int node_index) {
          Obj().num("epoch_seconds", epoch_seconds(detail::realtime_ns())));
 }
 
+void Workflow::set_node_time(std::string_view node_id, double seconds) {
+  auto it = std::find_if(node_times_.begin(), node_times_.end(),
+                         [&](const auto& p) { return p.first == node_id; });
+  if (it == node_times_.end()) {
+    node_times_.emplace_back(std::string(node_id), seconds);
+  } else {
+    it->second = seconds;  // A retried node keeps its place, as a dict key does.
+  }
+}
+
 void Workflow::node_success(std::string_view node_id, double duration_seconds,
                             std::string_view output_hash, std::string_view output_summary) {
   std::string summary = output_summary.empty() ? "null" : detail::py_dumps(output_summary, false);
   std::lock_guard lock(mu_);
   ++completed_;
-  auto it = std::find_if(node_times_.begin(), node_times_.end(),
-                         [&](const auto& p) { return p.first == node_id; });
-  if (it == node_times_.end()) {
-    node_times_.emplace_back(std::string(node_id), duration_seconds);
-  } else {
-    it->second = duration_seconds;
-  }
+  set_node_time(node_id, duration_seconds);
   if (has_logger_) {
     const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
                          kv("total_nodes", total_), kv("duration_seconds", duration_seconds),
@@ -308,13 +312,7 @@ void Workflow::node_failure(std::string_view node_id, std::string_view error,
                             double duration_seconds) {
   std::lock_guard lock(mu_);
   ++failed_;
-  auto it = std::find_if(node_times_.begin(), node_times_.end(),
-                         [&](const auto& p) { return p.first == node_id; });
-  if (it == node_times_.end()) {
-    node_times_.emplace_back(std::string(node_id), duration_seconds);
-  } else {
-    it->second = duration_seconds;
-  }
+  set_node_time(node_id, duration_seconds);
   if (has_logger_) {
     const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
                          kv("total_nodes", total_), kv("duration_seconds", duration_seconds),
@@ -477,21 +475,8 @@ void Workflow::finish(bool ok, std::string_view error, double cost) {
   item("log_file", quoted(audit_log_path_.string()));
   item("trace_file", quoted(audit_trace_path_.string()), true);
   meta += "}";
-  std::filesystem::path target = metadata_file();
-  std::filesystem::path temp = target.string() + ".tmp";
   try {
-    int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw Error("cannot open " + temp.string() + ": " + std::strerror(errno));
-    try {
-      detail::write_all(fd, meta, temp.string());
-    } catch (...) {
-      ::close(fd);
-      throw;
-    }
-    ::close(fd);
-    if (std::rename(temp.c_str(), target.c_str()) != 0) {
-      throw Error("cannot rename " + temp.string() + ": " + std::strerror(errno));
-    }
+    detail::write_file_atomically(metadata_file(), meta);
   } catch (const Error& e) {
     files_->report(e.what());
   }
