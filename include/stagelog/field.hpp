@@ -10,7 +10,7 @@ namespace stagelog {
 
 // A key/value argument to a log call or a stage scope: kv("tokens", 1247). It only refers
 // to its key and value; the recorder copies both into the calling thread's ring buffer before
-// the call returns, so temporaries are fine.
+// the call returns, so temporaries made in the call's own expression are fine.
 struct Kv {
   enum class Type : std::uint8_t { Int, Uint, Double, Bool, String };
 
@@ -25,8 +25,11 @@ struct Kv {
   std::string_view s;
 };
 
+// By reference: a string value is viewed where the caller keeps it (taking it by value would
+// view a copy that dies when kv returns). Like a std::string_view, a Kv must not outlive the
+// value it names: build it in the call that records it, or from values that outlive it.
 template <typename T>
-Kv kv(std::string_view key, T value) noexcept {
+Kv kv(std::string_view key, const T& value) noexcept {
   Kv f{key, Kv::Type::Int, {}, {}};
   if constexpr (std::is_same_v<T, bool>) {
     f.type = Kv::Type::Bool;

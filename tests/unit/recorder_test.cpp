@@ -77,6 +77,16 @@ TEST(RecorderTest, LogEventCarriesWorkerRunComponentFieldsPidAndHost) {
   EXPECT_EQ(std::get<double>(e.fields[2].second), 0.5);
 }
 
+TEST(RecorderTest, StringFieldsBuiltBeforeTheCallViewTheCallersString) {
+  Fixture f;
+  std::string task = "d5de16d7-and-a-long-enough-suffix-to-leave-small-string-storage";
+  const Kv fields[] = {kv("task", task)};  // Kept past kv()'s return, as Workflow does.
+  f.recorder.logger().log(Level::Info, "claimed", fields);
+  auto events = f.events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].field("task"), task);
+}
+
 TEST(RecorderTest, UnnamedThreadsGetNumberedWorkerIds) {
   Fixture f;
   f.recorder.logger().info("main thread");
