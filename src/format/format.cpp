@@ -240,7 +240,15 @@ void append_stage_body(const Event& e, std::string& out) {
   }
 }
 
-bool is_stage_line(const Event& e) { return e.kind == Kind::Stage || e.kind == Kind::Run; }
+// Stages, and the COMPLETE line of a RunScope; a workflow's run events are plain lines.
+bool is_stage_line(const Event& e) {
+  return e.kind == Kind::Stage || (e.kind == Kind::Run && e.stage == "COMPLETE");
+}
+
+// A RunScope's start has no line of its own (seed 000 shows none).
+bool is_silent(const Event& e) {
+  return e.kind == Kind::Run && e.status == Status::Starting && e.stage == "COMPLETE";
+}
 
 // A message, and "(13.2s)" after it when the event measured a time (a task's end).
 void append_message(const Event& e, std::string& out) {
@@ -255,7 +263,7 @@ void append_message(const Event& e, std::string& out) {
 }  // namespace
 
 bool format_text(const Event& e, std::string& out) {
-  if (e.kind == Kind::Run && e.status == Status::Starting) return false;
+  if (is_silent(e)) return false;
   append_timestamp(out, e.ts_ns);
   out += " [";
   append_escaped_text(out, e.worker);
@@ -283,7 +291,7 @@ void append_python_timestamp(std::string& out, std::int64_t ts_ns) {
 }
 
 bool format_worker_line(const Event& e, std::string_view worker_label, std::string& out) {
-  if (e.kind == Kind::Run && e.status == Status::Starting) return false;
+  if (is_silent(e)) return false;
   append_python_timestamp(out, e.ts_ns);
   out += " - ";
   append_escaped_text(out, worker_label);
