@@ -129,12 +129,14 @@ class Logger {
   void log_if(Level level, std::string_view message, const F&... fields) const noexcept {
     if (!enabled(level)) return;
     if constexpr (sizeof...(F) == 0) {
-      log(level, message, {});
+      record(level, message, {});
     } else {
       const Kv list[] = {fields...};
-      log(level, message, std::span<const Kv>(list, sizeof...(F)));
+      record(level, message, std::span<const Kv>(list, sizeof...(F)));
     }
   }
+  // log() without the level check, for callers that made it already.
+  void record(Level level, std::string_view message, std::span<const Kv> fields) const noexcept;
 
   Recorder* recorder_ = nullptr;
   detail::Component* component_ = nullptr;

@@ -93,8 +93,7 @@ class Workflow {
   std::int64_t start_steady_ns_;
   std::filesystem::path log_path_, trace_path_, audit_dir_, audit_log_path_, audit_trace_path_;
   std::unique_ptr<Files> files_;
-  Logger log_;
-  bool has_logger_ = false;
+  Logger log_;  // Valid when options_.recorder is set.
 
   mutable std::mutex mu_;
   int completed_ = 0;

@@ -141,7 +141,8 @@ ThreadQueue* Core::queue_slow() noexcept {
     {
       std::lock_guard lock(mu_);
       q = std::make_shared<ThreadQueue>(options_.queue_capacity, id_, thread_count_++);
-      q->worker = "t" + std::to_string(q->index);
+      q->worker = "t";
+      q->worker += std::to_string(q->index);
       q->run_id = options_.run;
       q->run_len = static_cast<std::uint8_t>(std::min<std::size_t>(options_.run.size(), 63));
       std::memcpy(q->run, options_.run.data(), q->run_len);
@@ -189,11 +190,6 @@ void Core::push(ThreadQueue& q, std::size_t bytes, bool keep, Fill&& fill) noexc
 }
 
 namespace {
-
-// Sizes of a record's strings, cut so that the record fits in half the ring.
-struct Budget {
-  std::size_t limit = std::numeric_limits<std::size_t>::max();
-};
 
 std::size_t fields_size(std::span<const Kv> fields, std::size_t limit) noexcept;
 
@@ -826,7 +822,11 @@ double Logger::seconds_since(std::int64_t ticks) const noexcept {
 
 // Here, beside Core::emit_log, so that the hot path is one call.
 void Logger::log(Level level, std::string_view message, std::span<const Kv> fields) const noexcept {
-  if (!enabled(level)) return;
+  if (enabled(level)) record(level, message, fields);
+}
+
+void Logger::record(Level level, std::string_view message,
+                    std::span<const Kv> fields) const noexcept {
   recorder_->core().emit_log(detail::RecordType::Log, level, component_, message, fields);
 }
 

@@ -75,9 +75,7 @@ void on_terminate() {
     }
     for_each_core([&](Core& core) {
       Component* c = core.component("stagelog");
-      Kv no_fields[1];
-      core.emit_log(RecordType::Lifecycle, Level::Critical, c, message,
-                    std::span<const Kv>(no_fields, 0));
+      core.emit_log(RecordType::Lifecycle, Level::Critical, c, message, {});
       core.flush();
     });
   }

@@ -196,7 +196,6 @@ Workflow::Workflow(std::string workflow_id, const std::filesystem::path& output_
                                    options_.on_error);
   if (options_.recorder != nullptr) {
     log_ = options_.recorder->component("workflow");
-    has_logger_ = true;
     const Kv fields[] = {kv("workflow_id", id_), kv("total_nodes", total_)};
     log_.event(Kind::Run, Level::Info, Status::Starting, id_, "Workflow execution started",
                fields);
@@ -257,7 +256,7 @@ void Workflow::record(std::string_view event_type, std::string_view message,
 
 void Workflow::node_start(std::string_view node_id, int node_index) {
   std::lock_guard lock(mu_);
-  if (has_logger_) {
+  if (options_.recorder != nullptr) {
     node_begin_ticks_[std::string(node_id)] = log_.now_ticks();
     const Kv fields[] = {kv("node_index", node_index), kv("total_nodes", total_)};
     std::string message = "Node " + std::string(node_id) + " started [" +
@@ -284,7 +283,7 @@ void Workflow::node_success(std::string_view node_id, double duration_seconds,
   std::lock_guard lock(mu_);
   ++completed_;
   set_node_time(node_id, duration_seconds);
-  if (has_logger_) {
+  if (options_.recorder != nullptr) {
     const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
                          kv("total_nodes", total_), kv("duration_seconds", duration_seconds),
                          kv("output_hash", output_hash)};
@@ -313,7 +312,7 @@ void Workflow::node_failure(std::string_view node_id, std::string_view error,
   std::lock_guard lock(mu_);
   ++failed_;
   set_node_time(node_id, duration_seconds);
-  if (has_logger_) {
+  if (options_.recorder != nullptr) {
     const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
                          kv("total_nodes", total_), kv("duration_seconds", duration_seconds),
                          kv("error", error)};
@@ -361,7 +360,7 @@ void Workflow::finish(bool ok, std::string_view error, double cost) {
   std::string trace_rel = std::filesystem::absolute(trace_path_).lexically_relative(base).string();
   std::string log_rel = std::filesystem::absolute(log_path_).lexically_relative(base).string();
 
-  if (has_logger_) {
+  if (options_.recorder != nullptr) {
     // First, so the progress display draws its last bar before the summary is printed.
     const Kv fields[] = {kv("nodes_completed", completed_), kv("nodes_failed", failed_),
                          kv("total_nodes", total_)};

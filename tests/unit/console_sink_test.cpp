@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "events.hpp"
 #include "fake_clock.hpp"
 #include "stagelog/error.hpp"
 
@@ -109,15 +110,7 @@ class PseudoTerminal {
 };
 
 Event stage_event(Status status, std::optional<std::int64_t> elapsed_ns = std::nullopt) {
-  Event e;
-  e.ts_ns = test::FakeClock::kSeedStart;
-  e.kind = Kind::Stage;
-  e.status = status;
-  e.worker = "T0_00";
-  e.component = "app";
-  e.stage = "AGENT";
-  e.elapsed_ns = elapsed_ns;
-  return e;
+  return test::stage_event("AGENT", status, elapsed_ns);
 }
 
 Event log_event(Level level) {

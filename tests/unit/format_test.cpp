@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "events.hpp"
 #include "fake_clock.hpp"
 #include "stagelog/event.hpp"
 
@@ -36,21 +37,7 @@ std::int64_t utc_ns(int y, unsigned mo, unsigned d, int h, int mi, int s, int ms
   return duration_cast<nanoseconds>(t.time_since_epoch()).count();
 }
 
-Event stage_event(std::string_view stage, Status status,
-                  std::optional<std::int64_t> elapsed_ns = std::nullopt,
-                  std::string_view message = {}, std::int64_t ts_ns = FakeClock::kSeedStart,
-                  std::string_view worker = "T0_00") {
-  Event e;
-  e.ts_ns = ts_ns;
-  e.kind = Kind::Stage;
-  e.status = status;
-  e.worker = worker;
-  e.component = "app";
-  e.stage = stage;
-  e.message = message;
-  e.elapsed_ns = elapsed_ns;
-  return e;
-}
+using test::stage_event;
 
 Event run_event(Status status, std::optional<std::int64_t> elapsed_ns = std::nullopt,
                 std::string_view message = {}, std::int64_t ts_ns = FakeClock::kSeedStart) {

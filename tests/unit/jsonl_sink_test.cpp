@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "events.hpp"
 #include "fake_clock.hpp"
 #include "stagelog/error.hpp"
 #include "temp_dir.hpp"
@@ -25,16 +26,8 @@ using json = nlohmann::json;
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD in UTF-8.
 
 Event stage_end(std::string_view stage, std::int64_t elapsed_ns) {
-  Event e;
-  e.ts_ns = test::FakeClock::kSeedStart;
-  e.kind = Kind::Stage;
-  e.level = Level::Info;
-  e.status = Status::Completed;
+  Event e = test::stage_event(stage, Status::Completed, elapsed_ns);
   e.run = "run-7";
-  e.worker = "T0_00";
-  e.component = "app";
-  e.stage = stage;
-  e.elapsed_ns = elapsed_ns;
   e.pid = 4242;
   e.host = "gpu-box";
   return e;

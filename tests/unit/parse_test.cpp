@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "events.hpp"
 #include "fake_clock.hpp"
 #include "format/format.hpp"
 
@@ -429,16 +430,7 @@ TEST(ParseTest, FormatTextThenParseLineRoundTrips) {
   auto stage = [](std::int64_t ts, std::string_view worker, std::string_view name, Status status,
                   std::optional<std::int64_t> elapsed = std::nullopt,
                   std::string_view message = {}) {
-    Event e;
-    e.ts_ns = ts;
-    e.kind = Kind::Stage;
-    e.status = status;
-    e.worker = worker;
-    e.component = "app";
-    e.stage = name;
-    e.elapsed_ns = elapsed;
-    e.message = message;
-    return e;
+    return test::stage_event(name, status, elapsed, message, ts, worker);
   };
   auto run = [&](std::int64_t ts, Status status, std::int64_t elapsed, std::string_view message) {
     Event e = stage(ts, "T0_00", "COMPLETE", status, elapsed, message);

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "fake_clock.hpp"
+#include "stagelog/event.hpp"
+
+namespace stagelog::test {
+
+// A stage event as the recorder would hand it to a sink, for tests of formats and sinks that
+// need no recorder. Component "app"; the views must outlive the event.
+inline Event stage_event(std::string_view stage, Status status,
+                         std::optional<std::int64_t> elapsed_ns = std::nullopt,
+                         std::string_view message = {},
+                         std::int64_t ts_ns = FakeClock::kSeedStart,
+                         std::string_view worker = "T0_00") {
+  Event e;
+  e.ts_ns = ts_ns;
+  e.kind = Kind::Stage;
+  e.status = status;
+  e.worker = worker;
+  e.component = "app";
+  e.stage = stage;
+  e.message = message;
+  e.elapsed_ns = elapsed_ns;
+  return e;
+}
+
+}  // namespace stagelog::test
