@@ -7,6 +7,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "stagelog/event.hpp"
 #include "stagelog/field.hpp"
 #include "stagelog/sink.hpp"
+#include "stagelog/watchdog.hpp"
 
 namespace stagelog {
 
@@ -54,6 +56,10 @@ struct Options {
   // Wall-clock time source in ns since the epoch, for tests (a FakeClock). Empty means the
   // CPU's time-stamp counter calibrated against CLOCK_REALTIME on the backend thread.
   std::function<std::int64_t()> clock;
+  // The watchdog on the backend thread: "Running (30.0s)" lines for long stages, stuck
+  // stages and tasks, silent agents, stale requests and a MONITOR line, all written to every
+  // sink like any event (see watchdog.hpp). nullopt turns it off.
+  std::optional<WatchdogOptions> watchdog = WatchdogOptions{};
 };
 
 // A handle to one component of a recorder ("worker", "brain", "executor"), with its own level.

@@ -18,6 +18,7 @@
 #include "stagelog/sinks/text_sink.hpp"
 #include "stagelog/sinks/worker_file_sink.hpp"
 #include "stagelog/stage.hpp"
+#include "stagelog/watchdog.hpp"
 #include "stagelog/worker_logging.hpp"
 #include "stagelog/workflow.hpp"
 #include "stagelog/hash.hpp"

@@ -86,6 +86,14 @@ Core::Core(Recorder* owner, Options options)
   options_.queue_capacity = round_capacity(options_.queue_capacity);
   max_record_ = options_.queue_capacity / 2;
   internal_component_ = component("stagelog");
+  make_watchdog();
+}
+
+void Core::make_watchdog() {
+  watchdog_.reset();
+  if (!options_.watchdog) return;
+  watchdog_ = std::make_unique<Watchdog>(*options_.watchdog,
+                                         [this](const Event& event) { dispatch(event); });
 }
 
 Core::~Core() { stop_backend(); }
@@ -467,6 +475,12 @@ void Core::fork_child() noexcept {
   // Only the forking thread exists here. Other threads' queues hold events their parent-side
   // twins will write; drop them. The backend thread is gone: leak its handle, start a new one.
   pid_.store(getpid(), std::memory_order_relaxed);
+  // The parent's workers and open stages are the parent's to report.
+  try {
+    make_watchdog();
+  } catch (...) {
+    watchdog_.reset();
+  }
   std::erase_if(queues_, [](const std::shared_ptr<ThreadQueue>& q) {
     return std::find(t_holder.held.begin(), t_holder.held.end(), q) == t_holder.held.end();
   });
@@ -709,11 +723,25 @@ void Core::dispatch(const Event& event) {
     }
   }
   dirty_ = true;
+  if (watchdog_) {
+    try {
+      watchdog_->observe(event);
+    } catch (const std::exception& ex) {
+      report_error(std::string("watchdog: ") + ex.what());
+    }
+  }
 }
 
 void Core::tick_sinks() {
   if (sinks_.empty()) return;
   std::int64_t now = fake_clock_ ? options_.clock() : realtime_ns();
+  if (watchdog_) {
+    try {
+      watchdog_->tick(now);
+    } catch (const std::exception& ex) {
+      report_error(std::string("watchdog: ") + ex.what());
+    }
+  }
   for (auto& sink : sinks_) {
     try {
       sink->tick(now);

@@ -19,6 +19,7 @@
 #include "core/codec.hpp"
 #include "core/ring.hpp"
 #include "stagelog/recorder.hpp"
+#include "stagelog/watchdog.hpp"
 
 namespace stagelog::detail {
 
@@ -98,6 +99,7 @@ class Core {
   void fork_prepare() noexcept;
   void fork_parent() noexcept;
   void fork_child() noexcept;
+  void make_watchdog();
 
   std::uint64_t id() const noexcept { return id_; }
   std::int64_t pid() const noexcept { return pid_.load(std::memory_order_relaxed); }
@@ -157,6 +159,7 @@ class Core {
   std::vector<std::shared_ptr<ThreadQueue>> active_;
   std::uint64_t active_version_ = ~std::uint64_t{0};
   std::vector<std::shared_ptr<Sink>> sinks_;
+  std::unique_ptr<Watchdog> watchdog_;  // Options::watchdog; its reports go to every sink.
   std::vector<Field> fields_;
   struct Head {
     ThreadQueue* q;

@@ -24,6 +24,7 @@ struct OwnedEvent {
                                                   std::string>>>
       fields;
   std::int64_t pid = 0;
+  bool fields_in_message = false;
 
   // The field's value as text ("1247", "true", "abc"), or "" if absent.
   std::string field(const std::string& key) const {
@@ -65,6 +66,7 @@ class MemorySink : public Sink {
     o.host = e.host;
     o.elapsed_ns = e.elapsed_ns;
     o.pid = e.pid;
+    o.fields_in_message = e.fields_in_message;
     for (const auto& f : e.fields) {
       std::variant<std::int64_t, std::uint64_t, double, bool, std::string> v;
       switch (f.value.index()) {

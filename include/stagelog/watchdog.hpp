@@ -1,0 +1,119 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stagelog/event.hpp"
+
+namespace stagelog {
+
+// Thresholds and intervals of the watchdog's rules. Zero disables a rule. Per-name overrides
+// win over the defaults: a stage by its name ("AGENT"), a task by its class ("llm"), a
+// request by what it asks for ("load_llm").
+struct WatchdogOptions {
+  using Duration = std::chrono::nanoseconds;
+  using Overrides = std::map<std::string, Duration, std::less<>>;
+
+  // An open stage logs "Stage: AGENT - Running (30.0s)" this often.
+  Duration progress_interval = std::chrono::seconds(30);
+  // A stage or task open longer than this is stuck.
+  Duration stage_threshold = std::chrono::seconds(300);
+  Overrides stage_thresholds;
+  Duration task_threshold = std::chrono::seconds(1200);
+  Overrides task_thresholds;
+  // A request open longer than this while some worker still waits for it is stale.
+  Duration request_threshold = std::chrono::seconds(60);
+  Overrides request_thresholds;
+  // A worker that heartbeats (or is an Agent: it said "initialized" or "starting") and then
+  // sends no heartbeat for this long is silent. A worker that never sent one is timed from
+  // its first event.
+  Duration heartbeat_timeout = std::chrono::seconds(60);
+  // The "MONITOR: Workers: 3/4 alive, ..." line.
+  Duration summary_interval = std::chrono::seconds(60);
+  // A warning that still holds is repeated at threshold x2, x4, x8 ... of time open, but at
+  // least every max_repeat.
+  Duration max_repeat = std::chrono::hours(1);
+  // Ask the kernel whether a worker's process still lives (kill(pid, 0)) when it runs on this
+  // host; a process gone without a "shutting down" is crashed. Off for replays of old files.
+  bool check_processes = true;
+};
+
+// What a worker is doing, as the watchdog sees it.
+enum class WorkerState : std::uint8_t { Running, Idle, Stuck, Silent, Crashed, Done };
+std::string_view worker_state_name(WorkerState state) noexcept;  // "running", "idle" ...
+
+// One worker's row in a live view.
+struct WorkerView {
+  std::string worker;
+  WorkerState state = WorkerState::Idle;
+  std::string stage;            // The innermost open stage, or "".
+  std::int64_t stage_since_ns = 0;
+  std::string task;             // The open task's id, or "".
+  std::string task_class;
+  std::int64_t first_event_ns = 0;
+  std::int64_t last_event_ns = 0;
+  std::int64_t last_heartbeat_ns = 0;  // 0: none yet.
+  std::uint64_t tasks_done = 0;
+  std::uint64_t tasks_failed = 0;
+  std::uint64_t stages_done = 0;
+  std::uint64_t stages_failed = 0;
+  std::string last_message;
+  std::int64_t pid = 0;
+  std::string host;
+};
+
+// Folds events into per-worker state (open stages, tasks and requests, last heartbeat, last
+// event, pid and host, counters) and checks its rules when the clock ticks. It reports what
+// it finds as events through `report`:
+//
+//   Stage: AGENT - Running (30.0s)                               stage event, INFO
+//   Stage AGENT on gpu-1 (pid 812, host h1) open for 301s (threshold: 300s); last: ...
+//   Task d5de16d7 (llm) on gpu-1 ... open for 1201s (threshold: 1200s); last: ...
+//   Worker gpu-1 last heartbeat 90s ago (threshold: 60s)
+//   Worker gpu-2 (pid 815, host h1) crashed: process gone without a shutdown; open: ...
+//   Request 7f3a (load_llm) open for 62s but workers [gpu-1] still wait for it (threshold: 60s)
+//   recovered: Stage AGENT on gpu-1 ended completed after 412s
+//   MONITOR: Workers: 3/4 alive, Stages: AGENT:2 JUDGE:1, Tasks: processing 2, stuck 1, Queue: llm:123
+//
+// Every reported event has component "watchdog" and a field "rule" (running, stuck_stage,
+// stuck_task, silent, crashed, stale_request, recovered, monitor); events with component
+// "watchdog" are never folded back in, so a watchdog can read files another one wrote.
+//
+// The same class runs in the recorder's backend thread (Options::watchdog) and in
+// `stagelog tail` and the server. It is not thread-safe: one thread calls everything. Time is
+// the events' wall clock in ns; tick() with the current time (a FakeClock in tests). A rule
+// fires on the first tick at or after its deadline; next_deadline() says when that is.
+class Watchdog {
+ public:
+  using Report = std::function<void(const Event&)>;
+
+  Watchdog(WatchdogOptions options, Report report);
+  ~Watchdog();
+  Watchdog(Watchdog&&) noexcept;
+  Watchdog& operator=(Watchdog&&) noexcept;
+
+  // Folds one event in. Events should come in time order per worker.
+  void observe(const Event& event);
+  // Checks every rule against now_ns and reports what is due.
+  void tick(std::int64_t now_ns);
+  // The earliest time a rule may fire; INT64_MAX when nothing is pending.
+  std::int64_t next_deadline() const noexcept;
+
+  // Every known worker at now_ns, by name.
+  std::vector<WorkerView> workers(std::int64_t now_ns) const;
+  // The latest queue snapshot ("llm:123, cpu:4"), from the last event with a "queue" field.
+  const std::string& queue() const noexcept;
+  const WatchdogOptions& options() const noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace stagelog
