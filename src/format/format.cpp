@@ -170,9 +170,10 @@ void append_timestamp(std::string& out, std::int64_t ts_ns) {
 
 void append_seconds(std::string& out, std::int64_t ns) {
   if (ns < 0) ns = 0;
-  std::int64_t ms = (ns + 500'000) / 1'000'000;
+  // Rounded by halves without adding (an elapsed_ns read from a file may be near INT64_MAX).
+  std::int64_t ms = ns / 1'000'000 + (ns % 1'000'000 >= 500'000);
   if (ms >= 1000) {  // One second or more once rounded: one decimal.
-    std::int64_t tenths = (ns + 50'000'000) / 100'000'000;
+    std::int64_t tenths = ns / 100'000'000 + (ns % 100'000'000 >= 50'000'000);
     append_int(out, tenths / 10);
     out += '.';
     out += static_cast<char>('0' + tenths % 10);

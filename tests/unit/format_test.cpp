@@ -186,6 +186,12 @@ TEST(FormatTest, SecondsRoundUpToOneSecondAt999Point95Milliseconds) {
   EXPECT_EQ(seconds(1'050'000'000), "1.1");
 }
 
+TEST(FormatTest, SecondsNearTheLargestDurationDoNotOverflow) {
+  // 9223372036854775807 ns is 9223372036.854... s; read back from a file, it must print.
+  EXPECT_EQ(seconds(std::numeric_limits<std::int64_t>::max()), "9223372036.9");
+  EXPECT_EQ(seconds(std::numeric_limits<std::int64_t>::max() - 60'000'000), "9223372036.8");
+}
+
 TEST(FormatTest, SecondsNeverGoBackwardsAsTimeGrows) {
   // The printed value (as a number) is monotonic in the elapsed time, across the switch from
   // three decimals to one.
