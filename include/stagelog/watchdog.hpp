@@ -73,13 +73,24 @@ struct WorkerView {
 // it finds as events through `report`:
 //
 //   Stage: AGENT - Running (30.0s)                               stage event, INFO
-//   Stage AGENT on gpu-1 (pid 812, host h1) open for 301s (threshold: 300s); last: ...
-//   Task d5de16d7 (llm) on gpu-1 ... open for 1201s (threshold: 1200s); last: ...
-//   Worker gpu-1 last heartbeat 90s ago (threshold: 60s)
+//   Stage AGENT on gpu-1 (pid 812, host h1) open for 301s (threshold: 300s); last message: ...
+//   Task d5de16d7 (llm) on gpu-1 ... open for 1201s (threshold: 1200s); last message: ...
+//   Worker gpu-1 last heartbeat 90s ago (threshold: 60s); last message: ...
+//   Worker gpu-1 has sent no heartbeat in the 61s since it started (threshold: 60s)
 //   Worker gpu-2 (pid 815, host h1) crashed: process gone without a shutdown; open: ...
 //   Request 7f3a (load_llm) open for 62s but workers [gpu-1] still wait for it (threshold: 60s)
 //   recovered: Stage AGENT on gpu-1 ended completed after 412s
 //   MONITOR: Workers: 3/4 alive, Stages: AGENT:2 JUDGE:1, Tasks: processing 2, stuck 1, Queue: llm:123
+//
+// Durations read "2.5s" below ten seconds and "90s" above; "; last message" appears when the
+// worker has said anything. A warning that still holds repeats at 2x, 4x, 8x ... its threshold
+// of time open (a late tick gives one warning and keeps that schedule). A crashed worker's
+// open items and its silence are reported once each; a worker that reported its own crash
+// (a lifecycle "failed" event) is crashed without a second report. MONITOR counts as alive
+// the workers neither done, crashed nor silent, lists open stages in order of first
+// appearance, leaves out "Queue:" until some event carried a "queue" field, and stops after
+// one line that finds nobody alive. A request asked again under the same id keeps its clock.
+// Processes are checked every 0.5 s; a zombie counts as dead.
 //
 // Every reported event has component "watchdog" and a field "rule" (running, stuck_stage,
 // stuck_task, silent, crashed, stale_request, recovered, monitor); events with component
@@ -102,6 +113,9 @@ class Watchdog {
   void observe(const Event& event);
   // Checks every rule against now_ns and reports what is due.
   void tick(std::int64_t now_ns);
+  // Reports a MONITOR line for now_ns at once, whatever the interval (the closing line of a
+  // replay or of a tail that stops). Nothing when no worker has been seen.
+  void monitor(std::int64_t now_ns);
   // The earliest time a rule may fire; INT64_MAX when nothing is pending.
   std::int64_t next_deadline() const noexcept;
 

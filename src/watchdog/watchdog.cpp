@@ -18,7 +18,8 @@ namespace {
 constexpr std::string_view kComponent = "watchdog";
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t kSecond = 1'000'000'000;
-constexpr std::int64_t kPidCheckPeriod = kSecond;
+// Half a second: with tail's 100 ms poll, a crash is still reported within a second.
+constexpr std::int64_t kPidCheckPeriod = kSecond / 2;
 
 // Something that opens and closes: a stage, a task or a request.
 struct OpenItem {
@@ -87,6 +88,20 @@ std::int64_t threshold_for(const WatchdogOptions::Overrides& overrides,
 std::int64_t next_offset(std::int64_t offset, std::int64_t max_repeat) {
   std::int64_t step = max_repeat > 0 ? std::min(offset, max_repeat) : offset;
   return offset > kNever - step ? kNever : offset + step;
+}
+
+// The first offset on the schedule threshold, x2, x4 ... (then every max_repeat) after
+// `open`: a late tick gives one warning, and the next stays on the schedule.
+std::int64_t offset_after(std::int64_t offset, std::int64_t open, std::int64_t max_repeat) {
+  if (offset <= 0) return kNever;
+  while (offset <= open && offset != kNever) {
+    if (max_repeat > 0 && offset >= max_repeat) {  // Linear from here on.
+      std::int64_t steps = (open - offset) / max_repeat + 1;
+      return steps > (kNever - offset) / max_repeat ? kNever : offset + steps * max_repeat;
+    }
+    offset = next_offset(offset, max_repeat);
+  }
+  return offset;
 }
 
 std::string_view string_field(const Event& e, std::string_view key) {
@@ -160,6 +175,7 @@ struct Watchdog::State {
   std::string host = host_name();
   std::int64_t pid = ::getpid();
   Worker* last_worker = nullptr;  // The last event's worker: events come in runs per thread.
+  bool quiet_summary = false;  // The last MONITOR line had no live worker.
   bool tracked = false;  // Some worker has stages, tasks, heartbeats or a lifecycle.
   std::int64_t next_summary_ns = kNever;
   mutable std::int64_t deadline_ns = kNever;
@@ -238,6 +254,7 @@ struct Watchdog::State {
       it = workers.emplace(std::string(e.worker), Worker{}).first;
       it->second.name = std::string(e.worker);
       it->second.first_ns = e.ts_ns;
+      it->second.next_pid_check_ns = e.ts_ns;  // Not 0: a deadline in 1970 never catches up.
     }
     last_worker = &it->second;
     return it->second;
@@ -275,7 +292,7 @@ struct Watchdog::State {
     message += " ended " + std::string(status_name(e.status)) + " after " +
                seconds_text(e.ts_ns - item.since_ns);
     Finding f{.level = Level::Info, .rule = "recovered", .worker = w, .run = item.run,
-              .stage = what == "stage" ? std::string_view(item.name) : std::string_view(),
+              .stage = what == "Stage" ? std::string_view(item.name) : std::string_view(),
               .message = std::move(message)};
     f.extra.push_back({"recovered", FieldValue{rule}});
     f.extra.push_back({"open_s", FieldValue{seconds_of(e.ts_ns - item.since_ns)}});
@@ -357,7 +374,7 @@ struct Watchdog::State {
     } else if (e.status == Status::Completed || e.status == Status::Failed ||
                e.status == Status::Skipped) {
       (e.status == Status::Failed ? w.stages_failed : w.stages_done) += 1;
-      if (auto item = close(w.stages, e.stage)) recovered(e, &w, *item, "stage", "stuck_stage");
+      if (auto item = close(w.stages, e.stage)) recovered(e, &w, *item, "Stage", "stuck_stage");
     }
   }
 
@@ -377,7 +394,7 @@ struct Watchdog::State {
     } else if (e.status == Status::Completed || e.status == Status::Failed ||
                e.status == Status::Skipped) {
       (e.status == Status::Failed ? w.tasks_failed : w.tasks_done) += 1;
-      if (auto item = close(w.tasks, id)) recovered(e, &w, *item, "task", "stuck_task");
+      if (auto item = close(w.tasks, id)) recovered(e, &w, *item, "Task", "stuck_task");
     }
   }
 
@@ -393,13 +410,18 @@ struct Watchdog::State {
                            threshold_for(options.request_thresholds, options.request_threshold, what));
       item.waiting = split_list(string_field(e, "waiting"));
       item.owner = std::string(e.worker);
-      close(requests, id);
-      requests.push_back(std::move(item));
+      auto known = std::find_if(requests.begin(), requests.end(),
+                                [&](const OpenItem& r) { return r.name == id; });
+      if (known != requests.end()) {
+        known->waiting = std::move(item.waiting);  // Asked again: still open since the first time.
+      } else {
+        requests.push_back(std::move(item));
+      }
     } else if (e.status == Status::Completed || e.status == Status::Failed ||
                e.status == Status::Skipped) {
       if (auto item = close(requests, id)) {
         auto it = workers.find(item->owner);
-        recovered(e, it == workers.end() ? nullptr : &it->second, *item, "request",
+        recovered(e, it == workers.end() ? nullptr : &it->second, *item, "Request",
                   "stale_request");
       }
     }
@@ -452,7 +474,11 @@ struct Watchdog::State {
     for (auto& [name, w] : workers) check_worker(w, now);
     for (auto& r : requests) check_request(r, now);
     if (tracked && now >= next_summary_ns) {
-      summary(now);
+      // Once nobody is alive, one last line says so and the rest are left out.
+      bool anyone = std::any_of(workers.begin(), workers.end(),
+                                [&](const auto& w) { return w.second.alive(); });
+      if (anyone || !quiet_summary) summary(now);
+      quiet_summary = !anyone;
       std::int64_t interval = options.summary_interval.count();
       while (next_summary_ns <= now) next_summary_ns += interval;
     }
@@ -504,8 +530,8 @@ struct Watchdog::State {
     f.extra.push_back({"last_message", FieldValue{std::string_view(w.last_message)}});
     emit(now, std::move(f));
     ++item.warnings;
-    item.warn_offset_ns = next_offset(std::max(item.warn_offset_ns, now - item.since_ns),
-                                      options.max_repeat.count());
+    item.warn_offset_ns =
+        offset_after(item.warn_offset_ns, now - item.since_ns, options.max_repeat.count());
   }
 
   std::int64_t silent_deadline(const Worker& w) const {
@@ -531,8 +557,9 @@ struct Watchdog::State {
     f.extra.push_back({"last_message", FieldValue{std::string_view(w.last_message)}});
     emit(now, std::move(f));
     ++w.silent_warnings;
-    w.silent_offset_ns = next_offset(std::max(quiet, options.heartbeat_timeout.count()),
-                                     options.max_repeat.count());
+    std::int64_t offset =
+        w.silent_offset_ns != 0 ? w.silent_offset_ns : options.heartbeat_timeout.count();
+    w.silent_offset_ns = offset_after(offset, quiet, options.max_repeat.count());
   }
 
   // Workers a request waits for that still live; an unknown worker counts as waiting.
@@ -569,7 +596,7 @@ struct Watchdog::State {
     emit(now, std::move(f));
     ++r.warnings;
     r.warn_offset_ns =
-        next_offset(std::max(r.warn_offset_ns, now - r.since_ns), options.max_repeat.count());
+        offset_after(r.warn_offset_ns, now - r.since_ns, options.max_repeat.count());
   }
 
   bool stuck(const Worker& w, std::int64_t now) const {
@@ -598,11 +625,7 @@ struct Watchdog::State {
     std::size_t stuck_tasks = 0;
     std::vector<std::pair<std::string_view, int>> stages;
     for (const auto& [name, w] : workers) {
-      WorkerState state = state_of(w, now);
-      if (state != WorkerState::Crashed && state != WorkerState::Done &&
-          state != WorkerState::Silent) {
-        ++alive;
-      }
+      if (w.alive() && !silent(w, now)) ++alive;
       if (!w.alive()) continue;
       for (const auto& s : w.stages) {
         auto it = std::find_if(stages.begin(), stages.end(),
@@ -653,7 +676,12 @@ struct Watchdog::State {
       }
       d = std::min(d, silent_deadline(w));
     }
-    for (const auto& r : requests) d = std::min(d, r.next_warning_ns());
+    for (const auto& r : requests) {
+      // Nobody left to wait: check_request() says nothing, so it sets no deadline (a past one
+      // would stay past forever). A worker that comes back marks the state dirty.
+      if (!r.waiting.empty() && still_waiting(r).empty()) continue;
+      d = std::min(d, r.next_warning_ns());
+    }
     return d;
   }
 };
@@ -671,6 +699,10 @@ Watchdog& Watchdog::operator=(Watchdog&&) noexcept = default;
 void Watchdog::observe(const Event& event) { state_->observe(event); }
 
 void Watchdog::tick(std::int64_t now_ns) { state_->tick(now_ns); }
+
+void Watchdog::monitor(std::int64_t now_ns) {
+  if (!state_->workers.empty()) state_->summary(now_ns);
+}
 
 std::int64_t Watchdog::next_deadline() const noexcept {
   if (state_->dirty) {
