@@ -10,5 +10,8 @@ namespace stagelog::cli {
 using Command = std::function<int()>;
 
 Command add_parse(CLI::App& app);
+Command add_summary(CLI::App& app);
+Command add_run(CLI::App& app);
+Command add_tail(CLI::App& app);
 
 }  // namespace stagelog::cli

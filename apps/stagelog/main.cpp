@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "stagelog 0.1.0");
   stagelog::cli::Command parse = stagelog::cli::add_parse(app);
+  stagelog::cli::Command summary = stagelog::cli::add_summary(app);
+  stagelog::cli::Command run = stagelog::cli::add_run(app);
+  stagelog::cli::Command tail = stagelog::cli::add_tail(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -22,6 +25,9 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("parse")) return parse();
+    if (app.got_subcommand("summary")) return summary();
+    if (app.got_subcommand("run")) return run();
+    if (app.got_subcommand("tail")) return tail();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stagelog: %s\n", e.what());
     return 2;

@@ -1,0 +1,212 @@
+// `stagelog tail` as a user runs it: following files that grow, rotate and appear, and the
+// live table on a real pseudo-terminal. Every wait is bounded; none asserts on timing.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "temp_dir.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+constexpr auto kPatience = std::chrono::seconds(30);
+
+const fs::path kData = fs::path(STAGELOG_TEST_DATA) / "cli" / "data";
+
+// A `stagelog tail` child whose output we read: through a pipe, or a pty when `terminal`.
+class Tail {
+ public:
+  Tail(std::vector<std::string> args, bool terminal) {
+    args.insert(args.begin(), {STAGELOG_CLI, "tail"});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (terminal) {
+      winsize size{40, 160, 0, 0};
+      pid_ = ::forkpty(&fd_, nullptr, nullptr, &size);
+      if (pid_ == 0) {
+        ::setenv("TERM", "xterm", 1);
+        ::unsetenv("NO_COLOR");
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+      }
+    } else {
+      int out[2];
+      if (::pipe(out) != 0) throw std::runtime_error("pipe");
+      pid_ = ::fork();
+      if (pid_ == 0) {
+        ::dup2(out[1], STDOUT_FILENO);
+        ::close(out[0]);
+        ::close(out[1]);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+      }
+      ::close(out[1]);
+      fd_ = out[0];
+    }
+    if (pid_ < 0) throw std::runtime_error("fork");
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  }
+  ~Tail() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // Reads until `text` has appeared after position `from` of the output; false after the
+  // patience runs out (or the output ends).
+  bool wait_for(const std::string& text, std::size_t from = 0) {
+    const auto give_up = Clock::now() + kPatience;
+    while (out_.find(text, from) == std::string::npos) {
+      if (Clock::now() > give_up || !read_some()) return false;
+    }
+    return true;
+  }
+
+  void write(const std::string& keys) { ASSERT_EQ(::write(fd_, keys.data(), keys.size()), static_cast<ssize_t>(keys.size())); }
+
+  // Waits for the exit (bounded) and returns the wait status, reading what is left.
+  int wait_exit() {
+    const auto give_up = Clock::now() + kPatience;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (Clock::now() > give_up) return -1;
+      read_some();
+    }
+    pid_ = -1;
+    while (read_some()) {
+    }
+    return status;
+  }
+
+  void signal(int sig) { ::kill(pid_, sig); }
+  const std::string& output() const { return out_; }
+
+ private:
+  // False at the end of the output.
+  bool read_some() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) return true;
+    char buf[4096];
+    ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n > 0) out_.append(buf, static_cast<std::size_t>(n));
+    return n > 0 || (n < 0 && errno == EAGAIN);
+  }
+
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string out_;
+};
+
+void append(const fs::path& file, const std::string& text) {
+  std::ofstream(file, std::ios::app) << text << std::flush;
+}
+
+// A JSONL line as JsonlSink writes it (the fields tail needs).
+std::string event(const std::string& worker, const std::string& kind, const std::string& stage,
+                  const std::string& status, const std::string& message = "") {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  long long ns = static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+  return "{\"ts_ns\":" + std::to_string(ns) + ",\"kind\":\"" + kind + "\",\"level\":\"info\"," +
+         "\"worker\":\"" + worker + "\",\"component\":\"worker\",\"stage\":\"" + stage +
+         "\",\"status\":\"" + status + "\",\"message\":\"" + message + "\",\"pid\":0}\n";
+}
+
+TEST(TailTest, FollowsGrowingRotatedAndNewFiles) {
+  stagelog::test::TempDir dir;
+  fs::create_directories(dir.path() / "logs");
+  const fs::path first = dir.path() / "logs" / "a.jsonl";
+  append(first, event("w1", "lifecycle", "", "starting", "starting"));
+  Tail tail({"--plain", "--stuck-stage", "1h", dir.path().string()}, false);
+  ASSERT_TRUE(tail.wait_for("[w1] idle")) << tail.output();
+
+  // Grows.
+  append(first, event("w1", "stage", "FETCH", "starting"));
+  append(first, event("w1", "stage", "FETCH", "completed"));
+  // Rotated: the rest of the old file is read, then the new one from its start.
+  fs::rename(first, dir.path() / "logs" / "a.jsonl.1");
+  append(first, event("w1", "lifecycle", "", "completed", "shutting down"));
+  ASSERT_TRUE(tail.wait_for("[w1] idle -> done")) << tail.output();
+
+  // A new file in a subfolder, found by the rescan.
+  fs::create_directories(dir.path() / "logs" / "more");
+  append(dir.path() / "logs" / "more" / "b.jsonl", event("w2", "stage", "LOAD", "starting"));
+  ASSERT_TRUE(tail.wait_for("[w2] running (stage LOAD)")) << tail.output();
+
+  // Truncated and rewritten: read again from the start.
+  std::ofstream(dir.path() / "logs" / "more" / "b.jsonl", std::ios::trunc)
+      << event("w3", "stage", "SAVE", "starting");
+  ASSERT_TRUE(tail.wait_for("[w3] running (stage SAVE)")) << tail.output();
+
+  tail.signal(SIGTERM);
+  int status = tail.wait_exit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << tail.output();  // Nothing was flagged.
+}
+
+TEST(TailTest, UnreadableLinesAreReportedAndSkipped) {
+  stagelog::test::TempDir dir;
+  const fs::path file = dir.path() / "x.jsonl";
+  append(file, "{not json\n");
+  append(file, event("w1", "stage", "FETCH", "starting"));
+  Tail tail({"--plain", file.string()}, false);
+  ASSERT_TRUE(tail.wait_for("[w1] running (stage FETCH)")) << tail.output();
+  tail.signal(SIGINT);
+  int status = tail.wait_exit();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(TailTest, TerminalTableFlagsAndFiltersAndQuits) {
+  // The recorded scenario of tests/cli/tail_replay, now long past: live, every rule has fired.
+  Tail tail({"--no-pid-check", "--stuck-stage", "20s", "--stuck-task", "25s", "--heartbeat-timeout",
+             "12s", (kData / "tail_agents.jsonl").string(), (kData / "tail_brain.jsonl").string()},
+            true);
+  ASSERT_TRUE(tail.wait_for("\x1b[?1049h")) << "no alternate screen: " << tail.output();
+  ASSERT_TRUE(tail.wait_for("WORKER")) << tail.output();
+  // gpu-1's row is red (stuck), gpu-2's red (crashed), gpu-0 is done.
+  ASSERT_TRUE(tail.wait_for("\x1b[31mgpu-1          stuck")) << tail.output();
+  ASSERT_TRUE(tail.wait_for("\x1b[31mgpu-2          crashed")) << tail.output();
+  ASSERT_TRUE(tail.wait_for("gpu-0          done")) << tail.output();
+  ASSERT_TRUE(tail.wait_for("q quit")) << tail.output();
+
+  // Filter to gpu-1: a later frame shows it and no other worker.
+  tail.write("/gpu-1\r");
+  ASSERT_TRUE(tail.wait_for("filter (gpu-1)")) << tail.output();
+  std::size_t frame = tail.output().rfind("\x1b[H\x1b[2J");
+  ASSERT_NE(frame, std::string::npos);
+  ASSERT_TRUE(tail.wait_for("filter (gpu-1)", tail.output().size())) << tail.output();
+  std::string last = tail.output().substr(tail.output().rfind("\x1b[H\x1b[2J"));
+  std::string table = last.substr(last.find("WORKER"));
+  EXPECT_NE(table.find("gpu-1"), std::string::npos) << table;
+  EXPECT_EQ(table.find("gpu-0 "), std::string::npos) << table;
+  EXPECT_EQ(table.find("brain"), std::string::npos) << table;
+
+  tail.write("q");
+  int status = tail.wait_exit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1);  // Warnings were raised.
+  // The screen is restored and the final state printed on the normal screen.
+  std::string after = tail.output().substr(tail.output().rfind("\x1b[?1049l"));
+  EXPECT_NE(after.find("gpu-1          stuck"), std::string::npos) << after;
+  EXPECT_NE(after.find("gpu-2          crashed"), std::string::npos) << after;
+  EXPECT_NE(after.find("warnings"), std::string::npos) << after;
+}
+
+}  // namespace
