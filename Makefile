@@ -12,14 +12,25 @@ setup:
 	@scripts/setup
 
 # The seed pipeline (4 workers, 20 items, WORKTREE -> AGENT -> JUDGE -> CLEANUP), then seed 001's
-# GPU agents (4 processes claiming 40 tasks from a file queue); output in demo-out/.
+# GPU agents (4 processes claiming 40 tasks from a file queue), then the live view watching
+# agents of which one, gpu-2, hangs in its first task while still heartbeating: stuck, not
+# dead (a table on a terminal, lines otherwise; tail exits 1 because it raised warnings).
+# Output in demo-out/.
+STAGELOG := ./build/release/apps/stagelog/stagelog
 demo: setup
 	@$(CMAKE) --preset release >/dev/null
 	@$(CMAKE) --build build/release --target pipeline gpu_agents stagelog_cli
 	./build/release/examples/pipeline demo-out
-	./build/release/apps/stagelog/stagelog parse demo-out/pipeline.log > demo-out/parsed.jsonl
+	$(STAGELOG) parse demo-out/pipeline.log > demo-out/parsed.jsonl
 	@echo "parsed back: demo-out/parsed.jsonl ($$(wc -l < demo-out/parsed.jsonl) events)"
+	$(STAGELOG) summary demo-out/pipeline.log
 	./build/release/examples/gpu_agents --dir demo-out/gpu_agents
+	@rm -rf demo-out/stuck && mkdir -p demo-out/stuck/logs
+	@echo "--- stagelog tail: gpu-2 hangs for 6 s in its first task"
+	@./build/release/examples/gpu_agents --fast --stuck-agent 2 --dir demo-out/stuck \
+	  > demo-out/stuck/gpu_agents.out 2>&1 & \
+	$(STAGELOG) tail --exit-when-done --stuck-stage 2s --stuck-task 2s --summary-interval 2s \
+	  demo-out/stuck; status=$$?; wait; test $$status -le 1
 
 # Unit, integration and CLI tests in the dev build, again under ASan + UBSan, and the
 # recorder's concurrency tests under TSan.

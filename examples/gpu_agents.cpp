@@ -12,6 +12,7 @@
 // session with "=== Resume at ... ==="); the queue and heartbeats start afresh.
 //
 //   gpu_agents [--agents N] [--tasks M] [--dir DIR] [--fast] [--crash-agent K]
+//              [--stuck-agent K] [--no-model]
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -60,6 +61,8 @@ constexpr int kMaxAgents = 64;
 constexpr int kMaxTasks = 100000;
 constexpr int kFailEvery = 13;    // Task indexes 12, 25, 38 ... run out of GPU memory.
 constexpr int kCrashOnClaim = 4;  // --crash-agent K: gpu-K dies on its 4th task.
+constexpr double kHangMs = 120'000;  // --stuck-agent K: gpu-K's first task hangs this long
+constexpr double kHangFloorMs = 6'000;  // (--fast: 6 s), alive and heartbeating.
 constexpr std::string_view kOom = "CUDA out of memory";
 
 // Task classes, in the order queue snapshots list them.
@@ -253,6 +256,8 @@ struct AgentConfig {
   fs::path dir;
   Timing timing;
   bool crash = false;  // --crash-agent names this one
+  bool stuck = false;  // --stuck-agent names this one
+  bool no_model = false;  // --no-model: nobody can load the model
   int start_fd = -1;   // Read end of the start pipe: EOF means go.
 };
 
@@ -363,12 +368,13 @@ Claim try_claim(stagelog::Agent& agent, const Task& task, const Queue& queue,
 
 // One claimed task: a stage named by its class, then done/ or failed/.
 void run_task(stagelog::Agent& agent, const Task& task, const Queue& queue, const Timing& timing,
-              std::atomic<bool>& model_loaded, bool crash) {
+              std::atomic<bool>& model_loaded, bool crash, bool hang) {
   std::int64_t index = task_index(task.id);
   bool oom = runs_out_of_memory(task.task_class, index);
   {
     stagelog::StageScope stage(agent.logger(), task.task_class, kv("task", task.id));
     if (crash) crash_on_purpose(agent);
+    if (hang) std::this_thread::sleep_for(timing(kHangMs, kHangFloorMs));
     std::this_thread::sleep_for(timing(task_ms(task.task_class, index)));
     if (oom) {
       stage.fail(kOom, kv("requested_mib", 2048 + index % 7 * 512), kv("free_mib", 312));
@@ -445,7 +451,7 @@ void claim_loop(stagelog::Agent& agent, const AgentConfig& config, std::atomic<b
     for (const auto& task : pending) {
       if (rank(task.task_class) == none) continue;
       if (task.task_class == kLlm && !model_loaded.load()) continue;
-      if (task.task_class == kLoadLlm && model_loaded.load()) continue;
+      if (task.task_class == kLoadLlm && (model_loaded.load() || config.no_model)) continue;
       candidates.push_back(&task);
     }
     std::stable_sort(candidates.begin(), candidates.end(), [&](const Task* a, const Task* b) {
@@ -479,7 +485,9 @@ void claim_loop(stagelog::Agent& agent, const AgentConfig& config, std::atomic<b
       if (result != Claim::Claimed) continue;
       claimed = true;
       busy.store(true);
-      run_task(agent, *task, queue, t, model_loaded, config.crash && ++claims == kCrashOnClaim);
+      ++claims;
+      run_task(agent, *task, queue, t, model_loaded, config.crash && claims == kCrashOnClaim,
+               config.stuck && claims == 1);
       busy.store(false);
       break;
     }
@@ -538,16 +546,21 @@ struct Args {
   fs::path dir = "demo-out/gpu_agents";
   double scale = 1.0;
   int crash_agent = -1;
+  int stuck_agent = -1;
+  bool no_model = false;
   bool help = false;
 };
 
 constexpr const char* kUsage =
     "usage: gpu_agents [--agents N] [--tasks M] [--dir DIR] [--fast] [--crash-agent K]\n"
+    "                  [--stuck-agent K] [--no-model]\n"
     "N GPU agent processes (default 4) claim M tasks (default 40) from a file queue in\n"
     "DIR/queue (default demo-out/gpu_agents) under flock; the parent, the brain, requests a\n"
     "load_llm for gpu-1, watches heartbeats and reports how every agent ended. Every 13th task\n"
     "fails with CUDA out of memory. --fast runs about 20x faster; --crash-agent K makes gpu-K\n"
-    "die of SIGSEGV on its 4th task. Agents write DIR/logs/worker_<i>.log and .jsonl and\n"
+    "die of SIGSEGV on its 4th task; --stuck-agent K makes gpu-K's first task hang for 120 s\n"
+    "(6 s with --fast) while it keeps heartbeating; --no-model makes the load_llm impossible, so\n"
+    "the request goes stale. Agents write DIR/logs/worker_<i>.log and .jsonl and\n"
     "DIR/heartbeats/gpu-<i>.heartbeat.json; the brain writes DIR/brain.jsonl.\n";
 
 int parse_int(std::string_view flag, std::string_view text, int lo, int hi) {
@@ -590,14 +603,21 @@ Args parse_args(int argc, char** argv) {
       if (args.dir.empty()) throw std::runtime_error("--dir needs a folder");
     } else if (arg == "--crash-agent") {
       args.crash_agent = parse_int(arg, next(), 0, kMaxAgents - 1);
+    } else if (arg == "--stuck-agent") {
+      args.stuck_agent = parse_int(arg, next(), 0, kMaxAgents - 1);
+    } else if (arg == "--no-model" && !inline_value) {
+      args.no_model = true;
     } else {
       throw std::runtime_error("unknown argument '" + std::string(argv[i]) + "' (see --help)");
     }
   }
-  if (args.crash_agent >= args.agents) {
-    throw std::runtime_error("--crash-agent " + std::to_string(args.crash_agent) +
-                             ": there are only " + std::to_string(args.agents) +
-                             " agents (gpu-0 to gpu-" + std::to_string(args.agents - 1) + ")");
+  for (auto [flag, k] : {std::pair{"--crash-agent", args.crash_agent},
+                         std::pair{"--stuck-agent", args.stuck_agent}}) {
+    if (k >= args.agents) {
+      throw std::runtime_error(std::string(flag) + " " + std::to_string(k) + ": there are only " +
+                               std::to_string(args.agents) + " agents (gpu-0 to gpu-" +
+                               std::to_string(args.agents - 1) + ")");
+    }
   }
   return args;
 }
@@ -680,6 +700,13 @@ std::string last_line(const fs::path& file) {
 std::string read_all(const fs::path& file) {
   std::ifstream in(file);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The brain's watchdog flags a load_llm request still open after 2 s (0.5 s with --fast).
+stagelog::Options brain_options(const Args& args) {
+  stagelog::Options options;
+  options.watchdog->request_threshold = Timing{args.scale}(2'000, 500);
+  return options;
 }
 
 class Brain {
@@ -796,19 +823,15 @@ class Brain {
                ") but no models loaded - inserting load_llm task");
       enqueue(queue_, load_id_, kLoadLlm);
       agent_.request(load_id_, kLoadLlm, std::span(waiting.data(), waiting.size()));
-      load_at_ = Clock::now();
       return;
     }
     if (fulfilled_) return;
     if (fs::exists(queue_.done / (load_id_ + ".task")) || any_model) {
       agent_.fulfilled(load_id_);
       fulfilled_ = true;
-    } else if (!stale_warned_ && Clock::now() - load_at_ >= timing_(2'000, 500)) {
-      log.warning("load_llm task available for " +
-                  std::to_string(std::lround(seconds(Clock::now() - load_at_))) +
-                  "s but workers [" + join(waiting, ", ") + "] still have no model");
-      stale_warned_ = true;
     }
+    // A load_llm nobody takes is the watchdog's to flag (see brain_options): "Request ...
+    // (load_llm) open for 2.0s but workers [gpu-1] still wait for it".
   }
 
   // Seed 001's MONITOR line.
@@ -822,7 +845,12 @@ class Brain {
                        "), Processing: " + std::to_string(list_tasks(queue_.processing).size()) +
                        ", Done: " + std::to_string(list_tasks(queue_.done).size()) +
                        ", Failed: " + std::to_string(list_tasks(queue_.failed).size());
-    agent_.logger().info(line);
+    // The queue as a field too: a watchdog reading this file shows it in its own MONITOR line.
+    std::string queue = describe_counts(pending);
+    const stagelog::Kv fields[] = {kv("queue", queue)};
+    agent_.logger().event(stagelog::Kind::Log, stagelog::Level::Info, stagelog::Status::None, {},
+                          line, fields, 0, true);
+    agent_.heartbeat(kv("agents_alive", alive()));  // The brain is an agent: it beats too.
   }
 
   int report(double elapsed_s) {
@@ -865,12 +893,10 @@ class Brain {
   Queue queue_;
   Timing timing_;
   std::vector<Child>& children_;
-  stagelog::Recorder recorder_;
+  stagelog::Recorder recorder_{brain_options(args_)};
   stagelog::Agent agent_{recorder_, "brain", "brain"};
   std::string load_id_;
-  Clock::time_point load_at_;
   bool fulfilled_ = false;
-  bool stale_warned_ = false;
   bool deadline_hit_ = false;
 };
 
@@ -910,6 +936,8 @@ int main(int argc, char** argv) {
                        .dir = args.dir,
                        .timing = {args.scale},
                        .crash = args.crash_agent == i,
+                       .stuck = args.stuck_agent == i,
+                       .no_model = args.no_model,
                        .start_fd = start[0]};
     pid_t pid = ::fork();
     if (pid == 0) {
