@@ -605,7 +605,6 @@ int follow(const TailOptions& options) {
     }
   }
   std::int64_t end = realtime_ns();
-  if (watchdog.options().summary_interval.count() > 0) watchdog.monitor(end);
   if (screen) {
     screen.reset();
     view.final_report(watchdog, end);
