@@ -1,0 +1,152 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "stagelog/error.hpp"
+#include "stagelog/parse.hpp"
+#include "stagelog/server/execution.hpp"
+
+namespace stagelog::store {
+
+// What a store operation returns: a value, or the Error that stopped it (an I/O error, a
+// database locked past the busy timeout, a corrupt file, a lost connection). Store failures
+// are a normal outcome for a server, so they are values, not exceptions; this is the subset of
+// tl::expected<T, Error> the callers need, kept here because a public header includes only
+// the standard library and stagelog/ headers. Converting is one line at the edge:
+//   auto r = store.latest(id, now);
+//   if (!r) return tl::make_unexpected(r.error());
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit
+  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
+
+  bool has_value() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return has_value(); }
+
+  // The value; throws the Error when there is none.
+  T& value() & {
+    check();
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    check();
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    check();
+    return std::get<0>(std::move(v_));
+  }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+
+  // Precondition: !has_value().
+  const Error& error() const { return std::get<1>(v_); }
+
+ private:
+  void check() const {
+    if (!has_value()) throw std::get<1>(v_);
+  }
+  std::variant<T, Error> v_;
+};
+
+template <>
+class [[nodiscard]] Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : error_(std::move(error)) {}  // NOLINT: implicit
+
+  bool has_value() const noexcept { return !error_.has_value(); }
+  explicit operator bool() const noexcept { return has_value(); }
+  // Throws the Error when the operation failed.
+  void value() const {
+    if (error_) throw *error_;
+  }
+  // Precondition: !has_value().
+  const Error& error() const { return *error_; }
+
+ private:
+  std::optional<Error> error_;
+};
+
+// One line of an attempts() listing.
+struct AttemptSummary {
+  int n = 0;  // 1 for the tracking id's first attempt.
+  std::string execution_id;
+  std::int64_t started_at_ns = 0;
+  std::optional<std::int64_t> completed_at_ns;
+  std::optional<std::int64_t> duration_ms;
+  std::string final_status;  // The last step's status, "unknown" without steps.
+  std::size_t step_count = 0;
+};
+
+// Where `stagelog serve` keeps execution logs (seed 004) and raw events, each with an expiry
+// time. Two implementations (SQLite, Redis) pass one conformance suite
+// (tests/support/store_conformance.hpp), which is the precise specification of what follows.
+//
+// Time: nothing here reads a clock. Writes take an absolute expires_at_ns, reads take now_ns;
+// a row is live while now_ns < expires_at_ns. Expired rows are never returned, whether or not
+// purge() has removed them yet.
+//
+// Executions: one row per attempt, keyed by (tracking_id, execution_id). Tracking ids and
+// execution ids are opaque byte strings (any characters, '/', quotes, "..", NUL included).
+// Attempts are numbered 1, 2, ... per tracking id in order of their first put; a number is
+// never reused while an attempt of that tracking id is still stored (they restart at 1 only
+// once every attempt of the tracking id has been purged).
+//
+// Errors: setup (constructing an implementation) throws stagelog::Error; every operation
+// returns a Result whose error says what failed and where. A write that returns success is
+// durable: it survives a crash of the process and, for SQLite, of the machine.
+//
+// Threads: every operation may be called from any thread, concurrently. A Store must outlive
+// the calls made on it.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Stores one attempt. A new execution_id adds an attempt; an execution_id already stored
+  // for this tracking id replaces that attempt entirely (steps, metadata, expiry), keeping its
+  // number and its place in insertion order: a worker re-posts the whole document as steps
+  // are added.
+  virtual Result<void> put_execution(const server::Execution& execution,
+                                     std::int64_t expires_at_ns) = 0;
+
+  // The most recent live attempt: greatest started_at_ns, ties broken by insertion order
+  // (the later first put wins). nullopt when the tracking id has no live attempt.
+  virtual Result<std::optional<server::Execution>> latest(std::string_view tracking_id,
+                                                          std::int64_t now_ns) = 0;
+
+  // Attempt number n (1 = the first), if it is live.
+  virtual Result<std::optional<server::Execution>> attempt(std::string_view tracking_id, int n,
+                                                           std::int64_t now_ns) = 0;
+
+  // The live attempts of a tracking id, by number.
+  virtual Result<std::vector<AttemptSummary>> attempts(std::string_view tracking_id,
+                                                       std::int64_t now_ns) = 0;
+
+  // Stores raw events, all or none, durable when it returns. Every field of OwnedEvent is
+  // kept; fields keep their order, repeated keys and values, with JSONL's number conventions
+  // (a non-negative integer reads back as std::int64_t unless it exceeds its range).
+  virtual Result<void> append_events(std::span<const OwnedEvent> events,
+                                     std::int64_t expires_at_ns) = 0;
+
+  // Up to `limit` live events of a run, by ts_ns, then by order of appending.
+  virtual Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
+                                                 std::size_t limit) = 0;
+
+  // Removes everything expired at now_ns (expires_at_ns <= now_ns) and returns how many
+  // attempts and events it removed (an attempt counts once, whatever its step count).
+  virtual Result<std::size_t> purge(std::int64_t now_ns) = 0;
+};
+
+}  // namespace stagelog::store

@@ -1,0 +1,494 @@
+#include "store/sqlite_store.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "format/format.hpp"
+#include "store/sqlite.hpp"
+
+namespace stagelog::store {
+
+using detail::Database;
+using detail::ScopedReset;
+using detail::SqliteError;
+using detail::Statement;
+using detail::Transaction;
+
+namespace {
+
+// Version 1. Executions: one row per attempt; `id` is the insertion order, `attempt` the
+// number shown to users. Steps hang off their attempt and go with it. Events: one row per raw
+// event, fields as a JSON object in JSONL's conventions.
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS executions (
+  id INTEGER PRIMARY KEY,
+  tracking_id TEXT NOT NULL,
+  execution_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  started_at_ns INTEGER NOT NULL,
+  completed_at_ns INTEGER,
+  duration_ms INTEGER,
+  metadata_json TEXT NOT NULL,
+  expires_at_ns INTEGER NOT NULL,
+  UNIQUE (tracking_id, execution_id)
+);
+CREATE INDEX IF NOT EXISTS executions_by_start ON executions (tracking_id, started_at_ns, id);
+CREATE INDEX IF NOT EXISTS executions_by_attempt ON executions (tracking_id, attempt);
+CREATE INDEX IF NOT EXISTS executions_by_expiry ON executions (expires_at_ns);
+CREATE TABLE IF NOT EXISTS steps (
+  execution INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  step TEXT NOT NULL,
+  timestamp_ns INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  message TEXT NOT NULL,
+  error_details TEXT,
+  custom_json TEXT NOT NULL,
+  PRIMARY KEY (execution, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  ts_ns INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  level TEXT NOT NULL,
+  status TEXT,
+  run TEXT NOT NULL,
+  worker TEXT NOT NULL,
+  component TEXT NOT NULL,
+  stage TEXT NOT NULL,
+  message TEXT NOT NULL,
+  elapsed_ns INTEGER,
+  fields_json TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  fields_in_message INTEGER NOT NULL,
+  expires_at_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run, ts_ns, id);
+CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expires_at_ns);
+)sql";
+
+constexpr const char* kExecutionColumns =
+    "id, tracking_id, execution_id, started_at_ns, completed_at_ns, duration_ms, metadata_json";
+
+std::string sql_select_execution(const char* where_order) {
+  return std::string("SELECT ") + kExecutionColumns + " FROM executions " + where_order;
+}
+
+// {"key":value,...} in order, repeated keys kept, as JsonlSink writes "fields".
+std::string fields_json(const OwnedEvent& e) {
+  std::string out = "{";
+  bool first = true;
+  for (const Field& f : e.fields()) {
+    if (!first) out += ',';
+    first = false;
+    detail::append_json_string(out, f.key);
+    out += ':';
+    switch (f.value.index()) {
+      case 0:
+        out += std::to_string(std::get<std::int64_t>(f.value));
+        break;
+      case 1:
+        out += std::to_string(std::get<std::uint64_t>(f.value));
+        break;
+      case 2:
+        detail::append_json_double(out, std::get<double>(f.value));
+        break;
+      case 3:
+        out += std::get<bool>(f.value) ? "true" : "false";
+        break;
+      case 4:
+        detail::append_json_string(out, std::get<std::string_view>(f.value));
+        break;
+    }
+  }
+  out += '}';
+  return out;
+}
+
+// Reads the fields back with the JSONL reader, so both agree on every number and string.
+bool read_fields(const std::string& json, OwnedEvent& out) {
+  std::string line = R"({"ts_ns":0,"kind":"log","fields":)" + json + "}";
+  auto parsed = parse_json_event(line);
+  if (!parsed) return false;
+  for (const Field& f : parsed->fields()) out.add_field(f.key, f.value);
+  return true;
+}
+
+std::string_view nonempty_or(std::string_view s, std::string_view fallback) {
+  return s.empty() ? fallback : s;
+}
+
+}  // namespace
+
+struct SqliteStore::Statements {
+  explicit Statements(Database& db)
+      : upsert_execution(db,
+                         "INSERT INTO executions (tracking_id, execution_id, attempt, "
+                         "started_at_ns, completed_at_ns, duration_ms, metadata_json, "
+                         "expires_at_ns) VALUES (?1, ?2, (SELECT COALESCE(MAX(attempt), 0) + 1 "
+                         "FROM executions WHERE tracking_id = ?1), ?3, ?4, ?5, ?6, ?7) "
+                         "ON CONFLICT (tracking_id, execution_id) DO UPDATE SET "
+                         "started_at_ns = excluded.started_at_ns, "
+                         "completed_at_ns = excluded.completed_at_ns, "
+                         "duration_ms = excluded.duration_ms, "
+                         "metadata_json = excluded.metadata_json, "
+                         "expires_at_ns = excluded.expires_at_ns RETURNING id"),
+        delete_steps(db, "DELETE FROM steps WHERE execution = ?1"),
+        insert_step(db,
+                    "INSERT INTO steps (execution, seq, step, timestamp_ns, status, message, "
+                    "error_details, custom_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        select_steps(db,
+                     "SELECT step, timestamp_ns, status, message, error_details, custom_json "
+                     "FROM steps WHERE execution = ?1 ORDER BY seq"),
+        select_latest(db, sql_select_execution("WHERE tracking_id = ?1 AND expires_at_ns > ?2 "
+                                               "ORDER BY started_at_ns DESC, id DESC LIMIT 1")),
+        select_attempt(db, sql_select_execution("WHERE tracking_id = ?1 AND attempt = ?2 AND "
+                                                "expires_at_ns > ?3")),
+        select_attempts(db,
+                        "SELECT e.attempt, e.execution_id, e.started_at_ns, e.completed_at_ns, "
+                        "e.duration_ms, (SELECT s.status FROM steps s WHERE s.execution = e.id "
+                        "ORDER BY s.seq DESC LIMIT 1), (SELECT COUNT(*) FROM steps s WHERE "
+                        "s.execution = e.id) FROM executions e WHERE e.tracking_id = ?1 AND "
+                        "e.expires_at_ns > ?2 ORDER BY e.attempt"),
+        insert_event(db,
+                     "INSERT INTO events (ts_ns, kind, level, status, run, worker, component, "
+                     "stage, message, elapsed_ns, fields_json, pid, host, fields_in_message, "
+                     "expires_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                     "?13, ?14, ?15)"),
+        select_events(db,
+                      "SELECT ts_ns, kind, level, status, run, worker, component, stage, "
+                      "message, elapsed_ns, fields_json, pid, host, fields_in_message "
+                      "FROM events WHERE run = ?1 AND expires_at_ns > ?2 "
+                      "ORDER BY ts_ns, id LIMIT ?3"),
+        purge_executions(db, "DELETE FROM executions WHERE expires_at_ns <= ?1"),
+        purge_events(db, "DELETE FROM events WHERE expires_at_ns <= ?1") {}
+
+  Statement upsert_execution;
+  Statement delete_steps;
+  Statement insert_step;
+  Statement select_steps;
+  Statement select_latest;
+  Statement select_attempt;
+  Statement select_attempts;
+  Statement insert_event;
+  Statement select_events;
+  Statement purge_executions;
+  Statement purge_events;
+};
+
+SqliteStore::SqliteStore(const std::filesystem::path& path) : SqliteStore(path, Options{}) {}
+
+SqliteStore::SqliteStore(const std::filesystem::path& path, Options options) : path_(path) {
+  const std::string where = "cannot open " + path.string() + ": ";
+  std::filesystem::path folder = path.parent_path();
+  if (folder.empty()) folder = ".";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec)) {
+    throw Error(where + "folder " + folder.string() + " does not exist");
+  }
+  try {
+    db_ = std::make_unique<Database>(path.string(), /*create=*/true);
+    sqlite3_busy_timeout(db_->get(), static_cast<int>(options.busy_timeout.count()));
+
+    // Read before writing anything: a file that is not SQLite fails here ("file is not a
+    // database"), and a newer or foreign schema is refused untouched.
+    auto check_schema = [&] {
+      Statement tables(*db_,
+                       "SELECT COUNT(*), COALESCE(SUM(name = 'schema_version'), 0) FROM "
+                       "sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+                       "ESCAPE '\\'");
+      tables.step();
+      std::int64_t count = tables.int64(0);
+      bool versioned = tables.int64(1) > 0;
+      if (count > 0 && !versioned) {
+        throw Error(where + "it is an SQLite database of another application (no " +
+                    "schema_version table); stagelog will not add its tables to it");
+      }
+      if (!versioned) return false;
+      Statement version(*db_, "SELECT MAX(version) FROM schema_version");
+      version.step();
+      if (version.is_null(0)) return false;
+      std::int64_t v = version.int64(0);
+      if (v > kSchemaVersion) {
+        throw Error(where + "its schema version is " + std::to_string(v) +
+                    ", newer than this stagelog supports (" + std::to_string(kSchemaVersion) +
+                    "); open it with a newer stagelog");
+      }
+      return true;  // Older versions would be migrated here; there is none before 1.
+    };
+    check_schema();
+
+    {
+      Statement wal(*db_, "PRAGMA journal_mode = WAL");
+      wal.step();
+      if (wal.text(0) != "wal") {
+        throw Error(where + "cannot switch to WAL mode (journal_mode is " + wal.text(0) + ")");
+      }
+    }
+    db_->exec(options.synchronous_full ? "PRAGMA synchronous = FULL"
+                                       : "PRAGMA synchronous = NORMAL");
+    db_->exec("PRAGMA foreign_keys = ON");
+
+    Transaction tx(*db_);
+    if (!check_schema()) {  // Again under the write lock: another process may have won.
+      db_->exec(kSchema);
+      Statement insert(*db_, "INSERT INTO schema_version (version) VALUES (?1)");
+      insert.bind(1, std::int64_t{kSchemaVersion}).run();
+    }
+    tx.commit();
+    st_ = std::make_unique<Statements>(*db_);
+  } catch (const SqliteError& e) {
+    throw Error(where + e.message);
+  }
+}
+
+SqliteStore::~SqliteStore() = default;
+
+Error SqliteStore::error(std::string_view operation) const {
+  std::string message = "sqlite store " + path_.string() + ": " + std::string(operation) + ": ";
+  try {
+    throw;
+  } catch (const SqliteError& e) {
+    message += e.message;
+  } catch (const std::exception& e) {
+    message += e.what();
+  }
+  return Error(message);
+}
+
+Result<void> SqliteStore::put_execution(const server::Execution& execution,
+                                        std::int64_t expires_at_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    Transaction tx(*db_);
+    std::int64_t id;
+    {
+      Statement& s = st_->upsert_execution;
+      ScopedReset reset(s);
+      s.bind(1, std::string_view(execution.tracking_id))
+          .bind(2, std::string_view(execution.execution_id))
+          .bind(3, execution.started_at_ns)
+          .bind(4, execution.completed_at_ns)
+          .bind(5, execution.duration_ms)
+          .bind(6, std::string_view(execution.metadata_json))
+          .bind(7, expires_at_ns);
+      s.step();
+      id = s.int64(0);
+    }
+    {
+      ScopedReset reset(st_->delete_steps);
+      st_->delete_steps.bind(1, id).run();
+    }
+    Statement& s = st_->insert_step;
+    std::int64_t seq = 0;
+    for (const server::Step& step : execution.steps) {
+      ScopedReset reset(s);
+      s.bind(1, id)
+          .bind(2, seq++)
+          .bind(3, std::string_view(step.step))
+          .bind(4, step.timestamp_ns)
+          .bind(5, std::string_view(step.status))
+          .bind(6, std::string_view(step.message))
+          .bind(7, step.error_details)
+          .bind(8, std::string_view(step.custom_json))
+          .run();
+    }
+    tx.commit();
+    return {};
+  } catch (...) {
+    return error("cannot store execution");
+  }
+}
+
+std::optional<server::Execution> SqliteStore::read_execution(Statement& row) {
+  if (!row.step()) return std::nullopt;
+  server::Execution e;
+  std::int64_t id = row.int64(0);
+  e.tracking_id = row.text(1);
+  e.execution_id = row.text(2);
+  e.started_at_ns = row.int64(3);
+  e.completed_at_ns = row.opt_int64(4);
+  e.duration_ms = row.opt_int64(5);
+  e.metadata_json = row.text(6);
+  Statement& s = st_->select_steps;
+  ScopedReset reset(s);
+  s.bind(1, id);
+  while (s.step()) {
+    server::Step step;
+    step.step = s.text(0);
+    step.timestamp_ns = s.int64(1);
+    step.status = s.text(2);
+    step.message = s.text(3);
+    step.error_details = s.opt_text(4);
+    step.custom_json = s.text(5);
+    e.steps.push_back(std::move(step));
+  }
+  return e;
+}
+
+Result<std::optional<server::Execution>> SqliteStore::latest(std::string_view tracking_id,
+                                                             std::int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    // The row and its steps from one snapshot.
+    Transaction tx(*db_, Transaction::Mode::Read);
+    Statement& s = st_->select_latest;
+    ScopedReset reset(s);
+    s.bind(1, tracking_id).bind(2, now_ns);
+    auto result = read_execution(s);
+    tx.commit();
+    return result;
+  } catch (...) {
+    return error("cannot read execution");
+  }
+}
+
+Result<std::optional<server::Execution>> SqliteStore::attempt(std::string_view tracking_id, int n,
+                                                              std::int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    Transaction tx(*db_, Transaction::Mode::Read);
+    Statement& s = st_->select_attempt;
+    ScopedReset reset(s);
+    s.bind(1, tracking_id).bind(2, std::int64_t{n}).bind(3, now_ns);
+    auto result = read_execution(s);
+    tx.commit();
+    return result;
+  } catch (...) {
+    return error("cannot read execution");
+  }
+}
+
+Result<std::vector<AttemptSummary>> SqliteStore::attempts(std::string_view tracking_id,
+                                                          std::int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    Statement& s = st_->select_attempts;
+    ScopedReset reset(s);
+    s.bind(1, tracking_id).bind(2, now_ns);
+    std::vector<AttemptSummary> out;
+    while (s.step()) {
+      AttemptSummary a;
+      a.n = static_cast<int>(s.int64(0));
+      a.execution_id = s.text(1);
+      a.started_at_ns = s.int64(2);
+      a.completed_at_ns = s.opt_int64(3);
+      a.duration_ms = s.opt_int64(4);
+      a.final_status = s.is_null(5) ? "unknown" : s.text(5);
+      a.step_count = static_cast<std::size_t>(s.int64(6));
+      out.push_back(std::move(a));
+    }
+    return out;
+  } catch (...) {
+    return error("cannot list attempts");
+  }
+}
+
+Result<void> SqliteStore::append_events(std::span<const OwnedEvent> events,
+                                        std::int64_t expires_at_ns) {
+  if (events.empty()) return {};
+  std::lock_guard lock(mutex_);
+  try {
+    Transaction tx(*db_);
+    Statement& s = st_->insert_event;
+    for (const OwnedEvent& e : events) {
+      ScopedReset reset(s);
+      s.bind(1, e.ts_ns).bind(2, kind_name(e.kind)).bind(3, level_json_name(e.level));
+      if (e.status == Status::None) {
+        s.bind_null(4);
+      } else {
+        s.bind(4, status_name(e.status));
+      }
+      s.bind(5, std::string_view(e.run))
+          .bind(6, std::string_view(e.worker))
+          .bind(7, std::string_view(e.component))
+          .bind(8, std::string_view(e.stage))
+          .bind(9, std::string_view(e.message))
+          .bind(10, e.elapsed_ns)
+          .bind(11, std::string_view(fields_json(e)))
+          .bind(12, e.pid)
+          .bind(13, std::string_view(e.host))
+          .bind(14, std::int64_t{e.fields_in_message ? 1 : 0})
+          .bind(15, expires_at_ns)
+          .run();
+    }
+    tx.commit();
+    return {};
+  } catch (...) {
+    return error("cannot store events");
+  }
+}
+
+Result<std::vector<OwnedEvent>> SqliteStore::events(std::string_view run, std::int64_t now_ns,
+                                                    std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  try {
+    Statement& s = st_->select_events;
+    ScopedReset reset(s);
+    constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+    s.bind(1, run).bind(2, now_ns).bind(3, static_cast<std::int64_t>(std::min(limit, kMax)));
+    std::vector<OwnedEvent> out;
+    while (s.step()) {
+      OwnedEvent e;
+      e.ts_ns = s.int64(0);
+      std::string kind = s.text(1);
+      std::string level = s.text(2);
+      auto k = parse_kind(kind);
+      auto l = parse_level(level);
+      if (!k || !l) {
+        throw std::runtime_error("unknown kind or level \"" + kind + "\" / \"" + level + "\"");
+      }
+      e.kind = *k;
+      e.level = *l;
+      if (!s.is_null(3)) {
+        std::string status = s.text(3);
+        auto st = parse_status(status);
+        if (!st) throw std::runtime_error("unknown status \"" + status + "\"");
+        e.status = *st;
+      }
+      e.run = s.text(4);
+      e.worker = s.text(5);
+      e.component = s.text(6);
+      e.stage = s.text(7);
+      e.message = s.text(8);
+      e.elapsed_ns = s.opt_int64(9);
+      std::string fields = s.text(10);
+      if (!read_fields(fields, e)) {
+        throw std::runtime_error("stored fields are not a JSON object: " +
+                                 std::string(nonempty_or(fields, "(empty)")));
+      }
+      e.pid = s.int64(11);
+      e.host = s.text(12);
+      e.fields_in_message = s.int64(13) != 0;
+      out.push_back(std::move(e));
+    }
+    return out;
+  } catch (...) {
+    return error("cannot read events");
+  }
+}
+
+Result<std::size_t> SqliteStore::purge(std::int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    Transaction tx(*db_);
+    std::size_t removed = 0;
+    for (Statement* s : {&st_->purge_executions, &st_->purge_events}) {
+      ScopedReset reset(*s);
+      s->bind(1, now_ns).run();
+      removed += static_cast<std::size_t>(db_->changes());  // Cascaded steps not counted.
+    }
+    tx.commit();
+    return removed;
+  } catch (...) {
+    return error("cannot purge");
+  }
+}
+
+}  // namespace stagelog::store

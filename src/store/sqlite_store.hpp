@@ -1,0 +1,76 @@
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+
+#include "stagelog/store/store.hpp"
+
+namespace stagelog::detail {
+class Database;
+class Statement;
+}  // namespace stagelog::detail
+
+namespace stagelog::store {
+
+// The embedded Store: one SQLite file in WAL mode. A write returns after its transaction is
+// committed and (with Options::synchronous_full, the default) fsynced, so an acknowledged
+// write survives a power cut. One connection, serialized by a mutex: every method may be
+// called from any thread. Other processes may open the same file; they wait up to
+// Options::busy_timeout for each other's write transactions.
+//
+// The file carries its schema version; a file written by a newer stagelog is refused rather
+// than altered, and so is a file that is not SQLite or is another application's database.
+//
+// TODO(store): move this declaration to include/stagelog/store/sqlite_store.hpp once that file
+// is part of the public API; it includes no third-party header already.
+class SqliteStore final : public Store {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  struct Options {
+    std::chrono::milliseconds busy_timeout{5000};
+    // false: synchronous=NORMAL. Still consistent after any crash, but a power cut may lose
+    // the last acknowledged writes. For benchmarks and throwaway stores.
+    bool synchronous_full = true;
+  };
+
+  // Opens the file, creating it (and its schema) when missing. Throws stagelog::Error naming
+  // the path: its folder does not exist, the file is not a stagelog store, its schema is
+  // newer than kSchemaVersion, or SQLite cannot open it.
+  explicit SqliteStore(const std::filesystem::path& path);
+  SqliteStore(const std::filesystem::path& path, Options options);
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  Result<void> put_execution(const server::Execution& execution,
+                             std::int64_t expires_at_ns) override;
+  Result<std::optional<server::Execution>> latest(std::string_view tracking_id,
+                                                  std::int64_t now_ns) override;
+  Result<std::optional<server::Execution>> attempt(std::string_view tracking_id, int n,
+                                                   std::int64_t now_ns) override;
+  Result<std::vector<AttemptSummary>> attempts(std::string_view tracking_id,
+                                               std::int64_t now_ns) override;
+  Result<void> append_events(std::span<const OwnedEvent> events,
+                             std::int64_t expires_at_ns) override;
+  Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
+                                         std::size_t limit) override;
+  Result<std::size_t> purge(std::int64_t now_ns) override;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  struct Statements;
+
+  std::optional<server::Execution> read_execution(detail::Statement& row);
+  Error error(std::string_view operation) const;
+
+  std::filesystem::path path_;
+  std::mutex mutex_;
+  std::unique_ptr<detail::Database> db_;
+  std::unique_ptr<Statements> st_;  // Prepared once; destroyed before db_.
+};
+
+}  // namespace stagelog::store

@@ -1,0 +1,482 @@
+#pragma once
+
+// The Store conformance suite: what every Store implementation (SQLite, Redis) must do. A
+// store's test file instantiates it with a way to make a fresh, empty backing storage:
+//
+//   INSTANTIATE_TEST_SUITE_P(SqliteStore, StoreConformanceTest,
+//                            ::testing::Values(test::StoreBackendFactory{"sqlite", make}),
+//                            test::StoreBackendName{});
+//
+// Include it from one test file per executable: it defines the tests.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stagelog/store/store.hpp"
+
+namespace stagelog::test {
+
+// One fresh, empty backing storage (a new SQLite file, a flushed Redis database). Each open()
+// connects a new Store to it; every Store it returns sees what the others wrote, also after
+// they are destroyed (the "reopen" test).
+class StoreBackend {
+ public:
+  virtual ~StoreBackend() = default;
+  virtual std::unique_ptr<store::Store> open() = 0;
+};
+
+struct StoreBackendFactory {
+  std::string name;  // The test-name suffix: letters, digits and '_'.
+  std::function<std::unique_ptr<StoreBackend>()> make;
+};
+
+struct StoreBackendName {
+  std::string operator()(const ::testing::TestParamInfo<StoreBackendFactory>& info) const {
+    return info.param.name;
+  }
+};
+
+inline void PrintTo(const StoreBackendFactory& f, std::ostream* os) { *os << f.name; }
+
+namespace conformance {
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+constexpr std::int64_t kT0 = 1'767'555'015'234'000'000;  // 2026-01-04T19:30:15.234Z
+constexpr std::int64_t kDay = 86'400 * kSecond;
+
+// Seed 004's example: three completed steps and a failure with a stack trace.
+inline server::Execution seed_execution(std::string tracking_id = "60B3RNTB",
+                                        std::string execution_id = "exec_1703123456789_xyz123abc",
+                                        std::int64_t started_at_ns = kT0) {
+  server::Execution e;
+  e.tracking_id = std::move(tracking_id);
+  e.execution_id = std::move(execution_id);
+  e.started_at_ns = started_at_ns;
+  e.completed_at_ns = started_at_ns + 150 * kSecond;
+  e.duration_ms = 150000;
+  e.metadata_json = R"({"tier":"comprehensive","company":"Acme Corp"})";
+  e.steps = {
+      {"initialization", started_at_ns, "completed",
+       "Started processing for Acme Corp (comprehensive tier)", std::nullopt, "{}"},
+      {"status_update", started_at_ns + kSecond, "completed", "Updated status to processing",
+       std::nullopt, "{}"},
+      {"orchestrator_execution", started_at_ns + 2 * kSecond, "in_progress",
+       "Starting orchestrator execution...", std::nullopt, R"({"retry_attempt":2})"},
+      {"error_handling", started_at_ns + 150 * kSecond, "failed",
+       "Processing failed: AI generation timeout after 480000ms",
+       "Error: AI generation timeout after 480000ms\n at AIService.generateContent "
+       "(worker.js:1234:56)",
+       R"({"error_code":"E_TIMEOUT","retry_possible":true,"operation_params":{"a":[1,2]}})"},
+  };
+  return e;
+}
+
+inline void expect_same(const server::Execution& got, const server::Execution& want) {
+  EXPECT_EQ(got.tracking_id, want.tracking_id);
+  EXPECT_EQ(got.execution_id, want.execution_id);
+  EXPECT_EQ(got.started_at_ns, want.started_at_ns);
+  EXPECT_EQ(got.completed_at_ns, want.completed_at_ns);
+  EXPECT_EQ(got.duration_ms, want.duration_ms);
+  EXPECT_EQ(got.metadata_json, want.metadata_json);
+  ASSERT_EQ(got.steps.size(), want.steps.size());
+  for (std::size_t i = 0; i < got.steps.size(); ++i) {
+    SCOPED_TRACE("step " + std::to_string(i));
+    EXPECT_EQ(got.steps[i].step, want.steps[i].step);
+    EXPECT_EQ(got.steps[i].timestamp_ns, want.steps[i].timestamp_ns);
+    EXPECT_EQ(got.steps[i].status, want.steps[i].status);
+    EXPECT_EQ(got.steps[i].message, want.steps[i].message);
+    EXPECT_EQ(got.steps[i].error_details, want.steps[i].error_details);
+    EXPECT_EQ(got.steps[i].custom_json, want.steps[i].custom_json);
+  }
+}
+
+inline OwnedEvent event(std::string run, std::int64_t ts_ns, std::string stage = "load",
+                        Status status = Status::Completed) {
+  OwnedEvent e;
+  e.ts_ns = ts_ns;
+  e.kind = Kind::Stage;
+  e.level = Level::Info;
+  e.status = status;
+  e.run = std::move(run);
+  e.worker = "T0_00";
+  e.component = "app";
+  e.stage = std::move(stage);
+  e.message = "done";
+  e.elapsed_ns = 13'200'000'000;
+  e.pid = 4242;
+  e.host = "gpu-node-1";
+  return e;
+}
+
+inline void expect_same(const OwnedEvent& got, const OwnedEvent& want) {
+  EXPECT_EQ(got.ts_ns, want.ts_ns);
+  EXPECT_EQ(got.kind, want.kind);
+  EXPECT_EQ(got.level, want.level);
+  EXPECT_EQ(got.status, want.status);
+  EXPECT_EQ(got.run, want.run);
+  EXPECT_EQ(got.worker, want.worker);
+  EXPECT_EQ(got.component, want.component);
+  EXPECT_EQ(got.stage, want.stage);
+  EXPECT_EQ(got.message, want.message);
+  EXPECT_EQ(got.elapsed_ns, want.elapsed_ns);
+  EXPECT_EQ(got.pid, want.pid);
+  EXPECT_EQ(got.host, want.host);
+  EXPECT_EQ(got.fields_in_message, want.fields_in_message);
+  ASSERT_EQ(got.fields().size(), want.fields().size());
+  for (std::size_t i = 0; i < got.fields().size(); ++i) {
+    EXPECT_EQ(got.fields()[i].key, want.fields()[i].key);
+    EXPECT_EQ(got.fields()[i].value, want.fields()[i].value) << "field " << i;
+  }
+}
+
+}  // namespace conformance
+
+class StoreConformanceTest : public ::testing::TestWithParam<StoreBackendFactory> {
+ protected:
+  void SetUp() override {
+    backend_ = GetParam().make();
+    store_ = backend_->open();
+  }
+
+  // Unwraps a Result, failing the test with its error.
+  template <typename T>
+  static T ok(store::Result<T> r) {
+    if (!r) {
+      ADD_FAILURE() << r.error().what();
+      throw std::runtime_error(r.error().what());
+    }
+    return std::move(*r);
+  }
+  static void ok(store::Result<void> r) {
+    if (!r) {
+      ADD_FAILURE() << r.error().what();
+      throw std::runtime_error(r.error().what());
+    }
+  }
+
+  std::unique_ptr<StoreBackend> backend_;
+  std::unique_ptr<store::Store> store_;
+};
+
+namespace conformance {
+using ::testing::ElementsAre;
+}  // namespace conformance
+
+TEST_P(StoreConformanceTest, PutThenLatestKeepsEveryField) {
+  using namespace conformance;
+  server::Execution e = seed_execution();
+  ok(store_->put_execution(e, kT0 + 7 * kDay));
+  auto got = ok(store_->latest(e.tracking_id, kT0));
+  ASSERT_TRUE(got.has_value());
+  expect_same(*got, e);
+}
+
+TEST_P(StoreConformanceTest, KeepsOptionalFieldsAbsentAndEmptyStepLists) {
+  using namespace conformance;
+  server::Execution e;
+  e.tracking_id = "running";
+  e.execution_id = "exec_1";
+  e.started_at_ns = kT0;
+  ok(store_->put_execution(e, kT0 + kDay));
+  auto got = ok(store_->latest("running", kT0));
+  ASSERT_TRUE(got.has_value());
+  expect_same(*got, e);
+  EXPECT_FALSE(got->completed_at_ns.has_value());
+  EXPECT_FALSE(got->duration_ms.has_value());
+}
+
+TEST_P(StoreConformanceTest, UnknownTrackingIdIsNotAnError) {
+  using namespace conformance;
+  EXPECT_FALSE(ok(store_->latest("nobody", kT0)).has_value());
+  EXPECT_FALSE(ok(store_->attempt("nobody", 1, kT0)).has_value());
+  EXPECT_TRUE(ok(store_->attempts("nobody", kT0)).empty());
+  EXPECT_TRUE(ok(store_->events("nobody", kT0, 100)).empty());
+}
+
+TEST_P(StoreConformanceTest, KeepsEveryAttemptNumberedFromOne) {
+  using namespace conformance;
+  server::Execution first = seed_execution("T1", "exec_a", kT0);
+  server::Execution second = seed_execution("T1", "exec_b", kT0 + 60 * kSecond);
+  second.steps.resize(2);
+  second.completed_at_ns.reset();
+  ok(store_->put_execution(first, kT0 + kDay));
+  ok(store_->put_execution(second, kT0 + kDay));
+  ok(store_->put_execution(seed_execution("other", "exec_c", kT0), kT0 + kDay));
+
+  auto list = ok(store_->attempts("T1", kT0));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].n, 1);
+  EXPECT_EQ(list[0].execution_id, "exec_a");
+  EXPECT_EQ(list[0].started_at_ns, kT0);
+  EXPECT_EQ(list[0].completed_at_ns, kT0 + 150 * kSecond);
+  EXPECT_EQ(list[0].duration_ms, 150000);
+  EXPECT_EQ(list[0].final_status, "failed");
+  EXPECT_EQ(list[0].step_count, 4u);
+  EXPECT_EQ(list[1].n, 2);
+  EXPECT_EQ(list[1].execution_id, "exec_b");
+  EXPECT_EQ(list[1].completed_at_ns, std::nullopt);
+  EXPECT_EQ(list[1].final_status, "completed");
+  EXPECT_EQ(list[1].step_count, 2u);
+
+  auto one = ok(store_->attempt("T1", 1, kT0));
+  ASSERT_TRUE(one.has_value());
+  expect_same(*one, first);
+  auto two = ok(store_->attempt("T1", 2, kT0));
+  ASSERT_TRUE(two.has_value());
+  expect_same(*two, second);
+  EXPECT_FALSE(ok(store_->attempt("T1", 3, kT0)).has_value());
+  EXPECT_FALSE(ok(store_->attempt("T1", 0, kT0)).has_value());
+  EXPECT_EQ(ok(store_->attempts("other", kT0)).size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, AttemptWithoutStepsHasUnknownFinalStatus) {
+  using namespace conformance;
+  server::Execution e = seed_execution();
+  e.steps.clear();
+  ok(store_->put_execution(e, kT0 + kDay));
+  auto list = ok(store_->attempts(e.tracking_id, kT0));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].final_status, "unknown");
+  EXPECT_EQ(list[0].step_count, 0u);
+}
+
+TEST_P(StoreConformanceTest, SameExecutionIdReplacesThatAttempt) {
+  using namespace conformance;
+  server::Execution a = seed_execution("T1", "exec_a", kT0);
+  server::Execution b = seed_execution("T1", "exec_b", kT0 + kSecond);
+  server::Execution growing = a;
+  growing.steps.resize(1);
+  growing.completed_at_ns.reset();
+  growing.duration_ms.reset();
+  ok(store_->put_execution(growing, kT0 + kDay));
+  ok(store_->put_execution(b, kT0 + kDay));
+  ok(store_->put_execution(a, kT0 + kDay));  // exec_a re-posted with every step.
+
+  auto list = ok(store_->attempts("T1", kT0));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].execution_id, "exec_a");
+  EXPECT_EQ(list[0].n, 1);  // Keeps its number.
+  EXPECT_EQ(list[0].step_count, 4u);
+  EXPECT_EQ(list[1].execution_id, "exec_b");
+  auto one = ok(store_->attempt("T1", 1, kT0));
+  ASSERT_TRUE(one.has_value());
+  expect_same(*one, a);
+  // Fewer steps on a later post replace more: the document is the truth.
+  ok(store_->put_execution(growing, kT0 + kDay));
+  one = ok(store_->attempt("T1", 1, kT0));
+  ASSERT_TRUE(one.has_value());
+  expect_same(*one, growing);
+}
+
+TEST_P(StoreConformanceTest, ReplacingAnAttemptRenewsItsExpiry) {
+  using namespace conformance;
+  server::Execution e = seed_execution();
+  ok(store_->put_execution(e, kT0 + kSecond));
+  ok(store_->put_execution(e, kT0 + kDay));
+  EXPECT_TRUE(ok(store_->latest(e.tracking_id, kT0 + 2 * kSecond)).has_value());
+  EXPECT_EQ(ok(store_->purge(kT0 + 2 * kSecond)), 0u);
+}
+
+TEST_P(StoreConformanceTest, LatestIsTheLatestStartThenTheLaterInsertion) {
+  using namespace conformance;
+  // Posted out of order: the later start wins, not the later post.
+  ok(store_->put_execution(seed_execution("T1", "late", kT0 + 10 * kSecond), kT0 + kDay));
+  ok(store_->put_execution(seed_execution("T1", "early", kT0), kT0 + kDay));
+  auto got = ok(store_->latest("T1", kT0));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->execution_id, "late");
+  // Same start: the later first post wins, and a re-post does not move it.
+  ok(store_->put_execution(seed_execution("T2", "x", kT0), kT0 + kDay));
+  ok(store_->put_execution(seed_execution("T2", "y", kT0), kT0 + kDay));
+  ok(store_->put_execution(seed_execution("T2", "x", kT0), kT0 + kDay));
+  got = ok(store_->latest("T2", kT0));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->execution_id, "y");
+}
+
+TEST_P(StoreConformanceTest, ExpiredDataIsNeverReturnedEvenBeforePurge) {
+  using namespace conformance;
+  ok(store_->put_execution(seed_execution("T1", "old", kT0), kT0 + kDay));
+  ok(store_->put_execution(seed_execution("T1", "new", kT0 + kSecond), kT0 + kSecond + kDay));
+  std::vector<OwnedEvent> events = {event("run-1", kT0)};
+  ok(store_->append_events(events, kT0 + kDay));
+
+  // Live until the instant of expiry, gone at it.
+  auto got = ok(store_->latest("T1", kT0 + kDay - 1));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->execution_id, "new");
+  EXPECT_EQ(ok(store_->attempts("T1", kT0 + kDay - 1)).size(), 2u);
+  EXPECT_EQ(ok(store_->events("run-1", kT0 + kDay - 1, 10)).size(), 1u);
+
+  EXPECT_TRUE(ok(store_->attempt("T1", 2, kT0 + kDay)).has_value());
+  EXPECT_FALSE(ok(store_->attempt("T1", 1, kT0 + kDay)).has_value());
+  auto list = ok(store_->attempts("T1", kT0 + kDay));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].n, 2);  // Numbers stay put when an earlier attempt expires.
+  EXPECT_TRUE(ok(store_->events("run-1", kT0 + kDay, 10)).empty());
+
+  // The newest expired too: latest does not fall back to anything.
+  EXPECT_FALSE(ok(store_->latest("T1", kT0 + kSecond + kDay)).has_value());
+  // A newer-started attempt that expired does not hide an older live one.
+  ok(store_->put_execution(seed_execution("T3", "live", kT0), kT0 + 2 * kDay));
+  ok(store_->put_execution(seed_execution("T3", "short", kT0 + kSecond), kT0 + kSecond));
+  got = ok(store_->latest("T3", kT0 + kDay));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->execution_id, "live");
+}
+
+TEST_P(StoreConformanceTest, PurgeRemovesExactlyTheExpiredRows) {
+  using namespace conformance;
+  ok(store_->put_execution(seed_execution("T1", "a", kT0), kT0 + 10));
+  ok(store_->put_execution(seed_execution("T1", "b", kT0 + 1), kT0 + 20));
+  ok(store_->put_execution(seed_execution("T2", "c", kT0), kT0 + 30));
+  std::vector<OwnedEvent> early = {event("r", kT0), event("r", kT0 + 1)};
+  std::vector<OwnedEvent> late = {event("r", kT0 + 2)};
+  ok(store_->append_events(early, kT0 + 10));
+  ok(store_->append_events(late, kT0 + 30));
+
+  EXPECT_EQ(ok(store_->purge(kT0 + 9)), 0u);
+  EXPECT_EQ(ok(store_->purge(kT0 + 10)), 3u);  // Attempt a and two events.
+  EXPECT_EQ(ok(store_->purge(kT0 + 10)), 0u);
+  // What is left is still there when read at an earlier time: purge removed only those.
+  auto list = ok(store_->attempts("T1", kT0));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].execution_id, "b");
+  EXPECT_EQ(list[0].n, 2);
+  EXPECT_EQ(ok(store_->events("r", kT0, 10)).size(), 1u);
+  EXPECT_TRUE(ok(store_->latest("T2", kT0)).has_value());
+
+  EXPECT_EQ(ok(store_->purge(kT0 + 1000)), 3u);
+  EXPECT_TRUE(ok(store_->attempts("T1", kT0)).empty());
+  EXPECT_TRUE(ok(store_->events("r", kT0, 10)).empty());
+}
+
+TEST_P(StoreConformanceTest, TrackingIdsAreOpaqueStrings) {
+  using namespace conformance;
+  const std::vector<std::string> ids = {
+      "a/b",
+      "../../etc/passwd",
+      "..",
+      "it's \"quoted\"",
+      "x'; DROP TABLE executions; --",
+      "%_*?[]",
+      "Ünïcødé ✓ 日本語 🚀",
+      " leading and trailing ",
+      "execution_log:60B3RNTB",
+      std::string("nul\0byte", 8),
+      "",
+  };
+  std::int64_t i = 0;
+  for (const std::string& id : ids) {
+    ok(store_->put_execution(seed_execution(id, "exec_" + std::to_string(i), kT0 + i), kT0 + kDay));
+    std::vector<OwnedEvent> events = {event(id, kT0 + i)};
+    ok(store_->append_events(events, kT0 + kDay));
+    ++i;
+  }
+  i = 0;
+  for (const std::string& id : ids) {
+    SCOPED_TRACE("tracking id \"" + id + "\"");
+    auto got = ok(store_->latest(id, kT0));
+    ASSERT_TRUE(got.has_value());
+    expect_same(*got, seed_execution(id, "exec_" + std::to_string(i), kT0 + i));
+    EXPECT_EQ(ok(store_->attempts(id, kT0)).size(), 1u);  // No prefix or pattern matching.
+    auto events = ok(store_->events(id, kT0, 10));
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].run, id);
+    ++i;
+  }
+  EXPECT_FALSE(ok(store_->latest("nul", kT0)).has_value());
+  EXPECT_FALSE(ok(store_->latest("%", kT0)).has_value());
+}
+
+TEST_P(StoreConformanceTest, EventsRoundTripEveryField) {
+  using namespace conformance;
+  OwnedEvent stage = event("run-1", kT0);
+  stage.add_field("tokens", FieldValue{std::int64_t{1247}});
+  stage.add_field("big", FieldValue{std::uint64_t{18'000'000'000'000'000'000u}});
+  stage.add_field("negative", FieldValue{std::int64_t{-5}});
+  stage.add_field("ratio", FieldValue{0.1});
+  stage.add_field("zero", FieldValue{-0.0});
+  stage.add_field("ok", FieldValue{true});
+  stage.add_field("path", FieldValue{std::string_view("C:\\tmp\n\"x\" ✓")});
+  stage.add_field("tokens", FieldValue{std::int64_t{2}});  // Repeated keys are kept.
+  OwnedEvent log;
+  log.ts_ns = kT0 + 1;
+  log.kind = Kind::Log;
+  log.level = Level::Error;
+  log.run = "run-1";
+  log.component = "worker";
+  log.message = "Claimed task: d5de16d7 (load_llm)";
+  log.fields_in_message = true;
+  log.add_field("task", FieldValue{std::string_view("d5de16d7")});
+  std::vector<OwnedEvent> events = {stage, log};
+  ok(store_->append_events(events, kT0 + kDay));
+
+  auto got = ok(store_->events("run-1", kT0, 100));
+  ASSERT_EQ(got.size(), 2u);
+  expect_same(got[0], stage);
+  expect_same(got[1], log);
+  EXPECT_FALSE(got[1].elapsed_ns.has_value());
+  EXPECT_EQ(got[1].status, Status::None);
+}
+
+TEST_P(StoreConformanceTest, EventsComeInTimestampOrderThenAppendOrderUpToTheLimit) {
+  using namespace conformance;
+  std::vector<OwnedEvent> first = {event("r", kT0 + 30, "c"), event("r", kT0 + 10, "a")};
+  std::vector<OwnedEvent> second = {event("r", kT0 + 20, "b1"), event("r", kT0 + 20, "b2"),
+                                    event("other", kT0, "x")};
+  ok(store_->append_events(first, kT0 + kDay));
+  ok(store_->append_events(second, kT0 + kDay));
+  ok(store_->append_events({}, kT0 + kDay));
+
+  std::vector<std::string> stages;
+  for (const OwnedEvent& e : ok(store_->events("r", kT0, 100))) stages.push_back(e.stage);
+  EXPECT_THAT(stages, ElementsAre("a", "b1", "b2", "c"));
+  stages.clear();
+  for (const OwnedEvent& e : ok(store_->events("r", kT0, 2))) stages.push_back(e.stage);
+  EXPECT_THAT(stages, ElementsAre("a", "b1"));
+  EXPECT_TRUE(ok(store_->events("r", kT0, 0)).empty());
+}
+
+TEST_P(StoreConformanceTest, ReopenedStoreHasEverything) {
+  using namespace conformance;
+  server::Execution e = seed_execution();
+  ok(store_->put_execution(e, kT0 + kDay));
+  ok(store_->put_execution(seed_execution(e.tracking_id, "exec_2", kT0 + kSecond), kT0 + kDay));
+  std::vector<OwnedEvent> events = {event("run-1", kT0), event("run-1", kT0 + 1)};
+  ok(store_->append_events(events, kT0 + kDay));
+  store_.reset();
+
+  store_ = backend_->open();
+  auto one = ok(store_->attempt(e.tracking_id, 1, kT0));
+  ASSERT_TRUE(one.has_value());
+  expect_same(*one, e);
+  auto latest = ok(store_->latest(e.tracking_id, kT0));
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->execution_id, "exec_2");
+  EXPECT_EQ(ok(store_->events("run-1", kT0, 10)).size(), 2u);
+  // Numbering carries on after a reopen.
+  ok(store_->put_execution(seed_execution(e.tracking_id, "exec_3", kT0 + 2), kT0 + kDay));
+  auto list = ok(store_->attempts(e.tracking_id, kT0));
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[2].n, 3);
+}
+
+TEST_P(StoreConformanceTest, TwoStoresOnOneBackendSeeEachOthersWrites) {
+  using namespace conformance;
+  auto other = backend_->open();
+  ok(other->put_execution(seed_execution("T1", "from_other"), kT0 + kDay));
+  auto got = ok(store_->latest("T1", kT0));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->execution_id, "from_other");
+}
+
+}  // namespace stagelog::test
