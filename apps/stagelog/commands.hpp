@@ -13,5 +13,6 @@ Command add_parse(CLI::App& app);
 Command add_summary(CLI::App& app);
 Command add_run(CLI::App& app);
 Command add_tail(CLI::App& app);
+Command add_token(CLI::App& app);
 
 }  // namespace stagelog::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   stagelog::cli::Command summary = stagelog::cli::add_summary(app);
   stagelog::cli::Command run = stagelog::cli::add_run(app);
   stagelog::cli::Command tail = stagelog::cli::add_tail(app);
+  stagelog::cli::Command token = stagelog::cli::add_token(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("summary")) return summary();
     if (app.got_subcommand("run")) return run();
     if (app.got_subcommand("tail")) return tail();
+    if (app.got_subcommand("token")) return token();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stagelog: %s\n", e.what());
     return 2;
