@@ -14,6 +14,7 @@
 #include "stagelog/sinks/file_sink.hpp"
 #include "stagelog/sinks/heartbeat_file_sink.hpp"
 #include "stagelog/sinks/jsonl_sink.hpp"
+#include "stagelog/sinks/network_sink.hpp"
 #include "stagelog/sinks/progress_sink.hpp"
 #include "stagelog/sinks/text_sink.hpp"
 #include "stagelog/sinks/worker_file_sink.hpp"

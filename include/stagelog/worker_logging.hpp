@@ -19,8 +19,10 @@ struct WorkerLoggingOptions {
 
 // Seed 003's setup_worker_logging(rank, log_dir): a WorkerFileSink for <log_dir>/worker_<rank>
 // .log and a ConsoleSink on stderr at console_level, added to the recorder; the calling thread
-// becomes worker <rank>. Returns the file sink. Throws Error if the folder or file cannot be
-// created.
+// becomes worker <rank>. When STAGELOG_SERVER is set, a NetworkSink from
+// network_sink_from_env() (STAGELOG_TOKEN, STAGELOG_SPOOL) is added too, at every level, so the
+// server sees the worker's events; the recorder owns it. Returns the file sink. Throws Error if
+// the folder or file cannot be created, or if STAGELOG_SERVER is malformed.
 std::shared_ptr<WorkerFileSink> setup_worker_logging(Recorder& recorder,
                                                      const std::filesystem::path& log_dir,
                                                      std::string_view rank,

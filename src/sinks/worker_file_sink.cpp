@@ -4,6 +4,7 @@
 
 #include "format/format.hpp"
 #include "stagelog/error.hpp"
+#include "stagelog/sinks/network_sink.hpp"
 #include "stagelog/worker_logging.hpp"
 
 namespace stagelog {
@@ -55,7 +56,9 @@ std::shared_ptr<WorkerFileSink> setup_worker_logging(Recorder& recorder,
                                                      WorkerLoggingOptions options) {
   auto file = std::make_shared<WorkerFileSink>(
       log_dir, rank, WorkerFileOptions{options.file_level, options.rotation});
+  auto network = network_sink_from_env();  // Before add_sink: a bad URL adds nothing.
   recorder.add_sink(file);
+  if (network) recorder.add_sink(std::move(network));
   recorder.add_sink(std::make_shared<ConsoleSink>(ConsoleOptions{options.console_level, 2}));
   recorder.set_worker(rank);
   return file;

@@ -1,0 +1,437 @@
+#include "sinks/http_client.hpp"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <string>
+
+namespace stagelog::detail {
+
+namespace {
+
+constexpr std::size_t kMaxHeaderLine = 64 * 1024;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) { return lower(a) == lower(b); }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// Whether a comma-separated header value holds `token` (case-insensitive).
+bool has_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    std::size_t comma = value.find(',');
+    if (iequals(trim(value.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+int remaining_ms(HttpClient::Clock::time_point deadline) {
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - HttpClient::Clock::now());
+  if (left.count() <= 0) return 0;
+  return static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30));
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+}  // namespace
+
+HttpUrl parse_http_url(std::string_view url) {
+  HttpUrl out;
+  std::string_view rest = url;
+  auto scheme_end = rest.find("://");
+  if (scheme_end == std::string_view::npos) {
+    throw Error("expected http://host:port");
+  }
+  std::string scheme = lower(rest.substr(0, scheme_end));
+  if (scheme == "https") {
+    throw Error(
+        "https is not supported by the network sink: give it an http:// URL of a local TLS "
+        "proxy (stunnel, nginx) that forwards to the server");
+  }
+  if (scheme != "http") throw Error("unsupported scheme '" + scheme + "', expected http://");
+  rest.remove_prefix(scheme_end + 3);
+  std::size_t authority_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, authority_end);
+  std::string_view path =
+      authority_end == std::string_view::npos ? std::string_view{} : rest.substr(authority_end);
+  if (authority.find('@') != std::string_view::npos) {
+    throw Error("user info in the URL is not supported (use a token)");
+  }
+  if (path.find_first_of("?#") != std::string_view::npos) {
+    throw Error("a query or fragment is not allowed in the server URL");
+  }
+  std::string_view host;
+  std::string_view port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) throw Error("unterminated '[' in the host");
+    host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') throw Error("expected ':port' after ']'");
+      port_text = after.substr(1);
+      if (port_text.empty()) throw Error("empty port");
+    }
+  } else {
+    std::size_t colon = authority.rfind(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      if (port_text.empty()) throw Error("empty port");
+    }
+    if (host.find(':') != std::string_view::npos) {
+      throw Error("an IPv6 address must be written in brackets: http://[::1]:8080");
+    }
+  }
+  if (host.empty()) throw Error("no host");
+  for (char c : host) {
+    if (c <= ' ' || c == '/' || c == '\\' || c == '%' || c == '"' || c == 0x7f) {
+      throw Error("invalid character in the host");
+    }
+  }
+  if (!port_text.empty()) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 ||
+        value > 65535) {
+      throw Error("invalid port '" + std::string(port_text) + "'");
+    }
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  for (char c : path) {
+    if (c <= ' ' || c == 0x7f) throw Error("invalid character in the path");
+  }
+  out.host = std::string(host);
+  out.base_path = std::string(path);
+  bool v6 = out.host.find(':') != std::string::npos;
+  out.host_header = (v6 ? "[" + out.host + "]" : out.host) + ":" + std::to_string(out.port);
+  out.text = "http://" + out.host_header + out.base_path;
+  return out;
+}
+
+std::string_view HttpResponse::header(std::string_view name) const noexcept {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+HttpClient::~HttpClient() { close(); }
+
+void HttpClient::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  in_.clear();
+}
+
+void HttpClient::wait_ready(short events, Clock::time_point deadline, std::string_view doing) {
+  for (;;) {
+    int ms = remaining_ms(deadline);
+    if (ms == 0) {
+      close();
+      throw HttpError("timed out " + std::string(doing) + " " + url_.host_header);
+    }
+    pollfd p{fd_, events, 0};
+    int r = ::poll(&p, 1, ms);
+    if (r > 0) return;  // Ready, or an error the next call reports.
+    if (r < 0 && errno != EINTR) {
+      int err = errno;
+      close();
+      throw HttpError("poll: " + errno_text(err));
+    }
+  }
+}
+
+void HttpClient::connect(Clock::time_point deadline) {
+  close();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* list = nullptr;
+  // getaddrinfo() has no timeout: a hung resolver holds the sender thread (never the backend).
+  std::string port = std::to_string(url_.port);
+  int rc = ::getaddrinfo(url_.host.c_str(), port.c_str(), &hints, &list);
+  if (rc != 0) {
+    throw HttpError("cannot resolve " + url_.host + ": " + ::gai_strerror(rc));
+  }
+  std::string last_error = "no address";
+  for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+    int fd =
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last_error = errno_text(errno);
+      continue;
+    }
+    fd_ = fd;
+    int r = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (r != 0 && errno == EINPROGRESS) {
+      try {
+        wait_ready(POLLOUT, deadline, "connecting to");
+      } catch (const HttpError&) {
+        ::freeaddrinfo(list);
+        throw;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      r = err == 0 ? 0 : -1;
+      errno = err;
+    }
+    if (r == 0) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ::freeaddrinfo(list);
+      return;
+    }
+    last_error = errno_text(errno);
+    close();
+  }
+  ::freeaddrinfo(list);
+  throw HttpError("cannot connect to " + url_.host_header + ": " + last_error);
+}
+
+void HttpClient::send_all(std::string_view data, Clock::time_point deadline) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      data.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wait_ready(POLLOUT, deadline, "sending to");
+      continue;
+    }
+    int err = errno;
+    close();
+    throw HttpError("cannot send to " + url_.host_header + ": " + errno_text(err));
+  }
+}
+
+bool HttpClient::read_some(Clock::time_point deadline) {
+  char buf[16 * 1024];
+  for (;;) {
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      received_ += static_cast<std::size_t>(n);
+      if (received_ > kMaxResponseBytes) {
+        close();
+        throw HttpError("the answer from " + url_.host_header + " is larger than " +
+                        std::to_string(kMaxResponseBytes) + " bytes");
+      }
+      in_.append(buf, static_cast<std::size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      wait_ready(POLLIN, deadline, "waiting for the answer from");
+      continue;
+    }
+    int err = errno;
+    close();
+    throw HttpError("cannot read from " + url_.host_header + ": " + errno_text(err));
+  }
+}
+
+std::string HttpClient::read_line(std::size_t& pos, Clock::time_point deadline) {
+  for (;;) {
+    std::size_t nl = in_.find('\n', pos);
+    if (nl != std::string::npos) {
+      std::string line = in_.substr(pos, nl - pos);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      pos = nl + 1;
+      return line;
+    }
+    if (in_.size() - pos > kMaxHeaderLine) {
+      close();
+      throw HttpError("a header line from " + url_.host_header + " is too long");
+    }
+    if (!read_some(deadline)) {
+      close();
+      throw HttpError("connection closed by " + url_.host_header +
+                      " before the answer was complete");
+    }
+  }
+}
+
+void HttpClient::read_exactly(std::size_t& pos, std::size_t n, std::string& out,
+                              Clock::time_point deadline) {
+  while (in_.size() - pos < n) {
+    if (!read_some(deadline)) {
+      close();
+      throw HttpError("connection closed by " + url_.host_header +
+                      " before the answer was complete");
+    }
+  }
+  out.append(in_, pos, n);
+  pos += n;
+}
+
+HttpResponse HttpClient::read_response(Clock::time_point deadline, bool* keep_alive) {
+  std::size_t pos = 0;
+  for (;;) {
+    HttpResponse response;
+    std::string status_line = read_line(pos, deadline);
+    // "HTTP/1.1 200 OK"
+    if (status_line.size() < 12 || status_line.compare(0, 5, "HTTP/") != 0 ||
+        status_line[8] != ' ') {
+      close();
+      throw HttpError("not an HTTP answer from " + url_.host_header + ": '" +
+                      status_line.substr(0, 80) + "'");
+    }
+    bool http10 = status_line.compare(5, 3, "1.0") == 0;
+    int status = 0;
+    auto [end, ec] = std::from_chars(status_line.data() + 9, status_line.data() + 12, status);
+    if (ec != std::errc() || end != status_line.data() + 12 || status < 100 || status > 999) {
+      close();
+      throw HttpError("bad status line from " + url_.host_header + ": '" +
+                      status_line.substr(0, 80) + "'");
+    }
+    response.status = status;
+    response.reason = status_line.size() > 13 ? status_line.substr(13) : std::string();
+    for (;;) {
+      std::string line = read_line(pos, deadline);
+      if (line.empty()) break;
+      std::size_t colon = line.find(':');
+      if (colon == std::string::npos || colon == 0) {
+        close();
+        throw HttpError("bad header line from " + url_.host_header);
+      }
+      response.headers.emplace_back(lower(std::string_view(line).substr(0, colon)),
+                                    std::string(trim(std::string_view(line).substr(colon + 1))));
+      if (response.headers.size() > 200) {
+        close();
+        throw HttpError("too many headers from " + url_.host_header);
+      }
+    }
+    if (status >= 100 && status < 200) continue;  // 100 Continue and friends: the real one follows.
+
+    std::string_view connection = response.header("connection");
+    *keep_alive = http10 ? has_token(connection, "keep-alive") : !has_token(connection, "close");
+
+    std::string_view te = response.header("transfer-encoding");
+    std::string_view length = response.header("content-length");
+    if (status == 204 || status == 304) {
+      // No body.
+    } else if (!te.empty()) {
+      if (!has_token(te, "chunked")) {
+        close();
+        throw HttpError("unsupported Transfer-Encoding '" + std::string(te) + "' from " +
+                        url_.host_header);
+      }
+      for (;;) {
+        std::string size_line = read_line(pos, deadline);
+        std::string_view digits = trim(std::string_view(size_line).substr(0, size_line.find(';')));
+        std::size_t size = 0;
+        auto [e, err] = std::from_chars(digits.data(), digits.data() + digits.size(), size, 16);
+        if (digits.empty() || err != std::errc() || e != digits.data() + digits.size() ||
+            size > kMaxResponseBytes) {
+          close();
+          throw HttpError("bad chunk size '" + size_line.substr(0, 40) + "' from " +
+                          url_.host_header);
+        }
+        if (size == 0) {
+          while (!read_line(pos, deadline).empty()) {  // Trailers, ignored.
+          }
+          break;
+        }
+        read_exactly(pos, size, response.body, deadline);
+        if (!read_line(pos, deadline).empty()) {
+          close();
+          throw HttpError("missing CRLF after a chunk from " + url_.host_header);
+        }
+      }
+    } else if (!length.empty()) {
+      std::size_t n = 0;
+      auto [e, err] = std::from_chars(length.data(), length.data() + length.size(), n);
+      if (err != std::errc() || e != length.data() + length.size() || n > kMaxResponseBytes) {
+        close();
+        throw HttpError("bad Content-Length '" + std::string(length) + "' from " +
+                        url_.host_header);
+      }
+      read_exactly(pos, n, response.body, deadline);
+    } else {
+      // Neither: the body runs to the end of the connection.
+      while (read_some(deadline)) {
+      }
+      response.body.append(in_, pos, std::string::npos);
+      pos = in_.size();
+      *keep_alive = false;
+    }
+    in_.erase(0, pos);
+    return response;
+  }
+}
+
+HttpResponse HttpClient::post(std::string_view path, std::string_view content_type,
+                              std::string_view body, std::span<const Header> headers,
+                              Clock::time_point deadline) {
+  std::string head;
+  head.reserve(256);
+  head += "POST ";
+  head += url_.base_path;
+  head += path;
+  head += " HTTP/1.1\r\nHost: ";
+  head += url_.host_header;
+  head += "\r\nUser-Agent: stagelog-network-sink\r\nContent-Type: ";
+  head += content_type;
+  head += "\r\nContent-Length: ";
+  head += std::to_string(body.size());
+  head += "\r\n";
+  for (const auto& [name, value] : headers) {
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+  }
+  head += "\r\n";
+
+  for (int attempt = 0;; ++attempt) {
+    bool reused = fd_ >= 0;
+    if (!reused) connect(deadline);
+    in_.clear();
+    received_ = 0;
+    try {
+      send_all(head, deadline);
+      send_all(body, deadline);
+      bool keep_alive = false;
+      HttpResponse response = read_response(deadline, &keep_alive);
+      if (!keep_alive) close();
+      return response;
+    } catch (const HttpError&) {
+      close();
+      // A kept-alive connection the server had already closed: one fresh try. Only when not a
+      // byte of the answer came back and time remains.
+      if (reused && attempt == 0 && received_ == 0 && Clock::now() < deadline) continue;
+      throw;
+    }
+  }
+}
+
+}  // namespace stagelog::detail

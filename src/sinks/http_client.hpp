@@ -1,0 +1,98 @@
+#pragma once
+
+// A minimal HTTP/1.1 client over POSIX sockets, for the network sink.
+//
+// Why not cpp-httplib: stagelog::stagelog is installed and consumed with find_package(stagelog),
+// and its link interface must stay free of third-party libraries; linking httplib here would
+// leak it to every consumer. The sink needs one thing — POST a body to one host and read the
+// answer, with timeouts and keep-alive — and this file does only that. No TLS: an https server
+// is reached through a local TLS proxy (stunnel, nginx, ...).
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "stagelog/error.hpp"
+
+namespace stagelog::detail {
+
+// "http://host[:port][/prefix]" split up. IPv6 literals are written "[::1]:8080".
+struct HttpUrl {
+  std::string host;  // Without brackets: "127.0.0.1", "::1", "logs.example.com".
+  std::uint16_t port = 80;
+  std::string base_path;    // "" or "/prefix" (no trailing slash): prepended to request paths.
+  std::string host_header;  // "host:port" as sent in Host (brackets kept for IPv6).
+  std::string text;         // "http://host:port/prefix", normalised: for messages.
+};
+
+// Parses an http:// URL. Throws Error "<reason>" (callers add what the value was): an https
+// URL is refused with a hint to use a local TLS proxy; user info, queries and fragments are
+// refused; the port must be 1-65535.
+HttpUrl parse_http_url(std::string_view url);
+
+struct HttpResponse {
+  int status = 0;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> headers;  // Names lower-cased.
+  std::string body;
+
+  // The first header with this (lower-case) name, or "".
+  std::string_view header(std::string_view name) const noexcept;
+};
+
+// The request did not produce a response: cannot resolve or connect, a timeout, the
+// connection closed early, or an answer that is not HTTP. Whether the server acted on the
+// request is unknown.
+class HttpError : public Error {
+ public:
+  explicit HttpError(const std::string& what) : Error(what) {}
+};
+
+// One keep-alive connection to one server, used by one thread at a time. post() connects when
+// needed, reuses the connection while the server keeps it open, and reconnects once when a
+// reused connection turns out to be closed before any byte of the answer came back.
+class HttpClient {
+ public:
+  using Header = std::pair<std::string_view, std::string_view>;
+  using Clock = std::chrono::steady_clock;
+
+  explicit HttpClient(HttpUrl url) : url_(std::move(url)) {}
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Sends "POST <base_path><path>" with Host, Content-Type, Content-Length and `headers`, and
+  // reads the answer: Content-Length, chunked, or up to the end of the connection. Every
+  // connect, read and write waits at most until `deadline`. Throws HttpError.
+  HttpResponse post(std::string_view path, std::string_view content_type, std::string_view body,
+                    std::span<const Header> headers, Clock::time_point deadline);
+
+  void close() noexcept;
+  // The socket, or -1: for a forked child, which closes its copy without touching the state.
+  int fd() const noexcept { return fd_; }
+  const HttpUrl& url() const noexcept { return url_; }
+
+  // Largest answer read, headers and body; a bigger one is an HttpError.
+  static constexpr std::size_t kMaxResponseBytes = 16u << 20;
+
+ private:
+  void connect(Clock::time_point deadline);
+  void send_all(std::string_view data, Clock::time_point deadline);
+  // Reads more bytes into in_; false at the end of the connection.
+  bool read_some(Clock::time_point deadline);
+  HttpResponse read_response(Clock::time_point deadline, bool* keep_alive);
+  std::string read_line(std::size_t& pos, Clock::time_point deadline);
+  void read_exactly(std::size_t& pos, std::size_t n, std::string& out, Clock::time_point deadline);
+  void wait_ready(short events, Clock::time_point deadline, std::string_view doing);
+
+  HttpUrl url_;
+  int fd_ = -1;
+  std::string in_;            // Bytes read and not yet consumed by the answer being parsed.
+  std::size_t received_ = 0;  // Bytes of the current answer received so far.
+};
+
+}  // namespace stagelog::detail

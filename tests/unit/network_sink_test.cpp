@@ -1,0 +1,1046 @@
+#include "stagelog/sinks/network_sink.hpp"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "format/format.hpp"
+#include "sinks/http_client.hpp"
+#include "stagelog/error.hpp"
+#include "stagelog/parse.hpp"
+#include "stagelog/recorder.hpp"
+#include "stagelog/worker_logging.hpp"
+#include "temp_dir.hpp"
+
+namespace stagelog {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+constexpr auto kPatience = 20s;  // Upper bound on any wait; a passing test takes far less.
+
+// Polls `done` until it holds or kPatience passes: for state that has no condition to wait on
+// (a sink's counters).
+template <typename Pred>
+bool eventually(Pred done) {
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// What the receiver answers to one request.
+struct Reply {
+  int status = 200;
+  std::string body;  // Empty: {"accepted": <lines>, "rejected": []}.
+  bool chunked = false;
+};
+
+struct Received {
+  std::string authorization;
+  std::string content_type;
+  std::vector<std::string> lines;
+  int status = 0;
+};
+
+// A loopback stand-in for the ingest route of `stagelog serve`: POST /api/v1/events, records
+// every request, answers what `policy` says (200 with the accepted JSON by default). stop()
+// closes the port; start() listens again on the same one.
+class Receiver {
+ public:
+  using Policy = std::function<Reply(const Received&)>;
+
+  Receiver() { listen_on(0); }
+  explicit Receiver(int port) { listen_on(port); }
+  ~Receiver() { stop(); }
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  void stop() {
+    if (!server_) return;
+    server_->stop();
+    thread_.join();
+    server_.reset();
+  }
+  void start() { listen_on(port_); }
+
+  void set_policy(Policy policy) {
+    std::lock_guard lock(mu_);
+    policy_ = std::move(policy);
+  }
+
+  std::vector<Received> requests() const {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+  // The lines of the requests answered 2xx, in arrival order.
+  std::vector<std::string> lines() const {
+    std::lock_guard lock(mu_);
+    return lines_locked();
+  }
+  // Their messages, each line read back as the server would (parse_json_event).
+  std::vector<std::string> messages() const {
+    std::vector<std::string> out;
+    for (const auto& line : lines()) {
+      std::string error;
+      auto event = parse_json_event(line, &error);
+      out.push_back(event ? event->message : "unparsable: " + error);
+    }
+    return out;
+  }
+  // Waits (at most kPatience) until at least n lines were accepted.
+  bool wait_for_lines(std::size_t n) const {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, kPatience, [&] { return lines_locked().size() >= n; });
+  }
+  bool wait_for_requests(std::size_t n) const {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, kPatience, [&] { return requests_.size() >= n; });
+  }
+
+ private:
+  std::vector<std::string> lines_locked() const {
+    std::vector<std::string> out;
+    for (const auto& r : requests_) {
+      if (r.status / 100 == 2) out.insert(out.end(), r.lines.begin(), r.lines.end());
+    }
+    return out;
+  }
+
+  void listen_on(int port) {
+    server_ = std::make_unique<httplib::Server>();
+    server_->set_keep_alive_timeout(1);  // stop() waits for kept connections to time out.
+    server_->Post("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+      handle(req, res);
+    });
+    if (port == 0) {
+      port_ = server_->bind_to_any_port("127.0.0.1");
+      ASSERT_GT(port_, 0);
+    } else {
+      // The old socket may linger for a moment: retry, bounded.
+      bool bound = eventually([&] { return server_->bind_to_port("127.0.0.1", port); });
+      ASSERT_TRUE(bound) << "cannot listen on port " << port << " again";
+      port_ = port;
+    }
+    thread_ = std::thread([s = server_.get()] { s->listen_after_bind(); });
+    // stop() does nothing to a server whose loop has not started yet: wait for it.
+    ASSERT_TRUE(eventually([&] { return server_->is_running(); }));
+  }
+
+  void handle(const httplib::Request& req, httplib::Response& res) {
+    Received r;
+    r.authorization = req.get_header_value("Authorization");
+    r.content_type = req.get_header_value("Content-Type");
+    std::string_view body = req.body;
+    while (!body.empty()) {
+      auto nl = body.find('\n');
+      if (nl != 0) r.lines.emplace_back(body.substr(0, nl));
+      if (nl == std::string_view::npos) break;
+      body.remove_prefix(nl + 1);
+    }
+    Reply reply;
+    {
+      std::lock_guard lock(mu_);
+      if (policy_) reply = policy_(r);
+      r.status = reply.status;
+      requests_.push_back(r);
+    }
+    cv_.notify_all();
+    if (reply.body.empty() && reply.status == 200) {
+      reply.body = R"({"accepted":)" + std::to_string(r.lines.size()) + R"(,"rejected":[]})";
+    }
+    res.status = reply.status;
+    if (reply.chunked) {
+      auto body_ptr = std::make_shared<std::string>(reply.body);
+      res.set_chunked_content_provider("application/json",
+                                       [body_ptr](std::size_t, httplib::DataSink& sink) {
+                                         // A few chunks of uneven size.
+                                         std::string_view b = *body_ptr;
+                                         std::size_t step = 1;
+                                         while (!b.empty()) {
+                                           std::size_t n = std::min(step, b.size());
+                                           sink.write(b.data(), n);
+                                           b.remove_prefix(n);
+                                           step = step * 3 + 1;
+                                         }
+                                         sink.done();
+                                         return true;
+                                       });
+    } else {
+      res.set_content(reply.body, "application/json");
+    }
+  }
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  Policy policy_;
+  std::vector<Received> requests_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// A port that accepts connections (the kernel completes them) and never answers.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentServer() { close(); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// A port nothing listens on (yet): the receiver is bound, then stopped.
+int free_port() {
+  Receiver r;
+  return r.port();
+}
+
+std::string url_of(int port) { return "http://127.0.0.1:" + std::to_string(port); }
+
+// Events as the recorder hands them to a sink: message "<prefix><i>".
+class Events {
+ public:
+  const Event& make(const std::string& message) {
+    messages_.push_back(std::make_unique<std::string>(message));
+    Event e;
+    e.ts_ns = 1767555015234000000 + static_cast<std::int64_t>(messages_.size()) * 1000000;
+    e.kind = Kind::Log;
+    e.level = Level::Info;
+    e.run = "run-1";
+    e.worker = "T0_00";
+    e.component = "worker";
+    e.message = *messages_.back();
+    e.pid = 4242;
+    e.host = "gpu-box";
+    event_ = e;
+    return event_;
+  }
+
+ private:
+  std::vector<std::unique_ptr<std::string>> messages_;
+  Event event_;
+};
+
+std::vector<std::string> numbered(const std::string& prefix, int from, int to) {
+  std::vector<std::string> out;
+  for (int i = from; i < to; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+void write_numbered(NetworkSink& sink, Events& events, const std::string& prefix, int from,
+                    int to) {
+  for (int i = from; i < to; ++i) sink.write(events.make(prefix + std::to_string(i)));
+}
+
+// Collects on_error reports from any thread.
+struct Reports {
+  std::function<void(std::string_view)> fn() {
+    return [this](std::string_view m) {
+      std::lock_guard lock(mu);
+      list.emplace_back(m);
+    };
+  }
+  std::vector<std::string> all() {
+    std::lock_guard lock(mu);
+    return list;
+  }
+  bool any_contains(std::string_view needle) {
+    for (const auto& m : all()) {
+      if (m.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+  std::mutex mu;
+  std::vector<std::string> list;
+};
+
+NetworkSinkOptions options_for(const std::string& url, const fs::path& spool) {
+  NetworkSinkOptions o;
+  o.url = url;
+  o.spool_path = spool;
+  o.flush_interval = 20ms;
+  o.retry_initial = 10ms;
+  o.retry_max = 100ms;
+  o.request_timeout = 5s;
+  o.shutdown_timeout = 5s;
+  o.on_error = [](std::string_view) {};  // Else flush() throws the reports, for a recorder.
+  return o;
+}
+
+// Restores an environment variable when the test ends.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value != nullptr) {
+      setenv(name, value, 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      setenv(name_, old_->c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// ---- URLs ------------------------------------------------------------------------------------
+
+TEST(HttpUrlTest, SplitsHostPortAndPrefix) {
+  auto u = detail::parse_http_url("http://logs.example.com:8080/stagelog/");
+  EXPECT_EQ(u.host, "logs.example.com");
+  EXPECT_EQ(u.port, 8080);
+  EXPECT_EQ(u.base_path, "/stagelog");
+  EXPECT_EQ(u.host_header, "logs.example.com:8080");
+  EXPECT_EQ(u.text, "http://logs.example.com:8080/stagelog");
+  auto v6 = detail::parse_http_url("HTTP://[::1]:9000");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.host_header, "[::1]:9000");
+  EXPECT_EQ(detail::parse_http_url("http://box").port, 80);
+}
+
+TEST(HttpUrlTest, RefusesHttpsWithAProxyHint) {
+  try {
+    detail::parse_http_url("https://logs.example.com");
+    FAIL() << "https accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("https is not supported"));
+    EXPECT_THAT(e.what(), HasSubstr("TLS proxy"));
+  }
+}
+
+TEST(HttpUrlTest, RefusesMalformedUrls) {
+  for (const char* bad :
+       {"", "localhost:8080", "ftp://x", "http://", "http://:80", "http://h:0", "http://h:70000",
+        "http://h:8x", "http://u:p@h:1", "http://h/x?y=1", "http://::1:80", "http://h:"}) {
+    EXPECT_THROW(detail::parse_http_url(bad), Error) << bad;
+  }
+}
+
+// ---- The HTTP client -------------------------------------------------------------------------
+
+TEST(HttpClientTest, ReadsAChunkedAnswerAndKeepsTheConnection) {
+  Receiver receiver;
+  receiver.set_policy([](const Received&) {
+    return Reply{200, R"({"accepted":3,"rejected":[{"line":2,"error":"bad status"}]})", true};
+  });
+  detail::HttpClient client(detail::parse_http_url(receiver.url()));
+  auto deadline = std::chrono::steady_clock::now() + kPatience;
+  auto first = client.post("/api/v1/events", "application/x-ndjson", "{}\n{}\n{}\n", {}, deadline);
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(first.body, R"({"accepted":3,"rejected":[{"line":2,"error":"bad status"}]})");
+  EXPECT_EQ(first.header("transfer-encoding"), "chunked");
+  int fd = client.fd();
+  EXPECT_GE(fd, 0);
+  auto second = client.post("/api/v1/events", "application/x-ndjson", "{}\n", {}, deadline);
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(client.fd(), fd) << "the keep-alive connection was not reused";
+  auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].lines.size(), 3u);
+  EXPECT_EQ(requests[0].content_type, "application/x-ndjson");
+}
+
+TEST(HttpClientTest, ReconnectsWhenTheServerClosedAKeptConnection) {
+  Receiver receiver;
+  detail::HttpClient client(detail::parse_http_url(receiver.url()));
+  auto deadline = std::chrono::steady_clock::now() + kPatience;
+  EXPECT_EQ(client.post("/api/v1/events", "application/x-ndjson", "{}\n", {}, deadline).status,
+            200);
+  receiver.stop();  // Closes the kept connection.
+  receiver.start();
+  EXPECT_EQ(client.post("/api/v1/events", "application/x-ndjson", "{}\n", {}, deadline).status,
+            200);
+  EXPECT_EQ(receiver.requests().size(), 2u);
+}
+
+TEST(HttpClientTest, TimesOutOnAServerThatNeverAnswers) {
+  SilentServer silent;
+  detail::HttpClient client(detail::parse_http_url(url_of(silent.port())));
+  auto deadline = std::chrono::steady_clock::now() + 200ms;
+  try {
+    client.post("/api/v1/events", "application/x-ndjson", "{}\n", {}, deadline);
+    FAIL() << "no timeout";
+  } catch (const detail::HttpError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("timed out"));
+  }
+  EXPECT_EQ(client.fd(), -1);
+}
+
+TEST(HttpClientTest, SaysWhenItCannotConnect) {
+  detail::HttpClient client(detail::parse_http_url(url_of(free_port())));
+  try {
+    client.post("/x", "text/plain", "", {}, std::chrono::steady_clock::now() + kPatience);
+    FAIL() << "connected to nothing";
+  } catch (const detail::HttpError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot connect to 127.0.0.1:"));
+  }
+}
+
+// ---- Sending ---------------------------------------------------------------------------------
+
+TEST(NetworkSinkTest, PostsJsonlLinesTheServerParsesBack) {
+  test::TempDir dir;
+  Receiver receiver;
+  Events events;
+  {
+    NetworkSink sink(options_for(receiver.url(), dir.path() / "spool"));
+    Field fields[] = {{"tokens", FieldValue{std::int64_t{1247}}}};
+    Event e = events.make("load\nfile");
+    e.kind = Kind::Stage;
+    e.stage = "AGENT";
+    e.status = Status::Completed;
+    e.elapsed_ns = 13'200'000'000;
+    e.fields = fields;
+    sink.write(e);
+    sink.flush();
+    ASSERT_TRUE(sink.wait_sent(kPatience));
+    EXPECT_EQ(sink.stats().sent, 1u);
+    EXPECT_EQ(sink.stats().queued, 0u);
+    std::string expected;
+    detail::format_json(e, expected);
+    expected.pop_back();  // The newline.
+    ASSERT_THAT(receiver.lines(), ElementsAre(expected));
+    auto parsed = parse_json_event(receiver.lines()[0]);
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->stage, "AGENT");
+    EXPECT_EQ(parsed->message, "load\nfile");
+    EXPECT_EQ(parsed->elapsed_ns, 13'200'000'000);
+    EXPECT_EQ(receiver.requests()[0].content_type, "application/x-ndjson");
+  }
+  // Everything sent: the spool file is gone.
+  EXPECT_FALSE(fs::exists(dir.path() / "spool"));
+}
+
+TEST(NetworkSinkTest, SendsTheTokenAsBearer) {
+  test::TempDir dir;
+  Receiver receiver;
+  Events events;
+  auto options = options_for(receiver.url(), dir.path() / "spool");
+  options.token = "sl_ingest_s3cret";
+  NetworkSink sink(options);
+  sink.write(events.make("x"));
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(receiver.requests()[0].authorization, "Bearer sl_ingest_s3cret");
+}
+
+TEST(NetworkSinkTest, BatchesByCount) {
+  test::TempDir dir;
+  Receiver receiver;
+  Events events;
+  auto options = options_for(receiver.url(), dir.path() / "spool");
+  options.flush_interval = std::chrono::hours(1);  // Only the count can send.
+  NetworkSink sink(options);
+  write_numbered(sink, events, "e", 0, 2500);
+  ASSERT_TRUE(receiver.wait_for_lines(2000));
+  sink.close();  // Sends the last 500, which the count alone never would.
+  std::vector<std::size_t> sizes;
+  for (const auto& r : receiver.requests()) sizes.push_back(r.lines.size());
+  EXPECT_THAT(sizes, ElementsAre(1000u, 1000u, 500u));
+  EXPECT_EQ(receiver.messages(), numbered("e", 0, 2500));
+}
+
+TEST(NetworkSinkTest, SendsAPartialBatchOnceTheIntervalPasses) {
+  test::TempDir dir;
+  Receiver receiver;
+  Events events;
+  auto options = options_for(receiver.url(), dir.path() / "spool");
+  options.flush_interval = 50ms;
+  NetworkSink sink(options);
+  write_numbered(sink, events, "e", 0, 5);
+  sink.flush();  // What the backend does when it runs out of work; no close, no wait_sent.
+  ASSERT_TRUE(receiver.wait_for_lines(5));
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(receiver.messages(), numbered("e", 0, 5));
+}
+
+TEST(NetworkSinkTest, SpoolsWhileTheServerIsDownAndDeliversAllInOrderWhenItComesUp) {
+  test::TempDir dir;
+  const int port = free_port();
+  Reports reports;
+  Events events;
+  auto options = options_for(url_of(port), dir.path() / "spool");
+  options.on_error = reports.fn();
+  NetworkSink sink(options);
+  write_numbered(sink, events, "e", 0, 3000);
+  sink.flush();
+  ASSERT_TRUE(eventually([&] { return sink.stats().failed_requests >= 2; }));
+  EXPECT_EQ(sink.stats().sent, 0u);
+  EXPECT_EQ(sink.stats().queued, 3000u);
+  EXPECT_TRUE(reports.any_contains("cannot deliver to http://127.0.0.1:"));
+  EXPECT_TRUE(reports.any_contains(dir.path().string()));
+
+  Receiver receiver(port);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  auto stats = sink.stats();
+  EXPECT_EQ(stats.sent, 3000u);
+  EXPECT_EQ(stats.spooled, 3000u);
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(receiver.messages(), numbered("e", 0, 3000));
+  EXPECT_TRUE(reports.any_contains("reachable again"));
+}
+
+TEST(NetworkSinkTest, SurvivesAServerRestartWithNothingLostAndOrderKept) {
+  test::TempDir dir;
+  auto receiver = std::make_unique<Receiver>();
+  const int port = receiver->port();
+  Events events;
+  NetworkSink sink(options_for(url_of(port), dir.path() / "spool"));
+  write_numbered(sink, events, "e", 0, 400);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  auto all = receiver->messages();
+  receiver.reset();  // The server goes away mid-stream ...
+  write_numbered(sink, events, "e", 400, 1200);
+  sink.flush();
+  ASSERT_TRUE(eventually([&] { return sink.stats().failed_requests >= 1; }));
+  write_numbered(sink, events, "e", 1200, 1500);
+  sink.flush();
+  receiver = std::make_unique<Receiver>(port);  // ... and comes back on the same port.
+  write_numbered(sink, events, "e", 1500, 2000);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  auto after_restart = receiver->messages();
+  all.insert(all.end(), after_restart.begin(), after_restart.end());
+  EXPECT_EQ(all, numbered("e", 0, 2000));
+  EXPECT_EQ(sink.stats().sent, 2000u);
+  EXPECT_EQ(sink.stats().dropped, 0u);
+}
+
+TEST(NetworkSinkTest, DropsPastTheSpoolBoundCountsExactlyAndTellsTheServer) {
+  test::TempDir dir;
+  const int port = free_port();
+  Reports reports;
+  Events events;
+  auto options = options_for(url_of(port), dir.path() / "spool");
+  options.spool_max_bytes = 20'000;
+  options.on_error = reports.fn();
+  NetworkSink sink(options);
+  // What fits: the longest prefix whose lines add up to at most the bound.
+  std::uint64_t bytes = 0;
+  int fits = -1;
+  Events sizing;
+  for (int i = 0; i < 300; ++i) {
+    std::string line;
+    detail::format_json(sizing.make("e" + std::to_string(i)), line);
+    bytes += line.size();
+    if (bytes > options.spool_max_bytes && fits < 0) fits = i;
+  }
+  ASSERT_GT(fits, 10);
+  ASSERT_LT(fits, 300);
+  write_numbered(sink, events, "e", 0, 300);
+  sink.flush();
+  const auto dropped = static_cast<std::uint64_t>(300 - fits);
+  EXPECT_EQ(sink.stats().dropped, dropped);
+  EXPECT_EQ(sink.stats().queued, static_cast<std::uint64_t>(fits));
+
+  Receiver receiver(port);
+  ASSERT_TRUE(receiver.wait_for_lines(static_cast<std::size_t>(fits) + 1));
+  write_numbered(sink, events, "after", 0, 3);  // Room again: these are kept.
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+
+  const std::string drop_message = "network sink dropped " + std::to_string(dropped) +
+                                   " events (spool full: " + (dir.path() / "spool").string() +
+                                   ", 20000 bytes)";
+  auto expected = numbered("e", 0, fits);
+  expected.push_back(drop_message);
+  for (auto& m : numbered("after", 0, 3)) expected.push_back(m);
+  EXPECT_EQ(receiver.messages(), expected);
+  auto lines = receiver.lines();
+  auto note = parse_json_event(lines[static_cast<std::size_t>(fits)]);
+  ASSERT_TRUE(note);
+  EXPECT_EQ(note->level, Level::Warning);
+  EXPECT_EQ(note->component, "stagelog");
+  ASSERT_NE(note->field("dropped"), nullptr);
+  EXPECT_EQ(std::get<std::int64_t>(*note->field("dropped")), static_cast<std::int64_t>(dropped));
+  EXPECT_EQ(sink.stats().dropped, dropped);
+  EXPECT_TRUE(reports.any_contains(drop_message));
+}
+
+TEST(NetworkSinkTest, ARejectedBatchIsCountedAndNotRetried) {
+  test::TempDir dir;
+  Receiver receiver;
+  receiver.set_policy([](const Received& r) {
+    if (r.lines.size() == 10) {
+      return Reply{400, R"({"accepted":0,"rejected":[{"line":1,"error":"unknown status"}]})"};
+    }
+    return Reply{};
+  });
+  Reports reports;
+  Events events;
+  auto options = options_for(receiver.url(), dir.path() / "spool");
+  options.on_error = reports.fn();
+  NetworkSink sink(options);
+  write_numbered(sink, events, "bad", 0, 10);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_EQ(sink.stats().rejected, 10u);
+  EXPECT_EQ(sink.stats().sent, 0u);
+  EXPECT_EQ(receiver.requests().size(), 1u);
+  EXPECT_TRUE(reports.any_contains("rejected 10 of 10 events: HTTP 400"));
+  EXPECT_TRUE(reports.any_contains("line 1: unknown status"));
+  // The sink goes on with what follows.
+  write_numbered(sink, events, "good", 0, 3);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_EQ(receiver.messages(), numbered("good", 0, 3));
+  EXPECT_EQ(receiver.requests().size(), 2u);
+}
+
+TEST(NetworkSinkTest, CountsLinesRejectedInAnOkChunkedAnswer) {
+  test::TempDir dir;
+  Receiver receiver;
+  receiver.set_policy([](const Received& r) {
+    std::string body =
+        R"({"accepted":)" + std::to_string(r.lines.size() - 2) +
+        R"(,"rejected":[{"line":2,"error":"invalid UTF-8"},{"line":4,"error":"x"}]})";
+    return Reply{200, body, true};
+  });
+  Reports reports;
+  Events events;
+  auto options = options_for(receiver.url(), dir.path() / "spool");
+  options.on_error = reports.fn();
+  NetworkSink sink(options);
+  write_numbered(sink, events, "e", 0, 6);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_EQ(sink.stats().sent, 4u);
+  EXPECT_EQ(sink.stats().rejected, 2u);
+  EXPECT_EQ(receiver.requests().size(), 1u);
+  EXPECT_TRUE(reports.any_contains("rejected 2 of 6 events: line 2: invalid UTF-8; line 4: x"));
+}
+
+TEST(NetworkSinkTest, RetriesOnServiceUnavailableAndTooManyRequests) {
+  test::TempDir dir;
+  Receiver receiver;
+  std::atomic<int> calls{0};
+  receiver.set_policy([&](const Received&) {
+    int n = calls++;
+    if (n == 0) return Reply{503, "busy"};
+    if (n == 1) return Reply{429, "slow down"};
+    if (n == 2) return Reply{408, ""};
+    return Reply{};
+  });
+  Events events;
+  NetworkSink sink(options_for(receiver.url(), dir.path() / "spool"));
+  write_numbered(sink, events, "e", 0, 7);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_EQ(sink.stats().failed_requests, 3u);
+  EXPECT_EQ(sink.stats().sent, 7u);
+  EXPECT_EQ(receiver.messages(), numbered("e", 0, 7));
+}
+
+TEST(NetworkSinkTest, HalvesABatchTheServerFindsTooLarge) {
+  test::TempDir dir;
+  Receiver receiver;
+  receiver.set_policy([](const Received& r) {
+    return r.lines.size() > 3 ? Reply{413, "too large"} : Reply{};
+  });
+  Events events;
+  NetworkSink sink(options_for(receiver.url(), dir.path() / "spool"));
+  write_numbered(sink, events, "e", 0, 20);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_EQ(sink.stats().sent, 20u);
+  EXPECT_EQ(sink.stats().rejected, 0u);
+  EXPECT_EQ(receiver.messages(), numbered("e", 0, 20));
+}
+
+TEST(NetworkSinkTest, TimesOutOnASilentServerThenRetries) {
+  test::TempDir dir;
+  auto silent = std::make_unique<SilentServer>();
+  const int port = silent->port();
+  Reports reports;
+  Events events;
+  auto options = options_for(url_of(port), dir.path() / "spool");
+  options.request_timeout = 200ms;
+  options.on_error = reports.fn();
+  NetworkSink sink(options);
+  write_numbered(sink, events, "e", 0, 3);
+  sink.flush();
+  ASSERT_TRUE(eventually([&] { return sink.stats().failed_requests >= 2; }));
+  EXPECT_TRUE(reports.any_contains("timed out"));
+  silent.reset();
+  Receiver receiver(port);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_EQ(receiver.messages(), numbered("e", 0, 3));
+}
+
+// ---- The spool across processes -----------------------------------------------------------
+
+TEST(NetworkSinkTest, ReplaysTheSpoolOfAProcessThatDied) {
+  test::TempDir dir;
+  const fs::path spool = dir.path() / "spool";
+  const int port = free_port();
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 1;
+    try {
+      Events events;
+      NetworkSink sink(options_for(url_of(port), spool));
+      write_numbered(sink, events, "old", 0, 500);
+      sink.flush();
+      _exit(0);  // Dies without closing the sink.
+    } catch (...) {
+    }
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  Receiver receiver(port);
+  Events events;
+  NetworkSink sink(options_for(receiver.url(), spool));
+  EXPECT_EQ(sink.stats().replayed, 500u);
+  write_numbered(sink, events, "new", 0, 5);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  auto expected = numbered("old", 0, 500);
+  for (auto& m : numbered("new", 0, 5)) expected.push_back(m);
+  EXPECT_EQ(receiver.messages(), expected);
+}
+
+TEST(NetworkSinkTest, ASecondSinkOnTheSameSpoolUsesAPerProcessFile) {
+  test::TempDir dir;
+  const fs::path spool = dir.path() / "spool";
+  Receiver receiver;
+  Events events;
+  NetworkSink first(options_for(receiver.url(), spool));
+  NetworkSink second(options_for(receiver.url(), spool));
+  EXPECT_EQ(first.spool_path(), spool);
+  EXPECT_EQ(second.spool_path(), spool.string() + "." + std::to_string(getpid()));
+  write_numbered(first, events, "a", 0, 3);
+  write_numbered(second, events, "b", 0, 3);
+  ASSERT_TRUE(first.wait_sent(kPatience));
+  ASSERT_TRUE(second.wait_sent(kPatience));
+  EXPECT_EQ(receiver.lines().size(), 6u);
+}
+
+TEST(NetworkSinkTest, AdoptsAnOrphanedPerProcessSpoolBeforeAnythingNew) {
+  test::TempDir dir;
+  const fs::path spool = dir.path() / "spool";
+  Receiver receiver;
+  Events events;
+  NetworkSink holder(options_for(receiver.url(), spool));  // Holds `spool` itself.
+  // Left by a process that ran beside `holder` and died: header, then lines, the first sent.
+  const fs::path orphan = spool.string() + ".999999";
+  {
+    std::string lines;
+    for (int i = 0; i < 4; ++i)
+      detail::format_json(events.make("orphan" + std::to_string(i)), lines);
+    std::string first_line = lines.substr(0, lines.find('\n') + 1);
+    char header[64];
+    std::snprintf(header, sizeof header, "#stagelog-spool v1 sent=%020llu\n",
+                  static_cast<unsigned long long>(45 + first_line.size()));
+    std::ofstream(orphan, std::ios::binary) << header << lines;
+  }
+  NetworkSink sink(options_for(receiver.url(), spool));
+  EXPECT_EQ(sink.stats().replayed, 3u);
+  write_numbered(sink, events, "new", 0, 2);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_THAT(receiver.messages(), ElementsAre("orphan1", "orphan2", "orphan3", "new0", "new1"));
+  EXPECT_FALSE(fs::exists(orphan));
+}
+
+TEST(NetworkSinkTest, KeepsWhatItCouldNotSendAtCloseForTheNextProcess) {
+  test::TempDir dir;
+  const fs::path spool = dir.path() / "spool";
+  const int port = free_port();
+  Events events;
+  {
+    auto options = options_for(url_of(port), spool);
+    options.shutdown_timeout = 100ms;
+    NetworkSink sink(options);
+    write_numbered(sink, events, "e", 0, 50);
+    sink.close();
+    EXPECT_EQ(sink.stats().queued, 50u);
+    write_numbered(sink, events, "e", 50, 60);  // After close: straight to the spool.
+    EXPECT_EQ(sink.stats().queued, 60u);
+  }
+  Receiver receiver(port);
+  NetworkSink next(options_for(receiver.url(), spool));
+  ASSERT_TRUE(next.wait_sent(kPatience));
+  EXPECT_EQ(receiver.messages(), numbered("e", 0, 60));
+}
+
+TEST(NetworkSinkTest, RefusesAFileThatIsNotASpool) {
+  test::TempDir dir;
+  const fs::path spool = dir.path() / "notes.txt";
+  std::ofstream(spool) << "my notes\n";
+  try {
+    NetworkSink sink(options_for(url_of(free_port()), spool));
+    FAIL() << "took over a foreign file";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(spool.string()));
+    EXPECT_THAT(e.what(), HasSubstr("not a stagelog spool file"));
+  }
+  EXPECT_EQ(test::read_file(spool), "my notes\n");
+}
+
+TEST(NetworkSinkTest, CutsAnIncompleteLastLineLeftByACrash) {
+  test::TempDir dir;
+  const fs::path spool = dir.path() / "spool";
+  Events events;
+  {
+    std::string lines;
+    detail::format_json(events.make("whole"), lines);
+    std::ofstream(spool, std::ios::binary) << "#stagelog-spool v1 sent=00000000000000000045\n"
+                                           << lines << R"({"ts":"2026-)";
+  }
+  Receiver receiver;
+  Reports reports;
+  auto options = options_for(receiver.url(), spool);
+  options.on_error = reports.fn();
+  NetworkSink sink(options);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  EXPECT_THAT(receiver.messages(), ElementsAre("whole"));
+  EXPECT_TRUE(reports.any_contains("incomplete last line"));
+}
+
+TEST(NetworkSinkTest, AForkedChildSendsThroughASpoolOfItsOwn) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer cannot start threads after a multi-threaded fork";
+#endif
+  test::TempDir dir;
+  const fs::path spool = dir.path() / "spool";
+  Receiver receiver;
+  Events events;
+  NetworkSink sink(options_for(receiver.url(), spool));
+  write_numbered(sink, events, "parent", 0, 5);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    bool ok = sink.spool_path() == fs::path(spool.string() + "." + std::to_string(getpid()));
+    write_numbered(sink, events, "child", 0, 5);
+    ok = sink.wait_sent(kPatience) && ok;
+    ok = sink.stats().sent == 5 && ok;
+    sink.close();
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(sink.spool_path(), spool);
+  write_numbered(sink, events, "parent", 5, 10);
+  ASSERT_TRUE(sink.wait_sent(kPatience));
+  std::vector<std::string> parent, child_messages;
+  for (const auto& m : receiver.messages()) {
+    (m.rfind("parent", 0) == 0 ? parent : child_messages).push_back(m);
+  }
+  EXPECT_EQ(parent, numbered("parent", 0, 10));
+  EXPECT_EQ(child_messages, numbered("child", 0, 5));
+  EXPECT_EQ(sink.stats().sent, 10u);
+}
+
+TEST(NetworkSinkTest, AForkedChildOfARecorderKeepsLoggingToTheServer) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer cannot start threads after a multi-threaded fork";
+#endif
+  test::TempDir dir;
+  Receiver receiver;
+  Options options;
+  options.watchdog = std::nullopt;
+  options.install_crash_handlers = false;
+  Recorder recorder(options);
+  auto sink = std::make_shared<NetworkSink>(options_for(receiver.url(), dir.path() / "spool"));
+  recorder.add_sink(sink);
+  recorder.set_worker("main");
+  recorder.logger().info("before fork");
+  pid_t child = fork();  // The recorder's backend and the sink's sender are both running.
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    recorder.set_worker("child");
+    recorder.logger().info("in the child");
+    recorder.flush();
+    _exit(sink->wait_sent(kPatience) ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  recorder.logger().info("after fork");
+  recorder.flush();
+  ASSERT_TRUE(sink->wait_sent(kPatience));
+  std::vector<std::string> parent, in_child;
+  for (const auto& line : receiver.lines()) {
+    auto e = parse_json_event(line);
+    ASSERT_TRUE(e);
+    (e->pid == child ? in_child : parent).push_back(e->message);
+  }
+  EXPECT_THAT(parent, ElementsAre("before fork", "after fork"));
+  EXPECT_THAT(in_child, ElementsAre("in the child"));
+}
+
+// ---- With a recorder -------------------------------------------------------------------------
+
+TEST(NetworkSinkTest, ReportsTroubleThroughTheRecordersErrorHandler) {
+  test::TempDir dir;
+  std::mutex mu;
+  std::vector<std::string> errors;
+  Options options;
+  options.watchdog = std::nullopt;
+  options.install_crash_handlers = false;
+  options.on_error = [&](std::string_view m) {
+    std::lock_guard lock(mu);
+    errors.emplace_back(m);
+  };
+  const int port = free_port();
+  Recorder recorder(options);
+  auto sink_options = options_for(url_of(port), dir.path() / "spool");
+  sink_options.on_error = nullptr;  // Reports go through the recorder.
+  auto sink = std::make_shared<NetworkSink>(sink_options);
+  recorder.add_sink(sink);
+  recorder.logger().info("hello");
+  recorder.flush();
+  EXPECT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    for (const auto& e : errors) {
+      if (e.find("cannot deliver to " + url_of(port)) != std::string::npos) return true;
+    }
+    return false;
+  }));
+  Receiver receiver(port);
+  ASSERT_TRUE(sink->wait_sent(kPatience));
+  EXPECT_THAT(receiver.messages(), ElementsAre("hello"));
+}
+
+// ---- From the environment --------------------------------------------------------------------
+
+TEST(NetworkSinkEnvTest, NoServerMeansNoSink) {
+  {
+    ScopedEnv server("STAGELOG_SERVER", nullptr);
+    EXPECT_EQ(network_sink_from_env(), nullptr);
+  }
+  ScopedEnv server("STAGELOG_SERVER", "");
+  EXPECT_EQ(network_sink_from_env(), nullptr);
+}
+
+TEST(NetworkSinkEnvTest, AMalformedServerNamesTheVariableAndValue) {
+  ScopedEnv server("STAGELOG_SERVER", "localhost:8080");
+  try {
+    network_sink_from_env();
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("STAGELOG_SERVER=localhost:8080"));
+  }
+}
+
+TEST(NetworkSinkEnvTest, HttpsIsRefusedWithAProxyHint) {
+  ScopedEnv server("STAGELOG_SERVER", "https://logs.example.com");
+  try {
+    network_sink_from_env();
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("STAGELOG_SERVER=https://logs.example.com"));
+    EXPECT_THAT(e.what(), HasSubstr("not supported"));
+    EXPECT_THAT(e.what(), HasSubstr("TLS proxy"));
+  }
+}
+
+TEST(NetworkSinkEnvTest, UsesServerTokenAndSpool) {
+  test::TempDir dir;
+  Receiver receiver;
+  ScopedEnv server("STAGELOG_SERVER", receiver.url().c_str());
+  ScopedEnv token("STAGELOG_TOKEN", "tok123");
+  ScopedEnv spool("STAGELOG_SPOOL", (dir.path() / "env.spool").c_str());
+  auto sink = network_sink_from_env();
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(sink->url(), receiver.url());
+  EXPECT_EQ(sink->spool_path(), dir.path() / "env.spool");
+  Events events;
+  sink->write(events.make("x"));
+  ASSERT_TRUE(sink->wait_sent(kPatience));
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  EXPECT_EQ(receiver.requests()[0].authorization, "Bearer tok123");
+}
+
+TEST(NetworkSinkEnvTest, DefaultSpoolPathIsPerServerUnderTheStateDir) {
+  ScopedEnv state("XDG_STATE_HOME", "/var/state");
+  EXPECT_EQ(default_spool_path("http://logs.example.com:8080"),
+            fs::path("/var/state/stagelog/spool/logs.example.com_8080.spool"));
+  EXPECT_THROW(default_spool_path("https://x"), Error);
+}
+
+TEST(NetworkSinkEnvTest, SetupWorkerLoggingAddsTheNetworkSinkWhenTheServerIsSet) {
+  test::TempDir dir;
+  Receiver receiver;
+  {
+    ScopedEnv server("STAGELOG_SERVER", receiver.url().c_str());
+    ScopedEnv spool("STAGELOG_SPOOL", (dir.path() / "worker.spool").c_str());
+    Options options;
+    options.watchdog = std::nullopt;
+    options.install_crash_handlers = false;
+    Recorder recorder(options);
+    setup_worker_logging(recorder, dir.path() / "logs", "3");
+    recorder.logger().info("hello from rank 3");
+  }  // The recorder's destructor closes the sink, which delivers.
+  auto lines = receiver.lines();
+  ASSERT_EQ(lines.size(), 1u);
+  auto event = parse_json_event(lines[0]);
+  ASSERT_TRUE(event);
+  EXPECT_EQ(event->message, "hello from rank 3");
+  EXPECT_EQ(event->worker, "3");
+}
+
+TEST(NetworkSinkEnvTest, SetupWorkerLoggingRefusesABadServer) {
+  test::TempDir dir;
+  ScopedEnv server("STAGELOG_SERVER", "http://bad host");
+  Options options;
+  options.watchdog = std::nullopt;
+  options.install_crash_handlers = false;
+  Recorder recorder(options);
+  EXPECT_THROW(setup_worker_logging(recorder, dir.path() / "logs", "3"), Error);
+}
+
+}  // namespace
+}  // namespace stagelog
