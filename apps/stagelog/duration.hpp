@@ -1,15 +1,14 @@
 #pragma once
 
-#include <chrono>
-#include <optional>
 #include <string>
-#include <string_view>
+
+#include "format/duration.hpp"
 
 namespace stagelog::cli {
 
-// "500ms", "2s", "1.5m", "1h", "7d", a bare number of seconds ("30"), or "0" (off). nullopt
-// when the text is not a duration.
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
+// "500ms", "2s", "1.5m", "1h", "7d", a bare number of seconds ("30"), or "0" (off): the
+// library's parser (src/format/duration.hpp), shared with the server's ?retention=.
+using detail::parse_duration;
 
 // A CLI11 validator for duration options: "--stuck 2s". The message names the bad value.
 std::string check_duration(const std::string& text);
