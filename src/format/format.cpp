@@ -134,6 +134,19 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
 
 }  // namespace
 
+std::size_t invalid_utf8_at(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t n = utf8_sequence(s, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
 void append_timestamp(std::string& out, std::int64_t ts_ns) {
   if (ts_ns < 0) ts_ns = 0;
   std::int64_t second = ts_ns / 1'000'000'000;

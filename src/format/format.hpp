@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -27,6 +28,9 @@ void format_json(const Event& event, std::string& out);
 // A JSON string literal with quotes; control characters escaped, invalid UTF-8 replaced by
 // U+FFFD, so the result is always valid JSON on one line.
 void append_json_string(std::string& out, std::string_view s);
+// The offset of the first byte that is not part of valid UTF-8 (overlong forms, surrogates
+// and code points past U+10FFFF are invalid), or npos when all of it is valid.
+std::size_t invalid_utf8_at(std::string_view s);
 // A double as JSON: shortest round-trip form, null when not finite.
 void append_json_double(std::string& out, double v);
 // Text with control characters escaped (\n, \t, \xNN) so it stays on one line.

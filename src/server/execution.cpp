@@ -293,7 +293,7 @@ Step parse_step(const Json& j, std::size_t index) {
   return step;
 }
 
-Execution parse_checked(std::string_view text) {
+Execution parse_checked(std::string_view text, std::string_view default_tracking_id) {
   Json doc = parse_document(text);
   if (!doc.is_object()) throw Rejected("expected a JSON object, got " + a_type(doc));
   Execution out;
@@ -338,7 +338,10 @@ Execution parse_checked(std::string_view text) {
       metadata[key] = value;
     }
   }
-  if (!have_tracking_id) throw Rejected("tracking_id: missing");
+  if (!have_tracking_id) {
+    if (default_tracking_id.empty()) throw Rejected("tracking_id: missing");
+    out.tracking_id = std::string(default_tracking_id);
+  }
   if (steps == nullptr) throw Rejected("steps: missing");
   out.steps.reserve(steps->size());
   for (std::size_t i = 0; i < steps->size(); ++i) out.steps.push_back(parse_step((*steps)[i], i));
@@ -434,8 +437,13 @@ void add_metadata(Execution& execution, const Event& event) {
 // ---- Public functions ------------------------------------------------------------------------
 
 std::optional<Execution> parse_execution(std::string_view json, std::string* error) {
+  return parse_execution(json, std::string_view(), error);
+}
+
+std::optional<Execution> parse_execution(std::string_view json,
+                                         std::string_view default_tracking_id, std::string* error) {
   try {
-    return parse_checked(json);
+    return parse_checked(json, default_tracking_id);
   } catch (const Rejected& ex) {
     if (error != nullptr) *error = ex.what();
     return std::nullopt;
@@ -641,6 +649,38 @@ const Execution* ExecutionFolder::add(const Event& event) {
 const Execution* ExecutionFolder::find(std::string_view tracking_id) const {
   auto it = executions_.find(tracking_id);
   return it == executions_.end() ? nullptr : &it->second.execution;
+}
+
+const Execution* ExecutionFolder::restore(Execution execution) {
+  Entry entry;
+  entry.open_runs = execution.completed_at_ns ? 0 : 1;
+  std::string key = execution.tracking_id;
+  entry.execution = std::move(execution);
+  auto [pos, inserted] = executions_.insert_or_assign(std::move(key), std::move(entry));
+  return &pos->second.execution;
+}
+
+std::size_t ExecutionFolder::drop_steps(std::string_view tracking_id, std::size_t keep) {
+  auto it = executions_.find(tracking_id);
+  if (it == executions_.end()) return 0;
+  std::vector<Step>& steps = it->second.execution.steps;
+  if (steps.size() <= keep) return 0;
+  std::size_t dropped = steps.size() - keep;
+  steps.erase(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(dropped));
+  return dropped;
+}
+
+bool ExecutionFolder::finished(std::string_view tracking_id) const {
+  auto it = executions_.find(tracking_id);
+  return it != executions_.end() && it->second.open_runs == 0 &&
+         it->second.execution.completed_at_ns.has_value();
+}
+
+bool ExecutionFolder::erase(std::string_view tracking_id) {
+  auto it = executions_.find(tracking_id);
+  if (it == executions_.end()) return false;
+  executions_.erase(it);
+  return true;
 }
 
 }  // namespace stagelog::server

@@ -47,7 +47,9 @@ class Statement {
   Statement& operator=(const Statement&) = delete;
 
   Statement& bind(int i, std::int64_t v);
-  Statement& bind(int i, std::string_view v);  // As TEXT, every byte kept (NUL included).
+  // As TEXT, every byte kept (NUL included). Not copied: the text must stay alive and
+  // unchanged until the statement is reset (ScopedReset), which every caller's does.
+  Statement& bind(int i, std::string_view v);
   Statement& bind(int i, const std::optional<std::int64_t>& v);
   Statement& bind(int i, const std::optional<std::string>& v);
   Statement& bind_null(int i);

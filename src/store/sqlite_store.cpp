@@ -139,7 +139,8 @@ struct SqliteStore::Statements {
                          "duration_ms = excluded.duration_ms, "
                          "metadata_json = excluded.metadata_json, "
                          "expires_at_ns = excluded.expires_at_ns RETURNING id"),
-        delete_steps(db, "DELETE FROM steps WHERE execution = ?1"),
+        delete_steps(db, "DELETE FROM steps WHERE execution = ?1 AND seq >= ?2"),
+        count_steps(db, "SELECT COUNT(*) FROM steps WHERE execution = ?1 AND seq < ?2"),
         insert_step(db,
                     "INSERT INTO steps (execution, seq, step, timestamp_ns, status, message, "
                     "error_details, custom_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
@@ -171,6 +172,7 @@ struct SqliteStore::Statements {
 
   Statement upsert_execution;
   Statement delete_steps;
+  Statement count_steps;
   Statement insert_step;
   Statement select_steps;
   Statement select_latest;
@@ -262,43 +264,64 @@ Error SqliteStore::error(std::string_view operation) const {
   return Error(message);
 }
 
+void SqliteStore::put_locked(const server::Execution& execution, std::int64_t expires_at_ns,
+                             std::size_t steps_from) {
+  std::int64_t id;
+  {
+    Statement& s = st_->upsert_execution;
+    ScopedReset reset(s);
+    s.bind(1, std::string_view(execution.tracking_id))
+        .bind(2, std::string_view(execution.execution_id))
+        .bind(3, execution.started_at_ns)
+        .bind(4, execution.completed_at_ns)
+        .bind(5, execution.duration_ms)
+        .bind(6, std::string_view(execution.metadata_json))
+        .bind(7, expires_at_ns);
+    s.step();
+    id = s.int64(0);
+  }
+  constexpr auto kMaxSeq = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  if (steps_from > kMaxSeq - execution.steps.size()) {
+    throw std::runtime_error("steps_from " + std::to_string(steps_from) + " is out of range");
+  }
+  auto first = static_cast<std::int64_t>(steps_from);
+  if (first > 0) {  // The steps kept must all be there, or the attempt would have a gap.
+    Statement& s = st_->count_steps;
+    ScopedReset reset(s);
+    s.bind(1, id).bind(2, first);
+    s.step();
+    if (s.int64(0) != first) {
+      throw std::runtime_error("steps_from is " + std::to_string(first) + " but attempt " +
+                               execution.execution_id + " has " + std::to_string(s.int64(0)) +
+                               " steps stored");
+    }
+  }
+  {
+    ScopedReset reset(st_->delete_steps);
+    st_->delete_steps.bind(1, id).bind(2, first).run();
+  }
+  Statement& s = st_->insert_step;
+  std::int64_t seq = first;
+  for (const server::Step& step : execution.steps) {
+    ScopedReset reset(s);
+    s.bind(1, id)
+        .bind(2, seq++)
+        .bind(3, std::string_view(step.step))
+        .bind(4, step.timestamp_ns)
+        .bind(5, std::string_view(step.status))
+        .bind(6, std::string_view(step.message))
+        .bind(7, step.error_details)
+        .bind(8, std::string_view(step.custom_json))
+        .run();
+  }
+}
+
 Result<void> SqliteStore::put_execution(const server::Execution& execution,
                                         std::int64_t expires_at_ns) {
   std::lock_guard lock(mutex_);
   try {
     Transaction tx(*db_);
-    std::int64_t id;
-    {
-      Statement& s = st_->upsert_execution;
-      ScopedReset reset(s);
-      s.bind(1, std::string_view(execution.tracking_id))
-          .bind(2, std::string_view(execution.execution_id))
-          .bind(3, execution.started_at_ns)
-          .bind(4, execution.completed_at_ns)
-          .bind(5, execution.duration_ms)
-          .bind(6, std::string_view(execution.metadata_json))
-          .bind(7, expires_at_ns);
-      s.step();
-      id = s.int64(0);
-    }
-    {
-      ScopedReset reset(st_->delete_steps);
-      st_->delete_steps.bind(1, id).run();
-    }
-    Statement& s = st_->insert_step;
-    std::int64_t seq = 0;
-    for (const server::Step& step : execution.steps) {
-      ScopedReset reset(s);
-      s.bind(1, id)
-          .bind(2, seq++)
-          .bind(3, std::string_view(step.step))
-          .bind(4, step.timestamp_ns)
-          .bind(5, std::string_view(step.status))
-          .bind(6, std::string_view(step.message))
-          .bind(7, step.error_details)
-          .bind(8, std::string_view(step.custom_json))
-          .run();
-    }
+    put_locked(execution, expires_at_ns, 0);
     tx.commit();
     return {};
   } catch (...) {
@@ -390,38 +413,60 @@ Result<std::vector<AttemptSummary>> SqliteStore::attempts(std::string_view track
   }
 }
 
+void SqliteStore::append_locked(std::span<const OwnedEvent> events, std::int64_t expires_at_ns) {
+  Statement& s = st_->insert_event;
+  std::string fields;
+  for (const OwnedEvent& e : events) {
+    ScopedReset reset(s);
+    s.bind(1, e.ts_ns).bind(2, kind_name(e.kind)).bind(3, level_json_name(e.level));
+    if (e.status == Status::None) {
+      s.bind_null(4);
+    } else {
+      s.bind(4, status_name(e.status));
+    }
+    fields = fields_json(e);
+    s.bind(5, std::string_view(e.run))
+        .bind(6, std::string_view(e.worker))
+        .bind(7, std::string_view(e.component))
+        .bind(8, std::string_view(e.stage))
+        .bind(9, std::string_view(e.message))
+        .bind(10, e.elapsed_ns)
+        .bind(11, std::string_view(fields))
+        .bind(12, e.pid)
+        .bind(13, std::string_view(e.host))
+        .bind(14, std::int64_t{e.fields_in_message ? 1 : 0})
+        .bind(15, expires_at_ns)
+        .run();
+  }
+}
+
 Result<void> SqliteStore::append_events(std::span<const OwnedEvent> events,
                                         std::int64_t expires_at_ns) {
   if (events.empty()) return {};
   std::lock_guard lock(mutex_);
   try {
     Transaction tx(*db_);
-    Statement& s = st_->insert_event;
-    for (const OwnedEvent& e : events) {
-      ScopedReset reset(s);
-      s.bind(1, e.ts_ns).bind(2, kind_name(e.kind)).bind(3, level_json_name(e.level));
-      if (e.status == Status::None) {
-        s.bind_null(4);
-      } else {
-        s.bind(4, status_name(e.status));
-      }
-      s.bind(5, std::string_view(e.run))
-          .bind(6, std::string_view(e.worker))
-          .bind(7, std::string_view(e.component))
-          .bind(8, std::string_view(e.stage))
-          .bind(9, std::string_view(e.message))
-          .bind(10, e.elapsed_ns)
-          .bind(11, std::string_view(fields_json(e)))
-          .bind(12, e.pid)
-          .bind(13, std::string_view(e.host))
-          .bind(14, std::int64_t{e.fields_in_message ? 1 : 0})
-          .bind(15, expires_at_ns)
-          .run();
-    }
+    append_locked(events, expires_at_ns);
     tx.commit();
     return {};
   } catch (...) {
     return error("cannot store events");
+  }
+}
+
+Result<void> SqliteStore::write(std::span<const EventsWrite> events,
+                                std::span<const ExecutionWrite> executions) {
+  std::lock_guard lock(mutex_);
+  try {
+    Transaction tx(*db_);
+    for (const EventsWrite& w : events) append_locked(w.events, w.expires_at_ns);
+    for (const ExecutionWrite& w : executions) {
+      put_locked(w.execution, w.expires_at_ns, w.steps_from);
+    }
+    tx.commit();
+    return {};
+  } catch (...) {
+    return error("cannot store events and executions");
   }
 }
 

@@ -55,6 +55,8 @@ class SqliteStore final : public Store {
                                                std::int64_t now_ns) override;
   Result<void> append_events(std::span<const OwnedEvent> events,
                              std::int64_t expires_at_ns) override;
+  Result<void> write(std::span<const EventsWrite> events,
+                     std::span<const ExecutionWrite> executions) override;
   Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
                                          std::size_t limit) override;
   Result<std::size_t> purge(std::int64_t now_ns) override;
@@ -64,6 +66,10 @@ class SqliteStore final : public Store {
  private:
   struct Statements;
 
+  // With mutex_ held, inside a write transaction. Throw SqliteError or std::runtime_error.
+  void put_locked(const server::Execution& execution, std::int64_t expires_at_ns,
+                  std::size_t steps_from);
+  void append_locked(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
   std::optional<server::Execution> read_execution(detail::Statement& row);
   Error error(std::string_view operation) const;
 

@@ -470,6 +470,113 @@ TEST_P(StoreConformanceTest, ReopenedStoreHasEverything) {
   EXPECT_EQ(list[2].n, 3);
 }
 
+TEST_P(StoreConformanceTest, WriteStoresEventsAndAttemptsTogetherEachWithItsExpiry) {
+  using namespace conformance;
+  std::vector<OwnedEvent> short_lived = {event("r", kT0, "a"), event("r", kT0 + 2, "c")};
+  std::vector<OwnedEvent> long_lived = {event("r", kT0 + 1, "b")};
+  std::vector<store::EventsWrite> events = {{short_lived, kT0 + kSecond}, {long_lived, kT0 + kDay}};
+  std::vector<store::ExecutionWrite> attempts = {
+      {seed_execution("T1", "exec_a", kT0), kT0 + kSecond, 0},
+      {seed_execution("T1", "exec_b", kT0 + 1), kT0 + kDay, 0},
+  };
+  ok(store_->write(events, attempts));
+
+  std::vector<std::string> stages;
+  for (const OwnedEvent& e : ok(store_->events("r", kT0, 10))) stages.push_back(e.stage);
+  EXPECT_THAT(stages, ElementsAre("a", "b", "c"));
+  auto got = ok(store_->events("r", kT0 + kSecond, 10));
+  ASSERT_EQ(got.size(), 1u);
+  expect_same(got[0], long_lived[0]);
+  auto list = ok(store_->attempts("T1", kT0));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].execution_id, "exec_a");
+  EXPECT_EQ(list[1].execution_id, "exec_b");
+  auto one = ok(store_->attempt("T1", 1, kT0));
+  ASSERT_TRUE(one.has_value());
+  expect_same(*one, attempts[0].execution);
+  list = ok(store_->attempts("T1", kT0 + kSecond));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].n, 2);
+  ok(store_->write({}, {}));  // Nothing to write is fine.
+}
+
+TEST_P(StoreConformanceTest, WriteAppliesAttemptsInOrder) {
+  using namespace conformance;
+  server::Execution growing = seed_execution("T1", "exec_a", kT0);
+  growing.steps.resize(1);
+  std::vector<store::ExecutionWrite> attempts = {
+      {growing, kT0 + kDay, 0},
+      {seed_execution("T1", "exec_b", kT0 + 1), kT0 + kDay, 0},
+      {seed_execution("T1", "exec_a", kT0), kT0 + kDay, 0},  // The later version wins.
+  };
+  ok(store_->write({}, attempts));
+  auto list = ok(store_->attempts("T1", kT0));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].execution_id, "exec_a");  // Numbered by first appearance.
+  EXPECT_EQ(list[0].step_count, 4u);
+  EXPECT_EQ(list[1].execution_id, "exec_b");
+}
+
+TEST_P(StoreConformanceTest, WriteFromAStepKeepsTheStepsBeforeIt) {
+  using namespace conformance;
+  server::Execution full = seed_execution();
+  server::Execution first_two = full;
+  first_two.steps.resize(2);
+  first_two.completed_at_ns.reset();
+  first_two.duration_ms.reset();
+  ok(store_->put_execution(first_two, kT0 + kDay));
+
+  // Steps 2 and 3 appended, the attempt's other columns replaced.
+  server::Execution rest = full;
+  rest.steps.erase(rest.steps.begin(), rest.steps.begin() + 2);
+  std::vector<store::ExecutionWrite> append = {{rest, kT0 + kDay, 2}};
+  ok(store_->write({}, append));
+  auto got = ok(store_->latest(full.tracking_id, kT0));
+  ASSERT_TRUE(got.has_value());
+  expect_same(*got, full);
+
+  // From step 3: step 3 replaced, a fifth added.
+  server::Execution tail = full;
+  tail.steps.erase(tail.steps.begin(), tail.steps.begin() + 3);
+  tail.steps[0].message = "replaced";
+  tail.steps.push_back(tail.steps[0]);
+  std::vector<store::ExecutionWrite> replace = {{tail, kT0 + kDay, 3}};
+  ok(store_->write({}, replace));
+  got = ok(store_->latest(full.tracking_id, kT0));
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->steps.size(), 5u);
+  EXPECT_EQ(got->steps[2].message, full.steps[2].message);
+  EXPECT_EQ(got->steps[3].message, "replaced");
+  EXPECT_EQ(got->steps[4].message, "replaced");
+}
+
+TEST_P(StoreConformanceTest, AFailedWriteStoresNothing) {
+  using namespace conformance;
+  server::Execution stored = seed_execution("T1", "exec_a", kT0);
+  stored.steps.resize(2);
+  ok(store_->put_execution(stored, kT0 + kDay));
+
+  // The second attempt claims five steps stored where there are two: the whole write fails.
+  std::vector<OwnedEvent> batch = {event("r", kT0)};
+  std::vector<store::EventsWrite> events = {{batch, kT0 + kDay}};
+  server::Execution gap = seed_execution("T1", "exec_a", kT0);
+  std::vector<store::ExecutionWrite> attempts = {
+      {seed_execution("T2", "exec_x", kT0), kT0 + kDay, 0},
+      {gap, kT0 + kDay, 5},
+  };
+  EXPECT_FALSE(store_->write(events, attempts));
+  EXPECT_TRUE(ok(store_->events("r", kT0, 10)).empty());
+  EXPECT_FALSE(ok(store_->latest("T2", kT0)).has_value());
+  auto got = ok(store_->latest("T1", kT0));
+  ASSERT_TRUE(got.has_value());
+  expect_same(*got, stored);
+  // steps_from on an attempt not stored at all fails too.
+  std::vector<store::ExecutionWrite> missing = {
+      {seed_execution("T3", "exec_y", kT0), kT0 + kDay, 1}};
+  EXPECT_FALSE(store_->write({}, missing));
+  EXPECT_FALSE(ok(store_->latest("T3", kT0)).has_value());
+}
+
 TEST_P(StoreConformanceTest, TwoStoresOnOneBackendSeeEachOthersWrites) {
   using namespace conformance;
   auto other = backend_->open();

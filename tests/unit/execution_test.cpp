@@ -955,5 +955,76 @@ TEST(ExecutionTest, ValueMutationsNeverCrashAndAcceptancesRoundTrip) {
   EXPECT_GT(accepted, 100);
 }
 
+// ---- Extensions for the server: a folder that holds only some executions ---------------------
+
+Event run_event(std::string_view run, Kind kind, Status status, std::int64_t ts,
+                std::string_view stage = "s") {
+  Event e;
+  e.ts_ns = ts;
+  e.kind = kind;
+  e.status = status;
+  e.run = run;
+  e.stage = stage;
+  e.component = "app";
+  return e;
+}
+
+TEST(ExecutionFolderTest, ARestoredOpenExecutionContinuesWithTheSameId) {
+  std::int64_t t = test::FakeClock::kSeedStart;
+  ExecutionFolder before;
+  before.add(run_event("r", Kind::Run, Status::Starting, t));
+  const Execution* open = before.add(run_event("r", Kind::Stage, Status::Starting, t + 1'000'000));
+  ASSERT_NE(open, nullptr);
+  Execution saved = *open;
+
+  ExecutionFolder after;  // A restarted server.
+  after.restore(saved);
+  EXPECT_FALSE(after.finished("r"));
+  after.add(run_event("r", Kind::Stage, Status::Completed, t + 2'000'000));
+  const Execution* done = after.add(run_event("r", Kind::Run, Status::Completed, t + 3'000'000));
+  ASSERT_NE(done, nullptr);
+  EXPECT_EQ(done->execution_id, saved.execution_id);
+  EXPECT_THAT(step_names(*done), ElementsAre("s:in_progress", "s:completed"));
+  EXPECT_TRUE(after.finished("r"));
+  // A run start on a finished one is a fresh attempt, as without the restore.
+  const Execution* fresh = after.add(run_event("r", Kind::Run, Status::Starting, t + 4'000'000));
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_NE(fresh->execution_id, saved.execution_id);
+}
+
+TEST(ExecutionFolderTest, DroppedStepsLeaveTheLastForTheFailureCheck) {
+  std::int64_t t = test::FakeClock::kSeedStart;
+  ExecutionFolder folder;
+  folder.add(run_event("r", Kind::Run, Status::Starting, t));
+  folder.add(run_event("r", Kind::Stage, Status::Starting, t));
+  folder.add(run_event("r", Kind::Stage, Status::Failed, t));
+  EXPECT_EQ(folder.drop_steps("r", 1), 1u);
+  EXPECT_EQ(folder.drop_steps("r", 1), 0u);
+  EXPECT_EQ(folder.drop_steps("nobody", 1), 0u);
+  // The last step failed already: a failed run end adds none.
+  const Execution* e = folder.add(run_event("r", Kind::Run, Status::Failed, t));
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->steps.size(), 1u);
+  EXPECT_EQ(folder.size(), 1u);
+  EXPECT_TRUE(folder.erase("r"));
+  EXPECT_FALSE(folder.erase("r"));
+  EXPECT_EQ(folder.find("r"), nullptr);
+  EXPECT_EQ(folder.size(), 0u);
+}
+
+TEST(ExecutionTest, ADocumentWithoutTrackingIdTakesTheDefault) {
+  OrderedJson doc = OrderedJson::parse(kSeedDocument);
+  doc.erase("tracking_id");
+  std::string error;
+  EXPECT_FALSE(parse_execution(doc.dump(), &error).has_value());
+  EXPECT_EQ(error, "tracking_id: missing");
+  auto e = parse_execution(doc.dump(), "FROM-URL", &error);
+  ASSERT_TRUE(e.has_value()) << error;
+  EXPECT_EQ(e->tracking_id, "FROM-URL");
+  auto own = parse_execution(kSeedDocument, "FROM-URL", &error);
+  ASSERT_TRUE(own.has_value());
+  EXPECT_EQ(own->tracking_id, "60B3RNTB");  // The document's own wins; the caller compares.
+}
+
 }  // namespace
 }  // namespace stagelog::server

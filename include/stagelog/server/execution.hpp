@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -48,6 +49,11 @@ struct Execution {
 // milliseconds), so parse_execution(execution_document(x)) == x for every x it returns.
 // Duplicate keys, nesting deeper than 64 and timestamps before 1970 are rejected.
 std::optional<Execution> parse_execution(std::string_view json, std::string* error = nullptr);
+// The same, but a document without tracking_id takes `default_tracking_id` (when not empty):
+// the server's PUT /api/v1/executions/{tracking_id} names it in the URL.
+std::optional<Execution> parse_execution(std::string_view json,
+                                         std::string_view default_tracking_id,
+                                         std::string* error = nullptr);
 
 // The document again (what PUT stored), keys in seed order, metadata after execution_id.
 std::string execution_document(const Execution& execution);
@@ -81,13 +87,32 @@ std::string new_execution_id(std::int64_t now_ns);
 // fields join the metadata. Fields named like the document's own keys are dropped; strings
 // are made valid UTF-8. Timestamps are cut to the millisecond, as in parse_execution.
 // Not thread-safe: one thread (a sink's backend thread, the server's ingest) calls it. It
-// keeps every execution: retention is the store's job.
+// keeps every execution until erase(): retention is the store's job.
 class ExecutionFolder {
  public:
-  // Returns the execution the event changed, or nullptr. The pointer stays valid as long as
-  // the folder; later add() calls for the same run id change what it points to.
+  // Returns the execution the event changed, or nullptr. The pointer stays valid until the
+  // folder dies or erase() forgets the run id; later add() and restore() calls for the same
+  // run id change what it points to.
   const Execution* add(const Event& event);
   const Execution* find(std::string_view tracking_id) const;
+
+  // For a folder that holds only some executions while the rest are kept elsewhere (the
+  // server keeps them all in its store and only the open ones here):
+  //
+  // Puts back an execution read from there, replacing what the folder had for its tracking
+  // id, so that later events continue it instead of opening a new attempt. It is open (as
+  // after one run start) unless it has completed_at. How deeply runs were nested is not part
+  // of an execution, so a restored one is never nested. Returns the folder's copy.
+  const Execution* restore(Execution execution);
+  // Drops all but the last `keep` steps of the tracking id's execution (add() looks at no
+  // step but the last), once they are kept elsewhere. Returns how many it dropped.
+  std::size_t drop_steps(std::string_view tracking_id, std::size_t keep);
+  // True when a run end closed the execution and no run of it is open: only a new run start
+  // would change it, and that starts a fresh attempt.
+  bool finished(std::string_view tracking_id) const;
+  // Forgets the tracking id; pointers to its execution become invalid. False if unknown.
+  bool erase(std::string_view tracking_id);
+  std::size_t size() const noexcept { return executions_.size(); }
 
  private:
   struct Entry {

@@ -90,6 +90,22 @@ struct AttemptSummary {
   std::size_t step_count = 0;
 };
 
+// Events for Store::write, all expiring at once.
+struct EventsWrite {
+  std::span<const OwnedEvent> events;
+  std::int64_t expires_at_ns = 0;
+};
+
+// One attempt for Store::write. With steps_from = k > 0, execution.steps are the attempt's
+// steps k, k+1, ...: steps 0 to k-1 are already stored and stay as they are, so that a
+// long-running execution folded from events grows without being rewritten on every batch.
+// The attempt must then be stored with at least k steps; otherwise the write fails.
+struct ExecutionWrite {
+  server::Execution execution;
+  std::int64_t expires_at_ns = 0;
+  std::size_t steps_from = 0;
+};
+
 // Where `stagelog serve` keeps execution logs (seed 004) and raw events, each with an expiry
 // time. Two implementations (SQLite, Redis) pass one conformance suite
 // (tests/support/store_conformance.hpp), which is the precise specification of what follows.
@@ -139,6 +155,14 @@ class Store {
   // (a non-negative integer reads back as std::int64_t unless it exceeds its range).
   virtual Result<void> append_events(std::span<const OwnedEvent> events,
                                      std::int64_t expires_at_ns) = 0;
+
+  // Stores events and attempts in one transaction: all or none, durable when it returns, with
+  // one commit for everything (for SQLite, one fsync). This is how the server's ingest lets
+  // concurrent requests share a commit. Attempts are stored in order, each as put_execution
+  // would (a later one with the same ids replaces an earlier one), but keeping the steps
+  // before steps_from; events as append_events would, the spans in order.
+  virtual Result<void> write(std::span<const EventsWrite> events,
+                             std::span<const ExecutionWrite> executions) = 0;
 
   // Up to `limit` live events of a run, by ts_ns, then by order of appending.
   virtual Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
