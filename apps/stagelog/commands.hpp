@@ -14,5 +14,6 @@ Command add_summary(CLI::App& app);
 Command add_run(CLI::App& app);
 Command add_tail(CLI::App& app);
 Command add_token(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 }  // namespace stagelog::cli

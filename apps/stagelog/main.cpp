@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   stagelog::cli::Command run = stagelog::cli::add_run(app);
   stagelog::cli::Command tail = stagelog::cli::add_tail(app);
   stagelog::cli::Command token = stagelog::cli::add_token(app);
+  stagelog::cli::Command serve = stagelog::cli::add_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("run")) return run();
     if (app.got_subcommand("tail")) return tail();
     if (app.got_subcommand("token")) return token();
+    if (app.got_subcommand("serve")) return serve();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stagelog: %s\n", e.what());
     return 2;

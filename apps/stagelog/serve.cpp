@@ -1,0 +1,213 @@
+// stagelog serve: the HTTP server over a SQLite store in a data folder (seed 004's API, ingest,
+// retention, auth). SIGINT and SIGTERM stop it cleanly: requests in progress finish and what
+// they wrote is committed before it exits.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "commands.hpp"
+#include "duration.hpp"
+#include "stagelog/error.hpp"
+#include "stagelog/server/auth.hpp"
+#include "stagelog/server/server.hpp"
+#include "store/sqlite_store.hpp"
+
+namespace stagelog::cli {
+
+namespace {
+
+struct ServeOptions {
+  std::string data;
+  std::string listen = "127.0.0.1:8080";
+  std::string retention = "7d";
+  std::string max_retention = "365d";
+  std::string tokens;  // Default: <data>/tokens.
+  std::string max_body = "64MiB";
+  std::size_t threads = 8;
+};
+
+struct Address {
+  std::string host;
+  int port = 0;
+};
+
+// "127.0.0.1:8080", "0.0.0.0:0", "[::1]:8080", "localhost:9000".
+std::optional<Address> parse_listen(std::string_view text) {
+  std::size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  std::string_view host = text.substr(0, colon);
+  std::string_view port = text.substr(colon + 1);
+  if (host.starts_with('[')) {
+    if (!host.ends_with(']') || host.size() < 3) return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return std::nullopt;  // An IPv6 address needs brackets.
+  }
+  int n = -1;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || n < 0 || n > 65535) {
+    return std::nullopt;
+  }
+  return Address{std::string(host), n};
+}
+
+std::string check_listen(const std::string& text) {
+  if (parse_listen(text)) return {};
+  return "'" + text + "' is not HOST:PORT (examples: 127.0.0.1:8080, 0.0.0.0:0, [::1]:8080)";
+}
+
+// "65536", "512KiB", "64MiB", "1GiB" (K, M and G mean the same: powers of 1024).
+std::optional<std::size_t> parse_size(std::string_view text) {
+  std::size_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  int shift = 0;
+  if (unit.empty() || unit == "B") {
+    shift = 0;
+  } else if (unit == "K" || unit == "KiB") {
+    shift = 10;
+  } else if (unit == "M" || unit == "MiB") {
+    shift = 20;
+  } else if (unit == "G" || unit == "GiB") {
+    shift = 30;
+  } else {
+    return std::nullopt;
+  }
+  if (n == 0 || n > (std::numeric_limits<std::size_t>::max() >> shift)) return std::nullopt;
+  return n << shift;
+}
+
+std::string check_size(const std::string& text) {
+  if (parse_size(text)) return {};
+  return "'" + text + "' is not a size above 0 (examples: 65536, 512KiB, 64MiB, 1GiB)";
+}
+
+std::string check_positive_duration(const std::string& text) {
+  std::string error = check_duration(text);
+  if (error.empty() && parse_duration(text)->count() <= 0) {
+    error = "'" + text + "' must be above zero";
+  }
+  return error;
+}
+
+std::string url_host(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
+void print_line(const std::string& line) {
+  std::string text = line + "\n";
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+int serve(const ServeOptions& o) {
+  namespace fs = std::filesystem;
+  const fs::path data(o.data);
+  std::error_code ec;
+  fs::create_directories(data, ec);
+  if (ec || !fs::is_directory(data)) {
+    throw Error("cannot create data folder " + data.string() + ": " +
+                (ec ? ec.message() : "not a folder"));
+  }
+  const fs::path tokens_path = o.tokens.empty() ? data / "tokens" : fs::path(o.tokens);
+  if (!fs::exists(tokens_path, ec)) {
+    std::string token =
+        server::TokenFile::create_token(tokens_path, server::Scope::Admin, "stagelog serve");
+    print_line("created " + tokens_path.string() +
+               " with an admin token; it is shown once, here (the file keeps only its hash):");
+    print_line("admin token: " + token);
+  }
+  server::TokenFile tokens = server::TokenFile::load(tokens_path);
+
+  server::ServerOptions options;
+  Address address = *parse_listen(o.listen);
+  options.host = address.host;
+  options.port = address.port;
+  options.retention = *parse_duration(o.retention);
+  options.max_retention = std::max(options.retention, *parse_duration(o.max_retention));
+  options.max_body_bytes = *parse_size(o.max_body);
+  options.threads = o.threads;
+
+  store::SqliteStore store(data / "stagelog.db");
+
+  // Signals are taken by one thread with sigwait(), so they are blocked before any thread
+  // starts (the Server's threads inherit the mask) and never interrupt a request.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  server::Server server(store, std::move(tokens), options);
+  server.bind();
+  print_line("listening on http://" + url_host(options.host) + ":" + std::to_string(server.port()));
+
+  std::atomic<bool> signalled{false};
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    signalled = true;
+    std::fprintf(stderr, "stagelog serve: %s, stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+    server.stop();
+  });
+  server.run();
+  if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);  // Wakes its sigwait().
+  waiter.join();
+  return 0;
+}
+
+}  // namespace
+
+Command add_serve(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve",
+      "Serve the HTTP API: ingest events and execution logs, keep them for the retention\n"
+      "period in a SQLite file under the data folder, answer seed 004's GET\n"
+      "/api/execution-logs/{trackingId}. Every route but /healthz needs a bearer token: with no\n"
+      "tokens file, one is created and an admin token printed once.");
+  cmd->add_option("--data", o->data, "Data folder (created if missing): stagelog.db, tokens")
+      ->required();
+  cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")
+      ->check(CLI::Validator(check_listen, "HOST:PORT"))
+      ->capture_default_str();
+  cmd->add_option("--retention", o->retention,
+                  "How long data is kept; a request may ask for its own with ?retention=")
+      ->check(CLI::Validator(check_positive_duration, "DURATION"))
+      ->capture_default_str();
+  cmd->add_option("--max-retention", o->max_retention, "The most a request may ask for")
+      ->check(CLI::Validator(check_positive_duration, "DURATION"))
+      ->capture_default_str();
+  cmd->add_option("--tokens", o->tokens, "Tokens file (default: DATA/tokens)");
+  cmd->add_option("--max-body", o->max_body,
+                  "Largest request body, after decompression (413 beyond)")
+      ->check(CLI::Validator(check_size, "SIZE"))
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads, "Requests served at once")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->footer(
+      "Prints \"listening on http://HOST:PORT\" once it accepts connections. SIGINT or SIGTERM\n"
+      "stops it after the requests in progress.\n"
+      "Examples:\n"
+      "  stagelog serve --data /var/lib/stagelog\n"
+      "  stagelog serve --data ./data --listen 0.0.0.0:8080 --retention 30d\n");
+  return [o]() -> int { return serve(*o); };
+}
+
+}  // namespace stagelog::cli

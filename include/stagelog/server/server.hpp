@@ -1,0 +1,105 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "stagelog/server/auth.hpp"
+#include "stagelog/store/store.hpp"
+
+namespace stagelog::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // Loopback unless told: "0.0.0.0" listens everywhere.
+  int port = 0;                    // 0: any free port; Server::port() says which.
+
+  // How long what a request stores is kept: seed 004's expirationTtl. A request may ask for
+  // its own with ?retention=3d (the CLI's duration syntax), capped at max_retention.
+  std::chrono::nanoseconds retention = std::chrono::hours(24 * 7);
+  std::chrono::nanoseconds max_retention = std::chrono::hours(24 * 365);
+  // How often expired data is removed. It is never returned once expired, purged or not.
+  std::chrono::nanoseconds purge_interval = std::chrono::minutes(10);
+
+  // A request body over this, after gzip decompression, is refused with 413.
+  std::size_t max_body_bytes = std::size_t{64} << 20;
+  // An ingested line over this is rejected on its own (the rest of the batch is stored).
+  std::size_t max_event_bytes = std::size_t{1} << 20;
+  // Open runs whose executions are kept in memory while events fold into them; past this
+  // the least recently used are dropped (and read back from the store when they go on).
+  std::size_t max_open_runs = 10'000;
+
+  // A request that stops sending for read_timeout, or a client that stops reading for
+  // write_timeout, is dropped; so is a connection idle for keep_alive_timeout (whole
+  // seconds, at least 1), including one that connects and never sends.
+  std::chrono::milliseconds read_timeout{5000};
+  std::chrono::milliseconds write_timeout{5000};
+  std::chrono::seconds keep_alive_timeout{5};
+  // Requests served at once; more connections wait for a thread.
+  std::size_t threads = 8;
+
+  // Bearer tokens with scopes (auth.hpp) on every route but /healthz. Off only for
+  // in-process benchmarks and tests that are not about auth.
+  bool require_auth = true;
+
+  // Wall clock, ns since the epoch: expiry times and what is expired. Default: the system's.
+  std::function<std::int64_t()> clock;
+  // Errors no request sees (a failed purge). Default: one line on stderr. Never gets a token.
+  std::function<void(std::string_view)> on_error;
+};
+
+// `stagelog serve`: the HTTP API over a Store.
+//
+//   GET  /healthz                                  no token needed
+//   POST /api/v1/events[?retention=3d]             NDJSON events (gzip accepted)   ingest
+//   PUT  /api/v1/executions/{tracking_id}          a seed-004 document verbatim    ingest
+//   GET  /api/v1/executions/{tracking_id}[?attempt=N]  that document back        read
+//   GET  /api/v1/executions/{tracking_id}/attempts every attempt, summarized       read
+//   GET  /api/execution-logs/{trackingId}          seed 004's response, exactly    read
+//
+// (admin may do everything.) Path segments are percent-decoded one by one, so a tracking id
+// may hold any character ("a%2Fb" is "a/b"); ids are only ever keys in the store. Writes are
+// answered after the store has committed them: an acknowledged event survives kill -9.
+// Events fold into executions by run id (IngestWriter in src/server/ingest.hpp).
+//
+// Lifetime and threads: the Store must outlive the Server. Construct, then either run()
+// (blocks; the CLI) or start() (returns once accepting; tests and benchmarks), then stop()
+// from any other thread, or let the destructor stop it. A Server serves once: after stop()
+// it cannot be started again. Requests are served by a pool of ServerOptions::threads
+// threads; one more thread writes to the store, one more purges.
+class Server {
+ public:
+  // Throws stagelog::Error for options that cannot work (no threads, zero limits).
+  Server(store::Store& store, TokenFile tokens, ServerOptions options = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Starts listening (run() and start() call it when it was not called). Throws
+  // stagelog::Error naming the address when it cannot: "cannot listen on 127.0.0.1:8080:
+  // Address already in use".
+  void bind();
+  // The port listened on, once bound (the real one when ServerOptions::port was 0); 0 before.
+  int port() const noexcept;
+
+  // Serves until stop(). Returns at once if stop() came first.
+  void run();
+  // Serves on a thread of its own; returns once connections are accepted.
+  void start();
+  // Stops accepting, lets requests in progress finish (their writes included) and, when the
+  // server was start()ed, waits for that. Any thread but the server's own; idempotent.
+  void stop();
+
+  // Removes expired data now, as the purge thread does every purge_interval. Returns how
+  // many attempts and events it removed.
+  store::Result<std::size_t> purge();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stagelog::server

@@ -1,0 +1,314 @@
+#include "server/ingest.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <exception>
+#include <iterator>
+#include <new>
+#include <set>
+#include <utility>
+
+#include "format/format.hpp"
+#include "stagelog/error.hpp"
+
+namespace stagelog::detail {
+
+namespace {
+
+bool blank(std::string_view line) {
+  return line.find_first_not_of(" \t") == std::string_view::npos;
+}
+
+// Why a line is not an event we store, or nullopt (and the event) when it is one.
+std::optional<std::string> check_line(std::string_view line, std::size_t max_event_bytes,
+                                      std::optional<OwnedEvent>& event) {
+  if (line.size() > max_event_bytes) {
+    return "event of " + std::to_string(line.size()) + " bytes is over the limit of " +
+           std::to_string(max_event_bytes) + " bytes";
+  }
+  if (std::size_t at = invalid_utf8_at(line); at != std::string_view::npos) {
+    return "invalid UTF-8 at byte " + std::to_string(at + 1);
+  }
+  std::string error;
+  event = parse_json_event(line, &error);
+  if (!event) return error;
+  if (event->ts_ns < 0) return std::string("timestamp before 1970-01-01T00:00:00Z");
+  if (event->elapsed_ns && *event->elapsed_ns < 0) {
+    return std::string("\"elapsed_ns\" is negative");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes) {
+  ParsedBatch out;
+  std::size_t number = 0;
+  while (!body.empty()) {
+    std::size_t end = body.find('\n');
+    std::string_view line = body.substr(0, end);
+    body.remove_prefix(end == std::string_view::npos ? body.size() : end + 1);
+    ++number;
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (blank(line)) continue;
+    std::optional<OwnedEvent> event;
+    if (auto error = check_line(line, max_event_bytes, event)) {
+      ++out.rejected_count;
+      if (out.rejected.size() < kMaxRejectedListed) {
+        out.rejected.push_back(RejectedLine{number, std::move(*error)});
+      }
+      continue;
+    }
+    out.events.push_back(std::move(*event));
+  }
+  return out;
+}
+
+// ---- IngestWriter ----------------------------------------------------------------------------
+
+struct IngestWriter::Request {
+  std::vector<OwnedEvent> events;
+  std::optional<server::Execution> execution;  // A PUT, instead of events.
+  std::int64_t expires_at_ns = 0;
+  std::optional<Error> error;  // Set with done.
+  bool done = false;
+};
+
+// The store write being built from the queued requests.
+struct IngestWriter::Group {
+  std::vector<store::EventsWrite> events;
+  std::vector<store::ExecutionWrite> executions;
+  std::vector<std::string> touched;  // Runs loaded or changed, each once.
+  std::set<std::string, std::less<>> touched_set;
+  std::int64_t now_ns = 0;
+};
+
+IngestWriter::IngestWriter(store::Store& store, Options options)
+    : store_(store), options_(std::move(options)) {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "stagelog-ingest");  // For top -H and debuggers.
+    loop();
+  });
+}
+
+IngestWriter::~IngestWriter() { stop(); }
+
+void IngestWriter::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::size_t IngestWriter::runs_in_memory() const {
+  std::lock_guard lock(mutex_);
+  return runs_count_;
+}
+
+store::Result<void> IngestWriter::add_events(std::vector<OwnedEvent> events,
+                                             std::int64_t expires_at_ns) {
+  Request request;
+  request.events = std::move(events);
+  request.expires_at_ns = expires_at_ns;
+  return submit(request);
+}
+
+store::Result<void> IngestWriter::put_execution(server::Execution execution,
+                                                std::int64_t expires_at_ns) {
+  Request request;
+  request.execution = std::move(execution);
+  request.expires_at_ns = expires_at_ns;
+  return submit(request);
+}
+
+store::Result<void> IngestWriter::submit(Request& request) {
+  std::unique_lock lock(mutex_);
+  if (stopping_) return Error("the server is stopping");
+  queue_.push_back(&request);
+  wake_.notify_one();
+  done_.wait(lock, [&] { return request.done; });
+  if (request.error) return *request.error;
+  return {};
+}
+
+void IngestWriter::loop() {
+  std::vector<Request*> requests;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // Stopping, and nothing left to write.
+      requests.swap(queue_);
+    }
+    try {
+      write_group(requests);
+    } catch (const std::exception& e) {
+      // Out of memory: fail the group and keep serving. What is in memory may be half
+      // folded: drop it all, the store has everything.
+      folder_ = server::ExecutionFolder();
+      runs_.clear();
+      lru_.clear();
+      std::lock_guard lock(mutex_);
+      for (Request* r : requests) {
+        if (!r->error) r->error = Error(std::string("cannot ingest: ") + e.what());
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      for (Request* r : requests) r->done = true;
+      runs_count_ = runs_.size();
+    }
+    done_.notify_all();
+    requests.clear();
+  }
+}
+
+IngestWriter::Run& IngestWriter::remember(const std::string& run, Group& group) {
+  auto it = runs_.find(run);
+  if (it == runs_.end()) {
+    lru_.push_front(run);
+    it = runs_.emplace(run, Run{}).first;
+    it->second.lru = lru_.begin();
+  } else {
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+  }
+  if (group.touched_set.insert(run).second) group.touched.push_back(run);
+  return it->second;
+}
+
+bool IngestWriter::load(const std::string& run, Group& group, Request& request) {
+  if (runs_.contains(run)) return true;
+  auto latest = store_.latest(run, group.now_ns);
+  if (!latest) {
+    request.error = latest.error();
+    return false;
+  }
+  Run& state = remember(run, group);
+  if (*latest) {
+    std::size_t steps = (*latest)->steps.size();
+    folder_.restore(std::move(**latest));
+    state.stored = steps;
+    state.offset = folder_.drop_steps(run, 1);
+  }
+  return true;
+}
+
+// Puts the run's current execution into its slot of the write: its columns, and the steps
+// not stored yet.
+void IngestWriter::flush(const std::string& run, Run& state, Group& group) {
+  if (!state.slot) return;
+  const server::Execution* current = folder_.find(run);
+  store::ExecutionWrite& w = group.executions[*state.slot];
+  state.slot.reset();
+  if (current == nullptr) return;  // Cannot happen: a slot is made for a folded event.
+  w.execution.tracking_id = current->tracking_id;
+  w.execution.execution_id = current->execution_id;
+  w.execution.started_at_ns = current->started_at_ns;
+  w.execution.completed_at_ns = current->completed_at_ns;
+  w.execution.duration_ms = current->duration_ms;
+  w.execution.metadata_json = current->metadata_json;
+  std::size_t first_new = state.stored - state.offset;
+  w.execution.steps.assign(current->steps.begin() + static_cast<std::ptrdiff_t>(first_new),
+                           current->steps.end());
+  w.steps_from = state.stored;
+  state.stored = state.offset + current->steps.size();
+}
+
+void IngestWriter::forget(const std::string& run) {
+  auto it = runs_.find(run);
+  if (it == runs_.end()) return;
+  lru_.erase(it->second.lru);
+  runs_.erase(it);
+  folder_.erase(run);
+}
+
+void IngestWriter::write_group(std::vector<Request*>& requests) {
+  Group group;
+  group.now_ns = options_.clock();
+  for (Request* r : requests) {
+    if (r->execution) {  // A PUT.
+      const server::Execution& doc = *r->execution;
+      if (!load(doc.tracking_id, group, *r)) continue;
+      Run& state = remember(doc.tracking_id, group);
+      flush(doc.tracking_id, state, group);
+      // Later events continue the document when it is the tracking id's latest attempt, as
+      // Store::latest would say: no other, the same one, or one that started no later.
+      const server::Execution* current = folder_.find(doc.tracking_id);
+      bool latest = current == nullptr || current->execution_id == doc.execution_id ||
+                    doc.started_at_ns >= current->started_at_ns;
+      group.executions.push_back(store::ExecutionWrite{doc, r->expires_at_ns, 0});
+      if (latest) {
+        folder_.restore(doc);
+        state.offset = 0;
+        state.stored = doc.steps.size();
+      }
+      continue;
+    }
+    // Every run of the request is looked up before any of its events folds, so that a store
+    // that cannot be read fails the request without leaving half of it in memory.
+    bool loaded = true;
+    for (const OwnedEvent& e : r->events) {
+      if (!e.run.empty() && !load(e.run, group, *r)) {
+        loaded = false;
+        break;
+      }
+    }
+    if (!loaded) continue;
+    for (const OwnedEvent& e : r->events) {
+      if (e.run.empty()) continue;
+      Run& state = remember(e.run, group);
+      // A run start may replace a finished execution with a fresh attempt: the old one's
+      // last changes go into the write first.
+      if (e.kind == Kind::Run && (e.status == Status::Starting || e.status == Status::InProgress)) {
+        flush(e.run, state, group);
+      }
+      const server::Execution* before = folder_.find(e.run);
+      std::string before_id = before != nullptr ? before->execution_id : std::string();
+      const server::Execution* changed = folder_.add(e.view());
+      if (changed == nullptr) continue;
+      if (changed->execution_id != before_id) {  // A new attempt: nothing of it is stored.
+        state.offset = 0;
+        state.stored = 0;
+      }
+      if (state.slot) {
+        group.executions[*state.slot].expires_at_ns = r->expires_at_ns;
+      } else {
+        state.slot = group.executions.size();
+        group.executions.push_back(store::ExecutionWrite{{}, r->expires_at_ns, 0});
+      }
+    }
+    group.events.push_back(store::EventsWrite{r->events, r->expires_at_ns});
+  }
+  for (const std::string& run : group.touched) {
+    auto it = runs_.find(run);
+    if (it != runs_.end()) flush(run, it->second, group);
+  }
+
+  auto written = store_.write(group.events, group.executions);
+  {
+    std::lock_guard lock(mutex_);
+    for (Request* r : requests) {
+      if (!r->error && !written) r->error = written.error();
+    }
+  }
+  if (!written) {
+    for (const std::string& run : group.touched) forget(run);
+    return;
+  }
+  for (const std::string& run : group.touched) {
+    if (folder_.find(run) == nullptr || folder_.finished(run)) {
+      forget(run);
+    } else if (auto it = runs_.find(run); it != runs_.end()) {
+      it->second.offset += folder_.drop_steps(run, 1);
+    }
+  }
+  while (runs_.size() > options_.max_open_runs && !lru_.empty()) {
+    std::string oldest = lru_.back();
+    forget(oldest);
+  }
+}
+
+}  // namespace stagelog::detail

@@ -1,0 +1,134 @@
+#pragma once
+
+// The server's ingest: NDJSON batches checked line by line, and the one writer thread that
+// folds events into executions and stores both, sharing one commit among concurrent requests.
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "stagelog/parse.hpp"
+#include "stagelog/server/execution.hpp"
+#include "stagelog/store/store.hpp"
+
+namespace stagelog::detail {
+
+// A line of a batch that was not stored, and why ("not valid JSON: ...").
+struct RejectedLine {
+  std::size_t line = 0;  // 1-based.
+  std::string error;
+};
+
+struct ParsedBatch {
+  std::vector<OwnedEvent> events;
+  std::vector<RejectedLine> rejected;  // At most kMaxRejectedListed, in line order.
+  std::size_t rejected_count = 0;      // All of them.
+};
+
+// Listing more rejected lines than this helps nobody and would let a bad batch of tiny lines
+// make an answer bigger than the request.
+constexpr std::size_t kMaxRejectedListed = 1000;
+
+// Splits an NDJSON body (lines end in "\n" or "\r\n"; blank lines are skipped) and checks
+// each line on its own: at most max_event_bytes, valid UTF-8, one event as parse_json_event
+// reads it (so a known kind, level and status, and a "ts" that parses), a timestamp not
+// before 1970 and an elapsed_ns that is not negative. Never throws but std::bad_alloc.
+ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes);
+
+// The one thread that writes what requests bring in (events, and PUT documents), so that
+//  - concurrent requests share a commit: while one store write runs, the requests that
+//    arrive queue up, and the next write takes all of them in one transaction (group
+//    commit: one fsync for many batches);
+//  - events fold into executions (ExecutionFolder: stage transitions become steps of the
+//    execution of their run id) in the order the requests arrived, and each changed
+//    execution is stored in the same transaction as the events that changed it.
+//
+// Memory stays bounded: a run whose execution a run end closed is dropped from memory once
+// stored (a later event for it reads it back from the store); open runs are capped at
+// max_open_runs, the least recently used dropped first (read back the same way); and only
+// the last stored step of each open execution stays in memory, the next write appending the
+// new steps after it (ExecutionWrite::steps_from) instead of rewriting them all.
+//
+// Restarts: a run not in memory is first looked up in the store (Store::latest), so the
+// events of a run that was open when the server stopped, or that was dropped from memory,
+// continue the same stored execution instead of starting a new attempt. What is lost is only
+// how deeply runs were nested (ExecutionFolder::restore).
+//
+// Durability: a submit call returns only after the store write that holds its data
+// returned. When a write fails, every run it touched is dropped from memory, so the next
+// event reads back what the store really holds.
+//
+// Threads: submit calls come from any thread (the HTTP pool) and block; one internal thread
+// folds and writes. The Store must outlive the IngestWriter.
+class IngestWriter {
+ public:
+  struct Options {
+    std::size_t max_open_runs = 10'000;
+    std::function<std::int64_t()> clock;  // ns since the epoch, for Store::latest.
+  };
+
+  IngestWriter(store::Store& store, Options options);
+  ~IngestWriter();  // stop().
+  IngestWriter(const IngestWriter&) = delete;
+  IngestWriter& operator=(const IngestWriter&) = delete;
+
+  // Stores the events (and the executions they change) expiring at expires_at_ns. Blocks
+  // until stored; the error of the store, or "stopping" after stop().
+  store::Result<void> add_events(std::vector<OwnedEvent> events, std::int64_t expires_at_ns);
+  // Stores a document (Store::put_execution semantics) in order with the events.
+  store::Result<void> put_execution(server::Execution execution, std::int64_t expires_at_ns);
+
+  // Writes what is queued, then stops the thread. Later calls fail. Idempotent.
+  void stop();
+
+  // How many runs are held in memory (for tests of the bound).
+  std::size_t runs_in_memory() const;
+
+ private:
+  struct Request;
+  struct Run {
+    std::size_t offset = 0;  // The attempt's step number of the folder's steps[0].
+    std::size_t stored = 0;  // Steps of the current attempt stored (or in the write being built).
+    std::optional<std::size_t> slot;  // Its ExecutionWrite in the write being built.
+    std::list<std::string>::iterator lru;
+  };
+  struct Group;
+
+  store::Result<void> submit(Request& request);
+  void loop();
+  void write_group(std::vector<Request*>& requests);
+  // Looks the run up in the store when it is not in memory. False (with the error in the
+  // request) when the store cannot be read.
+  bool load(const std::string& run, Group& group, Request& request);
+  Run& remember(const std::string& run, Group& group);
+  void flush(const std::string& run, Run& state, Group& group);
+  void forget(const std::string& run);
+
+  store::Store& store_;
+  Options options_;
+
+  mutable std::mutex mutex_;  // Guards queue_, stopping_ and the requests' results.
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  std::vector<Request*> queue_;
+  bool stopping_ = false;
+
+  // The writer thread's own state.
+  server::ExecutionFolder folder_;
+  std::map<std::string, Run, std::less<>> runs_;
+  std::list<std::string> lru_;  // Most recently used first.
+  std::size_t runs_count_ = 0;  // runs_.size(), readable under mutex_.
+
+  std::thread thread_;
+};
+
+}  // namespace stagelog::detail

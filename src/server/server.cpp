@@ -1,0 +1,747 @@
+// `stagelog serve`'s HTTP API: routing, auth, limits, and the translation of every outcome into
+// a status and a JSON body. Writes go through the IngestWriter (ingest.hpp).
+
+#include "stagelog/server/server.hpp"
+
+#include <httplib.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "format/duration.hpp"
+#include "format/format.hpp"
+#include "server/http_errors.hpp"
+#include "server/ingest.hpp"
+#include "stagelog/error.hpp"
+#include "stagelog/server/execution.hpp"
+
+namespace stagelog::server {
+
+namespace {
+
+using detail::ApiError;
+using detail::ApiErrorKind;
+using Json = nlohmann::ordered_json;
+
+// Connections are closed after this many requests: a client then reconnects, which on a
+// keep-alive connection costs little, and no connection holds a thread for ever.
+constexpr std::size_t kKeepAliveMaxCount = 1000;
+
+// seed 004's Pages function, word for word.
+constexpr const char* kNotFound = "No execution log found for this tracking ID";
+constexpr const char* kRetrieveFailed = "Failed to retrieve execution log";
+
+std::int64_t system_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string timestamp_text(std::int64_t ns) {
+  std::string out;
+  detail::append_timestamp(out, ns);
+  return out;
+}
+
+// ---- Routes ----------------------------------------------------------------------------------
+
+enum class RouteId { Healthz, Events, Execution, Attempts, ExecutionLog };
+
+struct Route {
+  RouteId id;
+  std::string tracking_id;  // Percent-decoded: any bytes.
+};
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// One path segment, percent-decoded ('+' stays '+': it is a space only in query strings).
+std::optional<std::string> percent_decode(std::string_view segment) {
+  std::string out;
+  out.reserve(segment.size());
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      out += segment[i];
+      continue;
+    }
+    if (i + 2 >= segment.size()) return std::nullopt;
+    int hi = hex_value(segment[i + 1]);
+    int lo = hex_value(segment[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+// The route of a request target ("/api/v1/executions/a%2Fb?attempt=2"). The path is split at
+// '/' before each segment is decoded, so an encoded '/' (or "..") is part of an id and never a
+// separator: ids are keys in the store, never paths.
+std::variant<Route, ApiError> parse_route(std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  if (!path.starts_with('/')) {
+    return ApiError{ApiErrorKind::NotFound, "no such route: " + std::string(path), nullptr};
+  }
+  std::vector<std::string> segments;
+  std::string_view rest = path.substr(1);
+  for (;;) {
+    std::size_t slash = rest.find('/');
+    auto decoded = percent_decode(rest.substr(0, slash));
+    if (!decoded) {
+      return ApiError{ApiErrorKind::BadRequest,
+                      "bad percent-encoding in the path (a '%' must be followed by two hex "
+                      "digits)",
+                      nullptr};
+    }
+    segments.push_back(std::move(*decoded));
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  auto is = [&](std::initializer_list<std::string_view> prefix) {
+    if (segments.size() < prefix.size()) return false;
+    return std::equal(prefix.begin(), prefix.end(), segments.begin());
+  };
+  const std::size_t n = segments.size();
+  if (n == 1 && segments[0] == "healthz") return Route{RouteId::Healthz, {}};
+  if (n == 3 && is({"api", "v1", "events"})) return Route{RouteId::Events, {}};
+  if (n == 4 && is({"api", "v1", "executions"}) && !segments[3].empty()) {
+    return Route{RouteId::Execution, std::move(segments[3])};
+  }
+  if (n == 5 && is({"api", "v1", "executions"}) && !segments[3].empty() &&
+      segments[4] == "attempts") {
+    return Route{RouteId::Attempts, std::move(segments[3])};
+  }
+  if (n == 3 && is({"api", "execution-logs"}) && !segments[2].empty()) {
+    return Route{RouteId::ExecutionLog, std::move(segments[2])};
+  }
+  return ApiError{ApiErrorKind::NotFound, "no such route: " + std::string(path), nullptr};
+}
+
+// The methods a route answers (HEAD wherever GET is).
+std::vector<std::string_view> methods_of(RouteId id) {
+  switch (id) {
+    case RouteId::Events:
+      return {"POST"};
+    case RouteId::Execution:
+      return {"GET", "HEAD", "PUT"};
+    case RouteId::Healthz:
+    case RouteId::Attempts:
+    case RouteId::ExecutionLog:
+      break;
+  }
+  return {"GET", "HEAD"};
+}
+
+std::string join(const std::vector<std::string_view>& items) {
+  std::string out;
+  for (std::string_view item : items) {
+    if (!out.empty()) out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+bool has_body(const httplib::Request& req) {
+  if (req.has_header("Transfer-Encoding")) return true;
+  std::string length = req.get_header_value("Content-Length");
+  return !length.empty() && length != "0";
+}
+
+void reply_json(httplib::Response& res, int status, std::string body) {
+  res.status = status;
+  res.set_content(std::move(body), "application/json");
+}
+
+void reply(httplib::Response& res, const ApiError& error) {
+  detail::HttpAnswer answer = detail::to_http(error);
+  if (answer.status == 401) res.set_header("WWW-Authenticate", "Bearer");
+  reply_json(res, answer.status, std::move(answer.body));
+}
+
+}  // namespace
+
+// ---- Server::Impl ----------------------------------------------------------------------------
+
+struct Server::Impl {
+  Impl(store::Store& s, TokenFile t, ServerOptions o)
+      : store(s),
+        tokens(std::move(t)),
+        options(std::move(o)),
+        writer(s, detail::IngestWriter::Options{options.max_open_runs, options.clock}) {}
+
+  store::Store& store;
+  const TokenFile tokens;
+  const ServerOptions options;
+  detail::IngestWriter writer;
+  httplib::Server http;
+
+  std::mutex mutex;  // Guards what follows.
+  std::condition_variable purge_wake;
+  bool bound = false;
+  bool stopping = false;
+  bool in_run = false;
+  bool background_stopped = false;
+  std::thread listener;  // start()'s.
+  std::thread purger;
+  std::atomic<int> port{0};
+
+  void setup();
+  void purge_loop();
+  void stop_background();
+
+  std::int64_t now() const { return options.clock(); }
+  void report(std::string_view message) const { options.on_error(message); }
+
+  // Routing, auth and the GETs, before httplib reads any body.
+  httplib::Server::HandlerResponse pre_route(const httplib::Request& req, httplib::Response& res);
+  std::optional<ApiError> authorize(const httplib::Request& req, RouteId route) const;
+  void get(const Route& route, const httplib::Request& req, httplib::Response& res);
+  void get_execution_log(const std::string& id, httplib::Response& res);
+  void get_execution(const std::string& id, const httplib::Request& req, httplib::Response& res);
+  void get_attempts(const std::string& id, httplib::Response& res);
+
+  // The routes with a body.
+  void with_body(const httplib::Request& req, httplib::Response& res,
+                 const httplib::ContentReader& reader);
+  std::variant<std::string, ApiError> read_body(const httplib::Request& req, httplib::Response& res,
+                                                const httplib::ContentReader& reader) const;
+  std::variant<std::int64_t, ApiError> expiry(const httplib::Request& req) const;
+  void post_events(const httplib::Request& req, httplib::Response& res,
+                   const httplib::ContentReader& reader);
+  void put_execution(const std::string& id, const httplib::Request& req, httplib::Response& res,
+                     const httplib::ContentReader& reader);
+};
+
+void Server::Impl::setup() {
+  std::size_t threads = options.threads;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second server
+  // bind a port that is in use instead of failing.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  http.set_tcp_nodelay(true);
+  http.set_keep_alive_max_count(kKeepAliveMaxCount);
+  http.set_keep_alive_timeout(std::max<std::int64_t>(1, options.keep_alive_timeout.count()));
+  http.set_read_timeout(options.read_timeout);
+  http.set_write_timeout(options.write_timeout);
+  // Checked against Content-Length before reading; read_body() checks what it decompresses.
+  http.set_payload_max_length(options.max_body_bytes);
+
+  http.set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) { return pre_route(req, res); });
+  // pre_route() answered everything else; httplib needs a handler to give the body to. The
+  // pattern is matched against the decoded path, which httplib caps at 8 KiB (414 beyond).
+  auto body_handler = [this](const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& reader) { with_body(req, res, reader); };
+  http.Post("[\\s\\S]*", body_handler);
+  http.Put("[\\s\\S]*", body_handler);
+  http.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        res.set_content(detail::status_body(res.status), "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  http.set_exception_handler(
+      [this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        report("request failed: " + what);
+        reply(res, ApiError{ApiErrorKind::Internal, "internal error: " + what, nullptr});
+      });
+}
+
+std::optional<ApiError> Server::Impl::authorize(const httplib::Request& req, RouteId route) const {
+  if (!options.require_auth || route == RouteId::Healthz) return std::nullopt;
+  Scope needed = req.method == "GET" || req.method == "HEAD" ? Scope::Read : Scope::Ingest;
+  std::optional<std::string_view> header;
+  auto it = req.headers.find("Authorization");
+  if (it != req.headers.end()) header = it->second;
+  switch (tokens.check(header, needed)) {
+    case AuthResult::Allowed:
+      return std::nullopt;
+    case AuthResult::Missing:
+      return ApiError{ApiErrorKind::Unauthorized,
+                      "missing token: send \"Authorization: Bearer <token>\"", nullptr};
+    case AuthResult::Unknown:
+      return ApiError{ApiErrorKind::Unauthorized, "unknown token", nullptr};
+    case AuthResult::Forbidden:
+      return ApiError{ApiErrorKind::Forbidden,
+                      "this token does not have the " + std::string(scope_name(needed)) + " scope",
+                      nullptr};
+  }
+  return ApiError{ApiErrorKind::Unauthorized, "unknown token", nullptr};
+}
+
+httplib::Server::HandlerResponse Server::Impl::pre_route(const httplib::Request& req,
+                                                         httplib::Response& res) {
+  using R = httplib::Server::HandlerResponse;
+  // An answer before the body was read: the rest of the body is still on the connection,
+  // so the connection is closed after the answer.
+  auto refuse = [&](const ApiError& error) {
+    if (has_body(req)) res.set_header("Connection", "close");
+    reply(res, error);
+    return R::Handled;
+  };
+  auto parsed = parse_route(req.target);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return refuse(*error);
+  const Route& route = std::get<Route>(parsed);
+  auto methods = methods_of(route.id);
+  if (std::find(methods.begin(), methods.end(), req.method) == methods.end()) {
+    res.set_header("Allow", join(methods));
+    return refuse(ApiError{ApiErrorKind::MethodNotAllowed,
+                           req.method + " is not allowed here (allowed: " + join(methods) + ")",
+                           nullptr});
+  }
+  if (auto error = authorize(req, route.id)) return refuse(*error);
+  if (req.method == "POST" || req.method == "PUT") {
+    if (req.get_header_value("Content-Type").starts_with("multipart/")) {
+      return refuse(ApiError{ApiErrorKind::UnsupportedMediaType,
+                             "multipart bodies are not accepted: send NDJSON or JSON", nullptr});
+    }
+    std::string encoding = req.get_header_value("Content-Encoding");
+    if (!encoding.empty() && encoding != "identity" && encoding != "gzip" &&
+        encoding != "deflate" && encoding != "br") {
+      return refuse(ApiError{
+          ApiErrorKind::UnsupportedMediaType,
+          "unsupported Content-Encoding \"" + encoding + "\" (accepted: gzip, deflate, br)",
+          nullptr});
+    }
+    return R::Unhandled;  // On to with_body(), which reads the body.
+  }
+  if (has_body(req)) res.set_header("Connection", "close");  // A GET with a body: unread.
+  get(route, req, res);
+  return R::Handled;
+}
+
+// ---- GET -------------------------------------------------------------------------------------
+
+void Server::Impl::get(const Route& route, const httplib::Request& req, httplib::Response& res) {
+  switch (route.id) {
+    case RouteId::Healthz:
+      reply_json(res, 200, R"({"status":"ok"})");
+      return;
+    case RouteId::ExecutionLog:
+      get_execution_log(route.tracking_id, res);
+      return;
+    case RouteId::Execution:
+      get_execution(route.tracking_id, req, res);
+      return;
+    case RouteId::Attempts:
+      get_attempts(route.tracking_id, res);
+      return;
+    case RouteId::Events:
+      break;
+  }
+  reply(res, ApiError{ApiErrorKind::Internal, "no GET handler for this route", nullptr});
+}
+
+namespace {
+
+ApiError not_found(const std::string& id) {
+  Json extra = Json::object();
+  extra["tracking_id"] = id;
+  return ApiError{ApiErrorKind::NotFound, kNotFound, std::move(extra)};
+}
+
+ApiError store_failure(const Error& error) {
+  Json extra = Json::object();
+  extra["details"] = error.what();
+  return ApiError{ApiErrorKind::StoreFailure, kRetrieveFailed, std::move(extra)};
+}
+
+}  // namespace
+
+void Server::Impl::get_execution_log(const std::string& id, httplib::Response& res) {
+  auto latest = store.latest(id, now());
+  if (!latest) return reply(res, store_failure(latest.error()));
+  if (!*latest) return reply(res, not_found(id));
+  reply_json(res, 200, execution_log_response(**latest));
+}
+
+void Server::Impl::get_execution(const std::string& id, const httplib::Request& req,
+                                 httplib::Response& res) {
+  std::optional<int> attempt;
+  if (req.has_param("attempt")) {
+    std::string text = req.get_param_value("attempt");
+    int n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n < 1) {
+      return reply(
+          res, ApiError{ApiErrorKind::BadRequest,
+                        "attempt: expected a whole number from 1, got \"" + text + "\"", nullptr});
+    }
+    attempt = n;
+  }
+  auto found = attempt ? store.attempt(id, *attempt, now()) : store.latest(id, now());
+  if (!found) return reply(res, store_failure(found.error()));
+  if (!*found) {
+    ApiError error = not_found(id);
+    if (attempt) error.extra["attempt"] = *attempt;
+    return reply(res, error);
+  }
+  reply_json(res, 200, execution_document(**found));
+}
+
+void Server::Impl::get_attempts(const std::string& id, httplib::Response& res) {
+  auto list = store.attempts(id, now());
+  if (!list) return reply(res, store_failure(list.error()));
+  if (list->empty()) return reply(res, not_found(id));
+  Json attempts = Json::array();
+  for (const store::AttemptSummary& a : *list) {
+    Json item = Json::object();
+    item["attempt"] = a.n;
+    item["execution_id"] = a.execution_id;
+    item["started_at"] = timestamp_text(a.started_at_ns);
+    item["completed_at"] = a.completed_at_ns ? Json(timestamp_text(*a.completed_at_ns)) : Json();
+    item["duration_ms"] = a.duration_ms ? Json(*a.duration_ms) : Json();
+    item["final_status"] = a.final_status;
+    item["total_steps"] = a.step_count;
+    attempts.push_back(std::move(item));
+  }
+  Json body = Json::object();
+  body["success"] = true;
+  body["tracking_id"] = id;
+  body["attempts"] = std::move(attempts);
+  reply_json(res, 200, detail::dump_json(body));
+}
+
+// ---- POST and PUT ----------------------------------------------------------------------------
+
+std::variant<std::string, ApiError> Server::Impl::read_body(
+    const httplib::Request& req, httplib::Response& res,
+    const httplib::ContentReader& reader) const {
+  const std::size_t max = options.max_body_bytes;
+  std::string body;
+  if (auto length = req.get_header_value("Content-Length"); !length.empty()) {
+    std::size_t n = 0;
+    std::from_chars(length.data(), length.data() + length.size(), n);
+    body.reserve(std::min(n, max));
+  }
+  bool over = false;
+  bool ok = reader([&](const char* data, std::size_t size) {
+    if (size > max - body.size()) {
+      over = true;
+      return false;
+    }
+    body.append(data, size);
+    return true;
+  });
+  if (ok) return body;
+  // The body was not read to its end: close the connection after answering.
+  res.set_header("Connection", "close");
+  if (over || res.status == 413) {
+    return ApiError{
+        ApiErrorKind::PayloadTooLarge,
+        "request body over the limit of " + std::to_string(max) + " bytes (after decompression)",
+        nullptr};
+  }
+  if (res.status == 415) {
+    return ApiError{ApiErrorKind::UnsupportedMediaType, "unsupported Content-Encoding", nullptr};
+  }
+  bool encoded = !req.get_header_value("Content-Encoding").empty();
+  return ApiError{ApiErrorKind::BadRequest,
+                  encoded ? "cannot read the request body: not valid compressed data, or the "
+                            "connection broke"
+                          : "cannot read the request body: the connection broke or timed out",
+                  nullptr};
+}
+
+std::variant<std::int64_t, ApiError> Server::Impl::expiry(const httplib::Request& req) const {
+  std::chrono::nanoseconds retention = options.retention;
+  if (req.has_param("retention")) {
+    std::string text = req.get_param_value("retention");
+    auto asked = detail::parse_duration(text);
+    if (!asked || asked->count() <= 0) {
+      return ApiError{
+          ApiErrorKind::BadRequest,
+          "retention: \"" + text + "\" is not a duration above zero (examples: 12h, 3d, 30d)",
+          nullptr};
+    }
+    retention = std::min(*asked, options.max_retention);
+  }
+  std::int64_t now_ns = now();
+  std::int64_t expires = 0;
+  if (__builtin_add_overflow(now_ns, retention.count(), &expires)) {
+    expires = std::numeric_limits<std::int64_t>::max();
+  }
+  return expires;
+}
+
+void Server::Impl::with_body(const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& reader) {
+  auto parsed = parse_route(req.target);  // pre_route() accepted it.
+  const Route* route = std::get_if<Route>(&parsed);
+  if (route != nullptr && route->id == RouteId::Events && req.method == "POST") {
+    return post_events(req, res, reader);
+  }
+  if (route != nullptr && route->id == RouteId::Execution && req.method == "PUT") {
+    return put_execution(route->tracking_id, req, res, reader);
+  }
+  res.set_header("Connection", "close");
+  reply(res, ApiError{ApiErrorKind::Internal, "no handler for this route", nullptr});
+}
+
+void Server::Impl::post_events(const httplib::Request& req, httplib::Response& res,
+                               const httplib::ContentReader& reader) {
+  auto expires = expiry(req);
+  if (auto* error = std::get_if<ApiError>(&expires)) {
+    res.set_header("Connection", "close");
+    return reply(res, *error);
+  }
+  auto body = read_body(req, res, reader);
+  if (auto* error = std::get_if<ApiError>(&body)) return reply(res, *error);
+  detail::ParsedBatch batch =
+      detail::parse_batch(std::get<std::string>(body), options.max_event_bytes);
+  std::get<std::string>(body) = std::string();  // Not held while waiting for the store.
+
+  Json answer = Json::object();
+  answer["accepted"] = batch.events.size();
+  Json rejected = Json::array();
+  for (detail::RejectedLine& r : batch.rejected) {
+    Json item = Json::object();
+    item["line"] = r.line;
+    item["error"] = std::move(r.error);
+    rejected.push_back(std::move(item));
+  }
+  answer["rejected"] = std::move(rejected);
+  if (batch.rejected_count > batch.rejected.size()) {
+    answer["rejected_not_listed"] = batch.rejected_count - batch.rejected.size();
+  }
+  if (batch.events.empty()) {
+    return reply(res, ApiError{ApiErrorKind::BadRequest,
+                               batch.rejected_count == 0 ? "no event in the request body"
+                                                         : "no valid event in the batch",
+                               std::move(answer)});
+  }
+  auto stored = writer.add_events(std::move(batch.events), std::get<std::int64_t>(expires));
+  if (!stored) {
+    Json extra = Json::object();
+    extra["details"] = stored.error().what();
+    return reply(res, ApiError{ApiErrorKind::StoreFailure,
+                               "cannot store the events; nothing "
+                               "of this batch was stored",
+                               std::move(extra)});
+  }
+  reply_json(res, 200, detail::dump_json(answer));
+}
+
+// The tracking id comes from the URL; the document may leave it out (then it is the URL's)
+// or repeat it, but a different one is refused: a PUT to one id never writes another.
+void Server::Impl::put_execution(const std::string& id, const httplib::Request& req,
+                                 httplib::Response& res, const httplib::ContentReader& reader) {
+  auto expires = expiry(req);
+  if (auto* error = std::get_if<ApiError>(&expires)) {
+    res.set_header("Connection", "close");
+    return reply(res, *error);
+  }
+  auto body = read_body(req, res, reader);
+  if (auto* error = std::get_if<ApiError>(&body)) return reply(res, *error);
+  if (detail::invalid_utf8_at(id) != std::string_view::npos) {
+    return reply(res, ApiError{ApiErrorKind::BadRequest,
+                               "the tracking id in the URL is not valid UTF-8", nullptr});
+  }
+  std::string why;
+  auto execution = parse_execution(std::get<std::string>(body), id, &why);
+  if (!execution) {
+    return reply(res, ApiError{ApiErrorKind::BadRequest, "not an execution log: " + why, nullptr});
+  }
+  if (execution->tracking_id != id) {
+    Json extra = Json::object();
+    extra["tracking_id"] = id;
+    extra["document_tracking_id"] = execution->tracking_id;
+    return reply(res,
+                 ApiError{ApiErrorKind::BadRequest,
+                          "the document's tracking_id does not match the URL's", std::move(extra)});
+  }
+  std::string execution_id = execution->execution_id;
+  auto stored = writer.put_execution(std::move(*execution), std::get<std::int64_t>(expires));
+  if (!stored) {
+    Json extra = Json::object();
+    extra["details"] = stored.error().what();
+    return reply(res, ApiError{ApiErrorKind::StoreFailure, "cannot store the execution log",
+                               std::move(extra)});
+  }
+  Json answer = Json::object();
+  answer["success"] = true;
+  answer["tracking_id"] = id;
+  answer["execution_id"] = execution_id;
+  reply_json(res, 200, detail::dump_json(answer));
+}
+
+// ---- Lifecycle -------------------------------------------------------------------------------
+
+void Server::Impl::purge_loop() {
+  std::unique_lock lock(mutex);
+  for (;;) {
+    if (purge_wake.wait_for(lock, options.purge_interval, [&] { return stopping; })) return;
+    lock.unlock();
+    auto removed = store.purge(now());
+    if (!removed) report("purge failed: " + std::string(removed.error().what()));
+    lock.lock();
+  }
+}
+
+void Server::Impl::stop_background() {
+  {
+    std::lock_guard lock(mutex);
+    if (background_stopped) return;
+    background_stopped = true;
+    stopping = true;
+  }
+  purge_wake.notify_all();
+  if (purger.joinable()) purger.join();
+  writer.stop();
+}
+
+namespace {
+
+ServerOptions checked(ServerOptions options) {
+  if (options.threads == 0) throw Error("server: threads must be at least 1");
+  if (options.max_body_bytes == 0) throw Error("server: max_body_bytes must be above 0");
+  if (options.max_event_bytes == 0) throw Error("server: max_event_bytes must be above 0");
+  if (options.max_open_runs == 0) throw Error("server: max_open_runs must be above 0");
+  if (options.retention.count() <= 0) throw Error("server: retention must be above 0");
+  if (options.max_retention < options.retention) options.max_retention = options.retention;
+  if (options.purge_interval.count() <= 0) throw Error("server: purge_interval must be above 0");
+  if (options.port < 0 || options.port > 65535) {
+    throw Error("server: port " + std::to_string(options.port) + " is not 0 to 65535");
+  }
+  if (!options.clock) options.clock = system_now;
+  if (!options.on_error) {
+    options.on_error = [](std::string_view message) {
+      std::fprintf(stderr, "stagelog serve: %.*s\n", static_cast<int>(message.size()),
+                   message.data());
+    };
+  }
+  return options;
+}
+
+}  // namespace
+
+Server::Server(store::Store& store, TokenFile tokens, ServerOptions options)
+    : impl_(std::make_unique<Impl>(store, std::move(tokens), checked(std::move(options)))) {
+  impl_->setup();
+  impl_->purger = std::thread([impl = impl_.get()] {
+    pthread_setname_np(pthread_self(), "stagelog-purge");
+    impl->purge_loop();
+  });
+}
+
+Server::~Server() {
+  stop();
+  impl_->stop_background();
+}
+
+void Server::bind() {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->bound) return;
+  if (impl_->stopping) throw Error("server: bind() after stop()");
+  const ServerOptions& o = impl_->options;
+  std::string address = (o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host) +
+                        ":" + std::to_string(o.port);
+  errno = 0;
+  int port = o.port == 0 ? impl_->http.bind_to_any_port(o.host)
+                         : (impl_->http.bind_to_port(o.host, o.port) ? o.port : -1);
+  if (port < 0) {
+    int err = errno;
+    std::string why = err != 0 ? std::strerror(err) : "cannot resolve or bind the address";
+    throw Error("cannot listen on " + address + ": " + why);
+  }
+  impl_->port = port;
+  impl_->bound = true;
+}
+
+int Server::port() const noexcept { return impl_->port.load(); }
+
+void Server::run() {
+  bind();
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stopping) return;
+    impl_->in_run = true;
+  }
+  impl_->http.listen_after_bind();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->in_run = false;
+  }
+  impl_->stop_background();
+}
+
+void Server::start() {
+  bind();
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->listener.joinable()) return;
+    if (impl_->stopping) throw Error("server: start() after stop()");
+    impl_->listener = std::thread([this] { run(); });
+  }
+  // The socket listens already (connections queue); wait until they are also accepted. The
+  // bound keeps a broken start from hanging a test for ever.
+  for (int i = 0; i < 10'000 && !impl_->http.is_running(); ++i) {
+    {
+      std::lock_guard lock(impl_->mutex);
+      if (impl_->stopping) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!impl_->http.is_running()) throw Error("server: did not start accepting connections");
+}
+
+void Server::stop() {
+  bool was_running;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+    was_running = impl_->in_run;
+  }
+  impl_->purge_wake.notify_all();
+  // run() may be between its check of `stopping` and httplib's accept loop, where httplib's
+  // stop() does nothing: keep asking until the loop is up, a bounded while.
+  for (int i = 0; was_running && i < 10'000; ++i) {
+    if (impl_->http.is_running()) {
+      impl_->http.stop();
+      break;
+    }
+    {
+      std::lock_guard lock(impl_->mutex);
+      if (!impl_->in_run) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (impl_->listener.joinable() && impl_->listener.get_id() != std::this_thread::get_id()) {
+    impl_->listener.join();
+  }
+}
+
+store::Result<std::size_t> Server::purge() { return impl_->store.purge(impl_->now()); }
+
+}  // namespace stagelog::server

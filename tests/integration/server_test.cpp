@@ -1,0 +1,1025 @@
+// The HTTP server in process: a real SqliteStore in a TempDir, a Server on 127.0.0.1 and a free
+// port, and httplib's client (or raw sockets, for slow clients).
+
+#include "stagelog/server/server.hpp"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fake_clock.hpp"
+#include "server/ingest.hpp"
+#include "stagelog/server/auth.hpp"
+#include "stagelog/server/execution.hpp"
+#include "store/sqlite.hpp"
+#include "store/sqlite_store.hpp"
+#include "temp_dir.hpp"
+
+namespace stagelog::test {
+namespace {
+
+using namespace std::chrono_literals;
+using server::Server;
+using server::ServerOptions;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+using OrderedJson = nlohmann::ordered_json;
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+constexpr std::int64_t kDay = 86'400 * kSecond;
+
+// Seed 004's executionLog example, as JSON.stringify writes it (same keys, same order).
+constexpr std::string_view kSeedDocument = R"json({
+  "tracking_id": "60B3RNTB",
+  "execution_id": "exec_1703123456789_xyz123abc",
+  "started_at": "2024-01-15T10:30:00.000Z",
+  "completed_at": "2024-01-15T10:32:30.000Z",
+  "duration_ms": 150000,
+  "tier": "comprehensive",
+  "company": "Acme Corp",
+  "steps": [
+    {
+      "step": "initialization",
+      "timestamp": "2024-01-15T10:30:00.000Z",
+      "status": "completed",
+      "message": "Started processing for Acme Corp (comprehensive tier)"
+    },
+    {
+      "step": "status_update",
+      "timestamp": "2024-01-15T10:30:01.000Z",
+      "status": "completed",
+      "message": "Updated status to processing"
+    },
+    {
+      "step": "orchestrator_execution",
+      "timestamp": "2024-01-15T10:30:02.000Z",
+      "status": "in_progress",
+      "message": "Starting orchestrator execution..."
+    },
+    {
+      "step": "error_handling",
+      "timestamp": "2024-01-15T10:32:30.000Z",
+      "status": "failed",
+      "message": "Processing failed: AI generation timeout after 480000ms",
+      "error_details": "Error: AI generation timeout after 480000ms\n at AIService.generateContent (worker.js:1234:56)"
+    }
+  ]
+})json";
+
+// A Store that forwards to a real one, or fails when told: a real SQLite I/O error cannot be
+// provoked on demand, so the 500 paths are tested with this double.
+class FailingStore final : public store::Store {
+ public:
+  explicit FailingStore(store::Store& inner) : inner_(inner) {}
+  std::atomic<bool> fail_reads{false};
+  std::atomic<bool> fail_writes{false};
+
+  store::Result<void> put_execution(const server::Execution& e, std::int64_t x) override {
+    if (fail_writes) return write_error();
+    return inner_.put_execution(e, x);
+  }
+  store::Result<std::optional<server::Execution>> latest(std::string_view id,
+                                                         std::int64_t now) override {
+    if (fail_reads) return read_error();
+    return inner_.latest(id, now);
+  }
+  store::Result<std::optional<server::Execution>> attempt(std::string_view id, int n,
+                                                          std::int64_t now) override {
+    if (fail_reads) return read_error();
+    return inner_.attempt(id, n, now);
+  }
+  store::Result<std::vector<store::AttemptSummary>> attempts(std::string_view id,
+                                                             std::int64_t now) override {
+    if (fail_reads) return read_error();
+    return inner_.attempts(id, now);
+  }
+  store::Result<void> append_events(std::span<const OwnedEvent> events, std::int64_t x) override {
+    if (fail_writes) return write_error();
+    return inner_.append_events(events, x);
+  }
+  store::Result<void> write(std::span<const store::EventsWrite> events,
+                            std::span<const store::ExecutionWrite> executions) override {
+    if (fail_writes) return write_error();
+    return inner_.write(events, executions);
+  }
+  store::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
+                                                std::size_t limit) override {
+    if (fail_reads) return read_error();
+    return inner_.events(run, now, limit);
+  }
+  store::Result<std::size_t> purge(std::int64_t now) override { return inner_.purge(now); }
+
+ private:
+  static Error read_error() {
+    return Error("sqlite store x.db: cannot read execution: disk I/O error");
+  }
+  static Error write_error() { return Error("sqlite store x.db: cannot store: disk I/O error"); }
+  store::Store& inner_;
+};
+
+// One NDJSON event line as JsonlSink writes it.
+std::string event_line(std::string_view run, std::string_view kind, std::string_view stage,
+                       std::string_view status, std::int64_t ts_ns,
+                       const std::string& fields = "{}") {
+  OrderedJson j = OrderedJson::object();
+  j["ts_ns"] = ts_ns;
+  j["kind"] = kind;
+  j["level"] = "info";
+  j["run"] = run;
+  j["worker"] = "T0_00";
+  j["component"] = "app";
+  j["stage"] = stage;
+  j["status"] = status;
+  j["message"] = "";
+  j["fields"] = OrderedJson::parse(fields);
+  return j.dump();
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::make_unique<store::SqliteStore>(dir_.path() / "stagelog.db");
+    failing_ = std::make_unique<FailingStore>(*store_);
+    tokens_path_ = dir_.path() / "tokens";
+    admin_ = server::TokenFile::create_token(tokens_path_, server::Scope::Admin, "admin");
+    read_ = server::TokenFile::create_token(tokens_path_, server::Scope::Read, "reader");
+    ingest_ = server::TokenFile::create_token(tokens_path_, server::Scope::Ingest, "writer");
+  }
+
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->stop();
+    server_.reset();
+  }
+
+  ServerOptions options() {
+    ServerOptions o;
+    o.port = 0;
+    o.clock = clock_.fn();
+    o.threads = 4;
+    o.read_timeout = 2s;
+    o.keep_alive_timeout = 1s;
+    o.on_error = [](std::string_view) {};
+    return o;
+  }
+
+  void start(ServerOptions o) {
+    if (server_) server_->stop();
+    client_.reset();
+    server_ =
+        std::make_unique<Server>(*failing_, server::TokenFile::load(tokens_path_), std::move(o));
+    server_->start();
+    client_ = make_client();
+  }
+  void start() { start(options()); }
+
+  std::unique_ptr<httplib::Client> make_client() const {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    c->set_read_timeout(10, 0);
+    c->set_write_timeout(10, 0);
+    c->set_url_encode(false);  // Paths are sent as written, percent-encoding included.
+    return c;
+  }
+
+  static httplib::Headers auth(const std::string& token) {
+    return {{"Authorization", "Bearer " + token}};
+  }
+
+  httplib::Result get(const std::string& path, const std::string& token) {
+    return client_->Get(path, auth(token));
+  }
+  httplib::Result get(const std::string& path) { return get(path, admin_); }
+  httplib::Result put(const std::string& path, std::string_view body, const std::string& token) {
+    return client_->Put(path, auth(token), std::string(body), "application/json");
+  }
+  httplib::Result put(const std::string& path, std::string_view body) {
+    return put(path, body, admin_);
+  }
+  httplib::Result post(const std::string& body, const std::string& path = "/api/v1/events") {
+    return client_->Post(path, auth(admin_), body, "application/x-ndjson");
+  }
+
+  std::vector<OwnedEvent> stored_events(const std::string& run) {
+    auto got = store_->events(run, clock_.now(), 1'000'000);
+    EXPECT_TRUE(got) << got.error().what();
+    return got ? *got : std::vector<OwnedEvent>{};
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<FailingStore> failing_;
+  std::filesystem::path tokens_path_;
+  std::string admin_, read_, ingest_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+// Evaluates `call` once: a request is not sent twice.
+#define ASSERT_STATUS(call, code)                                                  \
+  do {                                                                             \
+    auto&& assert_status_result_ = (call);                                         \
+    ASSERT_TRUE(assert_status_result_)                                             \
+        << "no answer: " << httplib::to_string(assert_status_result_.error());     \
+    ASSERT_EQ(assert_status_result_->status, code) << assert_status_result_->body; \
+  } while (false)
+
+// ---- The seed's API --------------------------------------------------------------------------
+
+TEST_F(ServerTest, HealthzNeedsNoToken) {
+  start();
+  auto r = client_->Get("/healthz");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["status"], "ok");
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+}
+
+TEST_F(ServerTest, SeedDocumentInSeedShapeOut) {
+  start();
+  auto r = put("/api/v1/executions/60B3RNTB", kSeedDocument);
+  ASSERT_STATUS(r, 200);
+  Json put_answer = Json::parse(r->body);
+  EXPECT_EQ(put_answer["success"], true);
+  EXPECT_EQ(put_answer["execution_id"], "exec_1703123456789_xyz123abc");
+
+  r = get("/api/execution-logs/60B3RNTB", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  OrderedJson body = OrderedJson::parse(r->body);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : body.items()) keys.push_back(key);
+  EXPECT_THAT(keys, ElementsAre("success", "data"));
+  EXPECT_EQ(body["success"], true);
+  const OrderedJson& data = body["data"];
+  keys.clear();
+  for (const auto& [key, value] : data.items()) keys.push_back(key);
+  EXPECT_THAT(keys, ElementsAre("tracking_id", "execution_id", "company", "tier", "started_at",
+                                "completed_at", "duration_ms", "duration_readable", "total_steps",
+                                "final_status", "steps"));
+  EXPECT_EQ(data["tracking_id"], "60B3RNTB");
+  EXPECT_EQ(data["execution_id"], "exec_1703123456789_xyz123abc");
+  EXPECT_EQ(data["company"], "Acme Corp");
+  EXPECT_EQ(data["tier"], "comprehensive");
+  EXPECT_EQ(data["started_at"], "2024-01-15T10:30:00.000Z");
+  EXPECT_EQ(data["completed_at"], "2024-01-15T10:32:30.000Z");
+  EXPECT_EQ(data["duration_ms"], 150000);
+  EXPECT_EQ(data["duration_readable"], "2m 30s");
+  EXPECT_EQ(data["total_steps"], 4);
+  EXPECT_EQ(data["final_status"], "failed");
+  ASSERT_EQ(data["steps"].size(), 4u);
+  const char* names[] = {"initialization", "status_update", "orchestrator_execution",
+                         "error_handling"};
+  const char* statuses[] = {"completed", "completed", "in_progress", "failed"};
+  const char* times[] = {"2024-01-15T10:30:00.000Z", "2024-01-15T10:30:01.000Z",
+                         "2024-01-15T10:30:02.000Z", "2024-01-15T10:32:30.000Z"};
+  const char* from_start[] = {"+0ms", "+1.0s", "+2.0s", "+2m 30s"};
+  for (std::size_t i = 0; i < 4; ++i) {
+    SCOPED_TRACE("step " + std::to_string(i));
+    const OrderedJson& step = data["steps"][i];
+    keys.clear();
+    for (const auto& [key, value] : step.items()) keys.push_back(key);
+    EXPECT_THAT(keys, ElementsAre("step", "status", "timestamp", "message", "time_from_start",
+                                  "error_details"));
+    EXPECT_EQ(step["step"], names[i]);
+    EXPECT_EQ(step["status"], statuses[i]);
+    EXPECT_EQ(step["timestamp"], times[i]);
+    EXPECT_EQ(step["time_from_start"], from_start[i]);
+    if (i < 3) {
+      EXPECT_TRUE(step["error_details"].is_null());
+    }
+  }
+  EXPECT_EQ(data["steps"][0]["message"], "Started processing for Acme Corp (comprehensive tier)");
+  EXPECT_EQ(data["steps"][3]["error_details"],
+            "Error: AI generation timeout after 480000ms\n at AIService.generateContent "
+            "(worker.js:1234:56)");
+
+  // The v1 route gives the document back as PUT took it.
+  r = get("/api/v1/executions/60B3RNTB", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body), Json::parse(kSeedDocument));
+}
+
+TEST_F(ServerTest, UnknownTrackingIdIs404WithTheSeedBody) {
+  start();
+  auto r = get("/api/execution-logs/NOPE1234");
+  ASSERT_STATUS(r, 404);
+  EXPECT_EQ(r->body, R"({"success":false,"error":"No execution log found for this tracking ID",)"
+                     R"("tracking_id":"NOPE1234"})");
+  r = get("/api/v1/executions/NOPE1234");
+  ASSERT_STATUS(r, 404);
+  EXPECT_EQ(Json::parse(r->body)["tracking_id"], "NOPE1234");
+  r = get("/api/v1/executions/NOPE1234/attempts");
+  ASSERT_STATUS(r, 404);
+}
+
+// The store double (FailingStore above) stands in for a disk that fails.
+TEST_F(ServerTest, StoreFailureIs500WithTheSeedBody) {
+  start();
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 200);
+  failing_->fail_reads = true;
+  auto r = get("/api/execution-logs/60B3RNTB");
+  ASSERT_STATUS(r, 500);
+  EXPECT_EQ(r->body, R"({"success":false,"error":"Failed to retrieve execution log",)"
+                     R"("details":"sqlite store x.db: cannot read execution: disk I/O error"})");
+  r = get("/api/v1/executions/60B3RNTB/attempts");
+  ASSERT_STATUS(r, 500);
+  failing_->fail_reads = false;
+  ASSERT_STATUS(get("/api/execution-logs/60B3RNTB"), 200);
+}
+
+TEST_F(ServerTest, MissingOrUnknownTokenIs401AndWrongScopeIs403) {
+  start();
+  auto r = client_->Get("/api/execution-logs/X");
+  ASSERT_STATUS(r, 401);
+  Json body = Json::parse(r->body);
+  EXPECT_EQ(body["success"], false);
+  EXPECT_THAT(body["error"].get<std::string>(), HasSubstr("Authorization: Bearer"));
+  EXPECT_EQ(r->get_header_value("WWW-Authenticate"), "Bearer");
+
+  std::string wrong = "slg_" + std::string(43, 'A');
+  r = get("/api/execution-logs/X", wrong);
+  ASSERT_STATUS(r, 401);
+  EXPECT_EQ(r->body, R"({"success":false,"error":"unknown token"})");
+  EXPECT_THAT(r->body, ::testing::Not(HasSubstr(wrong)));  // Tokens are never echoed.
+
+  r = get("/api/execution-logs/X", ingest_);
+  ASSERT_STATUS(r, 403);
+  EXPECT_EQ(r->body, R"({"success":false,"error":"this token does not have the read scope"})");
+  r = put("/api/v1/executions/X", kSeedDocument, read_);
+  ASSERT_STATUS(r, 403);
+  EXPECT_EQ(r->body, R"({"success":false,"error":"this token does not have the ingest scope"})");
+  r = client_->Post("/api/v1/events", auth(read_), event_line("r", "log", "", "", 1), "text/plain");
+  ASSERT_STATUS(r, 403);
+  r = client_->Post("/api/v1/events", event_line("r", "log", "", "", 1), "text/plain");
+  ASSERT_STATUS(r, 401);
+  EXPECT_TRUE(stored_events("r").empty());
+
+  ASSERT_STATUS(put("/api/v1/executions/X", kSeedDocument, ingest_), 400);  // Allowed; mismatch.
+  ASSERT_STATUS(get("/api/execution-logs/X", read_), 404);
+  ASSERT_STATUS(get("/api/execution-logs/X", admin_), 404);
+}
+
+TEST_F(ServerTest, UnknownRouteIs404AndWrongMethodIs405) {
+  start();
+  auto r = get("/api/v2/nothing");
+  ASSERT_STATUS(r, 404);
+  EXPECT_EQ(r->body, R"({"success":false,"error":"no such route: /api/v2/nothing"})");
+  r = client_->Delete("/api/v1/executions/X", auth(admin_));
+  ASSERT_STATUS(r, 405);
+  EXPECT_EQ(r->get_header_value("Allow"), "GET, HEAD, PUT");
+  EXPECT_EQ(Json::parse(r->body)["success"], false);
+  r = get("/api/v1/events");
+  ASSERT_STATUS(r, 405);
+  EXPECT_EQ(r->get_header_value("Allow"), "POST");
+  r = client_->Post("/healthz", "x", "text/plain");
+  ASSERT_STATUS(r, 405);
+  r = get("/healthz/");
+  ASSERT_STATUS(r, 404);
+  r = get("/api/execution-logs/");
+  ASSERT_STATUS(r, 404);
+}
+
+// ---- PUT -------------------------------------------------------------------------------------
+
+TEST_F(ServerTest, PutTakesTheTrackingIdFromTheUrlAndRefusesAMismatch) {
+  start();
+  Json doc = Json::parse(kSeedDocument);
+  doc.erase("tracking_id");
+  auto r = put("/api/v1/executions/FROM-URL", doc.dump());
+  ASSERT_STATUS(r, 200);
+  r = get("/api/execution-logs/FROM-URL");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["data"]["tracking_id"], "FROM-URL");
+
+  r = put("/api/v1/executions/OTHER", kSeedDocument);
+  ASSERT_STATUS(r, 400);
+  Json body = Json::parse(r->body);
+  EXPECT_EQ(body["tracking_id"], "OTHER");
+  EXPECT_EQ(body["document_tracking_id"], "60B3RNTB");
+  ASSERT_STATUS(get("/api/execution-logs/OTHER"), 404);
+  ASSERT_STATUS(get("/api/execution-logs/60B3RNTB"), 404);
+}
+
+TEST_F(ServerTest, TrackingIdsWithPathCharactersAreOpaqueAndNeverPaths) {
+  start();
+  struct Case {
+    std::string id;
+    std::string encoded;
+  };
+  const std::vector<Case> cases = {
+      {"../x", "..%2Fx"},
+      {"a/b", "a%2Fb"},
+      {"..", "%2E%2E"},
+      {"../../etc/passwd", "..%2F..%2Fetc%2Fpasswd"},
+      {"%2F", "%252F"},
+      {"50% done?", "50%25%20done%3F"},
+      {"日本", "%E6%97%A5%E6%9C%AC"},
+      {"quote\"back\\slash", "quote%22back%5Cslash"},
+  };
+  auto files_before = std::distance(std::filesystem::recursive_directory_iterator(dir_.path()),
+                                    std::filesystem::recursive_directory_iterator());
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.id);
+    Json doc = Json::parse(kSeedDocument);
+    doc["tracking_id"] = c.id;
+    ASSERT_STATUS(put("/api/v1/executions/" + c.encoded, doc.dump()), 200);
+    auto r = get("/api/execution-logs/" + c.encoded);
+    ASSERT_STATUS(r, 200);
+    EXPECT_EQ(Json::parse(r->body)["data"]["tracking_id"], c.id);
+    r = get("/api/v1/executions/" + c.encoded + "/attempts");
+    ASSERT_STATUS(r, 200);
+    EXPECT_EQ(Json::parse(r->body)["attempts"].size(), 1u);
+  }
+  // Unencoded, "../x" is two segments: no route, and nothing resolved against a folder.
+  ASSERT_STATUS(get("/api/execution-logs/../x"), 404);
+  ASSERT_STATUS(get("/api/v1/executions/a/b"), 404);
+  ASSERT_STATUS(get("/api/execution-logs/%zz"), 400);
+  ASSERT_STATUS(get("/api/execution-logs/%2"), 400);
+  ASSERT_STATUS(get("/api/execution-logs/x%2Fy"), 404);              // "x/y": an id never stored.
+  ASSERT_STATUS(put("/api/v1/executions/%FF", kSeedDocument), 400);  // Not UTF-8.
+  auto files_after = std::distance(std::filesystem::recursive_directory_iterator(dir_.path()),
+                                   std::filesystem::recursive_directory_iterator());
+  EXPECT_EQ(files_after, files_before);
+}
+
+TEST_F(ServerTest, AttemptsAreListedAndEachCanBeRead) {
+  start();
+  Json first = Json::parse(kSeedDocument);
+  Json second = first;
+  second["execution_id"] = "exec_2";
+  second["started_at"] = "2024-01-16T10:30:00.000Z";
+  second["steps"] = Json::array();
+  second.erase("completed_at");
+  second.erase("duration_ms");
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", first.dump()), 200);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", second.dump()), 200);
+
+  auto r = get("/api/v1/executions/60B3RNTB/attempts", read_);
+  ASSERT_STATUS(r, 200);
+  Json body = Json::parse(r->body);
+  ASSERT_EQ(body["attempts"].size(), 2u);
+  EXPECT_EQ(body["attempts"][0]["attempt"], 1);
+  EXPECT_EQ(body["attempts"][0]["execution_id"], "exec_1703123456789_xyz123abc");
+  EXPECT_EQ(body["attempts"][0]["final_status"], "failed");
+  EXPECT_EQ(body["attempts"][0]["total_steps"], 4);
+  EXPECT_EQ(body["attempts"][0]["duration_ms"], 150000);
+  EXPECT_EQ(body["attempts"][1]["attempt"], 2);
+  EXPECT_EQ(body["attempts"][1]["final_status"], "unknown");
+  EXPECT_TRUE(body["attempts"][1]["completed_at"].is_null());
+
+  // The latest is what the seed's route returns; older ones by number.
+  r = get("/api/execution-logs/60B3RNTB");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["data"]["execution_id"], "exec_2");
+  r = get("/api/v1/executions/60B3RNTB?attempt=1");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body), first);
+  ASSERT_STATUS(get("/api/v1/executions/60B3RNTB?attempt=3"), 404);
+  ASSERT_STATUS(get("/api/v1/executions/60B3RNTB?attempt=0"), 400);
+  ASSERT_STATUS(get("/api/v1/executions/60B3RNTB?attempt=x"), 400);
+}
+
+// ---- Ingest ----------------------------------------------------------------------------------
+
+TEST_F(ServerTest, IngestAcceptsAndRejectsLineByLine) {
+  start();
+  const std::int64_t t = clock_.now();
+  std::string huge_message(std::size_t{1} << 20, 'x');
+  std::string body;
+  body += event_line("r1", "stage", "load", "starting", t) + "\n";                    // 1
+  body += "{not json\n";                                                              // 2
+  body += "\n";                                                                       // 3: blank
+  body += event_line("r1", "stage", "load", "done", t) + "\n";                        // 4
+  body += "{\"ts_ns\":1,\"kind\":\"log\",\"message\":\"\xff\xfe\"}\n";                // 5
+  body += "{\"ts\":\"2026-13-45T99:00:00Z\",\"kind\":\"log\"}\n";                     // 6
+  body += "{\"ts_ns\":-5,\"kind\":\"log\"}\n";                                        // 7
+  body += "{\"ts_ns\":5,\"kind\":\"log\",\"message\":\"" + huge_message + "\"}\r\n";  // 8
+  body += "{\"ts_ns\":5,\"kind\":\"teleport\"}\n";                                    // 9
+  body += event_line("r1", "stage", "load", "completed", t + kSecond) + "\r\n";       // 10
+  body += "{\"ts_ns\":5,\"kind\":\"stage\",\"elapsed_ns\":-1}";                       // 11, no \n
+  auto r = post(body);
+  ASSERT_STATUS(r, 200);
+  Json answer = Json::parse(r->body);
+  EXPECT_EQ(answer["accepted"], 2);
+  ASSERT_EQ(answer["rejected"].size(), 8u);
+  std::vector<int> lines;
+  for (const Json& item : answer["rejected"]) lines.push_back(item["line"]);
+  EXPECT_THAT(lines, ElementsAre(2, 4, 5, 6, 7, 8, 9, 11));
+  auto error = [&](std::size_t i) { return answer["rejected"][i]["error"].get<std::string>(); };
+  EXPECT_THAT(error(0), HasSubstr("not valid JSON"));
+  EXPECT_THAT(error(1), HasSubstr("unknown status \"done\""));
+  EXPECT_THAT(error(2), HasSubstr("invalid UTF-8 at byte"));
+  EXPECT_THAT(error(3), HasSubstr("not a UTC timestamp"));
+  EXPECT_THAT(error(4), HasSubstr("before 1970"));
+  EXPECT_THAT(error(5), HasSubstr("over the limit of 1048576 bytes"));
+  EXPECT_THAT(error(6), HasSubstr("unknown kind \"teleport\""));
+  EXPECT_THAT(error(7), HasSubstr("elapsed_ns"));
+
+  auto events = stored_events("r1");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].status, Status::Starting);
+  EXPECT_EQ(events[1].status, Status::Completed);
+}
+
+TEST_F(ServerTest, BatchWithNoValidLineIs400AndStoresNothing) {
+  start();
+  auto r = post("{bad\n{\"ts_ns\":1}\n");
+  ASSERT_STATUS(r, 400);
+  Json answer = Json::parse(r->body);
+  EXPECT_EQ(answer["success"], false);
+  EXPECT_EQ(answer["accepted"], 0);
+  EXPECT_EQ(answer["rejected"].size(), 2u);
+  EXPECT_THAT(answer["rejected"][1]["error"].get<std::string>(), HasSubstr("missing \"kind\""));
+  r = post("");
+  ASSERT_STATUS(r, 400);
+  EXPECT_EQ(Json::parse(r->body)["error"], "no event in the request body");
+  r = post("\n \n");
+  ASSERT_STATUS(r, 400);
+  EXPECT_TRUE(stored_events("").empty());
+}
+
+TEST_F(ServerTest, GzipBodiesAreAcceptedAndTheLimitAppliesToTheDecompressedSize) {
+  ServerOptions o = options();
+  o.max_body_bytes = 256 * 1024;
+  start(o);
+  std::string body;
+  for (int i = 0; i < 500; ++i) {
+    body += event_line("gz", "log", "", "", clock_.now() + i, R"({"i":)" + std::to_string(i) + "}");
+    body += '\n';
+  }
+  ASSERT_LT(body.size(), o.max_body_bytes);
+  client_->set_compress(true);  // gzip, with Content-Encoding: gzip.
+  auto r = post(body);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["accepted"], 500);
+  EXPECT_EQ(stored_events("gz").size(), 500u);
+
+  // Four times the limit once inflated, a few KiB on the wire.
+  std::string bomb;
+  while (bomb.size() < 4 * o.max_body_bytes) bomb += body;
+  r = post(bomb);
+  ASSERT_STATUS(r, 413);
+  EXPECT_THAT(Json::parse(r->body)["error"].get<std::string>(), HasSubstr("after decompression"));
+  client_->set_compress(false);
+  r = post(bomb);  // The same, plain: refused by its Content-Length.
+  ASSERT_STATUS(r, 413);
+  EXPECT_EQ(stored_events("gz").size(), 500u);
+
+  httplib::Headers headers = auth(admin_);
+  headers.emplace("Content-Encoding", "gzip");
+  r = client_->Post("/api/v1/events", headers, "this is not gzip", "application/x-ndjson");
+  ASSERT_STATUS(r, 400);
+  headers.erase("Content-Encoding");
+  headers.emplace("Content-Encoding", "zstd");
+  r = client_->Post("/api/v1/events", headers, body, "application/x-ndjson");
+  ASSERT_STATUS(r, 415);
+  ASSERT_STATUS(client_->Get("/healthz"), 200);  // The server is still fine.
+}
+
+TEST_F(ServerTest, RejectedRequestsChangeNothingStored) {
+  ServerOptions o = options();
+  o.max_body_bytes = 64 * 1024;
+  start(o);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 200);
+  ASSERT_STATUS(post(event_line("60B3RNTB", "log", "", "", clock_.now()) + "\n"), 200);
+  auto before = get("/api/v1/executions/60B3RNTB");
+  ASSERT_STATUS(before, 200);
+
+  Json bad = Json::parse(kSeedDocument);
+  bad["steps"][1]["status"] = "done";
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", bad.dump()), 400);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", "{\"tracking_id\": \"60B3RNTB\", "), 400);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", std::string(100 * 1024, ' ')), 413);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB?retention=forever", kSeedDocument), 400);
+  ASSERT_STATUS(post("{bad\n"), 400);
+  ASSERT_STATUS(
+      post(event_line("60B3RNTB", "log", "", "", 1) + "\n", "/api/v1/events?retention=-1d"), 400);
+  ASSERT_STATUS(client_->Post("/api/v1/events", auth(read_), "{}", "text/plain"), 403);
+
+  auto after = get("/api/v1/executions/60B3RNTB");
+  ASSERT_STATUS(after, 200);
+  EXPECT_EQ(after->body, before->body);
+  EXPECT_EQ(stored_events("60B3RNTB").size(), 1u);
+  auto list = store_->attempts("60B3RNTB", clock_.now());
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->size(), 1u);
+}
+
+TEST_F(ServerTest, AStoreThatFailsAWriteGets500AndIngestRecovers) {
+  start();
+  const std::int64_t t = clock_.now();
+  ASSERT_STATUS(post(event_line("job", "run", "job", "starting", t) + "\n" +
+                     event_line("job", "stage", "a", "starting", t + 1) + "\n"),
+                200);
+  failing_->fail_writes = true;
+  auto r = post(event_line("job", "stage", "a", "completed", t + 2) + "\n");
+  ASSERT_STATUS(r, 500);
+  EXPECT_THAT(Json::parse(r->body)["details"].get<std::string>(), HasSubstr("disk I/O error"));
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 500);
+  failing_->fail_writes = false;
+  // The client retries; what is stored continues from what the store holds.
+  ASSERT_STATUS(post(event_line("job", "stage", "a", "completed", t + 2) + "\n" +
+                     event_line("job", "run", "job", "completed", t + 3) + "\n"),
+                200);
+  r = get("/api/execution-logs/job");
+  ASSERT_STATUS(r, 200);
+  Json data = Json::parse(r->body)["data"];
+  ASSERT_EQ(data["steps"].size(), 2u);
+  EXPECT_EQ(data["steps"][0]["status"], "in_progress");
+  EXPECT_EQ(data["steps"][1]["status"], "completed");
+  EXPECT_FALSE(data["completed_at"].is_null());
+  EXPECT_EQ(stored_events("job").size(), 4u);
+}
+
+// ---- Folding ---------------------------------------------------------------------------------
+
+TEST_F(ServerTest, EventsFoldIntoTheExecutionOfTheirRun) {
+  start();
+  const std::int64_t t = clock_.now();
+  std::string body;
+  body += event_line("job-7", "run", "job", "starting", t, R"({"company":"Acme Corp"})") + "\n";
+  body += event_line("job-7", "stage", "load", "starting", t + kSecond) + "\n";
+  body +=
+      event_line("job-7", "stage", "load", "completed", t + 3 * kSecond, R"({"rows":12})") + "\n";
+  body += event_line("other", "stage", "x", "starting", t) + "\n";
+  ASSERT_STATUS(post(body), 200);
+  body = event_line("job-7", "stage", "train", "failed", t + 4 * kSecond,
+                    R"({"error_details":"Traceback: boom"})") +
+         "\n" + event_line("job-7", "run", "job", "failed", t + 5 * kSecond) + "\n";
+  ASSERT_STATUS(post(body), 200);
+
+  auto r = get("/api/execution-logs/job-7");
+  ASSERT_STATUS(r, 200);
+  Json data = Json::parse(r->body)["data"];
+  EXPECT_EQ(data["company"], "Acme Corp");
+  EXPECT_EQ(data["final_status"], "failed");
+  EXPECT_FALSE(data["completed_at"].is_null());
+  ASSERT_EQ(data["steps"].size(), 3u);
+  EXPECT_EQ(data["steps"][0]["step"], "load");
+  EXPECT_EQ(data["steps"][0]["status"], "in_progress");
+  EXPECT_EQ(data["steps"][1]["status"], "completed");
+  EXPECT_EQ(data["steps"][1]["time_from_start"], "+3.0s");
+  EXPECT_EQ(data["steps"][2]["step"], "train");
+  EXPECT_EQ(data["steps"][2]["error_details"], "Traceback: boom");
+  r = get("/api/v1/executions/job-7");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["steps"][1]["rows"], 12);
+  ASSERT_STATUS(get("/api/execution-logs/other"), 200);
+
+  // A new run start of a finished run is a new attempt.
+  ASSERT_STATUS(post(event_line("job-7", "run", "job", "starting", t + 10 * kSecond) + "\n"), 200);
+  r = get("/api/v1/executions/job-7/attempts");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["attempts"].size(), 2u);
+}
+
+TEST_F(ServerTest, AnOpenRunContinuesTheSameExecutionAfterARestart) {
+  start();
+  const std::int64_t t = clock_.now();
+  ASSERT_STATUS(post(event_line("long", "run", "job", "starting", t) + "\n" +
+                     event_line("long", "stage", "a", "starting", t + 1) + "\n"),
+                200);
+  auto r = get("/api/execution-logs/long");
+  ASSERT_STATUS(r, 200);
+  std::string execution_id = Json::parse(r->body)["data"]["execution_id"];
+
+  start();  // A new Server on the same store: nothing of the run in memory.
+  ASSERT_STATUS(post(event_line("long", "stage", "a", "completed", t + 2) + "\n" +
+                     event_line("long", "run", "job", "completed", t + 3) + "\n"),
+                200);
+  r = get("/api/execution-logs/long");
+  ASSERT_STATUS(r, 200);
+  Json data = Json::parse(r->body)["data"];
+  EXPECT_EQ(data["execution_id"], execution_id);
+  ASSERT_EQ(data["steps"].size(), 2u);
+  EXPECT_EQ(data["steps"][1]["status"], "completed");
+  EXPECT_FALSE(data["completed_at"].is_null());
+  r = get("/api/v1/executions/long/attempts");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["attempts"].size(), 1u);
+}
+
+TEST_F(ServerTest, ConcurrentBatchesAreAllStoredAndFoldedInOrder) {
+  start();
+  const std::int64_t t = clock_.now();
+  ASSERT_STATUS(post(event_line("shared", "run", "job", "starting", t) + "\n"), 200);
+  constexpr int kClients = 3;
+  constexpr int kBatches = 10;
+  constexpr int kPerBatch = 50;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      auto client = make_client();
+      for (int b = 0; b < kBatches; ++b) {
+        std::string body;
+        for (int i = 0; i < kPerBatch; ++i) {
+          int n = (c * kBatches + b) * kPerBatch + i;
+          body += event_line("shared", "stage", "s", "completed", t + 1 + n,
+                             R"({"n":)" + std::to_string(n) + "}") +
+                  "\n";
+        }
+        auto r = client->Post("/api/v1/events", auth(ingest_), body, "application/x-ndjson");
+        if (!r || r->status != 200) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto latest = store_->latest("shared", clock_.now());
+  ASSERT_TRUE(latest && *latest);
+  ASSERT_EQ((*latest)->steps.size(), std::size_t{kClients * kBatches * kPerBatch});
+  std::set<int> seen;
+  for (const server::Step& s : (*latest)->steps) {
+    seen.insert(Json::parse(s.custom_json)["n"].get<int>());
+  }
+  EXPECT_EQ(seen.size(), std::size_t{kClients * kBatches * kPerBatch});
+  EXPECT_EQ(stored_events("shared").size(), std::size_t{kClients * kBatches * kPerBatch + 1});
+}
+
+// The writer's memory bound, tested on the writer itself: the Server does not expose it.
+TEST(IngestWriterTest, ClosedRunsLeaveMemoryAndOpenOnesAreCappedWithoutLosingSteps) {
+  TempDir dir;
+  store::SqliteStore store(dir.path() / "s.db");
+  FakeClock clock;
+  detail::IngestWriter writer(store, {3, clock.fn()});
+  const std::int64_t t = clock.now();
+  auto event = [&](std::string run, Kind kind, Status status, std::int64_t ts) {
+    OwnedEvent e;
+    e.ts_ns = ts;
+    e.kind = kind;
+    e.status = status;
+    e.run = std::move(run);
+    e.stage = kind == Kind::Run ? "job" : "step";
+    return e;
+  };
+  // Ten open runs: at most three stay in memory.
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 10; ++i) {
+      std::string run = "open-" + std::to_string(i);
+      std::vector<OwnedEvent> batch;
+      if (round == 0) batch.push_back(event(run, Kind::Run, Status::Starting, t));
+      batch.push_back(event(run, Kind::Stage, Status::Completed, t + 1 + round));
+      ASSERT_TRUE(writer.add_events(std::move(batch), t + kDay));
+      EXPECT_LE(writer.runs_in_memory(), 3u);
+    }
+  }
+  for (int i = 0; i < 10; ++i) {
+    auto latest = store.latest("open-" + std::to_string(i), t);
+    ASSERT_TRUE(latest && *latest);
+    EXPECT_EQ((*latest)->steps.size(), 3u);  // Every round's step, in one attempt.
+    auto attempts = store.attempts("open-" + std::to_string(i), t);
+    ASSERT_TRUE(attempts);
+    EXPECT_EQ(attempts->size(), 1u);
+  }
+  // A run that ends leaves memory at once.
+  std::vector<OwnedEvent> whole = {event("closed", Kind::Run, Status::Starting, t),
+                                   event("closed", Kind::Stage, Status::Completed, t + 1),
+                                   event("closed", Kind::Run, Status::Completed, t + 2)};
+  ASSERT_TRUE(writer.add_events(std::move(whole), t + kDay));
+  for (int i = 0; i < 10; ++i) {
+    std::vector<OwnedEvent> end = {
+        event("open-" + std::to_string(i), Kind::Run, Status::Completed, t + 9)};
+    ASSERT_TRUE(writer.add_events(std::move(end), t + kDay));
+  }
+  EXPECT_EQ(writer.runs_in_memory(), 0u);
+  auto closed = store.latest("closed", t);
+  ASSERT_TRUE(closed && *closed);
+  EXPECT_TRUE((*closed)->completed_at_ns.has_value());
+}
+
+// ---- Retention -------------------------------------------------------------------------------
+
+TEST_F(ServerTest, ExpiredDataIsNeverReturnedAndPurgeRemovesIt) {
+  ServerOptions o = options();
+  o.max_retention = std::chrono::hours(24 * 10);
+  start(o);
+  const std::int64_t t0 = clock_.now();
+  ASSERT_STATUS(put("/api/v1/executions/seven",
+                    std::string(kSeedDocument).replace(kSeedDocument.find("60B3RNTB"), 8, "seven")),
+                200);
+  Json three = Json::parse(kSeedDocument);
+  three["tracking_id"] = "three";
+  ASSERT_STATUS(put("/api/v1/executions/three?retention=3d", three.dump()), 200);
+  Json capped = Json::parse(kSeedDocument);
+  capped["tracking_id"] = "capped";
+  ASSERT_STATUS(put("/api/v1/executions/capped?retention=30d", capped.dump()), 200);
+  ASSERT_STATUS(post(event_line("ev", "log", "", "", t0) + "\n", "/api/v1/events?retention=1h"),
+                200);
+
+  clock_.set(t0 + 3 * kDay - 1);
+  ASSERT_STATUS(get("/api/execution-logs/three"), 200);
+  clock_.set(t0 + 3 * kDay);
+  ASSERT_STATUS(get("/api/execution-logs/three"), 404);  // Expired, not purged yet:
+  auto still = store_->latest("three", t0);
+  ASSERT_TRUE(still);
+  EXPECT_TRUE(still->has_value());
+  ASSERT_STATUS(get("/api/execution-logs/seven"), 200);
+
+  clock_.set(t0 + 7 * kDay);
+  ASSERT_STATUS(get("/api/execution-logs/seven"), 404);
+  ASSERT_STATUS(get("/api/execution-logs/capped"), 200);
+  clock_.set(t0 + 10 * kDay);
+  ASSERT_STATUS(get("/api/execution-logs/capped"), 404);  // 30d asked, 10d kept.
+
+  auto removed = server_->purge();
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(*removed, 4u);  // Three attempts and one event.
+  still = store_->latest("three", t0);
+  ASSERT_TRUE(still);
+  EXPECT_FALSE(still->has_value());
+}
+
+TEST_F(ServerTest, ThePurgeThreadRemovesExpiredData) {
+  ServerOptions o = options();
+  o.purge_interval = 5ms;
+  start(o);
+  const std::int64_t t0 = clock_.now();
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB?retention=1h", kSeedDocument), 200);
+  clock_.set(t0 + 2 * 3600 * kSecond);
+  // Bounded: the thread runs every 5 ms; give it up to 10 s.
+  bool gone = false;
+  for (int i = 0; i < 2000 && !gone; ++i) {
+    auto list = store_->attempts("60B3RNTB", t0);
+    ASSERT_TRUE(list);
+    gone = list->empty();
+    if (!gone) std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(gone);
+}
+
+// ---- Connections -----------------------------------------------------------------------------
+
+// A TCP connection to the server that the test drives by hand.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawConnection() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  void send(std::string_view data) { (void)!::write(fd_, data.data(), data.size()); }
+  // True once the server closed the connection (EOF or reset), waiting at most `limit`.
+  bool closed_within(std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    char buf[4096];
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0) return true;  // Anything it answered first (a 408 or 400) is skipped.
+    }
+    return false;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+TEST_F(ServerTest, SlowAndSilentClientsAreTimedOutWithoutBlockingOthers) {
+  ServerOptions o = options();
+  o.threads = 4;
+  o.read_timeout = 200ms;
+  o.keep_alive_timeout = 1s;
+  start(o);
+  RawConnection silent(server_->port());  // Connects and never sends.
+  RawConnection slow(server_->port());    // Starts a request and stops half way.
+  ASSERT_TRUE(silent.connected());
+  ASSERT_TRUE(slow.connected());
+  slow.send("GET /api/execution-logs/X HTTP/1.1\r\nHost: x\r\nAuthor");
+  // Others are served meanwhile.
+  for (int i = 0; i < 5; ++i) ASSERT_STATUS(client_->Get("/healthz"), 200);
+  ASSERT_STATUS(get("/api/execution-logs/X"), 404);
+  EXPECT_TRUE(slow.closed_within(10s));
+  EXPECT_TRUE(silent.closed_within(10s));
+  ASSERT_STATUS(client_->Get("/healthz"), 200);
+}
+
+TEST_F(ServerTest, BindingABusyPortThrowsNamingTheAddress) {
+  start();
+  ServerOptions o = options();
+  o.port = server_->port();
+  Server second(*store_, server::TokenFile::load(tokens_path_), o);
+  try {
+    second.bind();
+    FAIL() << "bound a port in use";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(o.port)));
+  }
+}
+
+// ---- Fuzz ------------------------------------------------------------------------------------
+
+// Random and mutated NDJSON and documents: nothing crashes, every answer is JSON, what is
+// stored is exactly what was accepted, and the seed document is untouched.
+TEST_F(ServerTest, FuzzedBatchesAndDocumentsNeitherCrashNorCorrupt) {
+  ServerOptions o = options();
+  o.max_body_bytes = 256 * 1024;
+  o.max_event_bytes = 4096;
+  start(o);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 200);
+  auto seed_before = get("/api/v1/executions/60B3RNTB");
+  ASSERT_STATUS(seed_before, 200);
+
+  std::mt19937_64 random(20240115);
+  const std::int64_t t = clock_.now();
+  std::vector<std::string> samples = {
+      event_line("fz", "stage", "a", "starting", t),
+      event_line("fz", "run", "job", "completed", t, R"({"x":[1,{"y":null}],"z":"\u0000"})"),
+      event_line("fz", "log", "", "", t, R"({"error_details":"e"})"),
+      std::string(kSeedDocument),
+      R"({"ts":"2026-01-04T19:30:15.234Z","kind":"node","status":"in_progress","run":"fz"})",
+  };
+  static constexpr std::string_view kBytes =
+      "{}[]\",:\\\n\x80\xff"
+      "0-e";
+  auto mutate = [&](std::string s) {
+    int edits = static_cast<int>(random() % 6);
+    for (int i = 0; i < edits && !s.empty(); ++i) {
+      std::size_t at = random() % s.size();
+      switch (random() % 5) {
+        case 0:
+          s[at] = static_cast<char>(random() % 256);
+          break;
+        case 1:
+          s.erase(at, 1 + random() % 8);
+          break;
+        case 2:
+          s.insert(at, 1, kBytes[random() % kBytes.size()]);
+          break;
+        case 3:
+          s.insert(at, s.substr(random() % s.size(), random() % 32));
+          break;
+        default:
+          s.resize(at);
+          break;
+      }
+    }
+    return s;
+  };
+
+  std::size_t accepted = 0;
+  // The parser alone, many times; then through HTTP.
+  for (int i = 0; i < 3000; ++i) {
+    std::string body;
+    int lines = 1 + static_cast<int>(random() % 5);
+    for (int l = 0; l < lines; ++l) body += mutate(samples[random() % samples.size()]) + "\n";
+    auto batch = detail::parse_batch(body, o.max_event_bytes);
+    auto newlines = static_cast<std::size_t>(std::count(body.begin(), body.end(), '\n'));
+    ASSERT_LE(batch.events.size() + batch.rejected_count, newlines + 1);
+    ASSERT_EQ(batch.rejected.size(), batch.rejected_count);
+  }
+  for (int i = 0; i < 300; ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    std::string body;
+    int lines = 1 + static_cast<int>(random() % 8);
+    for (int l = 0; l < lines; ++l) body += mutate(samples[random() % samples.size()]) + "\n";
+    httplib::Result r = i % 3 == 0
+                            ? put("/api/v1/executions/fz-doc", mutate(std::string(kSeedDocument)))
+                            : post(body);
+    ASSERT_TRUE(r);
+    ASSERT_TRUE(r->status == 200 || r->status == 400) << r->status << " " << r->body;
+    Json answer = Json::parse(r->body, nullptr, false);
+    ASSERT_FALSE(answer.is_discarded()) << r->body;
+    if (i % 3 != 0 && r->status == 200) accepted += answer["accepted"].get<std::size_t>();
+  }
+  // Everything accepted is stored, under whatever run it named, and nothing else.
+  detail::Database db((dir_.path() / "stagelog.db").string(), false);
+  detail::Statement count(db, "SELECT COUNT(*) FROM events");
+  ASSERT_TRUE(count.step());
+  EXPECT_EQ(static_cast<std::size_t>(count.int64(0)), accepted);
+  EXPECT_GT(accepted, 0u);
+  auto seed_after = get("/api/v1/executions/60B3RNTB");
+  ASSERT_STATUS(seed_after, 200);
+  EXPECT_EQ(seed_after->body, seed_before->body);
+  ASSERT_STATUS(client_->Get("/healthz"), 200);
+}
+
+}  // namespace
+}  // namespace stagelog::test
