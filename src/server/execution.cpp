@@ -407,6 +407,20 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
   step.timestamp_ns = document_ns(event.ts_ns);
   step.status = std::string(status);
   step.message = valid_utf8(event.message);
+  if (step.message.empty() && event.kind == Kind::Stage) {
+    // A stage event carries no text of its own: say what the seed's stage line says after
+    // "Stage: NAME - ", so that a step reads "Complete (13.2s)" rather than nothing.
+    step.message = event.status == Status::Starting    ? "Starting"
+                   : event.status == Status::Completed ? "Complete"
+                   : event.status == Status::Failed    ? "Failed"
+                   : event.status == Status::Skipped   ? "Skipped"
+                                                       : "";
+    if (!step.message.empty() && event.elapsed_ns) {
+      step.message += " (";
+      detail::append_seconds(step.message, *event.elapsed_ns);
+      step.message += "s)";
+    }
+  }
   Json custom = Json::object();
   for (const Field& f : event.fields) {
     if (f.key == "error_details") {

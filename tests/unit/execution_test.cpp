@@ -602,6 +602,19 @@ TEST(ExecutionFolderTest, FoldsASuccessfulRun) {
   EXPECT_EQ(parse_ok(execution_document(e)), e);
 }
 
+TEST(ExecutionFolderTest, AStageStepWithoutAMessageSaysWhatTheStageLineSays) {
+  FoldFixture f;
+  {
+    RunScope run(f.rec.recorder, "item-07");
+    StageScope agent(f.rec.recorder, "AGENT");
+    f.rec.clock.advance(13200ms);
+  }
+  const Execution& e = f.execution("item-07");
+  ASSERT_EQ(e.steps.size(), 2u);
+  EXPECT_EQ(e.steps[0].message, "Starting");
+  EXPECT_EQ(e.steps[1].message, "Complete (13.2s)");
+}
+
 TEST(ExecutionFolderTest, FoldsAFailedStageWithErrorDetails) {
   FoldFixture f;
   const std::string stack =
