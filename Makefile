@@ -11,16 +11,19 @@ all: demo
 setup:
 	@scripts/setup
 
-# The seed pipeline (4 workers, 20 items, WORKTREE -> AGENT -> JUDGE -> CLEANUP), then seed 001's
+# stagelog serve on a fresh data folder; the seed pipeline (4 workers, 20 items, WORKTREE -> AGENT
+# -> JUDGE -> CLEANUP) reporting to it through the network sink; then seed 001's
 # GPU agents (4 processes claiming 40 tasks from a file queue), then the live view watching
 # agents of which one, gpu-2, hangs in its first task while still heartbeating: stuck, not
-# dead (a table on a terminal, lines otherwise; tail exits 1 because it raised warnings).
-# Output in demo-out/.
+# dead (a table on a terminal, lines otherwise; tail exits 1 because it raised warnings); last,
+# the failed item's execution log from the server, its URL and the admin token. Output in
+# demo-out/; the server keeps running for the URL (the next make demo stops it).
 STAGELOG := ./build/release/apps/stagelog/stagelog
 demo: setup
 	@$(CMAKE) --preset release >/dev/null
 	@$(CMAKE) --build build/release --target pipeline gpu_agents stagelog_cli
-	./build/release/examples/pipeline demo-out
+	@scripts/demo-serve start $(STAGELOG) demo-out/serve
+	. demo-out/serve/env && ./build/release/examples/pipeline demo-out
 	$(STAGELOG) parse demo-out/pipeline.log > demo-out/parsed.jsonl
 	@echo "parsed back: demo-out/parsed.jsonl ($$(wc -l < demo-out/parsed.jsonl) events)"
 	$(STAGELOG) summary demo-out/pipeline.log
@@ -31,6 +34,8 @@ demo: setup
 	  > demo-out/stuck/gpu_agents.out 2>&1 & \
 	$(STAGELOG) tail --exit-when-done --stuck-stage 2s --stuck-task 2s --summary-interval 2s \
 	  demo-out/stuck; status=$$?; wait; test $$status -le 1
+	@echo "--- the pipeline's item 13 as stagelog serve keeps it (seed 004's execution log)"
+	@scripts/demo-serve show demo-out/serve item-13
 
 # Unit, integration and CLI tests in the dev build, again under ASan + UBSan, and the
 # recorder's concurrency tests under TSan.
@@ -51,13 +56,15 @@ test-tsan:
 	@$(CMAKE) --build build/tsan
 	$(CTEST) --preset tsan
 
-# Benchmarks against spdlog in the same run; results in bench-results/.
+# Benchmarks against their peers in the same run (spdlog for the recorder, SQLite's own insert
+# rate for the server's ingest); results in bench-results/.
 bench: setup
 	@$(CMAKE) --preset release >/dev/null
-	@$(CMAKE) --build build/release --target hot_path_latency backend_throughput
+	@$(CMAKE) --build build/release --target hot_path_latency backend_throughput ingest
 	@mkdir -p bench-results
 	./build/release/bench/hot_path_latency --benchmark_out=bench-results/hot_path_latency.json
 	./build/release/bench/backend_throughput --benchmark_out=bench-results/backend_throughput.json
+	./build/release/bench/ingest --benchmark_out=bench-results/ingest.json
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

@@ -2,7 +2,8 @@
 // CLEANUP, as a workflow of 20 nodes (seed 002). The terminal shows the progress display (one
 // bar, one line per busy worker) with stage lines scrolling above; the same events go to
 // demo-out/pipeline.log (text) and demo-out/pipeline.jsonl (JSON lines), and the workflow's own
-// files to demo-out/workflow/. Item 13 fails in JUDGE.
+// files to demo-out/workflow/. Item 13 fails in JUDGE. With STAGELOG_SERVER (and STAGELOG_TOKEN)
+// set, the events also go to that `stagelog serve`, where each item becomes an execution log.
 //
 //   pipeline [OUTPUT_DIR] [--fast]
 
@@ -102,6 +103,8 @@ int main(int argc, char** argv) {
     recorder.add_sink(std::make_shared<stagelog::ProgressSink>());
     recorder.add_sink(std::make_shared<stagelog::TextSink>(out / "pipeline.log"));
     recorder.add_sink(std::make_shared<stagelog::JsonlSink>(out / "pipeline.jsonl"));
+    std::shared_ptr<stagelog::NetworkSink> server = stagelog::network_sink_from_env();
+    if (server) recorder.add_sink(server);
 
     stagelog::WorkflowOptions workflow_options;
     workflow_options.recorder = &recorder;
@@ -117,6 +120,12 @@ int main(int argc, char** argv) {
     recorder.flush();
     std::printf("\nwrote %s and %s\n", (out / "pipeline.log").c_str(),
                 (out / "pipeline.jsonl").c_str());
+    if (server) {
+      bool sent = server->wait_sent(std::chrono::seconds(10));
+      stagelog::NetworkSinkStats stats = server->stats();
+      std::printf("sent %llu events to %s%s\n", static_cast<unsigned long long>(stats.sent),
+                  server->url().c_str(), sent ? "" : " (the rest is spooled for the next run)");
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pipeline: %s\n", e.what());
     return 1;
