@@ -2,15 +2,10 @@
 // the same data folder, every event it acknowledged is there, and the run that was open goes
 // on in the same execution.
 
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,104 +13,19 @@
 #include <cstdint>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "serve_process.hpp"
 #include "temp_dir.hpp"
-
-extern char** environ;
 
 namespace stagelog::test {
 namespace {
 
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-
-// A `stagelog serve` child with its stdout on a pipe.
-class ServeProcess {
- public:
-  explicit ServeProcess(const std::filesystem::path& data) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    std::string data_arg = data.string();
-    std::vector<std::string> args = {STAGELOG_CLI, "serve",    "--data",
-                                     data_arg,     "--listen", "127.0.0.1:0"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int rc = posix_spawn(&pid_, STAGELOG_CLI, &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    out_ = fds[0];
-    if (rc != 0) throw std::runtime_error("cannot start " + std::string(STAGELOG_CLI));
-  }
-  ~ServeProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    close(out_);
-  }
-
-  // Reads stdout until "listening on http://127.0.0.1:PORT" (at most 30 s): the port, and the
-  // admin token if the process printed one. False if it never said so.
-  bool wait_until_listening() {
-    static const std::regex listening(R"(listening on http://127\.0\.0\.1:([0-9]+))");
-    auto deadline = std::chrono::steady_clock::now() + 30s;
-    std::string text;
-    char buf[512];
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{out_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      ssize_t n = read(out_, buf, sizeof buf);
-      if (n <= 0) return false;  // Exited.
-      text.append(buf, static_cast<std::size_t>(n));
-      std::smatch m;
-      if (std::regex_search(text, m, listening)) {
-        port = std::stoi(m[1]);
-        static const std::regex token_line(R"(admin token: (slg_[A-Za-z0-9_-]+))");
-        if (std::regex_search(text, m, token_line)) token = m[1];
-        return true;
-      }
-    }
-    return false;
-  }
-
-  void kill_hard() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
-  // SIGTERM, then the exit status (at most 30 s; SIGKILL after that).
-  int terminate() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 3000; ++i) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    kill_hard();
-    return -1;
-  }
-
-  int port = 0;
-  std::string token;
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-};
 
 std::string stage_line(std::int64_t seq, std::int64_t ts_ns) {
   Json j = {{"ts_ns", ts_ns},        {"kind", "stage"},         {"level", "info"},
