@@ -430,6 +430,7 @@ struct NetworkSinkImpl {
   std::vector<std::unique_ptr<SpoolFile>> adopted;  // Left by dead processes; sent first.
   Clock::time_point first_unsent{};  // When the own file last went from empty to not.
   int urgent = 0;                    // wait_sent() callers: do not wait for flush_interval.
+  int delivering = 0;                // Threads calling on_error (unlocked) right now.
   bool closing = false;
   bool closed = false;
   bool close_one_try = false;  // The server was down when close() began.
@@ -538,6 +539,7 @@ void NetworkSinkImpl::deliver_reports(std::unique_lock<std::mutex>& lock) {
     reports_omitted = 0;
   }
   has_reports.store(false, std::memory_order_relaxed);
+  ++delivering;
   lock.unlock();
   for (const auto& m : out) {
     try {
@@ -546,6 +548,7 @@ void NetworkSinkImpl::deliver_reports(std::unique_lock<std::mutex>& lock) {
     }
   }
   lock.lock();
+  if (--delivering == 0) done_cv.notify_all();
 }
 
 // Backend thread: hands reports to on_error, or throws the oldest for the recorder's handler.
@@ -982,6 +985,9 @@ bool NetworkSinkImpl::wait_sent(std::chrono::milliseconds timeout) {
   bool done =
       done_cv.wait_until(lock, deadline, [&] { return pending.empty() && waiting_locked() == 0; });
   --urgent;
+  // Reports about what was sent may be on their way to on_error from the sender thread: they
+  // are handed over before this returns, so a caller sees every report about its events.
+  done_cv.wait_until(lock, deadline, [&] { return delivering == 0; });
   deliver_reports(lock);
   return done;
 }

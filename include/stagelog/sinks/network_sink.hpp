@@ -117,8 +117,8 @@ class NetworkSink : public Sink {
   // Idempotent.
   void close();
   // Any thread. Hands what write() buffered to the sender, asks it not to wait for
-  // flush_interval, and waits until every event written so far is sent, rejected or dropped.
-  // False on timeout. (Call Recorder::flush() first for events still in the recorder.)
+  // flush_interval, and waits until every event written so far is sent, rejected or dropped
+  // and the reports about them have reached on_error. False on timeout. (Call Recorder::flush() first for events still in the recorder.)
   bool wait_sent(std::chrono::milliseconds timeout);
 
   NetworkSinkStats stats() const;
