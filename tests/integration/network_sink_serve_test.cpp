@@ -29,6 +29,7 @@
 #include <variant>
 #include <vector>
 
+#include "eventually.hpp"
 #include "serve_process.hpp"
 #include "stagelog/field.hpp"
 #include "stagelog/recorder.hpp"
@@ -50,18 +51,6 @@ std::int64_t wall_now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// Polls `done` until it holds or kPatience passes: for a sink's counters, which have no
-// condition to wait on.
-template <typename Pred>
-bool eventually(Pred done) {
-  const auto deadline = std::chrono::steady_clock::now() + kPatience;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
 }
 
 httplib::Headers auth(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
@@ -225,7 +214,7 @@ TEST(NetworkSinkServeTest, NothingLostAndOrderKeptAcrossAServerRestart) {
 
   ASSERT_TRUE(worker_done.wait(1));
   // The run start and the first third: acknowledged, hence stored.
-  ASSERT_TRUE(eventually([&] { return sink->stats().sent >= kThird + 1; }))
+  ASSERT_TRUE(eventually([&] { return sink->stats().sent >= kThird + 1; }, kPatience))
       << "sent " << sink->stats().sent;
   serve->kill_hard();
   const std::uint64_t sent_before_kill = sink->stats().sent;
@@ -235,7 +224,7 @@ TEST(NetworkSinkServeTest, NothingLostAndOrderKeptAcrossAServerRestart) {
   ASSERT_TRUE(worker_done.wait(3));
   recorder.flush();  // Into the spool: the server is dead.
   EXPECT_GE(sink->stats().queued, static_cast<std::uint64_t>(2 * kThird - kHalf));
-  ASSERT_TRUE(eventually([&] { return sink->stats().failed_requests > 0; }))
+  ASSERT_TRUE(eventually([&] { return sink->stats().failed_requests > 0; }, kPatience))
       << "the sink never tried the dead server";
 
   serve.emplace(data, "127.0.0.1:" + std::to_string(port));

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "fake_clock.hpp"
+#include "seed_004.hpp"
 #include "server/ingest.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/execution.hpp"
@@ -47,44 +48,6 @@ using OrderedJson = nlohmann::ordered_json;
 
 constexpr std::int64_t kSecond = 1'000'000'000;
 constexpr std::int64_t kDay = 86'400 * kSecond;
-
-// Seed 004's executionLog example, as JSON.stringify writes it (same keys, same order).
-constexpr std::string_view kSeedDocument = R"json({
-  "tracking_id": "60B3RNTB",
-  "execution_id": "exec_1703123456789_xyz123abc",
-  "started_at": "2024-01-15T10:30:00.000Z",
-  "completed_at": "2024-01-15T10:32:30.000Z",
-  "duration_ms": 150000,
-  "tier": "comprehensive",
-  "company": "Acme Corp",
-  "steps": [
-    {
-      "step": "initialization",
-      "timestamp": "2024-01-15T10:30:00.000Z",
-      "status": "completed",
-      "message": "Started processing for Acme Corp (comprehensive tier)"
-    },
-    {
-      "step": "status_update",
-      "timestamp": "2024-01-15T10:30:01.000Z",
-      "status": "completed",
-      "message": "Updated status to processing"
-    },
-    {
-      "step": "orchestrator_execution",
-      "timestamp": "2024-01-15T10:30:02.000Z",
-      "status": "in_progress",
-      "message": "Starting orchestrator execution..."
-    },
-    {
-      "step": "error_handling",
-      "timestamp": "2024-01-15T10:32:30.000Z",
-      "status": "failed",
-      "message": "Processing failed: AI generation timeout after 480000ms",
-      "error_details": "Error: AI generation timeout after 480000ms\n at AIService.generateContent (worker.js:1234:56)"
-    }
-  ]
-})json";
 
 // A Store that forwards to a real one, or fails when told: a real SQLite I/O error cannot be
 // provoked on demand, so the 500 paths are tested with this double.
@@ -256,7 +219,7 @@ TEST_F(ServerTest, HealthzNeedsNoToken) {
 
 TEST_F(ServerTest, SeedDocumentInSeedShapeOut) {
   start();
-  auto r = put("/api/v1/executions/60B3RNTB", kSeedDocument);
+  auto r = put("/api/v1/executions/60B3RNTB", kSeed004Document);
   ASSERT_STATUS(r, 200);
   Json put_answer = Json::parse(r->body);
   EXPECT_EQ(put_answer["success"], true);
@@ -316,7 +279,7 @@ TEST_F(ServerTest, SeedDocumentInSeedShapeOut) {
   // The v1 route gives the document back as PUT took it.
   r = get("/api/v1/executions/60B3RNTB", read_);
   ASSERT_STATUS(r, 200);
-  EXPECT_EQ(Json::parse(r->body), Json::parse(kSeedDocument));
+  EXPECT_EQ(Json::parse(r->body), Json::parse(kSeed004Document));
 }
 
 TEST_F(ServerTest, UnknownTrackingIdIs404WithTheSeedBody) {
@@ -335,7 +298,7 @@ TEST_F(ServerTest, UnknownTrackingIdIs404WithTheSeedBody) {
 // The store double (FailingStore above) stands in for a disk that fails.
 TEST_F(ServerTest, StoreFailureIs500WithTheSeedBody) {
   start();
-  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 200);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeed004Document), 200);
   failing_->fail_reads = true;
   auto r = get("/api/execution-logs/60B3RNTB");
   ASSERT_STATUS(r, 500);
@@ -365,7 +328,7 @@ TEST_F(ServerTest, MissingOrUnknownTokenIs401AndWrongScopeIs403) {
   r = get("/api/execution-logs/X", ingest_);
   ASSERT_STATUS(r, 403);
   EXPECT_EQ(r->body, R"({"success":false,"error":"this token does not have the read scope"})");
-  r = put("/api/v1/executions/X", kSeedDocument, read_);
+  r = put("/api/v1/executions/X", kSeed004Document, read_);
   ASSERT_STATUS(r, 403);
   EXPECT_EQ(r->body, R"({"success":false,"error":"this token does not have the ingest scope"})");
   r = client_->Post("/api/v1/events", auth(read_), event_line("r", "log", "", "", 1), "text/plain");
@@ -374,7 +337,7 @@ TEST_F(ServerTest, MissingOrUnknownTokenIs401AndWrongScopeIs403) {
   ASSERT_STATUS(r, 401);
   EXPECT_TRUE(stored_events("r").empty());
 
-  ASSERT_STATUS(put("/api/v1/executions/X", kSeedDocument, ingest_), 400);  // Allowed; mismatch.
+  ASSERT_STATUS(put("/api/v1/executions/X", kSeed004Document, ingest_), 400);  // Allowed; mismatch.
   ASSERT_STATUS(get("/api/execution-logs/X", read_), 404);
   ASSERT_STATUS(get("/api/execution-logs/X", admin_), 404);
 }
@@ -403,7 +366,7 @@ TEST_F(ServerTest, UnknownRouteIs404AndWrongMethodIs405) {
 
 TEST_F(ServerTest, PutTakesTheTrackingIdFromTheUrlAndRefusesAMismatch) {
   start();
-  Json doc = Json::parse(kSeedDocument);
+  Json doc = Json::parse(kSeed004Document);
   doc.erase("tracking_id");
   auto r = put("/api/v1/executions/FROM-URL", doc.dump());
   ASSERT_STATUS(r, 200);
@@ -411,7 +374,7 @@ TEST_F(ServerTest, PutTakesTheTrackingIdFromTheUrlAndRefusesAMismatch) {
   ASSERT_STATUS(r, 200);
   EXPECT_EQ(Json::parse(r->body)["data"]["tracking_id"], "FROM-URL");
 
-  r = put("/api/v1/executions/OTHER", kSeedDocument);
+  r = put("/api/v1/executions/OTHER", kSeed004Document);
   ASSERT_STATUS(r, 400);
   Json body = Json::parse(r->body);
   EXPECT_EQ(body["tracking_id"], "OTHER");
@@ -440,7 +403,7 @@ TEST_F(ServerTest, TrackingIdsWithPathCharactersAreOpaqueAndNeverPaths) {
                                     std::filesystem::recursive_directory_iterator());
   for (const Case& c : cases) {
     SCOPED_TRACE(c.id);
-    Json doc = Json::parse(kSeedDocument);
+    Json doc = Json::parse(kSeed004Document);
     doc["tracking_id"] = c.id;
     ASSERT_STATUS(put("/api/v1/executions/" + c.encoded, doc.dump()), 200);
     auto r = get("/api/execution-logs/" + c.encoded);
@@ -455,8 +418,8 @@ TEST_F(ServerTest, TrackingIdsWithPathCharactersAreOpaqueAndNeverPaths) {
   ASSERT_STATUS(get("/api/v1/executions/a/b"), 404);
   ASSERT_STATUS(get("/api/execution-logs/%zz"), 400);
   ASSERT_STATUS(get("/api/execution-logs/%2"), 400);
-  ASSERT_STATUS(get("/api/execution-logs/x%2Fy"), 404);              // "x/y": an id never stored.
-  ASSERT_STATUS(put("/api/v1/executions/%FF", kSeedDocument), 400);  // Not UTF-8.
+  ASSERT_STATUS(get("/api/execution-logs/x%2Fy"), 404);  // "x/y": an id never stored.
+  ASSERT_STATUS(put("/api/v1/executions/%FF", kSeed004Document), 400);  // Not UTF-8.
   auto files_after = std::distance(std::filesystem::recursive_directory_iterator(dir_.path()),
                                    std::filesystem::recursive_directory_iterator());
   EXPECT_EQ(files_after, files_before);
@@ -464,7 +427,7 @@ TEST_F(ServerTest, TrackingIdsWithPathCharactersAreOpaqueAndNeverPaths) {
 
 TEST_F(ServerTest, AttemptsAreListedAndEachCanBeRead) {
   start();
-  Json first = Json::parse(kSeedDocument);
+  Json first = Json::parse(kSeed004Document);
   Json second = first;
   second["execution_id"] = "exec_2";
   second["started_at"] = "2024-01-16T10:30:00.000Z";
@@ -600,17 +563,17 @@ TEST_F(ServerTest, RejectedRequestsChangeNothingStored) {
   ServerOptions o = options();
   o.max_body_bytes = 64 * 1024;
   start(o);
-  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 200);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeed004Document), 200);
   ASSERT_STATUS(post(event_line("60B3RNTB", "log", "", "", clock_.now()) + "\n"), 200);
   auto before = get("/api/v1/executions/60B3RNTB");
   ASSERT_STATUS(before, 200);
 
-  Json bad = Json::parse(kSeedDocument);
+  Json bad = Json::parse(kSeed004Document);
   bad["steps"][1]["status"] = "done";
   ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", bad.dump()), 400);
   ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", "{\"tracking_id\": \"60B3RNTB\", "), 400);
   ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", std::string(100 * 1024, ' ')), 413);
-  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB?retention=forever", kSeedDocument), 400);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB?retention=forever", kSeed004Document), 400);
   ASSERT_STATUS(post("{bad\n"), 400);
   ASSERT_STATUS(
       post(event_line("60B3RNTB", "log", "", "", 1) + "\n", "/api/v1/events?retention=-1d"), 400);
@@ -635,7 +598,7 @@ TEST_F(ServerTest, AStoreThatFailsAWriteGets500AndIngestRecovers) {
   auto r = post(event_line("job", "stage", "a", "completed", t + 2) + "\n");
   ASSERT_STATUS(r, 500);
   EXPECT_THAT(Json::parse(r->body)["details"].get<std::string>(), HasSubstr("disk I/O error"));
-  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 500);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeed004Document), 500);
   failing_->fail_writes = false;
   // The client retries; what is stored continues from what the store holds.
   ASSERT_STATUS(post(event_line("job", "stage", "a", "completed", t + 2) + "\n" +
@@ -815,13 +778,14 @@ TEST_F(ServerTest, ExpiredDataIsNeverReturnedAndPurgeRemovesIt) {
   o.max_retention = std::chrono::hours(24 * 10);
   start(o);
   const std::int64_t t0 = clock_.now();
-  ASSERT_STATUS(put("/api/v1/executions/seven",
-                    std::string(kSeedDocument).replace(kSeedDocument.find("60B3RNTB"), 8, "seven")),
-                200);
-  Json three = Json::parse(kSeedDocument);
+  ASSERT_STATUS(
+      put("/api/v1/executions/seven",
+          std::string(kSeed004Document).replace(kSeed004Document.find("60B3RNTB"), 8, "seven")),
+      200);
+  Json three = Json::parse(kSeed004Document);
   three["tracking_id"] = "three";
   ASSERT_STATUS(put("/api/v1/executions/three?retention=3d", three.dump()), 200);
-  Json capped = Json::parse(kSeedDocument);
+  Json capped = Json::parse(kSeed004Document);
   capped["tracking_id"] = "capped";
   ASSERT_STATUS(put("/api/v1/executions/capped?retention=30d", capped.dump()), 200);
   ASSERT_STATUS(post(event_line("ev", "log", "", "", t0) + "\n", "/api/v1/events?retention=1h"),
@@ -855,7 +819,7 @@ TEST_F(ServerTest, ThePurgeThreadRemovesExpiredData) {
   o.purge_interval = 5ms;
   start(o);
   const std::int64_t t0 = clock_.now();
-  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB?retention=1h", kSeedDocument), 200);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB?retention=1h", kSeed004Document), 200);
   clock_.set(t0 + 2 * 3600 * kSecond);
   // Bounded: the thread runs every 5 ms; give it up to 10 s.
   bool gone = false;
@@ -943,7 +907,7 @@ TEST_F(ServerTest, FuzzedBatchesAndDocumentsNeitherCrashNorCorrupt) {
   o.max_body_bytes = 256 * 1024;
   o.max_event_bytes = 4096;
   start(o);
-  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeedDocument), 200);
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeed004Document), 200);
   auto seed_before = get("/api/v1/executions/60B3RNTB");
   ASSERT_STATUS(seed_before, 200);
 
@@ -953,7 +917,7 @@ TEST_F(ServerTest, FuzzedBatchesAndDocumentsNeitherCrashNorCorrupt) {
       event_line("fz", "stage", "a", "starting", t),
       event_line("fz", "run", "job", "completed", t, R"({"x":[1,{"y":null}],"z":"\u0000"})"),
       event_line("fz", "log", "", "", t, R"({"error_details":"e"})"),
-      std::string(kSeedDocument),
+      std::string(kSeed004Document),
       R"({"ts":"2026-01-04T19:30:15.234Z","kind":"node","status":"in_progress","run":"fz"})",
   };
   static constexpr std::string_view kBytes =
@@ -1000,9 +964,9 @@ TEST_F(ServerTest, FuzzedBatchesAndDocumentsNeitherCrashNorCorrupt) {
     std::string body;
     int lines = 1 + static_cast<int>(random() % 8);
     for (int l = 0; l < lines; ++l) body += mutate(samples[random() % samples.size()]) + "\n";
-    httplib::Result r = i % 3 == 0
-                            ? put("/api/v1/executions/fz-doc", mutate(std::string(kSeedDocument)))
-                            : post(body);
+    httplib::Result r =
+        i % 3 == 0 ? put("/api/v1/executions/fz-doc", mutate(std::string(kSeed004Document)))
+                   : post(body);
     ASSERT_TRUE(r);
     ASSERT_TRUE(r->status == 200 || r->status == 400) << r->status << " " << r->body;
     Json answer = Json::parse(r->body, nullptr, false);

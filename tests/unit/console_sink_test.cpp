@@ -13,11 +13,13 @@
 
 #include "events.hpp"
 #include "fake_clock.hpp"
+#include "scoped_env.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {
 namespace {
 
+using test::ScopedEnv;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -58,32 +60,6 @@ class Pipe {
 
  private:
   int fds_[2] = {-1, -1};
-};
-
-// Sets or unsets an environment variable for the life of the object.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value == nullptr) {
-      ::unsetenv(name);
-    } else {
-      ::setenv(name, value, 1);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
 };
 
 // The terminal side of a pseudo-terminal: an fd for which isatty() is true.

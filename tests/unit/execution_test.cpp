@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "recording.hpp"
+#include "seed_004.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/sink.hpp"
 #include "stagelog/stage.hpp"
@@ -36,43 +37,7 @@ using ::testing::StartsWith;
 using Json = nlohmann::json;
 using OrderedJson = nlohmann::ordered_json;
 
-// Seed 004's executionLog example, as JSON.stringify writes it (same keys, same order).
-constexpr std::string_view kSeedDocument = R"json({
-  "tracking_id": "60B3RNTB",
-  "execution_id": "exec_1703123456789_xyz123abc",
-  "started_at": "2024-01-15T10:30:00.000Z",
-  "completed_at": "2024-01-15T10:32:30.000Z",
-  "duration_ms": 150000,
-  "tier": "comprehensive",
-  "company": "Acme Corp",
-  "steps": [
-    {
-      "step": "initialization",
-      "timestamp": "2024-01-15T10:30:00.000Z",
-      "status": "completed",
-      "message": "Started processing for Acme Corp (comprehensive tier)"
-    },
-    {
-      "step": "status_update",
-      "timestamp": "2024-01-15T10:30:01.000Z",
-      "status": "completed",
-      "message": "Updated status to processing"
-    },
-    {
-      "step": "orchestrator_execution",
-      "timestamp": "2024-01-15T10:30:02.000Z",
-      "status": "in_progress",
-      "message": "Starting orchestrator execution..."
-    },
-    {
-      "step": "error_handling",
-      "timestamp": "2024-01-15T10:32:30.000Z",
-      "status": "failed",
-      "message": "Processing failed: AI generation timeout after 480000ms",
-      "error_details": "Error: AI generation timeout after 480000ms\n at AIService.generateContent (worker.js:1234:56)"
-    }
-  ]
-})json";
+using test::kSeed004Document;
 
 std::int64_t ts(std::string_view text) {
   auto ns = parse_timestamp(text);
@@ -103,7 +68,7 @@ std::vector<std::string> keys_of(const OrderedJson& object) {
 // ---- The seed's example ----------------------------------------------------------------------
 
 TEST(ExecutionTest, ParsesTheSeedDocumentFieldByField) {
-  Execution e = parse_ok(kSeedDocument);
+  Execution e = parse_ok(kSeed004Document);
   EXPECT_EQ(e.tracking_id, "60B3RNTB");
   EXPECT_EQ(e.execution_id, "exec_1703123456789_xyz123abc");
   EXPECT_EQ(e.started_at_ns, ts("2024-01-15T10:30:00.000Z"));
@@ -125,7 +90,7 @@ TEST(ExecutionTest, ParsesTheSeedDocumentFieldByField) {
 }
 
 TEST(ExecutionTest, SeedDocumentGivesTheSeedResponse) {
-  Execution e = parse_ok(kSeedDocument);
+  Execution e = parse_ok(kSeed004Document);
   std::string response = execution_log_response(e);
   Json expected = Json::parse(R"json({
     "success": true,
@@ -165,7 +130,7 @@ TEST(ExecutionTest, SeedDocumentGivesTheSeedResponse) {
 }
 
 TEST(ExecutionTest, ResponseKeysComeInThePagesFunctionsOrder) {
-  auto response = OrderedJson::parse(execution_log_response(parse_ok(kSeedDocument)));
+  auto response = OrderedJson::parse(execution_log_response(parse_ok(kSeed004Document)));
   EXPECT_THAT(keys_of(response), ElementsAre("success", "data"));
   EXPECT_THAT(
       keys_of(response["data"]),
@@ -178,7 +143,7 @@ TEST(ExecutionTest, ResponseKeysComeInThePagesFunctionsOrder) {
 }
 
 TEST(ExecutionTest, ResponseIsOneLineOfJson) {
-  std::string response = execution_log_response(parse_ok(kSeedDocument));
+  std::string response = execution_log_response(parse_ok(kSeed004Document));
   EXPECT_EQ(response.find('\n'), std::string::npos);
   EXPECT_THAT(response, StartsWith(R"({"success":true,"data":{"tracking_id":"60B3RNTB",)"));
 }
@@ -314,12 +279,12 @@ TEST(ExecutionTest, TrackingIdsAreOpaque) {
 // ---- Round trip ------------------------------------------------------------------------------
 
 TEST(ExecutionTest, DocumentRoundTrips) {
-  Execution e = parse_ok(kSeedDocument);
+  Execution e = parse_ok(kSeed004Document);
   std::string doc = execution_document(e);
   EXPECT_EQ(parse_ok(doc), e);
   EXPECT_EQ(execution_document(parse_ok(doc)), doc);
   // The seed's document comes back as it went in (same keys, same values).
-  EXPECT_EQ(Json::parse(doc), Json::parse(kSeedDocument));
+  EXPECT_EQ(Json::parse(doc), Json::parse(kSeed004Document));
   EXPECT_THAT(keys_of(OrderedJson::parse(doc)),
               ElementsAre("tracking_id", "execution_id", "tier", "company", "started_at",
                           "completed_at", "duration_ms", "steps"));
@@ -471,7 +436,7 @@ TEST(ExecutionTest, InvalidUtf8MessageIsValidUtf8) {
 
 TEST(ExecutionTest, WorksWithoutAnErrorString) {
   EXPECT_FALSE(parse_execution("nope").has_value());
-  EXPECT_TRUE(parse_execution(kSeedDocument).has_value());
+  EXPECT_TRUE(parse_execution(kSeed004Document).has_value());
 }
 
 // ---- Durations -------------------------------------------------------------------------------
@@ -881,7 +846,7 @@ void check_any(const std::string& text) {
 
 TEST(ExecutionTest, ByteMutationsNeverCrashAndAcceptancesRoundTrip) {
   std::mt19937 random(4);
-  const std::string seed(kSeedDocument);
+  const std::string seed(kSeed004Document);
   const std::string alphabet = "{}[]\",:\\ 0-9.eEnulltruefalseZT\x80\xff\xc3\x01";
   auto pick = [&](std::size_t n) {
     return std::uniform_int_distribution<std::size_t>(0, n - 1)(random);
@@ -918,7 +883,7 @@ TEST(ExecutionTest, ByteMutationsNeverCrashAndAcceptancesRoundTrip) {
 
 TEST(ExecutionTest, ValueMutationsNeverCrashAndAcceptancesRoundTrip) {
   std::mt19937 random(7);
-  const OrderedJson seed = OrderedJson::parse(kSeedDocument);
+  const OrderedJson seed = OrderedJson::parse(kSeed004Document);
   const std::vector<OrderedJson> values = {nullptr,
                                            true,
                                            0,
@@ -1026,7 +991,7 @@ TEST(ExecutionFolderTest, DroppedStepsLeaveTheLastForTheFailureCheck) {
 }
 
 TEST(ExecutionTest, ADocumentWithoutTrackingIdTakesTheDefault) {
-  OrderedJson doc = OrderedJson::parse(kSeedDocument);
+  OrderedJson doc = OrderedJson::parse(kSeed004Document);
   doc.erase("tracking_id");
   std::string error;
   EXPECT_FALSE(parse_execution(doc.dump(), &error).has_value());
@@ -1034,7 +999,7 @@ TEST(ExecutionTest, ADocumentWithoutTrackingIdTakesTheDefault) {
   auto e = parse_execution(doc.dump(), "FROM-URL", &error);
   ASSERT_TRUE(e.has_value()) << error;
   EXPECT_EQ(e->tracking_id, "FROM-URL");
-  auto own = parse_execution(kSeedDocument, "FROM-URL", &error);
+  auto own = parse_execution(kSeed004Document, "FROM-URL", &error);
   ASSERT_TRUE(own.has_value());
   EXPECT_EQ(own->tracking_id, "60B3RNTB");  // The document's own wins; the caller compares.
 }

@@ -4,18 +4,16 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "ndjson_receiver.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/recorder.hpp"
 #include "stagelog/sinks/network_sink.hpp"
@@ -26,75 +24,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using test::Receiver;
+
 constexpr auto kPatience = 60s;  // Upper bound on any wait (sanitizers are slow).
-
-// POST /api/v1/events on 127.0.0.1: records each line's event, answers 200.
-class Receiver {
- public:
-  Receiver() { listen_on(0); }
-  ~Receiver() { stop(); }
-  int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  void stop() {
-    if (!server_) return;
-    server_->stop();
-    thread_.join();
-    server_.reset();
-  }
-  void start() { listen_on(port_); }
-  std::vector<OwnedEvent> events() const {
-    std::lock_guard lock(mu_);
-    return events_;
-  }
-  bool wait_for_events(std::size_t n) const {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, kPatience, [&] { return events_.size() >= n; });
-  }
-
- private:
-  void listen_on(int port) {
-    server_ = std::make_unique<httplib::Server>();
-    server_->set_keep_alive_timeout(1);
-    server_->Post("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
-      std::vector<OwnedEvent> got;
-      std::string_view body = req.body;
-      while (!body.empty()) {
-        auto nl = body.find('\n');
-        if (auto e = parse_json_event(body.substr(0, nl))) got.push_back(std::move(*e));
-        if (nl == std::string_view::npos) break;
-        body.remove_prefix(nl + 1);
-      }
-      std::size_t n = got.size();
-      {
-        std::lock_guard lock(mu_);
-        for (auto& e : got) events_.push_back(std::move(e));
-      }
-      cv_.notify_all();
-      res.set_content(R"({"accepted":)" + std::to_string(n) + R"(,"rejected":[]})",
-                      "application/json");
-    });
-    const auto deadline = std::chrono::steady_clock::now() + kPatience;
-    if (port == 0) {
-      port_ = server_->bind_to_any_port("127.0.0.1");
-    } else {
-      while (!server_->bind_to_port("127.0.0.1", port) &&
-             std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(10ms);
-      }
-    }
-    thread_ = std::thread([s = server_.get()] { s->listen_after_bind(); });
-    while (!server_->is_running() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(1ms);
-    }
-  }
-
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  std::vector<OwnedEvent> events_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
-};
 
 NetworkSinkOptions options_for(const std::string& url, const std::filesystem::path& spool) {
   NetworkSinkOptions o;
@@ -129,7 +61,7 @@ TEST(NetworkSinkConcurrencyTest, ThreadsLoggingThroughAServerRestartLoseNothing)
   constexpr int kThreads = 4;
   constexpr int kPerThread = 1500;
   test::TempDir dir;
-  Receiver receiver;
+  Receiver receiver(0, kPatience);  // Any free port.
   auto sink = std::make_shared<NetworkSink>(options_for(receiver.url(), dir.path() / "spool"));
   {
     Recorder recorder(recorder_options());
@@ -153,7 +85,7 @@ TEST(NetworkSinkConcurrencyTest, ThreadsLoggingThroughAServerRestartLoseNothing)
         for (int i = 0; i < kPerThread; ++i) worker.info(std::to_string(i));
       });
     }
-    ASSERT_TRUE(receiver.wait_for_events(200));
+    ASSERT_TRUE(receiver.wait_for_lines(200));
     receiver.stop();
     std::this_thread::yield();
     receiver.start();
@@ -183,7 +115,7 @@ TEST(NetworkSinkConcurrencyTest, CloseWhileTheBackendWritesKeepsEveryEvent) {
   constexpr int kThreads = 3;
   constexpr int kPerThread = 1000;
   test::TempDir dir;
-  Receiver receiver;
+  Receiver receiver(0, kPatience);  // Any free port.
   auto sink = std::make_shared<NetworkSink>(options_for(receiver.url(), dir.path() / "spool"));
   {
     Recorder recorder(recorder_options());

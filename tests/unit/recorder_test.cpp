@@ -13,6 +13,7 @@
 #include "fake_clock.hpp"
 #include "memory_sink.hpp"
 #include "recording.hpp"
+#include "scoped_env.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/sinks/text_sink.hpp"
 #include "temp_dir.hpp"
@@ -22,31 +23,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
+using test::ScopedEnv;
 using Fixture = test::Recording;
-
-// Restores an environment variable when the test ends.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) {
-      setenv(name, value, 1);
-    } else {
-      unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      setenv(name_, old_->c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 TEST(RecorderTest, LogEventCarriesWorkerRunComponentFieldsPidAndHost) {
   Options options;
