@@ -7,6 +7,8 @@
 #include <iterator>
 #include <new>
 #include <set>
+#include <string_view>
+#include <unordered_set>
 #include <utility>
 
 #include "format/format.hpp"
@@ -248,10 +250,16 @@ void IngestWriter::write_group(std::vector<Request*>& requests) {
       continue;
     }
     // Every run of the request is looked up before any of its events folds, so that a store
-    // that cannot be read fails the request without leaving half of it in memory.
+    // that cannot be read fails the request without leaving half of it in memory. A run whose
+    // first event here is its start is not: a run start opens a fresh attempt whatever is
+    // stored (a retry after a worker died must not fold into the dead attempt as a nested
+    // run), and not reading the store for every new job is most of what ingest would spend.
     bool loaded = true;
+    std::unordered_set<std::string_view> seen;
     for (const OwnedEvent& e : r->events) {
-      if (!e.run.empty() && !load(e.run, group, *r)) {
+      if (e.run.empty() || !seen.insert(e.run).second) continue;
+      if (e.kind == Kind::Run && e.status == Status::Starting && !runs_.contains(e.run)) continue;
+      if (!load(e.run, group, *r)) {
         loaded = false;
         break;
       }

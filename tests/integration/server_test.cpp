@@ -682,6 +682,34 @@ TEST_F(ServerTest, AnOpenRunContinuesTheSameExecutionAfterARestart) {
   EXPECT_EQ(Json::parse(r->body)["attempts"].size(), 1u);
 }
 
+TEST_F(ServerTest, ARunStartedAgainAfterARestartIsANewAttemptNotANestedRun) {
+  start();
+  const std::int64_t t = clock_.now();
+  // The worker dies in stage a: the attempt stays open.
+  ASSERT_STATUS(post(event_line("job7", "run", "job", "starting", t) + "\n" +
+                     event_line("job7", "stage", "a", "starting", t + 1) + "\n"),
+                200);
+  start();  // A new Server on the same store: nothing of the run in memory.
+  // The job is retried under the same tracking id.
+  ASSERT_STATUS(post(event_line("job7", "run", "job", "starting", t + 10) + "\n" +
+                     event_line("job7", "stage", "a", "starting", t + 11) + "\n" +
+                     event_line("job7", "stage", "a", "completed", t + 12) + "\n" +
+                     event_line("job7", "run", "job", "completed", t + 13) + "\n"),
+                200);
+  auto r = get("/api/v1/executions/job7/attempts");
+  ASSERT_STATUS(r, 200);
+  Json attempts = Json::parse(r->body)["attempts"];
+  ASSERT_EQ(attempts.size(), 2u) << r->body;
+  r = get("/api/execution-logs/job7");
+  ASSERT_STATUS(r, 200);
+  Json data = Json::parse(r->body)["data"];
+  EXPECT_EQ(data["final_status"], "completed");
+  EXPECT_EQ(data["total_steps"], 2);
+  r = get("/api/v1/executions/job7?attempt=1");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(Json::parse(r->body)["steps"].size(), 1u) << r->body;
+}
+
 TEST_F(ServerTest, ConcurrentBatchesAreAllStoredAndFoldedInOrder) {
   start();
   const std::int64_t t = clock_.now();
