@@ -4,20 +4,13 @@
 #include <cctype>
 #include <string>
 
+#include "format/ascii.hpp"
+
 namespace stagelog {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
+using detail::iequals_ascii;
 
 std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -58,23 +51,23 @@ std::string_view status_name(Status status) noexcept {
 
 std::optional<Level> parse_level(std::string_view text) noexcept {
   text = trim(text);
-  if (iequals(text, "WARN")) return Level::Warning;
+  if (iequals_ascii(text, "WARN")) return Level::Warning;
   for (std::size_t i = 0; i < kLevelNames.size(); ++i) {
-    if (iequals(text, kLevelNames[i])) return static_cast<Level>(i);
+    if (iequals_ascii(text, kLevelNames[i])) return static_cast<Level>(i);
   }
   return std::nullopt;
 }
 
 std::optional<Status> parse_status(std::string_view text) noexcept {
   for (std::size_t i = 1; i < kStatusNames.size(); ++i) {
-    if (iequals(text, kStatusNames[i])) return static_cast<Status>(i);
+    if (iequals_ascii(text, kStatusNames[i])) return static_cast<Status>(i);
   }
   return std::nullopt;
 }
 
 std::optional<Kind> parse_kind(std::string_view text) noexcept {
   for (std::size_t i = 0; i < kKindNames.size(); ++i) {
-    if (iequals(text, kKindNames[i])) return static_cast<Kind>(i);
+    if (iequals_ascii(text, kKindNames[i])) return static_cast<Kind>(i);
   }
   return std::nullopt;
 }

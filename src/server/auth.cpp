@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +19,8 @@
 #include <utility>
 
 #include "stagelog/error.hpp"
+#include "format/ascii.hpp"
+#include "workflow/sha256.hpp"
 
 namespace stagelog::server {
 
@@ -32,27 +33,7 @@ constexpr std::size_t kHashBytes = 32;   // SHA-256.
 constexpr std::size_t kMaxPresentedToken = 1024;
 constexpr std::string_view kScopeList = "ingest, read or admin";
 
-using Digest = std::array<unsigned char, kHashBytes>;
-
-Digest sha256(std::string_view data) {
-  Digest digest{};
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1 ||
-      length != kHashBytes) {
-    throw Error("SHA-256 failed (OpenSSL EVP_Digest)");
-  }
-  return digest;
-}
-
-std::string to_hex(const unsigned char* bytes, std::size_t size) {
-  constexpr std::string_view kDigits = "0123456789abcdef";
-  std::string out(size * 2, '\0');
-  for (std::size_t i = 0; i < size; ++i) {
-    out[2 * i] = kDigits[bytes[i] >> 4];
-    out[2 * i + 1] = kDigits[bytes[i] & 0x0F];
-  }
-  return out;
-}
+using Digest = detail::Sha256;
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -120,14 +101,7 @@ bool is_b64token(std::string_view s) {
   });
 }
 
-bool iequals_ascii(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
+using detail::iequals_ascii;
 
 // Why a hash field is not 64 hex digits. The field itself is never quoted: it might be a
 // token pasted into the wrong file.
@@ -213,8 +187,7 @@ std::string new_token() {
 }
 
 std::string token_hash(std::string_view token) {
-  Digest digest = sha256(token);
-  return to_hex(digest.data(), digest.size());
+  return detail::to_hex(detail::sha256(token));
 }
 
 TokenFile TokenFile::load(const std::filesystem::path& path) {
@@ -342,7 +315,7 @@ AuthResult TokenFile::check(std::optional<std::string_view> authorization, Scope
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);  // A tab stays: bad.
   if (token.size() > kMaxPresentedToken || !is_b64token(token)) return AuthResult::Unknown;
 
-  Digest presented = sha256(token);
+  Digest presented = detail::sha256(token);
   // Every entry is compared, in full, whatever matched before: the time taken does not depend
   // on where (or whether) the token matched. Duplicate hashes add up their scopes.
   unsigned matched = 0;

@@ -17,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "format/format.hpp"
 #include "stagelog/parse.hpp"
 
@@ -350,9 +351,7 @@ Execution parse_checked(std::string_view text, std::string_view default_tracking
     out.started_at_ns = out.steps.front().timestamp_ns;
   }
   if (!have_execution_id) {
-    out.execution_id = new_execution_id(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch())
-                                            .count());
+    out.execution_id = new_execution_id(detail::realtime_ns());
   }
   out.metadata_json = dump(metadata);
   return out;

@@ -29,12 +29,16 @@ std::optional<std::string> check_line(std::string_view line, std::size_t max_eve
     return "event of " + std::to_string(line.size()) + " bytes is over the limit of " +
            std::to_string(max_event_bytes) + " bytes";
   }
-  if (std::size_t at = invalid_utf8_at(line); at != std::string_view::npos) {
-    return "invalid UTF-8 at byte " + std::to_string(at + 1);
-  }
   std::string error;
   event = parse_json_event(line, &error);
-  if (!event) return error;
+  if (!event) {
+    // The JSON parser refuses invalid UTF-8 too, but says where only in its own terms: the
+    // line is scanned again for that only when it failed, not for every event.
+    if (std::size_t at = invalid_utf8_at(line); at != std::string_view::npos) {
+      return "invalid UTF-8 at byte " + std::to_string(at + 1);
+    }
+    return error;
+  }
   if (event->ts_ns < 0) return std::string("timestamp before 1970-01-01T00:00:00Z");
   if (event->elapsed_ns && *event->elapsed_ns < 0) {
     return std::string("\"elapsed_ns\" is negative");

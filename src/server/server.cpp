@@ -25,6 +25,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "format/duration.hpp"
 #include "format/format.hpp"
 #include "server/http_errors.hpp"
@@ -47,12 +48,6 @@ constexpr std::size_t kKeepAliveMaxCount = 1000;
 // seed 004's Pages function, word for word.
 constexpr const char* kNotFound = "No execution log found for this tracking ID";
 constexpr const char* kRetrieveFailed = "Failed to retrieve execution log";
-
-std::int64_t system_now() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string timestamp_text(std::int64_t ns) {
   std::string out;
@@ -227,6 +222,13 @@ struct Server::Impl {
   std::variant<std::string, ApiError> read_body(const httplib::Request& req, httplib::Response& res,
                                                 const httplib::ContentReader& reader) const;
   std::variant<std::int64_t, ApiError> expiry(const httplib::Request& req) const;
+  // A write's expiry and body, or nullopt once the error has been answered.
+  struct Write {
+    std::int64_t expires_at_ns = 0;
+    std::string body;
+  };
+  std::optional<Write> read_write(const httplib::Request& req, httplib::Response& res,
+                                  const httplib::ContentReader& reader) const;
   void post_events(const httplib::Request& req, httplib::Response& res,
                    const httplib::ContentReader& reader);
   void put_execution(const std::string& id, const httplib::Request& req, httplib::Response& res,
@@ -509,18 +511,30 @@ void Server::Impl::with_body(const httplib::Request& req, httplib::Response& res
   reply(res, ApiError{ApiErrorKind::Internal, "no handler for this route", nullptr});
 }
 
-void Server::Impl::post_events(const httplib::Request& req, httplib::Response& res,
-                               const httplib::ContentReader& reader) {
+std::optional<Server::Impl::Write> Server::Impl::read_write(
+    const httplib::Request& req, httplib::Response& res,
+    const httplib::ContentReader& reader) const {
   auto expires = expiry(req);
   if (auto* error = std::get_if<ApiError>(&expires)) {
-    res.set_header("Connection", "close");
-    return reply(res, *error);
+    res.set_header("Connection", "close");  // The body is not read.
+    reply(res, *error);
+    return std::nullopt;
   }
   auto body = read_body(req, res, reader);
-  if (auto* error = std::get_if<ApiError>(&body)) return reply(res, *error);
+  if (auto* error = std::get_if<ApiError>(&body)) {
+    reply(res, *error);
+    return std::nullopt;
+  }
+  return Write{std::get<std::int64_t>(expires), std::move(std::get<std::string>(body))};
+}
+
+void Server::Impl::post_events(const httplib::Request& req, httplib::Response& res,
+                               const httplib::ContentReader& reader) {
+  std::optional<Write> write = read_write(req, res, reader);
+  if (!write) return;
   detail::ParsedBatch batch =
-      detail::parse_batch(std::get<std::string>(body), options.max_event_bytes);
-  std::get<std::string>(body) = std::string();  // Not held while waiting for the store.
+      detail::parse_batch(write->body, options.max_event_bytes);
+  write->body = std::string();  // Not held while waiting for the store.
 
   Json answer = Json::object();
   answer["accepted"] = batch.events.size();
@@ -541,7 +555,7 @@ void Server::Impl::post_events(const httplib::Request& req, httplib::Response& r
                                                          : "no valid event in the batch",
                                std::move(answer)});
   }
-  auto stored = writer.add_events(std::move(batch.events), std::get<std::int64_t>(expires));
+  auto stored = writer.add_events(std::move(batch.events), write->expires_at_ns);
   if (!stored) {
     Json extra = Json::object();
     extra["details"] = stored.error().what();
@@ -557,19 +571,14 @@ void Server::Impl::post_events(const httplib::Request& req, httplib::Response& r
 // or repeat it, but a different one is refused: a PUT to one id never writes another.
 void Server::Impl::put_execution(const std::string& id, const httplib::Request& req,
                                  httplib::Response& res, const httplib::ContentReader& reader) {
-  auto expires = expiry(req);
-  if (auto* error = std::get_if<ApiError>(&expires)) {
-    res.set_header("Connection", "close");
-    return reply(res, *error);
-  }
-  auto body = read_body(req, res, reader);
-  if (auto* error = std::get_if<ApiError>(&body)) return reply(res, *error);
+  std::optional<Write> write = read_write(req, res, reader);
+  if (!write) return;
   if (detail::invalid_utf8_at(id) != std::string_view::npos) {
     return reply(res, ApiError{ApiErrorKind::BadRequest,
                                "the tracking id in the URL is not valid UTF-8", nullptr});
   }
   std::string why;
-  auto execution = parse_execution(std::get<std::string>(body), id, &why);
+  auto execution = parse_execution(write->body, id, &why);
   if (!execution) {
     return reply(res, ApiError{ApiErrorKind::BadRequest, "not an execution log: " + why, nullptr});
   }
@@ -582,7 +591,7 @@ void Server::Impl::put_execution(const std::string& id, const httplib::Request& 
                           "the document's tracking_id does not match the URL's", std::move(extra)});
   }
   std::string execution_id = execution->execution_id;
-  auto stored = writer.put_execution(std::move(*execution), std::get<std::int64_t>(expires));
+  auto stored = writer.put_execution(std::move(*execution), write->expires_at_ns);
   if (!stored) {
     Json extra = Json::object();
     extra["details"] = stored.error().what();
@@ -634,7 +643,7 @@ ServerOptions checked(ServerOptions options) {
   if (options.port < 0 || options.port > 65535) {
     throw Error("server: port " + std::to_string(options.port) + " is not 0 to 65535");
   }
-  if (!options.clock) options.clock = system_now;
+  if (!options.clock) options.clock = detail::realtime_ns;
   if (!options.on_error) {
     options.on_error = [](std::string_view message) {
       std::fprintf(stderr, "stagelog serve: %.*s\n", static_cast<int>(message.size()),

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <string>
 
+#include "format/ascii.hpp"
+
 namespace stagelog::detail {
 
 namespace {
@@ -27,8 +29,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) { return lower(a) == lower(b); }
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
@@ -41,7 +41,7 @@ std::string_view trim(std::string_view s) {
 bool has_token(std::string_view value, std::string_view token) {
   while (!value.empty()) {
     std::size_t comma = value.find(',');
-    if (iequals(trim(value.substr(0, comma)), token)) return true;
+    if (iequals_ascii(trim(value.substr(0, comma)), token)) return true;
     if (comma == std::string_view::npos) break;
     value.remove_prefix(comma + 1);
   }

@@ -11,12 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
+#include <span>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "stagelog/error.hpp"
 #include "workflow/py_json.hpp"
+#include "workflow/sha256.hpp"
 
 namespace stagelog {
 
@@ -27,22 +29,10 @@ constexpr std::size_t kHexDigits = 16;
 // limit); we stop at 1000 so that the recursive writer below cannot exhaust the stack.
 constexpr std::size_t kMaxDepth = 1000;
 
-// First 16 hex digits of SHA-256 (OpenSSL EVP) of `data`.
+// First 16 hex digits of SHA-256 of `data`.
 std::string sha256_prefix(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1 ||
-      length < kHexDigits / 2) {
-    throw Error("hash_output: SHA-256 failed (OpenSSL EVP_Digest)");
-  }
-  static constexpr std::string_view kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(kHexDigits);
-  for (std::size_t i = 0; i < kHexDigits / 2; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xF];
-  }
-  return out;
+  detail::Sha256 digest = detail::sha256(data);
+  return detail::to_hex(std::span(digest).first(kHexDigits / 2));
 }
 
 // ---- The parsed document -------------------------------------------------------------------
@@ -420,3 +410,27 @@ std::string hash_output_json(std::string_view json_object) {
 }
 
 }  // namespace stagelog
+
+namespace stagelog::detail {
+
+Sha256 sha256(std::string_view data) {
+  Sha256 digest{};
+  unsigned int length = 0;
+  if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1 ||
+      length != digest.size()) {
+    throw Error("SHA-256 failed (OpenSSL EVP_Digest)");
+  }
+  return digest;
+}
+
+std::string to_hex(std::span<const unsigned char> bytes) {
+  static constexpr std::string_view kDigits = "0123456789abcdef";
+  std::string out(bytes.size() * 2, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    out[2 * i] = kDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes[i] & 0x0F];
+  }
+  return out;
+}
+
+}  // namespace stagelog::detail
