@@ -220,34 +220,27 @@ void append_escaped_text(std::string& out, std::string_view s) {
 
 namespace {
 
+// " (13.2s)" when the event measured a time.
+void append_elapsed(const Event& e, std::string& out) {
+  if (e.elapsed_ns) {
+    out += " (";
+    append_seconds(out, *e.elapsed_ns);
+    out += "s)";
+  }
+}
+
 // "Stage: AGENT - Complete (13.2s): message", the part after "[worker] " in a stage line.
 void append_stage_body(const Event& e, std::string& out) {
   out += "Stage: ";
   append_escaped_text(out, e.stage);
   out += " - ";
-  auto elapsed = [&] {
-    if (e.elapsed_ns) {
-      out += " (";
-      append_seconds(out, *e.elapsed_ns);
-      out += "s)";
-    }
-  };
   if (e.kind == Kind::Run && e.status == Status::Completed) {
     append_escaped_text(out, e.message.empty() ? std::string_view("All stages complete")
                                                : e.message);
-    elapsed();
+    append_elapsed(e, out);
     return;
   }
-  switch (e.status) {
-    case Status::Starting: out += "Starting"; break;
-    case Status::Running: out += "Running"; break;
-    case Status::Completed: out += "Complete"; break;
-    case Status::Failed: out += "Failed"; break;
-    case Status::Skipped: out += "Skipped"; break;
-    case Status::InProgress: out += "InProgress"; break;
-    case Status::None: out += "Event"; break;
-  }
-  elapsed();
+  append_stage_status(e, out);
   if (!e.message.empty()) {
     out += ": ";
     append_escaped_text(out, e.message);
@@ -267,14 +260,23 @@ bool is_silent(const Event& e) {
 // A message, and "(13.2s)" after it when the event measured a time (a task's end).
 void append_message(const Event& e, std::string& out) {
   append_escaped_text(out, e.message);
-  if (e.elapsed_ns) {
-    out += " (";
-    append_seconds(out, *e.elapsed_ns);
-    out += "s)";
-  }
+  append_elapsed(e, out);
 }
 
 }  // namespace
+
+void append_stage_status(const Event& e, std::string& out) {
+  switch (e.status) {
+    case Status::Starting: out += "Starting"; break;
+    case Status::Running: out += "Running"; break;
+    case Status::Completed: out += "Complete"; break;
+    case Status::Failed: out += "Failed"; break;
+    case Status::Skipped: out += "Skipped"; break;
+    case Status::InProgress: out += "InProgress"; break;
+    case Status::None: out += "Event"; break;
+  }
+  append_elapsed(e, out);
+}
 
 bool format_text(const Event& e, std::string& out) {
   if (is_silent(e)) return false;

@@ -17,6 +17,9 @@ void append_seconds(std::string& out, std::int64_t ns);
 // for the rest, with a trailing newline. Returns false (and appends nothing) for events that
 // have no text form (a run start).
 bool format_text(const Event& event, std::string& out);
+// "Complete (13.2s)": a stage event's status as the seed's stage line says it, and its time
+// when it measured one (what follows "Stage: AGENT - ").
+void append_stage_status(const Event& event, std::string& out);
 // The per-worker file line of seed 003, "2026-02-04 19:36:20,123 - Worker 3 - worker - INFO -
 // message k=v" (UTC), with the stage part of a stage line as the message. Returns false for
 // events that have no text form (a run start).

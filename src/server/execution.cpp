@@ -406,19 +406,12 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
   step.timestamp_ns = document_ns(event.ts_ns);
   step.status = std::string(status);
   step.message = valid_utf8(event.message);
-  if (step.message.empty() && event.kind == Kind::Stage) {
+  bool ends_or_starts = event.status == Status::Starting || event.status == Status::Completed ||
+                        event.status == Status::Failed || event.status == Status::Skipped;
+  if (step.message.empty() && event.kind == Kind::Stage && ends_or_starts) {
     // A stage event carries no text of its own: say what the seed's stage line says after
     // "Stage: NAME - ", so that a step reads "Complete (13.2s)" rather than nothing.
-    step.message = event.status == Status::Starting    ? "Starting"
-                   : event.status == Status::Completed ? "Complete"
-                   : event.status == Status::Failed    ? "Failed"
-                   : event.status == Status::Skipped   ? "Skipped"
-                                                       : "";
-    if (!step.message.empty() && event.elapsed_ns) {
-      step.message += " (";
-      detail::append_seconds(step.message, *event.elapsed_ns);
-      step.message += "s)";
-    }
+    detail::append_stage_status(event, step.message);
   }
   Json custom = Json::object();
   for (const Field& f : event.fields) {
