@@ -81,6 +81,10 @@ void run_workflow(int fd, ProgressOptions::Mode mode, const std::filesystem::pat
           for (int i = 0; i < 20; ++i) log.info("working on a long enough line", kv("i", i));
         }
         workflow.node_success(id, 0.01);
+        // Halfway, wait until the backend has drawn the display once while the run is open, so
+        // the next draw must erase it: the redraw the live test looks for does not depend on
+        // the backend thread being scheduled mid-run.
+        if (node == 20) recorder.flush();
       }
     });
   }
