@@ -5,11 +5,11 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <utility>
 #include <variant>
 
 #include "format/format.hpp"
+#include "format/json_reader.hpp"
 #include "stagelog/parse.hpp"
 
 namespace stagelog {
@@ -79,9 +79,7 @@ Event OwnedEvent::view() const noexcept {
 
 namespace {
 
-using Json = nlohmann::json;
-
-// A JSON scalar as the SAX parser hands it over. Non-negative integers up to INT64_MAX are
+// A JSON scalar as the reader hands it over. Non-negative integers up to INT64_MAX are
 // int64; only larger ones are uint64.
 using Scalar = std::variant<std::nullptr_t, bool, std::int64_t, std::uint64_t, double, std::string>;
 
@@ -145,17 +143,17 @@ class EventReader {
   bool boolean(bool value) { return scalar(value); }
   // Only negative numbers come here ("-5"); 0 means the text was "-0", which format_json
   // writes for a double -0.0: a field keeps it a double so it is written back as "-0".
-  bool number_integer(Json::number_integer_t value) {
+  bool number_integer(std::int64_t value) {
     if (value == 0 && stack_.size() >= 2) return scalar(-0.0);
     return scalar(std::int64_t{value});
   }
-  bool number_unsigned(Json::number_unsigned_t value) {
+  bool number_unsigned(std::uint64_t value) {
     if (value <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
       return scalar(static_cast<std::int64_t>(value));
     }
     return scalar(std::uint64_t{value});
   }
-  bool number_float(Json::number_float_t value, const std::string& raw) {
+  bool number_float(double value, std::string_view raw) {
     if (capturing()) {
       before_nested_value();
       capture_ += raw;  // The number as written.
@@ -163,17 +161,16 @@ class EventReader {
     }
     return scalar(double{value});
   }
-  bool string(std::string& value) { return scalar(std::move(value)); }
-  bool binary(Json::binary_t& /*value*/) { return fail("binary values are not JSON"); }
-  bool start_object(std::size_t /*elements*/) { return open('{'); }
-  bool start_array(std::size_t /*elements*/) { return open('['); }
+  bool string(std::string_view value) { return scalar(std::string(value)); }
+  bool start_object() { return open('{'); }
+  bool start_array() { return open('['); }
   bool end_object() { return close(); }
   bool end_array() { return close(); }
-  bool key(std::string& value) {
+  bool key(std::string_view value) {
     if (stack_.size() == 1) {
-      key_ = std::move(value);
+      key_ = value;
     } else if (stack_.size() == 2 && section_ == Section::Fields) {
-      field_key_ = std::move(value);
+      field_key_ = value;
     } else if (capturing()) {
       if (comma_.back()) capture_ += ',';
       comma_.back() = true;
@@ -182,17 +179,6 @@ class EventReader {
     }
     return true;
   }
-  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
-                   const nlohmann::detail::exception& ex) {
-    // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." without the id.
-    std::string_view what = ex.what();
-    if (auto end = what.find("] "); what.starts_with('[') && end != std::string_view::npos) {
-      what.remove_prefix(end + 2);
-    }
-    error_ = "not valid JSON: " + std::string(what);
-    return false;
-  }
-
   // After a successful parse: checks the required keys and fills `out`.
   bool finish(OwnedEvent& out) {
     if (ts_ns_) {
@@ -467,13 +453,14 @@ std::optional<OwnedEvent> fail(std::string* error, std::string_view why) {
 std::optional<OwnedEvent> parse_json_event(std::string_view line, std::string* error) {
   try {
     EventReader reader;
-    bool ok = Json::sax_parse(line.begin(), line.end(), &reader);
-    OwnedEvent event;
-    if (!ok || !reader.finish(event)) {
-      return fail(error, reader.error().empty() ? "not valid JSON" : reader.error());
+    std::string syntax;
+    if (!detail::read_json(line, reader, &syntax)) {
+      return fail(error, reader.error().empty() ? "not valid JSON: " + syntax : reader.error());
     }
+    OwnedEvent event;
+    if (!reader.finish(event)) return fail(error, reader.error());
     return event;
-  } catch (const std::exception& e) {  // Out of memory; nlohmann reports the rest by callback.
+  } catch (const std::exception& e) {  // Out of memory.
     return fail(error, e.what());
   }
 }
