@@ -143,15 +143,16 @@ int serve(const ServeOptions& o) {
   options.max_body_bytes = *parse_size(o.max_body);
   options.threads = o.threads;
 
-  store::SqliteStore store(data / "stagelog.db");
-
   // Signals are taken by one thread with sigwait(), so they are blocked before any thread
-  // starts (the Server's threads inherit the mask) and never interrupt a request.
+  // starts (the store's and the Server's threads inherit the mask) and never interrupt a
+  // request.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  store::SqliteStore store(data / "stagelog.db");
 
   server::Server server(store, std::move(tokens), options);
   server.bind();

@@ -1,14 +1,20 @@
 #include "store/sqlite_store.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
+#include <condition_variable>
 #include <exception>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "format/format.hpp"
 #include "store/sqlite.hpp"
+#include "store/step_chunk.hpp"
 
 namespace stagelog::store {
 
@@ -20,8 +26,10 @@ using detail::Transaction;
 
 namespace {
 
-// Version 1. Executions: one row per attempt; `id` is the insertion order, `attempt` the
-// number shown to users. Steps hang off their attempt and go with it. Events: one row per raw
+// Version 2. Executions: one row per attempt; `id` is the insertion order, `attempt` the
+// number shown to users; steps_count and final_status summarize its steps. Steps are stored in
+// chunks (store/step_chunk.hpp): each write adds one row with the steps it adds, seq being the
+// first one's position. Chunks hang off their attempt and go with it. Events: one row per raw
 // event, fields as a JSON object in JSONL's conventions.
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -35,20 +43,18 @@ CREATE TABLE IF NOT EXISTS executions (
   duration_ms INTEGER,
   metadata_json TEXT NOT NULL,
   expires_at_ns INTEGER NOT NULL,
+  steps_count INTEGER NOT NULL DEFAULT 0,
+  final_status TEXT,
   UNIQUE (tracking_id, execution_id)
 );
 CREATE INDEX IF NOT EXISTS executions_by_start ON executions (tracking_id, started_at_ns, id);
 CREATE INDEX IF NOT EXISTS executions_by_attempt ON executions (tracking_id, attempt);
 CREATE INDEX IF NOT EXISTS executions_by_expiry ON executions (expires_at_ns);
-CREATE TABLE IF NOT EXISTS steps (
+CREATE TABLE IF NOT EXISTS step_chunks (
   execution INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
   seq INTEGER NOT NULL,
-  step TEXT NOT NULL,
-  timestamp_ns INTEGER NOT NULL,
-  status TEXT NOT NULL,
-  message TEXT NOT NULL,
-  error_details TEXT,
-  custom_json TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  steps_json TEXT NOT NULL,
   PRIMARY KEY (execution, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -124,6 +130,53 @@ std::string_view nonempty_or(std::string_view s, std::string_view fallback) {
   return s.empty() ? fallback : s;
 }
 
+// Version 1 kept one row per step (table steps); version 2 keeps them in chunks. Each attempt's
+// steps become one chunk, in the open write transaction.
+void migrate_from_1(Database& db) {
+  db.exec(
+      "ALTER TABLE executions ADD COLUMN steps_count INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE executions ADD COLUMN final_status TEXT;"
+      "CREATE TABLE step_chunks (execution INTEGER NOT NULL REFERENCES executions (id) ON "
+      "DELETE CASCADE, seq INTEGER NOT NULL, count INTEGER NOT NULL, steps_json TEXT NOT NULL, "
+      "PRIMARY KEY (execution, seq)) WITHOUT ROWID;");
+  Statement rows(db,
+                 "SELECT execution, step, timestamp_ns, status, message, error_details, "
+                 "custom_json FROM steps ORDER BY execution, seq");
+  Statement insert(db,
+                   "INSERT INTO step_chunks (execution, seq, count, steps_json) "
+                   "VALUES (?1, 0, ?2, ?3)");
+  Statement summary(db,
+                    "UPDATE executions SET steps_count = ?2, final_status = ?3 WHERE id = ?1");
+  std::vector<server::Step> steps;
+  std::int64_t execution = 0;
+  auto flush = [&] {
+    if (steps.empty()) return;
+    std::string json;
+    detail::encode_steps(steps, json);
+    auto count = static_cast<std::int64_t>(steps.size());
+    insert.bind(1, execution).bind(2, count).bind(3, std::string_view(json)).run();
+    insert.reset();
+    summary.bind(1, execution).bind(2, count).bind(3, std::string_view(steps.back().status)).run();
+    summary.reset();
+    steps.clear();
+  };
+  while (rows.step()) {
+    if (rows.int64(0) != execution) {
+      flush();
+      execution = rows.int64(0);
+    }
+    server::Step& step = steps.emplace_back();
+    step.step = rows.text(1);
+    step.timestamp_ns = rows.int64(2);
+    step.status = rows.text(3);
+    step.message = rows.text(4);
+    step.error_details = rows.opt_text(5);
+    step.custom_json = rows.text(6);
+  }
+  flush();
+  db.exec("DROP TABLE steps; UPDATE schema_version SET version = 2;");
+}
+
 }  // namespace
 
 struct SqliteStore::Statements {
@@ -131,32 +184,41 @@ struct SqliteStore::Statements {
       : upsert_execution(db,
                          "INSERT INTO executions (tracking_id, execution_id, attempt, "
                          "started_at_ns, completed_at_ns, duration_ms, metadata_json, "
-                         "expires_at_ns) VALUES (?1, ?2, (SELECT COALESCE(MAX(attempt), 0) + 1 "
-                         "FROM executions WHERE tracking_id = ?1), ?3, ?4, ?5, ?6, ?7) "
+                         "expires_at_ns, steps_count, final_status) VALUES (?1, ?2, (SELECT "
+                         "COALESCE(MAX(attempt), 0) + 1 FROM executions WHERE tracking_id = ?1), "
+                         "?3, ?4, ?5, ?6, ?7, ?8, ?9) "
                          "ON CONFLICT (tracking_id, execution_id) DO UPDATE SET "
                          "started_at_ns = excluded.started_at_ns, "
                          "completed_at_ns = excluded.completed_at_ns, "
                          "duration_ms = excluded.duration_ms, "
                          "metadata_json = excluded.metadata_json, "
-                         "expires_at_ns = excluded.expires_at_ns RETURNING id"),
-        delete_steps(db, "DELETE FROM steps WHERE execution = ?1 AND seq >= ?2"),
-        count_steps(db, "SELECT COUNT(*) FROM steps WHERE execution = ?1 AND seq < ?2"),
-        insert_step(db,
-                    "INSERT INTO steps (execution, seq, step, timestamp_ns, status, message, "
-                    "error_details, custom_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-        select_steps(db,
-                     "SELECT step, timestamp_ns, status, message, error_details, custom_json "
-                     "FROM steps WHERE execution = ?1 ORDER BY seq"),
+                         "expires_at_ns = excluded.expires_at_ns, "
+                         "steps_count = excluded.steps_count, "
+                         "final_status = excluded.final_status RETURNING id"),
+        select_steps_count(db,
+                           "SELECT steps_count FROM executions WHERE tracking_id = ?1 AND "
+                           "execution_id = ?2"),
+        delete_chunks(db, "DELETE FROM step_chunks WHERE execution = ?1 AND seq >= ?2"),
+        select_chunk_before(db,
+                            "SELECT seq, count, steps_json FROM step_chunks WHERE execution = ?1 "
+                            "AND seq < ?2 ORDER BY seq DESC LIMIT 1"),
+        update_chunk(db,
+                     "UPDATE step_chunks SET count = ?3, steps_json = ?4 WHERE execution = ?1 "
+                     "AND seq = ?2"),
+        insert_chunk(db,
+                     "INSERT INTO step_chunks (execution, seq, count, steps_json) "
+                     "VALUES (?1, ?2, ?3, ?4)"),
+        update_final_status(db, "UPDATE executions SET final_status = ?2 WHERE id = ?1"),
+        select_chunks(db,
+                      "SELECT steps_json FROM step_chunks WHERE execution = ?1 ORDER BY seq"),
         select_latest(db, sql_select_execution("WHERE tracking_id = ?1 AND expires_at_ns > ?2 "
                                                "ORDER BY started_at_ns DESC, id DESC LIMIT 1")),
         select_attempt(db, sql_select_execution("WHERE tracking_id = ?1 AND attempt = ?2 AND "
                                                 "expires_at_ns > ?3")),
         select_attempts(db,
-                        "SELECT e.attempt, e.execution_id, e.started_at_ns, e.completed_at_ns, "
-                        "e.duration_ms, (SELECT s.status FROM steps s WHERE s.execution = e.id "
-                        "ORDER BY s.seq DESC LIMIT 1), (SELECT COUNT(*) FROM steps s WHERE "
-                        "s.execution = e.id) FROM executions e WHERE e.tracking_id = ?1 AND "
-                        "e.expires_at_ns > ?2 ORDER BY e.attempt"),
+                        "SELECT attempt, execution_id, started_at_ns, completed_at_ns, "
+                        "duration_ms, final_status, steps_count FROM executions WHERE "
+                        "tracking_id = ?1 AND expires_at_ns > ?2 ORDER BY attempt"),
         insert_event(db,
                      "INSERT INTO events (ts_ns, kind, level, status, run, worker, component, "
                      "stage, message, elapsed_ns, fields_json, pid, host, fields_in_message, "
@@ -171,10 +233,13 @@ struct SqliteStore::Statements {
         purge_events(db, "DELETE FROM events WHERE expires_at_ns <= ?1") {}
 
   Statement upsert_execution;
-  Statement delete_steps;
-  Statement count_steps;
-  Statement insert_step;
-  Statement select_steps;
+  Statement select_steps_count;
+  Statement delete_chunks;
+  Statement select_chunk_before;
+  Statement update_chunk;
+  Statement insert_chunk;
+  Statement update_final_status;
+  Statement select_chunks;
   Statement select_latest;
   Statement select_attempt;
   Statement select_attempts;
@@ -182,6 +247,80 @@ struct SqliteStore::Statements {
   Statement select_events;
   Statement purge_executions;
   Statement purge_events;
+};
+
+// SQLite's default checkpoints the WAL inside the commit that takes it past 1000 pages: the
+// writer copies those pages into the database file (and fsyncs it) before it acknowledges.
+// Here a commit past kCheckpointPages only wakes this thread, which checkpoints (PASSIVE: it
+// never blocks the writer) on its own connection. A checkpoint that runs beside a busy writer
+// cannot reset the WAL (frames keep arriving), so past kWriterCheckpointPages the writer
+// checkpoints as before: the WAL stays bounded, and most of its pages are copied by then.
+class SqliteStore::Checkpointer {
+ public:
+  static constexpr int kCheckpointPages = 1000;
+  static constexpr int kWriterCheckpointPages = 8000;
+
+  Checkpointer(const std::string& path, std::chrono::milliseconds busy_timeout)
+      : db_(path, /*create=*/false) {
+    sqlite3_busy_timeout(db_.get(), static_cast<int>(busy_timeout.count()));
+    // A connection checkpoints only once it has opened the WAL, which a first read does.
+    db_.exec("SELECT 1 FROM sqlite_schema LIMIT 1");
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "stagelog-ckpt");
+      sigset_t all;  // Process signals are for the application's threads, not this one.
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, nullptr);
+      loop();
+    });
+  }
+  ~Checkpointer() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
+
+  // sqlite3_wal_hook's callback: runs in the writer's commit, with `pages` in the WAL.
+  static int on_commit(void* self, sqlite3* db, const char* schema, int pages) {
+    if (pages >= kWriterCheckpointPages) {
+      sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (pages >= kCheckpointPages) {
+      static_cast<Checkpointer*>(self)->request();
+    }
+    return SQLITE_OK;  // A checkpoint that could not run is tried again at a later commit.
+  }
+
+ private:
+  void request() {
+    {
+      std::lock_guard lock(mutex_);
+      wanted_ = true;
+    }
+    wake_.notify_one();
+  }
+
+  void loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stopping_ || wanted_; });
+      if (stopping_) return;
+      wanted_ = false;
+      lock.unlock();
+      sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      lock.lock();
+    }
+  }
+
+  detail::Database db_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool wanted_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 SqliteStore::SqliteStore(const std::filesystem::path& path) : SqliteStore(path, Options{}) {}
@@ -212,17 +351,17 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Options options) : p
         throw Error(where + "it is an SQLite database of another application (no " +
                     "schema_version table); stagelog will not add its tables to it");
       }
-      if (!versioned) return false;
+      if (!versioned) return std::int64_t{0};
       Statement version(*db_, "SELECT MAX(version) FROM schema_version");
       version.step();
-      if (version.is_null(0)) return false;
+      if (version.is_null(0)) return std::int64_t{0};
       std::int64_t v = version.int64(0);
       if (v > kSchemaVersion) {
         throw Error(where + "its schema version is " + std::to_string(v) +
                     ", newer than this stagelog supports (" + std::to_string(kSchemaVersion) +
                     "); open it with a newer stagelog");
       }
-      return true;  // Older versions would be migrated here; there is none before 1.
+      return v;
     };
     check_schema();
 
@@ -238,19 +377,27 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Options options) : p
     db_->exec("PRAGMA foreign_keys = ON");
 
     Transaction tx(*db_);
-    if (!check_schema()) {  // Again under the write lock: another process may have won.
+    std::int64_t version = check_schema();  // Again under the write lock: another process
+                                            // may have created or migrated it meanwhile.
+    if (version == 0) {
       db_->exec(kSchema);
       Statement insert(*db_, "INSERT INTO schema_version (version) VALUES (?1)");
       insert.bind(1, std::int64_t{kSchemaVersion}).run();
+    } else if (version == 1) {
+      migrate_from_1(*db_);
     }
     tx.commit();
     st_ = std::make_unique<Statements>(*db_);
+    checkpointer_ = std::make_unique<Checkpointer>(path.string(), options.busy_timeout);
+    sqlite3_wal_hook(db_->get(), &Checkpointer::on_commit, checkpointer_.get());
   } catch (const SqliteError& e) {
     throw Error(where + e.message);
   }
 }
 
-SqliteStore::~SqliteStore() = default;
+SqliteStore::~SqliteStore() {
+  if (db_ != nullptr) sqlite3_wal_hook(db_->get(), nullptr, nullptr);
+}
 
 Error SqliteStore::error(std::string_view operation) const {
   std::string message = "sqlite store " + path_.string() + ": " + std::string(operation) + ": ";
@@ -266,6 +413,25 @@ Error SqliteStore::error(std::string_view operation) const {
 
 void SqliteStore::put_locked(const server::Execution& execution, std::int64_t expires_at_ns,
                              std::size_t steps_from) {
+  constexpr auto kMaxSeq = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  if (steps_from > kMaxSeq - execution.steps.size()) {
+    throw std::runtime_error("steps_from " + std::to_string(steps_from) + " is out of range");
+  }
+  auto first = static_cast<std::int64_t>(steps_from);
+  auto count = first + static_cast<std::int64_t>(execution.steps.size());
+  std::int64_t stored = 0;  // Steps of this attempt in the store before this write.
+  if (first > 0) {  // The steps kept must all be there, or the attempt would have a gap.
+    Statement& s = st_->select_steps_count;
+    ScopedReset reset(s);
+    s.bind(1, std::string_view(execution.tracking_id))
+        .bind(2, std::string_view(execution.execution_id));
+    if (s.step()) stored = s.int64(0);
+    if (stored < first) {
+      throw std::runtime_error("steps_from is " + std::to_string(first) + " but attempt " +
+                               execution.execution_id + " has " + std::to_string(stored) +
+                               " steps stored");
+    }
+  }
   std::int64_t id;
   {
     Statement& s = st_->upsert_execution;
@@ -276,43 +442,61 @@ void SqliteStore::put_locked(const server::Execution& execution, std::int64_t ex
         .bind(4, execution.completed_at_ns)
         .bind(5, execution.duration_ms)
         .bind(6, std::string_view(execution.metadata_json))
-        .bind(7, expires_at_ns);
+        .bind(7, expires_at_ns)
+        .bind(8, count);
+    if (!execution.steps.empty()) {
+      s.bind(9, std::string_view(execution.steps.back().status));
+    } else {
+      s.bind_null(9);  // Set below when earlier steps stay.
+    }
     s.step();
     id = s.int64(0);
   }
-  constexpr auto kMaxSeq = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
-  if (steps_from > kMaxSeq - execution.steps.size()) {
-    throw std::runtime_error("steps_from " + std::to_string(steps_from) + " is out of range");
+  // Steps from `first` on are replaced: chunks that start there or later go, and a chunk that
+  // straddles `first` is cut. Appending to an attempt (stored == first) touches neither.
+  if (first == 0 || stored > first) {
+    ScopedReset reset(st_->delete_chunks);
+    st_->delete_chunks.bind(1, id).bind(2, first).run();
   }
-  auto first = static_cast<std::int64_t>(steps_from);
-  if (first > 0) {  // The steps kept must all be there, or the attempt would have a gap.
-    Statement& s = st_->count_steps;
+  std::optional<std::string> last_kept_status;
+  if (first > 0 && (stored > first || execution.steps.empty())) {
+    Statement& s = st_->select_chunk_before;
     ScopedReset reset(s);
     s.bind(1, id).bind(2, first);
-    s.step();
-    if (s.int64(0) != first) {
-      throw std::runtime_error("steps_from is " + std::to_string(first) + " but attempt " +
-                               execution.execution_id + " has " + std::to_string(s.int64(0)) +
-                               " steps stored");
+    if (s.step()) {
+      std::int64_t seq = s.int64(0);
+      std::vector<server::Step> steps;
+      if (!detail::decode_steps(s.text(2), steps) ||
+          static_cast<std::int64_t>(steps.size()) != s.int64(1)) {
+        throw std::runtime_error("attempt " + execution.execution_id +
+                                 " has a damaged step chunk at step " + std::to_string(seq));
+      }
+      if (seq + s.int64(1) > first) {
+        steps.resize(static_cast<std::size_t>(first - seq));
+        std::string json;
+        detail::encode_steps(steps, json);
+        ScopedReset update_reset(st_->update_chunk);
+        st_->update_chunk.bind(1, id)
+            .bind(2, seq)
+            .bind(3, static_cast<std::int64_t>(steps.size()))
+            .bind(4, std::string_view(json))
+            .run();
+      }
+      if (!steps.empty()) last_kept_status = steps.back().status;
     }
   }
-  {
-    ScopedReset reset(st_->delete_steps);
-    st_->delete_steps.bind(1, id).bind(2, first).run();
-  }
-  Statement& s = st_->insert_step;
-  std::int64_t seq = first;
-  for (const server::Step& step : execution.steps) {
-    ScopedReset reset(s);
-    s.bind(1, id)
-        .bind(2, seq++)
-        .bind(3, std::string_view(step.step))
-        .bind(4, step.timestamp_ns)
-        .bind(5, std::string_view(step.status))
-        .bind(6, std::string_view(step.message))
-        .bind(7, step.error_details)
-        .bind(8, std::string_view(step.custom_json))
+  if (!execution.steps.empty()) {
+    std::string json;
+    detail::encode_steps(execution.steps, json);
+    ScopedReset reset(st_->insert_chunk);
+    st_->insert_chunk.bind(1, id)
+        .bind(2, first)
+        .bind(3, static_cast<std::int64_t>(execution.steps.size()))
+        .bind(4, std::string_view(json))
         .run();
+  } else if (last_kept_status) {
+    ScopedReset reset(st_->update_final_status);
+    st_->update_final_status.bind(1, id).bind(2, std::string_view(*last_kept_status)).run();
   }
 }
 
@@ -339,18 +523,13 @@ std::optional<server::Execution> SqliteStore::read_execution(Statement& row) {
   e.completed_at_ns = row.opt_int64(4);
   e.duration_ms = row.opt_int64(5);
   e.metadata_json = row.text(6);
-  Statement& s = st_->select_steps;
+  Statement& s = st_->select_chunks;
   ScopedReset reset(s);
   s.bind(1, id);
   while (s.step()) {
-    server::Step step;
-    step.step = s.text(0);
-    step.timestamp_ns = s.int64(1);
-    step.status = s.text(2);
-    step.message = s.text(3);
-    step.error_details = s.opt_text(4);
-    step.custom_json = s.text(5);
-    e.steps.push_back(std::move(step));
+    if (!detail::decode_steps(s.text(0), e.steps)) {
+      throw std::runtime_error("attempt " + e.execution_id + " has a damaged step chunk");
+    }
   }
   return e;
 }

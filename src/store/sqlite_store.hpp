@@ -27,7 +27,7 @@ namespace stagelog::store {
 // is part of the public API; it includes no third-party header already.
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   struct Options {
     std::chrono::milliseconds busy_timeout{5000};
@@ -65,6 +65,7 @@ class SqliteStore final : public Store {
 
  private:
   struct Statements;
+  class Checkpointer;
 
   // With mutex_ held, inside a write transaction. Throw SqliteError or std::runtime_error.
   void put_locked(const server::Execution& execution, std::int64_t expires_at_ns,
@@ -77,6 +78,9 @@ class SqliteStore final : public Store {
   std::mutex mutex_;
   std::unique_ptr<detail::Database> db_;
   std::unique_ptr<Statements> st_;  // Prepared once; destroyed before db_.
+  // Copies the WAL into the database file on a connection and thread of its own, so that
+  // commits do not; declared last: it is stopped before the writing connection closes.
+  std::unique_ptr<Checkpointer> checkpointer_;
 };
 
 }  // namespace stagelog::store

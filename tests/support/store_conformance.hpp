@@ -548,6 +548,24 @@ TEST_P(StoreConformanceTest, WriteFromAStepKeepsTheStepsBeforeIt) {
   EXPECT_EQ(got->steps[2].message, full.steps[2].message);
   EXPECT_EQ(got->steps[3].message, "replaced");
   EXPECT_EQ(got->steps[4].message, "replaced");
+  auto summary = ok(store_->attempts(full.tracking_id, kT0));
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0].step_count, 5u);
+  EXPECT_EQ(summary[0].final_status, full.steps[3].status);
+
+  // From step 2 with no steps: the attempt is cut to its first two, and says so.
+  server::Execution none = full;
+  none.steps.clear();
+  std::vector<store::ExecutionWrite> cut = {{none, kT0 + kDay, 2}};
+  ok(store_->write({}, cut));
+  got = ok(store_->latest(full.tracking_id, kT0));
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->steps.size(), 2u);
+  EXPECT_EQ(got->steps[1], full.steps[1]);
+  summary = ok(store_->attempts(full.tracking_id, kT0));
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0].step_count, 2u);
+  EXPECT_EQ(summary[0].final_status, full.steps[1].status);
 }
 
 TEST_P(StoreConformanceTest, AFailedWriteStoresNothing) {

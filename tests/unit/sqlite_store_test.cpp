@@ -111,11 +111,95 @@ TEST(SqliteStoreTest, RefusesANewerSchemaVersionAndLeavesTheFileAlone) {
   }
   std::string message = open_error(path);
   EXPECT_THAT(message, AllOf(HasSubstr(path.string()), HasSubstr("schema version is 99"),
-                             HasSubstr("newer than this stagelog supports (1)")));
+                             HasSubstr("newer than this stagelog supports (" +
+                                  std::to_string(SqliteStore::kSchemaVersion) + ")")));
   detail::Database db(path.string(), false);
   detail::Statement version(db, "SELECT version FROM schema_version");
   ASSERT_TRUE(version.step());
   EXPECT_EQ(version.int64(0), 99);
+}
+
+// A store written by version 1 (one row per step), as that version created it.
+void write_version_1_store(const std::filesystem::path& path) {
+  detail::Database db(path.string(), true);
+  db.exec(R"sql(
+    PRAGMA journal_mode = WAL;
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    INSERT INTO schema_version VALUES (1);
+    CREATE TABLE executions (id INTEGER PRIMARY KEY, tracking_id TEXT NOT NULL,
+      execution_id TEXT NOT NULL, attempt INTEGER NOT NULL, started_at_ns INTEGER NOT NULL,
+      completed_at_ns INTEGER, duration_ms INTEGER, metadata_json TEXT NOT NULL,
+      expires_at_ns INTEGER NOT NULL, UNIQUE (tracking_id, execution_id));
+    CREATE INDEX executions_by_start ON executions (tracking_id, started_at_ns, id);
+    CREATE INDEX executions_by_attempt ON executions (tracking_id, attempt);
+    CREATE INDEX executions_by_expiry ON executions (expires_at_ns);
+    CREATE TABLE steps (execution INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+      seq INTEGER NOT NULL, step TEXT NOT NULL, timestamp_ns INTEGER NOT NULL,
+      status TEXT NOT NULL, message TEXT NOT NULL, error_details TEXT,
+      custom_json TEXT NOT NULL, PRIMARY KEY (execution, seq)) WITHOUT ROWID;
+    CREATE TABLE events (id INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, kind TEXT NOT NULL,
+      level TEXT NOT NULL, status TEXT, run TEXT NOT NULL, worker TEXT NOT NULL,
+      component TEXT NOT NULL, stage TEXT NOT NULL, message TEXT NOT NULL, elapsed_ns INTEGER,
+      fields_json TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
+      fields_in_message INTEGER NOT NULL, expires_at_ns INTEGER NOT NULL);
+    CREATE INDEX events_by_run ON events (run, ts_ns, id);
+    CREATE INDEX events_by_expiry ON events (expires_at_ns);
+  )sql");
+  server::Execution e = conformance::seed_execution();
+  detail::Statement execution(db,
+                              "INSERT INTO executions VALUES (1, ?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)");
+  execution.bind(1, std::string_view(e.tracking_id))
+      .bind(2, std::string_view(e.execution_id))
+      .bind(3, e.started_at_ns)
+      .bind(4, e.completed_at_ns)
+      .bind(5, e.duration_ms)
+      .bind(6, std::string_view(e.metadata_json))
+      .bind(7, conformance::kT0 + conformance::kDay)
+      .run();
+  // A second attempt without steps.
+  db.exec("INSERT INTO executions VALUES (2, '60B3RNTB', 'exec_2', 2, 1, NULL, NULL, '{}', "
+          "9223372036854775807)");
+  detail::Statement step(db, "INSERT INTO steps VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  // Inserted out of order: seq decides.
+  for (std::int64_t seq : {2, 0, 3, 1}) {
+    const server::Step& s = e.steps[static_cast<std::size_t>(seq)];
+    step.bind(1, seq)
+        .bind(2, std::string_view(s.step))
+        .bind(3, s.timestamp_ns)
+        .bind(4, std::string_view(s.status))
+        .bind(5, std::string_view(s.message))
+        .bind(6, s.error_details)
+        .bind(7, std::string_view(s.custom_json))
+        .run();
+    step.reset();
+  }
+}
+
+TEST(SqliteStoreTest, AVersion1StoreIsMigratedWithEveryStepKept) {
+  TempDir dir;
+  auto path = dir.path() / "v1.db";
+  write_version_1_store(path);
+  {
+    SqliteStore store(path);
+    auto got = store.attempt("60B3RNTB", 1, conformance::kT0);
+    ASSERT_TRUE(got) << got.error().what();
+    ASSERT_TRUE(got->has_value());
+    conformance::expect_same(**got, conformance::seed_execution());
+    auto list = store.attempts("60B3RNTB", conformance::kT0);
+    ASSERT_TRUE(list);
+    ASSERT_EQ(list->size(), 2u);
+    EXPECT_EQ((*list)[0].step_count, 4u);
+    EXPECT_EQ((*list)[0].final_status, "failed");
+    EXPECT_EQ((*list)[1].step_count, 0u);
+    EXPECT_EQ((*list)[1].final_status, "unknown");
+  }
+  detail::Database db(path.string(), false);
+  detail::Statement version(db, "SELECT version FROM schema_version");
+  ASSERT_TRUE(version.step());
+  EXPECT_EQ(version.int64(0), SqliteStore::kSchemaVersion);
+  detail::Statement old(db, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'steps'");
+  ASSERT_TRUE(old.step());
+  EXPECT_EQ(old.int64(0), 0);
 }
 
 TEST(SqliteStoreTest, APathInAMissingFolderIsAClearError) {
