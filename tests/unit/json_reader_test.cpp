@@ -31,17 +31,24 @@ struct Trace {
   std::vector<std::string> calls;
   bool null() { return add("null"); }
   bool boolean(bool v) { return add(v ? "true" : "false"); }
-  bool number_integer(std::int64_t v) { return add("int " + std::to_string(v)); }
-  bool number_unsigned(std::uint64_t v) { return add("uint " + std::to_string(v)); }
+  bool number_integer(std::int64_t v) { return add("int", std::to_string(v)); }
+  bool number_unsigned(std::uint64_t v) { return add("uint", std::to_string(v)); }
   bool number_float(double v, std::string_view raw) {
-    return add("float " + number_text(v) + " " + std::string(raw));
+    return add("float", number_text(v) + " " + std::string(raw));
   }
-  bool string(std::string_view v) { return add("string " + std::string(v)); }
-  bool key(std::string_view v) { return add("key " + std::string(v)); }
+  bool string(std::string_view v) { return add("string", v); }
+  bool key(std::string_view v) { return add("key", v); }
   bool start_object() { return add("{"); }
   bool end_object() { return add("}"); }
   bool start_array() { return add("["); }
   bool end_array() { return add("]"); }
+  // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) about "literal" + string.
+  bool add(std::string_view what, std::string_view value) {
+    std::string call(what);
+    call += ' ';
+    call += value;
+    return add(std::move(call));
+  }
   bool add(std::string call) {
     calls.push_back(std::move(call));
     return true;
