@@ -105,8 +105,9 @@ void append_json_value(std::string& out, const FieldValue& value) {
   }
 }
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is invalid there.
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+}  // namespace
+
+std::size_t utf8_sequence_at(std::string_view s, std::size_t i) {
   auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
   unsigned char c = byte(i);
   std::size_t n;
@@ -132,15 +133,13 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return n;
 }
 
-}  // namespace
-
 std::size_t invalid_utf8_at(std::string_view s) {
   for (std::size_t i = 0; i < s.size();) {
     if (static_cast<unsigned char>(s[i]) < 0x80) {
       ++i;
       continue;
     }
-    std::size_t n = utf8_sequence(s, i);
+    std::size_t n = utf8_sequence_at(s, i);
     if (n == 0) return i;
     i += n;
   }
@@ -360,7 +359,7 @@ void append_json_string(std::string& out, std::string_view s) {
       ++i;
       continue;
     }
-    std::size_t n = utf8_sequence(s, i);
+    std::size_t n = utf8_sequence_at(s, i);
     if (n == 0) {
       out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
       ++i;
@@ -380,6 +379,19 @@ void append_json_double(std::string& out, double v) {
   char buf[32];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
+}
+
+void append_json_fields(std::string& out, std::span<const Field> fields) {
+  out += '{';
+  bool first = true;
+  for (const auto& f : fields) {
+    if (!first) out += ',';
+    first = false;
+    append_json_string(out, f.key);
+    out += ':';
+    append_json_value(out, f.value);
+  }
+  out += '}';
 }
 
 void format_json(const Event& e, std::string& out) {
@@ -409,16 +421,9 @@ void format_json(const Event& e, std::string& out) {
   }
   out += ",\"message\":";
   append_json_string(out, e.message);
-  out += ",\"fields\":{";
-  bool first = true;
-  for (const auto& f : e.fields) {
-    if (!first) out += ',';
-    first = false;
-    append_json_string(out, f.key);
-    out += ':';
-    append_json_value(out, f.value);
-  }
-  out += "},\"pid\":";
+  out += ",\"fields\":";
+  append_json_fields(out, e.fields);
+  out += ",\"pid\":";
   append_int(out, e.pid);
   out += ",\"host\":";
   append_json_string(out, e.host);

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -34,8 +35,12 @@ void append_json_string(std::string& out, std::string_view s);
 // The offset of the first byte that is not part of valid UTF-8 (overlong forms, surrogates
 // and code points past U+10FFFF are invalid), or npos when all of it is valid.
 std::size_t invalid_utf8_at(std::string_view s);
+// The length of the valid UTF-8 sequence that starts at s[i], or 0 when it is not valid there.
+std::size_t utf8_sequence_at(std::string_view s, std::size_t i);
 // A double as JSON: shortest round-trip form, null when not finite.
 void append_json_double(std::string& out, double v);
+// {"key":value,...} in order, repeated keys kept: JSONL's "fields".
+void append_json_fields(std::string& out, std::span<const Field> fields);
 // Text with control characters escaped (\n, \t, \xNN) so it stays on one line.
 void append_escaped_text(std::string& out, std::string_view s);
 

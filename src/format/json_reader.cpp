@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "format/format.hpp"
+
 namespace stagelog::detail {
 
 namespace {
@@ -30,34 +32,6 @@ void append_utf8(std::string& out, std::uint32_t cp) {
     out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
     out += static_cast<char>(0x80 | (cp & 0x3F));
   }
-}
-
-// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates,
-// nothing past U+10FFFF) that starts at p, or 0.
-std::size_t utf8_sequence(const unsigned char* p, const unsigned char* end) noexcept {
-  unsigned char c = p[0];
-  std::size_t n;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (static_cast<std::size_t>(end - p) < n) return 0;
-  if (p[1] < lo || p[1] > hi) return 0;
-  for (std::size_t i = 2; i < n; ++i) {
-    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-  }
-  return n;
 }
 
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
@@ -125,8 +99,8 @@ bool JsonCursor::string(std::string_view& out, std::string* error) {
       return fail(error, what, p_);
     }
     if (c >= 0x80) {
-      std::size_t n = utf8_sequence(reinterpret_cast<const unsigned char*>(p_),
-                                    reinterpret_cast<const unsigned char*>(end_));
+      std::size_t n =
+          utf8_sequence_at(std::string_view(p_, static_cast<std::size_t>(end_ - p_)), 0);
       if (n == 0) return fail(error, "invalid UTF-8", p_);
       p_ += n;
       continue;
@@ -186,8 +160,7 @@ bool JsonCursor::string(std::string_view& out, std::string* error) {
           std::uint32_t low;
           if (end_ - p_ < 3 || p_[1] != '\\' || p_[2] != 'u' || !hex4(p_ + 3, low) ||
               low < 0xDC00 || low > 0xDFFF) {
-            return fail(error, "high surrogate without its low surrogate in a \\u escape",
-                        escape);
+            return fail(error, "high surrogate without its low surrogate in a \\u escape", escape);
           }
           p_ += 6;
           cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
@@ -203,8 +176,8 @@ bool JsonCursor::string(std::string_view& out, std::string* error) {
   }
 }
 
-bool JsonCursor::number(Number& kind, std::int64_t& negative, std::uint64_t& value,
-                        double& real, std::string_view& raw, std::string* error) {
+bool JsonCursor::number(Number& kind, std::int64_t& negative, std::uint64_t& value, double& real,
+                        std::string_view& raw, std::string* error) {
   const char* first = p_;
   bool minus = false;
   if (*p_ == '-') {

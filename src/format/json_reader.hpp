@@ -33,8 +33,8 @@ namespace stagelog::detail {
 
 class JsonCursor {
  public:
-  explicit JsonCursor(std::string_view text) : begin_(text.data()), p_(text.data()),
-                                               end_(text.data() + text.size()) {}
+  explicit JsonCursor(std::string_view text)
+      : begin_(text.data()), p_(text.data()), end_(text.data() + text.size()) {}
 
   bool at_end() const noexcept { return p_ == end_; }
   char peek() const noexcept { return *p_; }

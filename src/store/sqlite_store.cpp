@@ -27,10 +27,11 @@ using detail::Transaction;
 namespace {
 
 // Version 2. Executions: one row per attempt; `id` is the insertion order, `attempt` the
-// number shown to users; steps_count and final_status summarize its steps. Steps are stored in
-// chunks (store/step_chunk.hpp): each write adds one row with the steps it adds, seq being the
-// first one's position. Chunks hang off their attempt and go with it. Events: one row per raw
-// event, fields as a JSON object in JSONL's conventions.
+// number shown to users; steps_count and final_status summarize its steps. A tracking id's
+// attempts are found through the UNIQUE index and sorted there (they are few). Steps are
+// stored in chunks (store/step_chunk.hpp): each write adds one row with the steps it adds,
+// seq being the first one's position. Chunks hang off their attempt and go with it. Events:
+// one row per raw event, fields as a JSON object in JSONL's conventions.
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS executions (
@@ -47,8 +48,6 @@ CREATE TABLE IF NOT EXISTS executions (
   final_status TEXT,
   UNIQUE (tracking_id, execution_id)
 );
-CREATE INDEX IF NOT EXISTS executions_by_start ON executions (tracking_id, started_at_ns, id);
-CREATE INDEX IF NOT EXISTS executions_by_attempt ON executions (tracking_id, attempt);
 CREATE INDEX IF NOT EXISTS executions_by_expiry ON executions (expires_at_ns);
 CREATE TABLE IF NOT EXISTS step_chunks (
   execution INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
@@ -86,37 +85,6 @@ std::string sql_select_execution(const char* where_order) {
   return std::string("SELECT ") + kExecutionColumns + " FROM executions " + where_order;
 }
 
-// {"key":value,...} in order, repeated keys kept, as JsonlSink writes "fields".
-std::string fields_json(const OwnedEvent& e) {
-  std::string out = "{";
-  bool first = true;
-  for (const Field& f : e.fields()) {
-    if (!first) out += ',';
-    first = false;
-    detail::append_json_string(out, f.key);
-    out += ':';
-    switch (f.value.index()) {
-      case 0:
-        out += std::to_string(std::get<std::int64_t>(f.value));
-        break;
-      case 1:
-        out += std::to_string(std::get<std::uint64_t>(f.value));
-        break;
-      case 2:
-        detail::append_json_double(out, std::get<double>(f.value));
-        break;
-      case 3:
-        out += std::get<bool>(f.value) ? "true" : "false";
-        break;
-      case 4:
-        detail::append_json_string(out, std::get<std::string_view>(f.value));
-        break;
-    }
-  }
-  out += '}';
-  return out;
-}
-
 // Reads the fields back with the JSONL reader, so both agree on every number and string.
 bool read_fields(const std::string& json, OwnedEvent& out) {
   std::string line = R"({"ts_ns":0,"kind":"log","fields":)" + json + "}";
@@ -138,15 +106,15 @@ void migrate_from_1(Database& db) {
       "ALTER TABLE executions ADD COLUMN final_status TEXT;"
       "CREATE TABLE step_chunks (execution INTEGER NOT NULL REFERENCES executions (id) ON "
       "DELETE CASCADE, seq INTEGER NOT NULL, count INTEGER NOT NULL, steps_json TEXT NOT NULL, "
-      "PRIMARY KEY (execution, seq)) WITHOUT ROWID;");
+      "PRIMARY KEY (execution, seq)) WITHOUT ROWID;"
+      "DROP INDEX executions_by_start; DROP INDEX executions_by_attempt;");
   Statement rows(db,
                  "SELECT execution, step, timestamp_ns, status, message, error_details, "
                  "custom_json FROM steps ORDER BY execution, seq");
   Statement insert(db,
                    "INSERT INTO step_chunks (execution, seq, count, steps_json) "
                    "VALUES (?1, 0, ?2, ?3)");
-  Statement summary(db,
-                    "UPDATE executions SET steps_count = ?2, final_status = ?3 WHERE id = ?1");
+  Statement summary(db, "UPDATE executions SET steps_count = ?2, final_status = ?3 WHERE id = ?1");
   std::vector<server::Step> steps;
   std::int64_t execution = 0;
   auto flush = [&] {
@@ -209,8 +177,7 @@ struct SqliteStore::Statements {
                      "INSERT INTO step_chunks (execution, seq, count, steps_json) "
                      "VALUES (?1, ?2, ?3, ?4)"),
         update_final_status(db, "UPDATE executions SET final_status = ?2 WHERE id = ?1"),
-        select_chunks(db,
-                      "SELECT steps_json FROM step_chunks WHERE execution = ?1 ORDER BY seq"),
+        select_chunks(db, "SELECT steps_json FROM step_chunks WHERE execution = ?1 ORDER BY seq"),
         select_latest(db, sql_select_execution("WHERE tracking_id = ?1 AND expires_at_ns > ?2 "
                                                "ORDER BY started_at_ns DESC, id DESC LIMIT 1")),
         select_attempt(db, sql_select_execution("WHERE tracking_id = ?1 AND attempt = ?2 AND "
@@ -420,7 +387,8 @@ void SqliteStore::put_locked(const server::Execution& execution, std::int64_t ex
   auto first = static_cast<std::int64_t>(steps_from);
   auto count = first + static_cast<std::int64_t>(execution.steps.size());
   std::int64_t stored = 0;  // Steps of this attempt in the store before this write.
-  if (first > 0) {  // The steps kept must all be there, or the attempt would have a gap.
+  // The steps kept must all be there, or the attempt would have a gap.
+  if (first > 0) {
     Statement& s = st_->select_steps_count;
     ScopedReset reset(s);
     s.bind(1, std::string_view(execution.tracking_id))
@@ -603,7 +571,8 @@ void SqliteStore::append_locked(std::span<const OwnedEvent> events, std::int64_t
     } else {
       s.bind(4, status_name(e.status));
     }
-    fields = fields_json(e);
+    fields.clear();
+    detail::append_json_fields(fields, e.fields());
     s.bind(5, std::string_view(e.run))
         .bind(6, std::string_view(e.worker))
         .bind(7, std::string_view(e.component))

@@ -2,6 +2,8 @@
 // the fault is, and that it reads every document exactly as nlohmann's SAX parser does (the
 // parser it replaced), call for call, over mutated and random input.
 
+#include "format/json_reader.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -12,8 +14,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "format/json_reader.hpp"
 
 namespace stagelog::detail {
 namespace {
@@ -100,25 +100,24 @@ TEST(JsonReaderTest, ReadsAnObjectInOrderWithRepeatedKeys) {
 TEST(JsonReaderTest, NumbersKeepTheirKindAndText) {
   Trace t;
   std::string error;
-  ASSERT_TRUE(read_json(
-      "[0,-0,-1,9223372036854775807,18446744073709551615,18446744073709551616,"
-      "-9223372036854775808,-9223372036854775809,1.5,-2e3,1E-400]",
-      t, &error))
+  ASSERT_TRUE(
+      read_json("[0,-0,-1,9223372036854775807,18446744073709551615,18446744073709551616,"
+                "-9223372036854775808,-9223372036854775809,1.5,-2e3,1E-400]",
+                t, &error))
       << error;
-  EXPECT_THAT(t.calls,
-              ElementsAre("[", "uint 0", "int 0", "int -1", "uint 9223372036854775807",
-                          "uint 18446744073709551615",
-                          "float 1.8446744073709552e+19 18446744073709551616",
-                          "int -9223372036854775808",
-                          "float -9.2233720368547758e+18 -9223372036854775809", "float 1.5 1.5",
-                          "float -2000 -2e3", "float 0 1E-400", "]"));
+  EXPECT_THAT(
+      t.calls,
+      ElementsAre("[", "uint 0", "int 0", "int -1", "uint 9223372036854775807",
+                  "uint 18446744073709551615", "float 1.8446744073709552e+19 18446744073709551616",
+                  "int -9223372036854775808", "float -9.2233720368547758e+18 -9223372036854775809",
+                  "float 1.5 1.5", "float -2000 -2e3", "float 0 1E-400", "]"));
 }
 
 TEST(JsonReaderTest, UnescapesStringsAndKeepsUtf8) {
   Trace t;
   std::string error;
-  ASSERT_TRUE(read_json(R"(["a\"b\\c\/d\b\f\n\r\t", "\u00e9\ud83d\ude00", "héllo ✓", "\u0000"])",
-                        t, &error))
+  ASSERT_TRUE(read_json(R"(["a\"b\\c\/d\b\f\n\r\t", "\u00e9\ud83d\ude00", "héllo ✓", "\u0000"])", t,
+                        &error))
       << error;
   ASSERT_EQ(t.calls.size(), 6u);
   EXPECT_EQ(t.calls[1], "string a\"b\\c/d\b\f\n\r\t");
@@ -229,8 +228,7 @@ TEST(JsonReaderTest, ReadsMutatedAndRandomInputExactlyAsNlohmann) {
     if (!same) {
       ++failures;
       ADD_FAILURE() << "read_json " << (ours_ok ? "accepted" : "refused (" + error + ")")
-                    << ", nlohmann " << (theirs_ok ? "accepted" : "refused") << ": "
-                    << shown(text);
+                    << ", nlohmann " << (theirs_ok ? "accepted" : "refused") << ": " << shown(text);
     }
   }
   // Both verdicts were exercised many times.
