@@ -90,11 +90,22 @@ struct IngestWriter::Group {
   std::int64_t now_ns = 0;
 };
 
+// A folded group on its way to the store thread.
+struct IngestWriter::Batch {
+  std::vector<Request*> requests;
+  Group group;
+  std::uint64_t epoch = 0;
+};
+
 IngestWriter::IngestWriter(store::Store& store, Options options)
     : store_(store), options_(std::move(options)) {
+  store_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "stagelog-store");  // For top -H and debuggers.
+    store_loop();
+  });
   thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "stagelog-ingest");  // For top -H and debuggers.
-    loop();
+    pthread_setname_np(pthread_self(), "stagelog-ingest");
+    fold_loop();
   });
 }
 
@@ -106,7 +117,8 @@ void IngestWriter::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) thread_.join();  // It hands over what is queued, then ends.
+  if (store_thread_.joinable()) store_thread_.join();
 }
 
 std::size_t IngestWriter::runs_in_memory() const {
@@ -140,36 +152,99 @@ store::Result<void> IngestWriter::submit(Request& request) {
   return {};
 }
 
-void IngestWriter::loop() {
-  std::vector<Request*> requests;
+void IngestWriter::fold_loop() {
   for (;;) {
+    auto batch = std::make_unique<Batch>();
+    std::vector<std::unique_ptr<Batch>> spent;  // Freed at the end of this iteration.
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // Stopping, and nothing left to write.
-      requests.swap(queue_);
+      if (queue_.empty()) break;  // Stopping, and nothing left to write.
+      batch->requests.swap(queue_);
+      spent.swap(spent_);
+      if (poisoned_) {  // A write failed: what is in memory may not be what is stored.
+        poisoned_ = false;
+        clear();
+        ++epoch_;
+      }
     }
+    batch->epoch = epoch_;
     try {
-      write_group(requests);
+      fold_group(batch->requests, batch->group);
     } catch (const std::exception& e) {
       // Out of memory: fail the group and keep serving. What is in memory may be half
-      // folded: drop it all, the store has everything.
-      folder_ = server::ExecutionFolder();
-      runs_.clear();
-      lru_.clear();
-      std::lock_guard lock(mutex_);
-      for (Request* r : requests) {
-        if (!r->error) r->error = Error(std::string("cannot ingest: ") + e.what());
+      // folded: drop it all; the store has everything handed over before.
+      clear();
+      ++epoch_;
+      {
+        std::lock_guard lock(mutex_);
+        for (Request* r : batch->requests) {
+          if (!r->error) r->error = Error(std::string("cannot ingest: ") + e.what());
+          r->done = true;
+        }
+      }
+      done_.notify_all();
+      continue;
+    }
+    std::unique_lock lock(mutex_);
+    runs_count_ = runs_.size();
+    handed_.wait(lock, [&] { return pending_ == nullptr; });
+    pending_ = std::move(batch);
+    store_wake_.notify_one();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    folding_done_ = true;
+  }
+  store_wake_.notify_one();
+}
+
+void IngestWriter::store_loop() {
+  for (;;) {
+    std::unique_ptr<Batch> batch;
+    std::optional<Error> error;
+    {
+      std::unique_lock lock(mutex_);
+      store_wake_.wait(lock, [&] { return pending_ != nullptr || folding_done_; });
+      if (pending_ == nullptr) return;
+      batch = std::move(pending_);
+      writing_ = true;
+      if (failed_epoch_ && batch->epoch <= *failed_epoch_) error = failed_error_;
+    }
+    handed_.notify_all();
+    if (!error) {
+      auto written = store_.write(batch->group.events, batch->group.executions);
+      if (!written) {
+        error = written.error();
+        std::lock_guard lock(mutex_);
+        failed_epoch_ = batch->epoch;
+        failed_error_ = error;
+        poisoned_ = true;
       }
     }
     {
       std::lock_guard lock(mutex_);
-      for (Request* r : requests) r->done = true;
-      runs_count_ = runs_.size();
+      for (Request* r : batch->requests) {
+        if (!r->error && error) r->error = *error;
+        r->done = true;
+      }
+      writing_ = false;
+      spent_.push_back(std::move(batch));
     }
     done_.notify_all();
-    requests.clear();
+    handed_.notify_all();
   }
+}
+
+void IngestWriter::clear() {
+  folder_ = server::ExecutionFolder();
+  runs_.clear();
+  lru_.clear();
+}
+
+void IngestWriter::drain() {
+  std::unique_lock lock(mutex_);
+  handed_.wait(lock, [&] { return pending_ == nullptr && !writing_; });
 }
 
 IngestWriter::Run& IngestWriter::remember(const std::string& run, Group& group) {
@@ -187,6 +262,7 @@ IngestWriter::Run& IngestWriter::remember(const std::string& run, Group& group) 
 
 bool IngestWriter::load(const std::string& run, Group& group, Request& request) {
   if (runs_.contains(run)) return true;
+  drain();  // The run's last changes may still be on their way to the store.
   auto latest = store_.latest(run, group.now_ns);
   if (!latest) {
     request.error = latest.error();
@@ -231,8 +307,7 @@ void IngestWriter::forget(const std::string& run) {
   folder_.erase(run);
 }
 
-void IngestWriter::write_group(std::vector<Request*>& requests) {
-  Group group;
+void IngestWriter::fold_group(std::vector<Request*>& requests, Group& group) {
   group.now_ns = options_.clock();
   for (Request* r : requests) {
     if (r->execution) {  // A PUT.
@@ -299,17 +374,8 @@ void IngestWriter::write_group(std::vector<Request*>& requests) {
     if (it != runs_.end()) flush(run, it->second, group);
   }
 
-  auto written = store_.write(group.events, group.executions);
-  {
-    std::lock_guard lock(mutex_);
-    for (Request* r : requests) {
-      if (!r->error && !written) r->error = written.error();
-    }
-  }
-  if (!written) {
-    for (const std::string& run : group.touched) forget(run);
-    return;
-  }
+  // What the write will store counts as stored from here on (a failed write makes the fold
+  // thread drop it all, see fold_loop).
   for (const std::string& run : group.touched) {
     if (folder_.find(run) == nullptr || folder_.finished(run)) {
       forget(run);

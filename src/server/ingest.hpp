@@ -9,6 +9,7 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -63,12 +64,19 @@ ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes);
 // continue the same stored execution instead of starting a new attempt. What is lost is only
 // how deeply runs were nested (ExecutionFolder::restore).
 //
-// Durability: a submit call returns only after the store write that holds its data
-// returned. When a write fails, every run it touched is dropped from memory, so the next
-// event reads back what the store really holds.
+// Two threads, a pipeline: the fold thread folds the queued requests into one store write
+// while the store thread writes the previous one, so folding never waits for a commit (nor a
+// commit for folding). The fold thread treats a write it handed over as done; when the store
+// thread reports it failed, the fold thread drops everything it holds in memory (it may have
+// folded later events onto what was not stored) and every write folded before it learned so
+// fails with the same error: the next events read back what the store really holds. A run
+// read from the store waits for the writes in flight first.
 //
-// Threads: submit calls come from any thread (the HTTP pool) and block; one internal thread
-// folds and writes. The Store must outlive the IngestWriter.
+// Durability: a submit call returns only after the store write that holds its data
+// returned.
+//
+// Threads: submit calls come from any thread (the HTTP pool) and block. The Store must
+// outlive the IngestWriter.
 class IngestWriter {
  public:
   struct Options {
@@ -102,10 +110,16 @@ class IngestWriter {
     std::list<std::string>::iterator lru;
   };
   struct Group;
+  struct Batch;
 
   store::Result<void> submit(Request& request);
-  void loop();
-  void write_group(std::vector<Request*>& requests);
+  void fold_loop();
+  void store_loop();
+  void fold_group(std::vector<Request*>& requests, Group& group);
+  // Drops every run held in memory.
+  void clear();
+  // Until the store thread has written everything handed over.
+  void drain();
   // Looks the run up in the store when it is not in memory. False (with the error in the
   // request) when the store cannot be read.
   bool load(const std::string& run, Group& group, Request& request);
@@ -116,19 +130,35 @@ class IngestWriter {
   store::Store& store_;
   Options options_;
 
-  mutable std::mutex mutex_;  // Guards queue_, stopping_ and the requests' results.
+  // Guards queue_, stopping_, the requests' results and the hand-over between the threads.
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<Request*> queue_;
   bool stopping_ = false;
 
-  // The writer thread's own state.
+  std::condition_variable store_wake_;  // A batch is pending, or the fold thread ended.
+  std::condition_variable handed_;      // The store thread took a batch or finished one.
+  std::unique_ptr<Batch> pending_;      // Folded, not yet taken by the store thread.
+  // Written batches, freed by the fold thread: freeing is not the store thread's work.
+  std::vector<std::unique_ptr<Batch>> spent_;
+  bool writing_ = false;                // The store thread is writing a batch.
+  bool folding_done_ = false;           // The fold thread ended: nothing more comes.
+  // A write failed: the fold thread must drop its memory. Batches folded in failed_epoch_ or
+  // before fail without being written.
+  bool poisoned_ = false;
+  std::optional<std::uint64_t> failed_epoch_;
+  std::optional<Error> failed_error_;
+
+  // The fold thread's own state.
+  std::uint64_t epoch_ = 0;  // Counts the times memory was dropped.
   server::ExecutionFolder folder_;
   std::map<std::string, Run, std::less<>> runs_;
   std::list<std::string> lru_;  // Most recently used first.
   std::size_t runs_count_ = 0;  // runs_.size(), readable under mutex_.
 
-  std::thread thread_;
+  std::thread thread_;        // Folds.
+  std::thread store_thread_;  // Writes.
 };
 
 }  // namespace stagelog::detail
