@@ -126,6 +126,11 @@ std::size_t IngestWriter::runs_in_memory() const {
   return runs_count_;
 }
 
+bool IngestWriter::write_waiting() const {
+  std::lock_guard lock(mutex_);
+  return pending_ != nullptr;
+}
+
 store::Result<void> IngestWriter::add_events(std::vector<OwnedEvent> events,
                                              std::int64_t expires_at_ns) {
   Request request;

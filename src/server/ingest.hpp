@@ -100,6 +100,8 @@ class IngestWriter {
 
   // How many runs are held in memory (for tests of the bound).
   std::size_t runs_in_memory() const;
+  // Whether a folded write waits for the store thread (for tests of the pipeline).
+  bool write_waiting() const;
 
  private:
   struct Request;

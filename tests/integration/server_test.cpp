@@ -15,17 +15,21 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "eventually.hpp"
 #include "fake_clock.hpp"
 #include "seed_004.hpp"
 #include "server/ingest.hpp"
@@ -746,6 +750,146 @@ TEST_F(ServerTest, ConcurrentBatchesAreAllStoredAndFoldedInOrder) {
   }
   EXPECT_EQ(seen.size(), std::size_t{kClients * kBatches * kPerBatch});
   EXPECT_EQ(stored_events("shared").size(), std::size_t{kClients * kBatches * kPerBatch + 1});
+}
+
+// A store whose next write can be held until the test lets it go, failing or not.
+class GatedStore final : public store::Store {
+ public:
+  explicit GatedStore(store::Store& inner) : inner_(inner) {}
+
+  // The next write blocks in write() until release().
+  void hold() {
+    std::lock_guard lock(mutex_);
+    held_ = true;
+  }
+  bool holding_a_write() {
+    std::lock_guard lock(mutex_);
+    return waiting_;
+  }
+  void release(bool fail) {
+    {
+      std::lock_guard lock(mutex_);
+      held_ = false;
+      fail_ = fail;
+    }
+    cv_.notify_all();
+  }
+  int writes() {
+    std::lock_guard lock(mutex_);
+    return writes_;
+  }
+
+  store::Result<void> write(std::span<const store::EventsWrite> events,
+                            std::span<const store::ExecutionWrite> executions) override {
+    bool fail = false;
+    {
+      std::unique_lock lock(mutex_);
+      ++writes_;
+      if (held_) {
+        waiting_ = true;
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return !held_; });
+        waiting_ = false;
+        fail = std::exchange(fail_, false);
+      }
+    }
+    if (fail) return Error("sqlite store x.db: cannot store: disk I/O error");
+    return inner_.write(events, executions);
+  }
+  store::Result<void> put_execution(const server::Execution& e, std::int64_t x) override {
+    return inner_.put_execution(e, x);
+  }
+  store::Result<std::optional<server::Execution>> latest(std::string_view id,
+                                                         std::int64_t now) override {
+    return inner_.latest(id, now);
+  }
+  store::Result<std::optional<server::Execution>> attempt(std::string_view id, int n,
+                                                          std::int64_t now) override {
+    return inner_.attempt(id, n, now);
+  }
+  store::Result<std::vector<store::AttemptSummary>> attempts(std::string_view id,
+                                                             std::int64_t now) override {
+    return inner_.attempts(id, now);
+  }
+  store::Result<void> append_events(std::span<const OwnedEvent> events, std::int64_t x) override {
+    return inner_.append_events(events, x);
+  }
+  store::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
+                                                std::size_t limit) override {
+    return inner_.events(run, now, limit);
+  }
+  store::Result<std::size_t> purge(std::int64_t now) override { return inner_.purge(now); }
+
+ private:
+  store::Store& inner_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  bool waiting_ = false;
+  bool fail_ = false;
+  int writes_ = 0;
+};
+
+OwnedEvent writer_event(std::string run, Kind kind, Status status, std::int64_t ts) {
+  OwnedEvent e;
+  e.ts_ns = ts;
+  e.kind = kind;
+  e.status = status;
+  e.run = std::move(run);
+  e.stage = kind == Kind::Run ? "job" : "step";
+  return e;
+}
+
+// The pipeline's failure rule: while write B is in the store, the next request C is folded on
+// top of B. B fails: C fails too without reaching the store, and the retry folds from what the
+// store really holds.
+TEST(IngestWriterTest, AWriteFoldedOnAFailedOneFailsAndTheRetryStartsFromTheStore) {
+  TempDir dir;
+  store::SqliteStore sqlite(dir.path() / "s.db");
+  GatedStore store(sqlite);
+  FakeClock clock;
+  detail::IngestWriter writer(store, {100, clock.fn()});
+  const std::int64_t t = clock.now();
+  std::vector<OwnedEvent> a = {writer_event("job", Kind::Run, Status::Starting, t),
+                               writer_event("job", Kind::Stage, Status::Starting, t + 1)};
+  ASSERT_TRUE(writer.add_events(std::move(a), t + kDay));
+
+  store.hold();
+  store::Result<void> b_result;
+  std::thread b([&] {
+    b_result = writer.add_events({writer_event("job", Kind::Stage, Status::Completed, t + 2)},
+                                 t + kDay);
+  });
+  ASSERT_TRUE(eventually([&] { return store.holding_a_write(); }));
+  store::Result<void> c_result;
+  std::thread c([&] {
+    c_result =
+        writer.add_events({writer_event("job", Kind::Run, Status::Completed, t + 3)}, t + kDay);
+  });
+  ASSERT_TRUE(eventually([&] { return writer.write_waiting(); }));  // C is folded.
+  store.release(/*fail=*/true);
+  b.join();
+  c.join();
+  ASSERT_FALSE(b_result);
+  EXPECT_THAT(b_result.error().what(), HasSubstr("disk I/O error"));
+  ASSERT_FALSE(c_result);
+  EXPECT_THAT(c_result.error().what(), HasSubstr("disk I/O error"));
+  EXPECT_EQ(store.writes(), 2);  // A and B; C never reached the store.
+
+  // The client retries B and C: the attempt continues from A's stored state.
+  std::vector<OwnedEvent> retry = {writer_event("job", Kind::Stage, Status::Completed, t + 2),
+                                   writer_event("job", Kind::Run, Status::Completed, t + 3)};
+  ASSERT_TRUE(writer.add_events(std::move(retry), t + kDay));
+  auto latest = sqlite.latest("job", t);
+  ASSERT_TRUE(latest && *latest);
+  ASSERT_EQ((*latest)->steps.size(), 2u);
+  EXPECT_EQ((*latest)->steps[0].status, "in_progress");
+  EXPECT_EQ((*latest)->steps[1].status, "completed");
+  EXPECT_TRUE((*latest)->completed_at_ns.has_value());
+  auto attempts = sqlite.attempts("job", t);
+  ASSERT_TRUE(attempts);
+  EXPECT_EQ(attempts->size(), 1u);
+  EXPECT_EQ(sqlite.events("job", t, 100)->size(), 4u);
 }
 
 // The writer's memory bound, tested on the writer itself: the Server does not expose it.
