@@ -161,7 +161,12 @@ class EventReader {
     }
     return scalar(double{value});
   }
-  bool string(std::string_view value) { return scalar(std::string(value)); }
+  bool string(std::string_view value) {
+    // A string of the top-level object goes straight where it belongs: no Scalar, no copy
+    // but the one it is kept in.
+    if (stack_.size() == 1) return top_level_text(value);
+    return scalar(std::string(value));
+  }
   bool start_object() { return open('{'); }
   bool start_array() { return open('['); }
   bool end_object() { return close(); }
@@ -169,6 +174,7 @@ class EventReader {
   bool key(std::string_view value) {
     if (stack_.size() == 1) {
       key_ = value;
+      key_id_ = key_id(value);
     } else if (stack_.size() == 2 && section_ == Section::Fields) {
       field_key_ = value;
     } else if (capturing()) {
@@ -271,11 +277,11 @@ class EventReader {
         if (bracket != '{') return fail("expected a JSON object");
         break;
       case 1:
-        if (key_ == "fields") {
+        if (key_id_ == Key::Fields) {
           if (bracket != '{') return fail(std::string("\"fields\" must be an object, not ") + type);
           section_ = Section::Fields;
           fields_.clear();  // A repeated "fields" replaces the first, as other keys do.
-        } else if (is_known_key(key_)) {
+        } else if (key_id_ != Key::Other) {
           return wrong_type(type);
         } else {
           section_ = Section::Skipped;
@@ -309,16 +315,56 @@ class EventReader {
     return true;
   }
 
-  static bool is_known_key(std::string_view key) {
-    for (std::string_view k : {"ts", "ts_ns", "kind", "level", "run", "worker", "component",
-                               "stage", "status", "elapsed_ns", "message", "pid", "host"}) {
-      if (key == k) return true;
+  // The keys an event has, and the rest.
+  enum class Key : std::uint8_t {
+    Ts,
+    TsNs,
+    Kind,
+    Level,
+    Run,
+    Worker,
+    Component,
+    Stage,
+    Status,
+    ElapsedNs,
+    Message,
+    Pid,
+    Host,
+    Fields,
+    Other
+  };
+
+  static Key key_id(std::string_view key) noexcept {
+    switch (key.size()) {
+      case 2:
+        return key == "ts" ? Key::Ts : Key::Other;
+      case 3:
+        if (key == "run") return Key::Run;
+        return key == "pid" ? Key::Pid : Key::Other;
+      case 4:
+        if (key == "kind") return Key::Kind;
+        return key == "host" ? Key::Host : Key::Other;
+      case 5:
+        if (key == "ts_ns") return Key::TsNs;
+        if (key == "level") return Key::Level;
+        return key == "stage" ? Key::Stage : Key::Other;
+      case 6:
+        if (key == "worker") return Key::Worker;
+        if (key == "status") return Key::Status;
+        return key == "fields" ? Key::Fields : Key::Other;
+      case 7:
+        return key == "message" ? Key::Message : Key::Other;
+      case 9:
+        return key == "component" ? Key::Component : Key::Other;
+      case 10:
+        return key == "elapsed_ns" ? Key::ElapsedNs : Key::Other;
+      default:
+        return Key::Other;
     }
-    return false;
   }
 
   bool wrong_type(const char* type) {
-    bool integer = key_ == "ts_ns" || key_ == "elapsed_ns" || key_ == "pid";
+    bool integer = key_id_ == Key::TsNs || key_id_ == Key::ElapsedNs || key_id_ == Key::Pid;
     return fail("\"" + key_ + "\" must be " + (integer ? "an integer" : "a string") + ", not " +
                 type);
   }
@@ -335,97 +381,122 @@ class EventReader {
     return true;
   }
 
-  // A string key: its text, or null for "".
-  bool text(Scalar& value, std::string& out) {
-    if (value.index() == 0) {
-      out.clear();
-      return true;
+  // A string value of the top-level object.
+  bool top_level_text(std::string_view s) {
+    switch (key_id_) {
+      case Key::Run:
+        run_.assign(s);
+        return true;
+      case Key::Worker:
+        worker_.assign(s);
+        return true;
+      case Key::Component:
+        component_.assign(s);
+        return true;
+      case Key::Stage:
+        stage_.assign(s);
+        return true;
+      case Key::Message:
+        message_.assign(s);
+        return true;
+      case Key::Host:
+        host_.assign(s);
+        return true;
+      case Key::Ts:
+        ts_ = std::string(s);
+        return true;
+      case Key::Kind:
+        kind_ = parse_kind(s);
+        if (!kind_) {
+          return fail("unknown kind " + quote_value(s) +
+                      " (expected stage, log, heartbeat, lifecycle, node, run, task or request)");
+        }
+        return true;
+      case Key::Level: {
+        auto level = parse_level(s);
+        if (!level) {
+          return fail("unknown level " + quote_value(s) +
+                      " (expected trace, debug, info, warning, error, critical or off)");
+        }
+        level_ = *level;
+        return true;
+      }
+      case Key::Status: {
+        if (s.empty()) {
+          status_ = Status::None;
+          return true;
+        }
+        auto status = parse_status(s);
+        if (!status) {
+          return fail("unknown status " + quote_value(s) +
+                      " (expected starting, running, completed, failed, skipped, in_progress or "
+                      "\"\")");
+        }
+        status_ = *status;
+        return true;
+      }
+      case Key::TsNs:
+      case Key::ElapsedNs:
+      case Key::Pid:
+        return wrong_type("a string");
+      case Key::Fields:
+        return fail("\"fields\" must be an object, not a string");
+      case Key::Other:
+        return true;  // Unknown keys are ignored.
     }
-    if (value.index() != 5) return wrong_type(type_name(value));
-    out = std::move(std::get<std::string>(value));
     return true;
   }
 
-  // A value of the top-level object. null counts as absent: the key's default.
+  // A value of the top-level object that is not a string. null counts as absent: the key's
+  // default.
   bool top_level(Scalar value) {
-    std::string s;
-    if (key_ == "ts_ns") return integer(value, ts_ns_);
-    if (key_ == "elapsed_ns") return integer(value, elapsed_ns_);
-    if (key_ == "pid") {
-      std::optional<std::int64_t> pid;
-      if (!integer(value, pid)) return false;
-      pid_ = pid.value_or(0);
-      return true;
-    }
-    if (key_ == "run") return text(value, run_);
-    if (key_ == "worker") return text(value, worker_);
-    if (key_ == "component") return text(value, component_);
-    if (key_ == "stage") return text(value, stage_);
-    if (key_ == "message") return text(value, message_);
-    if (key_ == "host") return text(value, host_);
-    if (key_ == "ts") {
-      if (!text(value, s)) return false;
-      if (value.index() == 0) {
-        ts_.reset();
-      } else {
-        ts_ = std::move(s);
+    switch (key_id_) {
+      case Key::TsNs:
+        return integer(value, ts_ns_);
+      case Key::ElapsedNs:
+        return integer(value, elapsed_ns_);
+      case Key::Pid: {
+        std::optional<std::int64_t> pid;
+        if (!integer(value, pid)) return false;
+        pid_ = pid.value_or(0);
+        return true;
       }
-      return true;
-    }
-    if (key_ == "kind") {
-      if (!text(value, s)) return false;
-      if (value.index() == 0) {
+      case Key::Run:
+      case Key::Worker:
+      case Key::Component:
+      case Key::Stage:
+      case Key::Message:
+      case Key::Host:
+      case Key::Status:
+        if (value.index() != 0) return wrong_type(type_name(value));
+        return top_level_text("");  // null is "".
+      case Key::Ts:
+        if (value.index() != 0) return wrong_type(type_name(value));
+        ts_.reset();
+        return true;
+      case Key::Kind:
+        if (value.index() != 0) return wrong_type(type_name(value));
         kind_.reset();
         return true;
-      }
-      kind_ = parse_kind(s);
-      if (!kind_) {
-        return fail("unknown kind " + quote_value(s) +
-                    " (expected stage, log, heartbeat, lifecycle, node, run, task or request)");
-      }
-      return true;
-    }
-    if (key_ == "level") {
-      if (!text(value, s)) return false;
-      if (value.index() == 0) {
+      case Key::Level:
+        if (value.index() != 0) return wrong_type(type_name(value));
         level_ = Level::Info;
         return true;
-      }
-      auto level = parse_level(s);
-      if (!level) {
-        return fail("unknown level " + quote_value(s) +
-                    " (expected trace, debug, info, warning, error, critical or off)");
-      }
-      level_ = *level;
-      return true;
+      case Key::Fields:
+        if (value.index() == 0) {
+          fields_.clear();
+          return true;
+        }
+        return fail(std::string("\"fields\" must be an object, not ") + type_name(value));
+      case Key::Other:
+        return true;  // Unknown keys are ignored.
     }
-    if (key_ == "status") {
-      if (!text(value, s)) return false;
-      if (s.empty()) {
-        status_ = Status::None;
-        return true;
-      }
-      auto status = parse_status(s);
-      if (!status) {
-        return fail("unknown status " + quote_value(s) +
-                    " (expected starting, running, completed, failed, skipped, in_progress or "
-                    "\"\")");
-      }
-      status_ = *status;
-      return true;
-    }
-    if (key_ == "fields") {
-      if (value.index() == 0) {
-        fields_.clear();
-        return true;
-      }
-      return fail(std::string("\"fields\" must be an object, not ") + type_name(value));
-    }
-    return true;  // Unknown keys are ignored.
+    return true;
   }
 
   std::vector<char> stack_;  // The open containers, '{' or '['; the top-level object first.
   std::string key_;          // The current key of the top-level object.
+  Key key_id_ = Key::Other;
   Section section_ = Section::Skipped;
   std::string field_key_;
   std::string capture_;      // The JSON text of the field value being read, when it nests.
