@@ -81,6 +81,22 @@ CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expires_at_ns);
 constexpr const char* kExecutionColumns =
     "id, tracking_id, execution_id, started_at_ns, completed_at_ns, duration_ms, metadata_json";
 
+constexpr std::size_t kEventsPerInsert = 20;
+constexpr int kEventColumns = 15;
+
+// INSERT INTO events (...) VALUES (?,...),(?,...)... for `rows` rows.
+std::string sql_insert_events(std::size_t rows) {
+  std::string sql =
+      "INSERT INTO events (ts_ns, kind, level, status, run, worker, component, stage, message, "
+      "elapsed_ns, fields_json, pid, host, fields_in_message, expires_at_ns) VALUES ";
+  for (std::size_t r = 0; r < rows; ++r) {
+    sql += r == 0 ? "(" : ",(";
+    for (int c = 0; c < kEventColumns; ++c) sql += c == 0 ? "?" : ",?";
+    sql += ')';
+  }
+  return sql;
+}
+
 std::string sql_select_execution(const char* where_order) {
   return std::string("SELECT ") + kExecutionColumns + " FROM executions " + where_order;
 }
@@ -186,11 +202,8 @@ struct SqliteStore::Statements {
                         "SELECT attempt, execution_id, started_at_ns, completed_at_ns, "
                         "duration_ms, final_status, steps_count FROM executions WHERE "
                         "tracking_id = ?1 AND expires_at_ns > ?2 ORDER BY attempt"),
-        insert_event(db,
-                     "INSERT INTO events (ts_ns, kind, level, status, run, worker, component, "
-                     "stage, message, elapsed_ns, fields_json, pid, host, fields_in_message, "
-                     "expires_at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-                     "?13, ?14, ?15)"),
+        insert_event(db, sql_insert_events(1)),
+        insert_events(db, sql_insert_events(kEventsPerInsert)),
         select_events(db,
                       "SELECT ts_ns, kind, level, status, run, worker, component, stage, "
                       "message, elapsed_ns, fields_json, pid, host, fields_in_message "
@@ -211,6 +224,8 @@ struct SqliteStore::Statements {
   Statement select_attempt;
   Statement select_attempts;
   Statement insert_event;
+  Statement insert_events;          // kEventsPerInsert rows.
+  std::vector<std::string> fields;  // The fields' JSON of the rows being inserted.
   Statement select_events;
   Statement purge_executions;
   Statement purge_events;
@@ -560,31 +575,56 @@ Result<std::vector<AttemptSummary>> SqliteStore::attempts(std::string_view track
   }
 }
 
+namespace {
+
+// Binds one event as the row of the insert whose first parameter is `first`. `fields` holds
+// the fields' JSON until the statement runs.
+void bind_event(Statement& s, int first, const OwnedEvent& e, std::string& fields,
+                std::int64_t expires_at_ns) {
+  fields.clear();
+  detail::append_json_fields(fields, e.fields());
+  s.bind(first, e.ts_ns)
+      .bind(first + 1, kind_name(e.kind))
+      .bind(first + 2, level_json_name(e.level));
+  if (e.status == Status::None) {
+    s.bind_null(first + 3);
+  } else {
+    s.bind(first + 3, status_name(e.status));
+  }
+  s.bind(first + 4, std::string_view(e.run))
+      .bind(first + 5, std::string_view(e.worker))
+      .bind(first + 6, std::string_view(e.component))
+      .bind(first + 7, std::string_view(e.stage))
+      .bind(first + 8, std::string_view(e.message))
+      .bind(first + 9, e.elapsed_ns)
+      .bind(first + 10, std::string_view(fields))
+      .bind(first + 11, e.pid)
+      .bind(first + 12, std::string_view(e.host))
+      .bind(first + 13, std::int64_t{e.fields_in_message ? 1 : 0})
+      .bind(first + 14, expires_at_ns);
+}
+
+}  // namespace
+
 void SqliteStore::append_locked(std::span<const OwnedEvent> events, std::int64_t expires_at_ns) {
-  Statement& s = st_->insert_event;
-  std::string fields;
-  for (const OwnedEvent& e : events) {
+  // kEventsPerInsert rows per statement while there are that many: a statement's own cost
+  // (step, reset, the program's prologue) is paid once for them.
+  std::vector<std::string>& fields = st_->fields;
+  fields.resize(kEventsPerInsert);
+  while (events.size() >= kEventsPerInsert) {
+    Statement& s = st_->insert_events;
     ScopedReset reset(s);
-    s.bind(1, e.ts_ns).bind(2, kind_name(e.kind)).bind(3, level_json_name(e.level));
-    if (e.status == Status::None) {
-      s.bind_null(4);
-    } else {
-      s.bind(4, status_name(e.status));
+    for (std::size_t i = 0; i < kEventsPerInsert; ++i) {
+      bind_event(s, static_cast<int>(i) * kEventColumns + 1, events[i], fields[i], expires_at_ns);
     }
-    fields.clear();
-    detail::append_json_fields(fields, e.fields());
-    s.bind(5, std::string_view(e.run))
-        .bind(6, std::string_view(e.worker))
-        .bind(7, std::string_view(e.component))
-        .bind(8, std::string_view(e.stage))
-        .bind(9, std::string_view(e.message))
-        .bind(10, e.elapsed_ns)
-        .bind(11, std::string_view(fields))
-        .bind(12, e.pid)
-        .bind(13, std::string_view(e.host))
-        .bind(14, std::int64_t{e.fields_in_message ? 1 : 0})
-        .bind(15, expires_at_ns)
-        .run();
+    s.run();
+    events = events.subspan(kEventsPerInsert);
+  }
+  for (const OwnedEvent& e : events) {
+    Statement& s = st_->insert_event;
+    ScopedReset reset(s);
+    bind_event(s, 1, e, fields[0], expires_at_ns);
+    s.run();
   }
 }
 

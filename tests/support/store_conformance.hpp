@@ -446,6 +446,42 @@ TEST_P(StoreConformanceTest, EventsComeInTimestampOrderThenAppendOrderUpToTheLim
   EXPECT_TRUE(ok(store_->events("r", kT0, 0)).empty());
 }
 
+// Enough events in one write for a store that inserts them several to a statement to take
+// every path: each one comes back whole, in order.
+TEST_P(StoreConformanceTest, ALargeWriteKeepsEveryEventWhole) {
+  using namespace conformance;
+  // Built piecewise: GCC 12 warns falsely (-Wrestrict) on "literal" + string.
+  auto numbered = [](const char* prefix, int i) {
+    std::string out = prefix;
+    out += std::to_string(i);
+    return out;
+  };
+  std::vector<OwnedEvent> events;
+  for (int i = 0; i < 47; ++i) {
+    OwnedEvent e = event("big", kT0 + i, numbered("stage-", i));
+    e.kind = i % 3 == 0 ? Kind::Log : Kind::Stage;
+    e.level = i % 2 == 0 ? Level::Info : Level::Warning;
+    e.status = i % 3 == 0 ? Status::None : Status::Completed;
+    e.worker = numbered("w", i % 5);
+    e.component = numbered("c", i);
+    e.message = numbered("message ", i);
+    if (i % 4 == 0) e.elapsed_ns = std::int64_t{i} * 1000;
+    e.pid = 1000 + i;
+    e.host = numbered("host-", i);
+    e.fields_in_message = i % 2 == 0;
+    e.add_field("i", FieldValue{std::int64_t{i}});
+    events.push_back(std::move(e));
+  }
+  std::vector<store::EventsWrite> write = {{events, kT0 + kDay}};
+  ok(store_->write(write, {}));
+  auto got = ok(store_->events("big", kT0, 100));
+  ASSERT_EQ(got.size(), events.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    SCOPED_TRACE(i);
+    expect_same(got[i], events[i]);
+  }
+}
+
 TEST_P(StoreConformanceTest, ReopenedStoreHasEverything) {
   using namespace conformance;
   server::Execution e = seed_execution();
