@@ -239,8 +239,8 @@ struct SqliteStore::Statements {
 // checkpoints as before: the WAL stays bounded, and most of its pages are copied by then.
 class SqliteStore::Checkpointer {
  public:
-  static constexpr int kCheckpointPages = 1000;
-  static constexpr int kWriterCheckpointPages = 8000;
+  static constexpr int kCheckpointPages = 4000;
+  static constexpr int kWriterCheckpointPages = 20000;
 
   Checkpointer(const std::string& path, std::chrono::milliseconds busy_timeout)
       : db_(path, /*create=*/false) {
