@@ -461,37 +461,31 @@ class EventReader {
         pid_ = pid.value_or(0);
         return true;
       }
-      case Key::Run:
-      case Key::Worker:
-      case Key::Component:
-      case Key::Stage:
-      case Key::Message:
-      case Key::Host:
-      case Key::Status:
-        if (value.index() != 0) return wrong_type(type_name(value));
-        return top_level_text("");  // null is "".
+      case Key::Fields:
+        if (value.index() != 0) {
+          return fail(std::string("\"fields\" must be an object, not ") + type_name(value));
+        }
+        fields_.clear();
+        return true;
+      case Key::Other:
+        return true;  // Unknown keys are ignored.
+      default:        // A string key.
+        break;
+    }
+    if (value.index() != 0) return wrong_type(type_name(value));
+    switch (key_id_) {
       case Key::Ts:
-        if (value.index() != 0) return wrong_type(type_name(value));
         ts_.reset();
         return true;
       case Key::Kind:
-        if (value.index() != 0) return wrong_type(type_name(value));
         kind_.reset();
         return true;
       case Key::Level:
-        if (value.index() != 0) return wrong_type(type_name(value));
         level_ = Level::Info;
         return true;
-      case Key::Fields:
-        if (value.index() == 0) {
-          fields_.clear();
-          return true;
-        }
-        return fail(std::string("\"fields\" must be an object, not ") + type_name(value));
-      case Key::Other:
-        return true;  // Unknown keys are ignored.
+      default:
+        return top_level_text("");  // Run, worker, ...: "". Status: none.
     }
-    return true;
   }
 
   std::vector<char> stack_;  // The open containers, '{' or '['; the top-level object first.

@@ -73,6 +73,15 @@ bool read_json(std::string_view text, Handler& handler, std::string* error) {
   std::vector<char> open;
   open.reserve(8);
   std::string_view s;
+  // A member's key and its ':', at the cursor (after '{' or ',' and white space).
+  auto member_key = [&] {
+    if (in.at_end() || in.peek() != '"') return in.unexpected(error);
+    if (!in.string(s, error) || !handler.key(s)) return false;
+    in.skip_space();
+    if (in.at_end() || in.peek() != ':') return in.unexpected(error);
+    in.advance();
+    return true;
+  };
   for (;;) {
     // A value is expected here.
     in.skip_space();
@@ -89,12 +98,7 @@ bool read_json(std::string_view text, Handler& handler, std::string* error) {
           break;
         }
         open.push_back('{');
-        if (in.at_end() || in.peek() != '"') return in.unexpected(error);
-        if (!in.string(s, error)) return false;
-        if (!handler.key(s)) return false;
-        in.skip_space();
-        if (in.at_end() || in.peek() != ':') return in.unexpected(error);
-        in.advance();
+        if (!member_key()) return false;
         continue;  // The member's value.
       case '[':
         in.advance();
@@ -157,12 +161,7 @@ bool read_json(std::string_view text, Handler& handler, std::string* error) {
         in.advance();
         if (open.back() == '{') {
           in.skip_space();
-          if (in.at_end() || in.peek() != '"') return in.unexpected(error);
-          if (!in.string(s, error)) return false;
-          if (!handler.key(s)) return false;
-          in.skip_space();
-          if (in.at_end() || in.peek() != ':') return in.unexpected(error);
-          in.advance();
+          if (!member_key()) return false;
         }
         break;  // The next value.
       }

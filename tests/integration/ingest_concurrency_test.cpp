@@ -13,7 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include "events.hpp"
 #include "fake_clock.hpp"
+#include "forwarding_store.hpp"
 #include "server/ingest.hpp"
 #include "store/sqlite_store.hpp"
 #include "temp_dir.hpp"
@@ -22,46 +24,23 @@ namespace stagelog {
 namespace {
 
 using test::FakeClock;
+using test::run_event;
 using test::TempDir;
 
 constexpr std::int64_t kDay = 86'400'000'000'000;
 
 // Forwards to a real store; every seventh write fails without storing anything.
-class FlakyStore final : public store::Store {
+class FlakyStore final : public test::ForwardingStore {
  public:
-  explicit FlakyStore(store::Store& inner) : inner_(inner) {}
+  using ForwardingStore::ForwardingStore;
 
   store::Result<void> write(std::span<const store::EventsWrite> events,
                             std::span<const store::ExecutionWrite> executions) override {
     if (++writes_ % 7 == 0) return Error("sqlite store x.db: cannot store: disk I/O error");
     return inner_.write(events, executions);
   }
-  store::Result<void> put_execution(const server::Execution& e, std::int64_t x) override {
-    return inner_.put_execution(e, x);
-  }
-  store::Result<std::optional<server::Execution>> latest(std::string_view id,
-                                                         std::int64_t now) override {
-    return inner_.latest(id, now);
-  }
-  store::Result<std::optional<server::Execution>> attempt(std::string_view id, int n,
-                                                          std::int64_t now) override {
-    return inner_.attempt(id, n, now);
-  }
-  store::Result<std::vector<store::AttemptSummary>> attempts(std::string_view id,
-                                                             std::int64_t now) override {
-    return inner_.attempts(id, now);
-  }
-  store::Result<void> append_events(std::span<const OwnedEvent> events, std::int64_t x) override {
-    return inner_.append_events(events, x);
-  }
-  store::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
-                                                std::size_t limit) override {
-    return inner_.events(run, now, limit);
-  }
-  store::Result<std::size_t> purge(std::int64_t now) override { return inner_.purge(now); }
 
  private:
-  store::Store& inner_;
   std::atomic<int> writes_{0};  // Only the store thread writes; atomic for clarity.
 };
 
@@ -74,16 +53,6 @@ std::string job_name(int client, int job) {
   return name;
 }
 
-OwnedEvent event(const std::string& run, Kind kind, Status status, std::int64_t ts,
-                 std::string stage) {
-  OwnedEvent e;
-  e.ts_ns = ts;
-  e.kind = kind;
-  e.status = status;
-  e.run = run;
-  e.stage = std::move(stage);
-  return e;
-}
 
 TEST(IngestConcurrencyTest, AcknowledgedEventsAreStoredAndFailedOnesAreNot) {
   constexpr int kClients = 4;
@@ -106,12 +75,12 @@ TEST(IngestConcurrencyTest, AcknowledgedEventsAreStoredAndFailedOnesAreNot) {
         std::string run = job_name(c, j);
         std::int64_t ts = t + j * 100;
         std::vector<std::vector<OwnedEvent>> requests = {
-            {event(run, Kind::Run, Status::Starting, ts, "job"),
-             event(run, Kind::Stage, Status::Starting, ts + 1, "AGENT")},
-            {event(run, Kind::Stage, Status::Completed, ts + 2, "AGENT"),
-             event(run, Kind::Stage, Status::Starting, ts + 3, "JUDGE")},
-            {event(run, Kind::Stage, Status::Completed, ts + 4, "JUDGE"),
-             event(run, Kind::Run, Status::Completed, ts + 5, "job")},
+            {run_event(run, Kind::Run, Status::Starting, ts, "job"),
+             run_event(run, Kind::Stage, Status::Starting, ts + 1, "AGENT")},
+            {run_event(run, Kind::Stage, Status::Completed, ts + 2, "AGENT"),
+             run_event(run, Kind::Stage, Status::Starting, ts + 3, "JUDGE")},
+            {run_event(run, Kind::Stage, Status::Completed, ts + 4, "JUDGE"),
+             run_event(run, Kind::Run, Status::Completed, ts + 5, "job")},
         };
         for (auto& request : requests) {
           for (int attempt = 0; attempt < 10; ++attempt) {

@@ -30,7 +30,9 @@
 #include <vector>
 
 #include "eventually.hpp"
+#include "events.hpp"
 #include "fake_clock.hpp"
+#include "forwarding_store.hpp"
 #include "seed_004.hpp"
 #include "server/ingest.hpp"
 #include "stagelog/server/auth.hpp"
@@ -55,9 +57,9 @@ constexpr std::int64_t kDay = 86'400 * kSecond;
 
 // A Store that forwards to a real one, or fails when told: a real SQLite I/O error cannot be
 // provoked on demand, so the 500 paths are tested with this double.
-class FailingStore final : public store::Store {
+class FailingStore final : public test::ForwardingStore {
  public:
-  explicit FailingStore(store::Store& inner) : inner_(inner) {}
+  using ForwardingStore::ForwardingStore;
   std::atomic<bool> fail_reads{false};
   std::atomic<bool> fail_writes{false};
 
@@ -94,14 +96,12 @@ class FailingStore final : public store::Store {
     if (fail_reads) return read_error();
     return inner_.events(run, now, limit);
   }
-  store::Result<std::size_t> purge(std::int64_t now) override { return inner_.purge(now); }
 
  private:
   static Error read_error() {
     return Error("sqlite store x.db: cannot read execution: disk I/O error");
   }
   static Error write_error() { return Error("sqlite store x.db: cannot store: disk I/O error"); }
-  store::Store& inner_;
 };
 
 // One NDJSON event line as JsonlSink writes it.
@@ -753,9 +753,9 @@ TEST_F(ServerTest, ConcurrentBatchesAreAllStoredAndFoldedInOrder) {
 }
 
 // A store whose next write can be held until the test lets it go, failing or not.
-class GatedStore final : public store::Store {
+class GatedStore final : public test::ForwardingStore {
  public:
-  explicit GatedStore(store::Store& inner) : inner_(inner) {}
+  using ForwardingStore::ForwardingStore;
 
   // The next write blocks in write() until release().
   void hold() {
@@ -796,32 +796,8 @@ class GatedStore final : public store::Store {
     if (fail) return Error("sqlite store x.db: cannot store: disk I/O error");
     return inner_.write(events, executions);
   }
-  store::Result<void> put_execution(const server::Execution& e, std::int64_t x) override {
-    return inner_.put_execution(e, x);
-  }
-  store::Result<std::optional<server::Execution>> latest(std::string_view id,
-                                                         std::int64_t now) override {
-    return inner_.latest(id, now);
-  }
-  store::Result<std::optional<server::Execution>> attempt(std::string_view id, int n,
-                                                          std::int64_t now) override {
-    return inner_.attempt(id, n, now);
-  }
-  store::Result<std::vector<store::AttemptSummary>> attempts(std::string_view id,
-                                                             std::int64_t now) override {
-    return inner_.attempts(id, now);
-  }
-  store::Result<void> append_events(std::span<const OwnedEvent> events, std::int64_t x) override {
-    return inner_.append_events(events, x);
-  }
-  store::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
-                                                std::size_t limit) override {
-    return inner_.events(run, now, limit);
-  }
-  store::Result<std::size_t> purge(std::int64_t now) override { return inner_.purge(now); }
 
  private:
-  store::Store& inner_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool held_ = false;
@@ -831,13 +807,7 @@ class GatedStore final : public store::Store {
 };
 
 OwnedEvent writer_event(std::string run, Kind kind, Status status, std::int64_t ts) {
-  OwnedEvent e;
-  e.ts_ns = ts;
-  e.kind = kind;
-  e.status = status;
-  e.run = std::move(run);
-  e.stage = kind == Kind::Run ? "job" : "step";
-  return e;
+  return test::run_event(std::move(run), kind, status, ts, kind == Kind::Run ? "job" : "step");
 }
 
 // The pipeline's failure rule: while write B is in the store, the next request C is folded on
@@ -899,15 +869,7 @@ TEST(IngestWriterTest, ClosedRunsLeaveMemoryAndOpenOnesAreCappedWithoutLosingSte
   FakeClock clock;
   detail::IngestWriter writer(store, {3, clock.fn()});
   const std::int64_t t = clock.now();
-  auto event = [&](std::string run, Kind kind, Status status, std::int64_t ts) {
-    OwnedEvent e;
-    e.ts_ns = ts;
-    e.kind = kind;
-    e.status = status;
-    e.run = std::move(run);
-    e.stage = kind == Kind::Run ? "job" : "step";
-    return e;
-  };
+  auto event = writer_event;
   // Ten open runs: at most three stay in memory.
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 10; ++i) {

@@ -2,10 +2,13 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "fake_clock.hpp"
 #include "stagelog/event.hpp"
+#include "stagelog/parse.hpp"
 
 namespace stagelog::test {
 
@@ -25,6 +28,18 @@ inline Event stage_event(std::string_view stage, Status status,
   e.stage = stage;
   e.message = message;
   e.elapsed_ns = elapsed_ns;
+  return e;
+}
+
+// An event of run `run` as the server's ingest receives it (parsed, owning its strings).
+inline OwnedEvent run_event(std::string run, Kind kind, Status status, std::int64_t ts_ns,
+                            std::string stage) {
+  OwnedEvent e;
+  e.ts_ns = ts_ns;
+  e.kind = kind;
+  e.status = status;
+  e.run = std::move(run);
+  e.stage = std::move(stage);
   return e;
 }
 

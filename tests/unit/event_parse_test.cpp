@@ -20,6 +20,7 @@
 #include "fake_clock.hpp"
 #include "format/format.hpp"
 #include "stagelog/parse.hpp"
+#include "line_mutator.hpp"
 
 namespace stagelog {
 namespace {
@@ -786,53 +787,11 @@ TEST(EventParseTest, SurvivesRandomAndMutatedLines) {
   };
   const std::string alphabet = std::string("{}[]\":,\\ 0123456789.-+eEtrufalsnTZ[]()") +
                                std::string("\0\x7f\xff\xC0\x80\xE2\xED\xA0\n\r\t", 11);
-  std::mt19937 rng(20260104);
-  auto pick = [&](std::size_t n) {
-    return static_cast<std::size_t>(std::uniform_int_distribution<std::size_t>(0, n - 1)(rng));
-  };
-  auto random_char = [&]() -> char {
-    if (pick(4) == 0) return static_cast<char>(pick(256));
-    return alphabet[pick(alphabet.size())];
-  };
+  test::LineMutator mutator(20260104, alphabet);
 
   int accepted_json = 0, accepted_text = 0, rejected = 0, failures = 0;
   for (int iteration = 0; iteration < 20000 && failures < 10; ++iteration) {
-    std::string line;
-    if (pick(10) == 0) {
-      std::size_t n = pick(80);
-      if (pick(2) == 0) line = "{";
-      for (std::size_t i = 0; i < n; ++i) line += random_char();
-    } else {
-      line = seeds[pick(seeds.size())];
-      std::size_t mutations = 1 + pick(3);
-      for (std::size_t m = 0; m < mutations; ++m) {
-        if (line.empty()) line += random_char();
-        std::size_t pos = pick(line.size());
-        switch (pick(7)) {
-          case 0:
-            line[pos] = static_cast<char>(line[pos] ^ (1 << pick(8)));
-            break;
-          case 1:
-            line[pos] = static_cast<char>(pick(256));
-            break;
-          case 2:
-            line.resize(pos);
-            break;
-          case 3:
-            line.insert(pos, 1 + pick(4), random_char());
-            break;
-          case 4:
-            line.erase(pos, 1 + pick(6));
-            break;
-          case 5:
-            line.insert(pos, line.substr(pick(line.size()), pick(12)));
-            break;
-          case 6:
-            line[pos] = random_char();
-            break;
-        }
-      }
-    }
+    std::string line = mutator.next(seeds, "{");
     auto fail = [&](std::string_view why, const std::string& more = {}) {
       ++failures;
       ADD_FAILURE() << why << ": " << printable(line) << "\n  " << more;

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "line_mutator.hpp"
+
 namespace stagelog::detail {
 namespace {
 
@@ -175,39 +177,12 @@ TEST(JsonReaderTest, ReadsMutatedAndRandomInputExactlyAsNlohmann) {
   };
   const std::string alphabet = std::string("{}[]:,\"\\/ 0123456789-+.eEtrufalsnbx\t\r\n") +
                                std::string("\0\x7f\xff\xC0\x80\xC3\xA9\xE2\xED\xA0\xF0\x9F", 14);
-  std::mt19937 rng(20261130);
-  auto pick = [&](std::size_t n) {
-    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
-  };
-  auto random_char = [&]() -> char {
-    if (pick(5) == 0) return static_cast<char>(pick(256));
-    return alphabet[pick(alphabet.size())];
-  };
+  test::LineMutator mutator(20261130, alphabet);
   int accepted = 0;
   int refused = 0;
   int failures = 0;
   for (int iteration = 0; iteration < 30000 && failures < 10; ++iteration) {
-    std::string text;
-    if (pick(10) == 0) {
-      std::size_t n = pick(60);
-      for (std::size_t i = 0; i < n; ++i) text += random_char();
-    } else {
-      text = seeds[pick(seeds.size())];
-      std::size_t edits = 1 + pick(3);
-      for (std::size_t e = 0; e < edits && !text.empty(); ++e) {
-        std::size_t at = pick(text.size());
-        switch (pick(3)) {
-          case 0:
-            text[at] = random_char();
-            break;
-          case 1:
-            text.erase(at, 1 + pick(4));
-            break;
-          default:
-            text.insert(at, 1, random_char());
-        }
-      }
-    }
+    std::string text = mutator.next(seeds, "{");
     Trace ours;
     std::string error;
     bool ours_ok = read_json(text, ours, &error);

@@ -16,6 +16,7 @@
 #include "events.hpp"
 #include "fake_clock.hpp"
 #include "format/format.hpp"
+#include "line_mutator.hpp"
 
 namespace stagelog {
 namespace {
@@ -540,52 +541,11 @@ TEST(ParseTest, SurvivesRandomAndMutatedLines) {
   };
   const std::string alphabet = std::string("[]:-(). s0123456789TZ\r\n\t\"\\AaCSF") +
                                std::string("\0\x7f\xff\xC0\x80\xE2\xED\xA0", 8);
-  std::mt19937 rng(20260104);
-  auto pick = [&](std::size_t n) {
-    return static_cast<std::size_t>(std::uniform_int_distribution<std::size_t>(0, n - 1)(rng));
-  };
-  auto random_char = [&]() -> char {
-    if (pick(4) == 0) return static_cast<char>(pick(256));
-    return alphabet[pick(alphabet.size())];
-  };
+  test::LineMutator mutator(20260104, alphabet);
 
   int accepted = 0, rejected_count = 0, failures = 0;
   for (int iteration = 0; iteration < 20000 && failures < 10; ++iteration) {
-    std::string line;
-    if (pick(10) == 0) {
-      std::size_t n = pick(80);
-      for (std::size_t i = 0; i < n; ++i) line += random_char();
-    } else {
-      line = seeds[pick(seeds.size())];
-      std::size_t mutations = 1 + pick(3);
-      for (std::size_t m = 0; m < mutations; ++m) {
-        if (line.empty()) line += random_char();
-        std::size_t pos = pick(line.size());
-        switch (pick(7)) {
-          case 0:
-            line[pos] = static_cast<char>(line[pos] ^ (1 << pick(8)));
-            break;  // Bit flip.
-          case 1:
-            line[pos] = static_cast<char>(pick(256));
-            break;
-          case 2:
-            line.resize(pos);
-            break;  // Truncate.
-          case 3:
-            line.insert(pos, 1 + pick(4), random_char());
-            break;
-          case 4:
-            line.erase(pos, 1 + pick(6));
-            break;
-          case 5:
-            line.insert(pos, line.substr(pick(line.size()), pick(12)));
-            break;
-          case 6:
-            line[pos] = random_char();
-            break;
-        }
-      }
-    }
+    std::string line = mutator.next(seeds);
     std::string error;
     auto p = parse_line(line, &error);
     if (p.has_value() != parse_line(line).has_value()) {

@@ -1,0 +1,55 @@
+#pragma once
+
+// A Store that forwards every call to another one. Test doubles (a store that fails when told,
+// one that holds a write) derive from it and override only the calls they change.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "stagelog/store/store.hpp"
+
+namespace stagelog::test {
+
+class ForwardingStore : public store::Store {
+ public:
+  explicit ForwardingStore(store::Store& inner) : inner_(inner) {}
+
+  store::Result<void> put_execution(const server::Execution& execution,
+                                    std::int64_t expires_at_ns) override {
+    return inner_.put_execution(execution, expires_at_ns);
+  }
+  store::Result<std::optional<server::Execution>> latest(std::string_view tracking_id,
+                                                         std::int64_t now_ns) override {
+    return inner_.latest(tracking_id, now_ns);
+  }
+  store::Result<std::optional<server::Execution>> attempt(std::string_view tracking_id, int n,
+                                                          std::int64_t now_ns) override {
+    return inner_.attempt(tracking_id, n, now_ns);
+  }
+  store::Result<std::vector<store::AttemptSummary>> attempts(std::string_view tracking_id,
+                                                             std::int64_t now_ns) override {
+    return inner_.attempts(tracking_id, now_ns);
+  }
+  store::Result<void> append_events(std::span<const OwnedEvent> events,
+                                    std::int64_t expires_at_ns) override {
+    return inner_.append_events(events, expires_at_ns);
+  }
+  store::Result<void> write(std::span<const store::EventsWrite> events,
+                            std::span<const store::ExecutionWrite> executions) override {
+    return inner_.write(events, executions);
+  }
+  store::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
+                                                std::size_t limit) override {
+    return inner_.events(run, now_ns, limit);
+  }
+  store::Result<std::size_t> purge(std::int64_t now_ns) override { return inner_.purge(now_ns); }
+
+ protected:
+  store::Store& inner_;
+};
+
+}  // namespace stagelog::test
