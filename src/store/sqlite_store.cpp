@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <exception>
 #include <limits>
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS executions (
   UNIQUE (tracking_id, execution_id)
 );
 CREATE INDEX IF NOT EXISTS executions_by_expiry ON executions (expires_at_ns);
+CREATE INDEX IF NOT EXISTS executions_by_time ON executions (started_at_ns, id);
 CREATE TABLE IF NOT EXISTS step_chunks (
   execution INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
   seq INTEGER NOT NULL,
@@ -82,6 +84,10 @@ constexpr const char* kExecutionColumns =
     "id, tracking_id, execution_id, started_at_ns, completed_at_ns, duration_ms, metadata_json";
 
 constexpr std::size_t kEventsPerInsert = 20;
+// What read_event_row reads, in order; the row's id last.
+constexpr const char* kEventColumnsRead =
+    "ts_ns, kind, level, status, run, worker, component, stage, message, elapsed_ns, "
+    "fields_json, pid, host, fields_in_message, id";
 constexpr int kEventColumns = 15;
 
 // INSERT INTO events (...) VALUES (?,...),(?,...)... for `rows` rows.
@@ -123,7 +129,8 @@ void migrate_from_1(Database& db) {
       "CREATE TABLE step_chunks (execution INTEGER NOT NULL REFERENCES executions (id) ON "
       "DELETE CASCADE, seq INTEGER NOT NULL, count INTEGER NOT NULL, steps_json TEXT NOT NULL, "
       "PRIMARY KEY (execution, seq)) WITHOUT ROWID;"
-      "DROP INDEX executions_by_start; DROP INDEX executions_by_attempt;");
+      "DROP INDEX executions_by_start; DROP INDEX executions_by_attempt;"
+      "CREATE INDEX executions_by_time ON executions (started_at_ns, id);");
   Statement rows(db,
                  "SELECT execution, step, timestamp_ns, status, message, error_details, "
                  "custom_json FROM steps ORDER BY execution, seq");
@@ -204,11 +211,12 @@ struct SqliteStore::Statements {
                         "tracking_id = ?1 AND expires_at_ns > ?2 ORDER BY attempt"),
         insert_event(db, sql_insert_events(1)),
         insert_events(db, sql_insert_events(kEventsPerInsert)),
-        select_events(db,
-                      "SELECT ts_ns, kind, level, status, run, worker, component, stage, "
-                      "message, elapsed_ns, fields_json, pid, host, fields_in_message "
-                      "FROM events WHERE run = ?1 AND expires_at_ns > ?2 "
-                      "ORDER BY ts_ns, id LIMIT ?3"),
+        select_events(db, std::string("SELECT ") + kEventColumnsRead +
+                              " FROM events WHERE run = ?1 AND expires_at_ns > ?2 "
+                              "ORDER BY ts_ns, id LIMIT ?3"),
+        select_events_after(db, std::string("SELECT ") + kEventColumnsRead +
+                                    " FROM events WHERE run = ?1 AND expires_at_ns > ?2 AND "
+                                    "(ts_ns, id) > (?4, ?5) ORDER BY ts_ns, id LIMIT ?3"),
         purge_executions(db, "DELETE FROM executions WHERE expires_at_ns <= ?1"),
         purge_events(db, "DELETE FROM events WHERE expires_at_ns <= ?1") {}
 
@@ -227,6 +235,7 @@ struct SqliteStore::Statements {
   Statement insert_events;          // kEventsPerInsert rows.
   std::vector<std::string> fields;  // The fields' JSON of the rows being inserted.
   Statement select_events;
+  Statement select_events_after;
   Statement purge_executions;
   Statement purge_events;
 };
@@ -658,52 +667,172 @@ Result<void> SqliteStore::write(std::span<const EventsWrite> events,
   }
 }
 
+namespace {
+
+// The event of a row of kEventColumnsRead. Throws std::runtime_error for a row no stagelog
+// wrote.
+OwnedEvent read_event_row(Statement& s) {
+  OwnedEvent e;
+  e.ts_ns = s.int64(0);
+  std::string kind = s.text(1);
+  std::string level = s.text(2);
+  auto k = parse_kind(kind);
+  auto l = parse_level(level);
+  if (!k || !l) {
+    throw std::runtime_error("unknown kind or level \"" + kind + "\" / \"" + level + "\"");
+  }
+  e.kind = *k;
+  e.level = *l;
+  if (!s.is_null(3)) {
+    std::string status = s.text(3);
+    auto st = parse_status(status);
+    if (!st) throw std::runtime_error("unknown status \"" + status + "\"");
+    e.status = *st;
+  }
+  e.run = s.text(4);
+  e.worker = s.text(5);
+  e.component = s.text(6);
+  e.stage = s.text(7);
+  e.message = s.text(8);
+  e.elapsed_ns = s.opt_int64(9);
+  std::string fields = s.text(10);
+  if (!read_fields(fields, e)) {
+    throw std::runtime_error("stored fields are not a JSON object: " +
+                             std::string(nonempty_or(fields, "(empty)")));
+  }
+  e.pid = s.int64(11);
+  e.host = s.text(12);
+  e.fields_in_message = s.int64(13) != 0;
+  return e;
+}
+
+std::int64_t sql_limit(std::size_t limit) {
+  constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(std::min(limit, kMax));
+}
+
+}  // namespace
+
 Result<std::vector<OwnedEvent>> SqliteStore::events(std::string_view run, std::int64_t now_ns,
                                                     std::size_t limit) {
   std::lock_guard lock(mutex_);
   try {
     Statement& s = st_->select_events;
     ScopedReset reset(s);
-    constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
-    s.bind(1, run).bind(2, now_ns).bind(3, static_cast<std::int64_t>(std::min(limit, kMax)));
+    s.bind(1, run).bind(2, now_ns).bind(3, sql_limit(limit));
     std::vector<OwnedEvent> out;
+    while (s.step()) out.push_back(read_event_row(s));
+    return out;
+  } catch (...) {
+    return error("cannot read events");
+  }
+}
+
+Result<std::vector<StoredEvent>> SqliteStore::event_page(std::string_view run,
+                                                         std::optional<Position> after,
+                                                         std::size_t limit, std::int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    Statement& s = after ? st_->select_events_after : st_->select_events;
+    ScopedReset reset(s);
+    s.bind(1, run).bind(2, now_ns).bind(3, sql_limit(limit));
+    if (after) s.bind(4, after->ns).bind(5, after->seq);
+    std::vector<StoredEvent> out;
     while (s.step()) {
-      OwnedEvent e;
-      e.ts_ns = s.int64(0);
-      std::string kind = s.text(1);
-      std::string level = s.text(2);
-      auto k = parse_kind(kind);
-      auto l = parse_level(level);
-      if (!k || !l) {
-        throw std::runtime_error("unknown kind or level \"" + kind + "\" / \"" + level + "\"");
-      }
-      e.kind = *k;
-      e.level = *l;
-      if (!s.is_null(3)) {
-        std::string status = s.text(3);
-        auto st = parse_status(status);
-        if (!st) throw std::runtime_error("unknown status \"" + status + "\"");
-        e.status = *st;
-      }
-      e.run = s.text(4);
-      e.worker = s.text(5);
-      e.component = s.text(6);
-      e.stage = s.text(7);
-      e.message = s.text(8);
-      e.elapsed_ns = s.opt_int64(9);
-      std::string fields = s.text(10);
-      if (!read_fields(fields, e)) {
-        throw std::runtime_error("stored fields are not a JSON object: " +
-                                 std::string(nonempty_or(fields, "(empty)")));
-      }
-      e.pid = s.int64(11);
-      e.host = s.text(12);
-      e.fields_in_message = s.int64(13) != 0;
-      out.push_back(std::move(e));
+      OwnedEvent e = read_event_row(s);
+      Position at{e.ts_ns, s.int64(14)};
+      out.push_back(StoredEvent{std::move(e), at});
     }
     return out;
   } catch (...) {
     return error("cannot read events");
+  }
+}
+
+Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const ExecutionQuery& query,
+                                                                   std::int64_t now_ns) {
+  for (const auto& [key, value] : query.metadata) {
+    bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+    });
+    if (!plain) {
+      return Error("sqlite store " + path_.string() + ": cannot list executions: metadata key \"" +
+                   key + "\" may hold only letters, digits, '_' and '-'");
+    }
+  }
+  // One statement per shape of query, built here: every value is a bound parameter.
+  std::string sql =
+      "SELECT id, tracking_id, attempt, execution_id, started_at_ns, completed_at_ns, "
+      "duration_ms, final_status, steps_count, metadata_json FROM executions "
+      "WHERE expires_at_ns > ?1";
+  int next = 2;
+  auto param = [&] { return "?" + std::to_string(next++); };
+  if (query.final_status) {
+    sql += *query.final_status == "unknown" ? " AND final_status IS NULL"
+                                            : " AND final_status = " + param();
+  }
+  if (query.since_ns) sql += " AND started_at_ns >= " + param();
+  if (query.until_ns) sql += " AND started_at_ns < " + param();
+  for (std::size_t i = 0; i < query.metadata.size(); ++i) {
+    // The value as text: a string as it is, anything else as its JSON text.
+    std::string path = param();
+    std::string extract = "json_extract(metadata_json, " + path + ")";
+    sql += " AND (CASE json_type(metadata_json, " + path +
+           ") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
+           "WHEN 'integer' THEN CAST(" +
+           extract + " AS TEXT) WHEN 'real' THEN CAST(" + extract + " AS TEXT) ELSE " + extract +
+           " END) = " + param();
+  }
+  if (query.after) {
+    std::string ns = param();
+    std::string seq = param();
+    sql += " AND (started_at_ns, id) < (" + ns + ", " + seq + ")";
+  }
+  sql += " ORDER BY started_at_ns DESC, id DESC LIMIT " + param();
+
+  std::lock_guard lock(mutex_);
+  try {
+    Statement s(*db_, sql);
+    int p = 1;
+    s.bind(p++, now_ns);
+    if (query.final_status && *query.final_status != "unknown") {
+      s.bind(p++, std::string_view(*query.final_status));
+    }
+    if (query.since_ns) s.bind(p++, *query.since_ns);
+    if (query.until_ns) s.bind(p++, *query.until_ns);
+    std::vector<std::string> paths;
+    paths.reserve(query.metadata.size());
+    for (const auto& [key, value] : query.metadata) {
+      std::string path = "$.\"";
+      path += key;
+      path += '"';
+      paths.push_back(std::move(path));
+      s.bind(p++, std::string_view(paths.back()));
+      s.bind(p++, std::string_view(value));
+    }
+    if (query.after) {
+      s.bind(p++, query.after->ns);
+      s.bind(p++, query.after->seq);
+    }
+    s.bind(p++, sql_limit(query.limit));
+    std::vector<ExecutionSummary> out;
+    while (s.step()) {
+      ExecutionSummary e;
+      e.position = Position{s.int64(4), s.int64(0)};
+      e.tracking_id = s.text(1);
+      e.attempt.n = static_cast<int>(s.int64(2));
+      e.attempt.execution_id = s.text(3);
+      e.attempt.started_at_ns = s.int64(4);
+      e.attempt.completed_at_ns = s.opt_int64(5);
+      e.attempt.duration_ms = s.opt_int64(6);
+      e.attempt.final_status = s.is_null(7) ? "unknown" : s.text(7);
+      e.attempt.step_count = static_cast<std::size_t>(s.int64(8));
+      e.metadata_json = s.text(9);
+      out.push_back(std::move(e));
+    }
+    return out;
+  } catch (...) {
+    return error("cannot list executions");
   }
 }
 

@@ -59,6 +59,10 @@ class SqliteStore final : public Store {
                      std::span<const ExecutionWrite> executions) override;
   Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
                                          std::size_t limit) override;
+  Result<std::vector<ExecutionSummary>> list_executions(const ExecutionQuery& query,
+                                                        std::int64_t now_ns) override;
+  Result<std::vector<StoredEvent>> event_page(std::string_view run, std::optional<Position> after,
+                                              std::size_t limit, std::int64_t now_ns) override;
   Result<std::size_t> purge(std::int64_t now_ns) override;
 
   const std::filesystem::path& path() const noexcept { return path_; }

@@ -46,6 +46,16 @@ class ForwardingStore : public store::Store {
                                                 std::size_t limit) override {
     return inner_.events(run, now_ns, limit);
   }
+  store::Result<std::vector<store::ExecutionSummary>> list_executions(
+      const store::ExecutionQuery& query, std::int64_t now_ns) override {
+    return inner_.list_executions(query, now_ns);
+  }
+  store::Result<std::vector<store::StoredEvent>> event_page(std::string_view run,
+                                                            std::optional<store::Position> after,
+                                                            std::size_t limit,
+                                                            std::int64_t now_ns) override {
+    return inner_.event_page(run, after, limit, now_ns);
+  }
   store::Result<std::size_t> purge(std::int64_t now_ns) override { return inner_.purge(now_ns); }
 
  protected:

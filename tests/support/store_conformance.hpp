@@ -482,6 +482,118 @@ TEST_P(StoreConformanceTest, ALargeWriteKeepsEveryEventWhole) {
   }
 }
 
+// The tracking ids of a listing, in its order.
+inline std::vector<std::string> ids(const std::vector<store::ExecutionSummary>& rows) {
+  std::vector<std::string> out;
+  for (const auto& r : rows) out.push_back(r.tracking_id);
+  return out;
+}
+
+TEST_P(StoreConformanceTest, ListsLiveAttemptsNewestFirstFilteredByStatusTimeAndMetadata) {
+  using namespace conformance;
+  server::Execution failed = seed_execution("A", "exec_a", kT0);  // Last step failed.
+  server::Execution done = seed_execution("B", "exec_b", kT0 + kSecond);
+  done.steps.resize(2);  // Last step completed.
+  done.metadata_json = R"({"tier":"basic","n":3,"ok":true,"ratio":2.5,"none":null})";
+  server::Execution open = seed_execution("C", "exec_c", kT0 + 2 * kSecond);
+  open.steps.clear();
+  open.completed_at_ns.reset();
+  server::Execution expired = seed_execution("D", "exec_d", kT0 + 3 * kSecond);
+  ok(store_->put_execution(failed, kT0 + kDay));
+  ok(store_->put_execution(done, kT0 + kDay));
+  ok(store_->put_execution(open, kT0 + kDay));
+  ok(store_->put_execution(expired, kT0 + 1));
+
+  auto list = [&](const store::ExecutionQuery& q) {
+    return ids(ok(store_->list_executions(q, kT0 + 1)));
+  };
+  store::ExecutionQuery all;
+  EXPECT_THAT(list(all), ElementsAre("C", "B", "A"));
+  auto rows = ok(store_->list_executions(all, kT0 + 1));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[1].attempt.execution_id, "exec_b");
+  EXPECT_EQ(rows[1].attempt.n, 1);
+  EXPECT_EQ(rows[1].attempt.final_status, "completed");
+  EXPECT_EQ(rows[1].attempt.step_count, 2u);
+  EXPECT_EQ(rows[1].metadata_json, done.metadata_json);
+  EXPECT_EQ(rows[0].attempt.final_status, "unknown");
+
+  store::ExecutionQuery q;
+  q.final_status = "failed";
+  EXPECT_THAT(list(q), ElementsAre("A"));
+  q.final_status = "unknown";
+  EXPECT_THAT(list(q), ElementsAre("C"));
+  q = {};
+  q.since_ns = kT0 + kSecond;
+  EXPECT_THAT(list(q), ElementsAre("C", "B"));
+  q.until_ns = kT0 + 2 * kSecond;
+  EXPECT_THAT(list(q), ElementsAre("B"));
+  q = {};
+  q.metadata = {{"tier", "comprehensive"}};
+  EXPECT_THAT(list(q), ElementsAre("C", "A"));
+  for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"tier", "basic"}, {"n", "3"}, {"ok", "true"}, {"ratio", "2.5"}, {"none", "null"}}) {
+    q.metadata = {{key, value}};
+    EXPECT_THAT(list(q), ElementsAre("B")) << key;
+  }
+  q.metadata = {{"tier", "basic"}, {"n", "4"}};
+  EXPECT_TRUE(list(q).empty());
+  q.metadata = {{"missing", "x"}};
+  EXPECT_TRUE(list(q).empty());
+  q.metadata = {{"bad\"key", "x"}};
+  EXPECT_FALSE(store_->list_executions(q, kT0 + 1));
+  q = {};
+  q.limit = 2;
+  EXPECT_THAT(list(q), ElementsAre("C", "B"));
+}
+
+TEST_P(StoreConformanceTest, ListPagesStayStableWhileNewAttemptsArrive) {
+  using namespace conformance;
+  for (int i = 0; i < 5; ++i) {
+    // Two share a start time: insertion order breaks the tie.
+    std::int64_t start = kT0 + std::min(i, 3) * kSecond;
+    ok(store_->put_execution(
+        seed_execution(std::string(1, static_cast<char>('a' + i)), "exec", start), kT0 + kDay));
+  }
+  store::ExecutionQuery q;
+  q.limit = 2;
+  auto first = ok(store_->list_executions(q, kT0));
+  EXPECT_THAT(ids(first), ElementsAre("e", "d"));
+  // A newer attempt arrives between two pages: it does not shift the next one.
+  ok(store_->put_execution(seed_execution("new", "exec", kT0 + 9 * kSecond), kT0 + kDay));
+  q.after = first.back().position;
+  auto second = ok(store_->list_executions(q, kT0));
+  EXPECT_THAT(ids(second), ElementsAre("c", "b"));
+  q.after = second.back().position;
+  auto third = ok(store_->list_executions(q, kT0));
+  EXPECT_THAT(ids(third), ElementsAre("a"));
+  q.after = third.back().position;
+  EXPECT_TRUE(ok(store_->list_executions(q, kT0)).empty());
+}
+
+TEST_P(StoreConformanceTest, EventPagesContinueAfterTheLastEventRead) {
+  using namespace conformance;
+  std::vector<OwnedEvent> first = {event("r", kT0 + 30, "c"), event("r", kT0 + 10, "a")};
+  std::vector<OwnedEvent> second = {event("r", kT0 + 20, "b1"), event("r", kT0 + 20, "b2"),
+                                    event("other", kT0, "x")};
+  ok(store_->append_events(first, kT0 + kDay));
+  ok(store_->append_events(second, kT0 + kDay));
+  std::vector<std::string> stages;
+  std::optional<store::Position> after;
+  for (int page = 0; page < 10; ++page) {
+    auto got = ok(store_->event_page("r", after, 2, kT0));
+    if (got.empty()) break;
+    for (const auto& e : got) stages.push_back(e.event.stage);
+    after = got.back().position;
+  }
+  EXPECT_THAT(stages, ElementsAre("a", "b1", "b2", "c"));
+  auto whole = ok(store_->event_page("r", std::nullopt, 10, kT0));
+  ASSERT_EQ(whole.size(), 4u);
+  expect_same(whole[3].event, first[0]);
+  EXPECT_EQ(whole[1].position.ns, kT0 + 20);
+  EXPECT_TRUE(ok(store_->event_page("r", std::nullopt, 10, kT0 + kDay)).empty());  // Expired.
+}
+
 TEST_P(StoreConformanceTest, ReopenedStoreHasEverything) {
   using namespace conformance;
   server::Execution e = seed_execution();

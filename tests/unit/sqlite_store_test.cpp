@@ -98,6 +98,11 @@ TEST(SqliteStoreTest, UsesTheIndexesForLatestAndPurge) {
     EXPECT_THAT(plan(sql), HasSubstr("USING INDEX sqlite_autoindex_executions_1 (tracking_id=?)"))
         << sql;
   }
+  // The listing walks the time index newest first, whatever it filters on.
+  EXPECT_THAT(plan("SELECT id FROM executions WHERE expires_at_ns > 0 AND final_status = 'x' "
+                   "AND (started_at_ns, id) < (5, 6) ORDER BY started_at_ns DESC, id DESC "
+                   "LIMIT 10"),
+              AllOf(HasSubstr("executions_by_time"), ::testing::Not(HasSubstr("TEMP B-TREE"))));
   EXPECT_THAT(plan("DELETE FROM executions WHERE expires_at_ns <= 5"),
               HasSubstr("executions_by_expiry"));
   EXPECT_THAT(plan("DELETE FROM events WHERE expires_at_ns <= 5"), HasSubstr("events_by_expiry"));

@@ -90,6 +90,41 @@ struct AttemptSummary {
   std::size_t step_count = 0;
 };
 
+// Where a row stands in a listing, to continue after it: list_executions orders attempts by
+// (started_at_ns, seq) descending, event_page orders events by (ts_ns, seq) ascending. seq is
+// the store's insertion order, unique within the listing.
+struct Position {
+  std::int64_t ns = 0;
+  std::int64_t seq = 0;
+  friend bool operator==(const Position&, const Position&) = default;
+};
+
+// What list_executions lists: live attempts of every tracking id, newest start first.
+struct ExecutionQuery {
+  std::optional<std::string> final_status;  // completed, failed, in_progress, skipped, unknown
+  std::optional<std::int64_t> since_ns;     // started_at_ns >= since_ns
+  std::optional<std::int64_t> until_ns;     // started_at_ns < until_ns
+  // Metadata key = value, all of them: a string value as it is, any other as its JSON text
+  // (3, 2.5, true, null).
+  std::vector<std::pair<std::string, std::string>> metadata;
+  std::size_t limit = 50;
+  std::optional<Position> after;  // The last row of the previous page.
+};
+
+// One line of a list_executions listing.
+struct ExecutionSummary {
+  std::string tracking_id;
+  AttemptSummary attempt;
+  std::string metadata_json;
+  Position position;
+};
+
+// One event of an event_page.
+struct StoredEvent {
+  OwnedEvent event;
+  Position position;
+};
+
 // Events for Store::write, all expiring at once.
 struct EventsWrite {
   std::span<const OwnedEvent> events;
@@ -167,6 +202,17 @@ class Store {
   // Up to `limit` live events of a run, by ts_ns, then by order of appending.
   virtual Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
                                                  std::size_t limit) = 0;
+
+  // Up to query.limit live attempts matching the query, by started_at_ns descending, then by
+  // insertion order descending; after query.after when set. A listing is stable while new
+  // data arrives: an attempt stored later never shifts the pages after one already read.
+  virtual Result<std::vector<ExecutionSummary>> list_executions(const ExecutionQuery& query,
+                                                                std::int64_t now_ns) = 0;
+
+  // Up to `limit` live events of a run, in events()'s order, after `after` when set.
+  virtual Result<std::vector<StoredEvent>> event_page(std::string_view run,
+                                                      std::optional<Position> after,
+                                                      std::size_t limit, std::int64_t now_ns) = 0;
 
   // Removes everything expired at now_ns (expires_at_ns <= now_ns) and returns how many
   // attempts and events it removed (an attempt counts once, whatever its step count).
