@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -31,7 +33,9 @@
 #include "server/http_errors.hpp"
 #include "server/ingest.hpp"
 #include "stagelog/error.hpp"
+#include "stagelog/parse.hpp"
 #include "stagelog/server/execution.hpp"
+#include "workflow/sha256.hpp"
 
 namespace stagelog::server {
 
@@ -57,7 +61,15 @@ std::string timestamp_text(std::int64_t ns) {
 
 // ---- Routes ----------------------------------------------------------------------------------
 
-enum class RouteId { Healthz, Events, Execution, Attempts, ExecutionLog };
+enum class RouteId {
+  Healthz,
+  Events,
+  Executions,  // The listing.
+  Execution,
+  Attempts,
+  ExecutionEvents,  // A run's raw events.
+  ExecutionLog
+};
 
 struct Route {
   RouteId id;
@@ -120,12 +132,17 @@ std::variant<Route, ApiError> parse_route(std::string_view target) {
   const std::size_t n = segments.size();
   if (n == 1 && segments[0] == "healthz") return Route{RouteId::Healthz, {}};
   if (n == 3 && is({"api", "v1", "events"})) return Route{RouteId::Events, {}};
+  if (n == 3 && is({"api", "v1", "executions"})) return Route{RouteId::Executions, {}};
   if (n == 4 && is({"api", "v1", "executions"}) && !segments[3].empty()) {
     return Route{RouteId::Execution, std::move(segments[3])};
   }
   if (n == 5 && is({"api", "v1", "executions"}) && !segments[3].empty() &&
       segments[4] == "attempts") {
     return Route{RouteId::Attempts, std::move(segments[3])};
+  }
+  if (n == 5 && is({"api", "v1", "executions"}) && !segments[3].empty() &&
+      segments[4] == "events") {
+    return Route{RouteId::ExecutionEvents, std::move(segments[3])};
   }
   if (n == 3 && is({"api", "execution-logs"}) && !segments[2].empty()) {
     return Route{RouteId::ExecutionLog, std::move(segments[2])};
@@ -141,7 +158,9 @@ std::vector<std::string_view> methods_of(RouteId id) {
     case RouteId::Execution:
       return {"GET", "HEAD", "PUT"};
     case RouteId::Healthz:
+    case RouteId::Executions:
     case RouteId::Attempts:
+    case RouteId::ExecutionEvents:
     case RouteId::ExecutionLog:
       break;
   }
@@ -215,6 +234,8 @@ struct Server::Impl {
   void get_execution_log(const std::string& id, httplib::Response& res);
   void get_execution(const std::string& id, const httplib::Request& req, httplib::Response& res);
   void get_attempts(const std::string& id, httplib::Response& res);
+  void list_executions(const httplib::Request& req, httplib::Response& res);
+  void get_events(const std::string& id, const httplib::Request& req, httplib::Response& res);
 
   // The routes with a body.
   void with_body(const httplib::Request& req, httplib::Response& res,
@@ -359,6 +380,12 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
     case RouteId::Attempts:
       get_attempts(route.tracking_id, res);
       return;
+    case RouteId::Executions:
+      list_executions(req, res);
+      return;
+    case RouteId::ExecutionEvents:
+      get_events(route.tracking_id, req, res);
+      return;
     case RouteId::Events:
       break;
   }
@@ -432,6 +459,211 @@ void Server::Impl::get_attempts(const std::string& id, httplib::Response& res) {
   body["success"] = true;
   body["tracking_id"] = id;
   body["attempts"] = std::move(attempts);
+  reply_json(res, 200, detail::dump_json(body));
+}
+
+// ---- Listings --------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::size_t kDefaultLimit = 50;
+constexpr std::size_t kMaxLimit = 1000;
+constexpr std::size_t kMaxMetadataFilters = 16;
+
+ApiError bad_request(std::string message) {
+  return ApiError{ApiErrorKind::BadRequest, std::move(message), nullptr};
+}
+
+// limit=N: 1 to kMaxLimit, kDefaultLimit when absent.
+std::variant<std::size_t, ApiError> parse_limit(const httplib::Request& req) {
+  if (!req.has_param("limit")) return kDefaultLimit;
+  std::string text = req.get_param_value("limit");
+  std::size_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n < 1) {
+    return bad_request("limit: expected a whole number from 1 to " + std::to_string(kMaxLimit) +
+                       ", got \"" + text + "\"");
+  }
+  if (n > kMaxLimit) {
+    return bad_request("limit: " + text + " is over the maximum of " + std::to_string(kMaxLimit));
+  }
+  return n;
+}
+
+// A point in time: a UTC timestamp (2026-01-04T19:30:15.234Z) or a duration before now (7d).
+std::variant<std::int64_t, ApiError> parse_time(std::string_view name, const std::string& text,
+                                                std::int64_t now_ns) {
+  if (auto ns = parse_timestamp(text)) return *ns;
+  if (auto ago = detail::parse_duration(text)) return now_ns - ago->count();
+  return bad_request(std::string(name) + ": expected a UTC timestamp like " +
+                     "2026-01-04T19:30:15.234Z or a duration before now like 7d, got \"" + text +
+                     "\"");
+}
+
+// Cursors: "v1.<ns>.<seq>.<query>", query being the first 16 hex digits of the SHA-256 of
+// what the listing was asked (so a cursor cannot continue another query).
+std::string query_hash(std::string_view canonical) {
+  auto digest = detail::sha256(canonical);
+  return detail::to_hex(std::span<const unsigned char>(digest.data(), 8));
+}
+
+std::string make_cursor(const store::Position& at, std::string_view canonical) {
+  return "v1." + std::to_string(at.ns) + "." + std::to_string(at.seq) + "." + query_hash(canonical);
+}
+
+std::variant<store::Position, ApiError> parse_cursor(const std::string& text,
+                                                     std::string_view canonical) {
+  auto bad = [&] { return bad_request("cursor: \"" + text + "\" is not a cursor of this API"); };
+  std::vector<std::string_view> parts;
+  std::string_view rest = text;
+  for (std::size_t dot; (dot = rest.find('.')) != std::string_view::npos;) {
+    parts.push_back(rest.substr(0, dot));
+    rest.remove_prefix(dot + 1);
+  }
+  parts.push_back(rest);
+  if (parts.size() != 4 || parts[0] != "v1") return bad();
+  store::Position at;
+  for (auto [part, out] : {std::pair{parts[1], &at.ns}, std::pair{parts[2], &at.seq}}) {
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), *out);
+    if (ec != std::errc() || end != part.data() + part.size() || part.empty()) return bad();
+  }
+  if (parts[3] != query_hash(canonical)) {
+    return bad_request("cursor: it continues another query (its filters differ from these)");
+  }
+  return at;
+}
+
+template <typename T>
+const ApiError* error_of(const std::variant<T, ApiError>& v) {
+  return std::get_if<ApiError>(&v);
+}
+
+}  // namespace
+
+void Server::Impl::list_executions(const httplib::Request& req, httplib::Response& res) {
+  const std::int64_t now_ns = now();
+  store::ExecutionQuery query;
+  // What the listing was asked, in one order whatever the order of the parameters: the
+  // cursor's query hash.
+  std::vector<std::string> canonical;
+  for (const auto& [name, value] : req.params) {
+    if (name == "cursor") continue;
+    if (name != "limit") canonical.push_back(name + "=" + value);
+    if (name == "status") {
+      static const std::vector<std::string_view> kStatuses = {"completed", "failed", "in_progress",
+                                                              "skipped", "unknown"};
+      if (std::find(kStatuses.begin(), kStatuses.end(), value) == kStatuses.end()) {
+        return reply(res, bad_request("status: expected completed, failed, in_progress, "
+                                      "skipped or unknown, got \"" +
+                                      value + "\""));
+      }
+      query.final_status = value;
+    } else if (name == "since" || name == "until") {
+      auto t = parse_time(name, value, now_ns);
+      if (const ApiError* e = error_of(t)) return reply(res, *e);
+      (name == "since" ? query.since_ns : query.until_ns) = std::get<std::int64_t>(t);
+    } else if (name.starts_with("metadata.")) {
+      std::string key = name.substr(9);
+      bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+      });
+      if (!plain) {
+        return reply(res, bad_request("metadata." + key +
+                                      ": a metadata key may hold only letters, digits, '_' "
+                                      "and '-'"));
+      }
+      if (query.metadata.size() == kMaxMetadataFilters) {
+        return reply(res, bad_request("at most " + std::to_string(kMaxMetadataFilters) +
+                                      " metadata filters"));
+      }
+      query.metadata.emplace_back(std::move(key), value);
+    } else if (name == "q" || name == "worker" || name == "stage") {
+      return reply(res, bad_request(name + ": this filter is not supported by this server yet "
+                                           "(supported: status, since, until, metadata.<key>, "
+                                           "limit, cursor)"));
+    } else if (name != "limit") {
+      return reply(res, bad_request("unknown parameter \"" + name +
+                                    "\" (supported: status, since, until, metadata.<key>, "
+                                    "limit, cursor)"));
+    }
+  }
+  if (query.since_ns && query.until_ns && *query.since_ns >= *query.until_ns) {
+    return reply(res, bad_request("since must be before until"));
+  }
+  std::sort(canonical.begin(), canonical.end());
+  std::string canonical_text = "executions";
+  for (const std::string& c : canonical) canonical_text += "&" + c;
+  auto limit = parse_limit(req);
+  if (const ApiError* e = error_of(limit)) return reply(res, *e);
+  if (req.has_param("cursor")) {
+    auto at = parse_cursor(req.get_param_value("cursor"), canonical_text);
+    if (const ApiError* e = error_of(at)) return reply(res, *e);
+    query.after = std::get<store::Position>(at);
+  }
+  query.limit = std::get<std::size_t>(limit) + 1;  // One more: is there a next page?
+  auto rows = store.list_executions(query, now_ns);
+  if (!rows) return reply(res, store_failure(rows.error()));
+  bool more = rows->size() > std::get<std::size_t>(limit);
+  if (more) rows->pop_back();
+  Json list = Json::array();
+  for (const store::ExecutionSummary& row : *rows) {
+    const store::AttemptSummary& a = row.attempt;
+    Json item = Json::object();
+    item["tracking_id"] = row.tracking_id;
+    item["attempt"] = a.n;
+    item["execution_id"] = a.execution_id;
+    item["started_at"] = timestamp_text(a.started_at_ns);
+    item["completed_at"] = a.completed_at_ns ? Json(timestamp_text(*a.completed_at_ns)) : Json();
+    item["duration_ms"] = a.duration_ms ? Json(*a.duration_ms) : Json();
+    item["duration_readable"] = a.duration_ms ? Json(readable_duration(*a.duration_ms)) : Json();
+    item["final_status"] = a.final_status;
+    item["total_steps"] = a.step_count;
+    Json metadata = Json::parse(row.metadata_json, nullptr, /*allow_exceptions=*/false);
+    item["metadata"] = metadata.is_object() ? std::move(metadata) : Json::object();
+    list.push_back(std::move(item));
+  }
+  Json body = Json::object();
+  body["success"] = true;
+  body["executions"] = std::move(list);
+  body["next_cursor"] = more ? Json(make_cursor(rows->back().position, canonical_text)) : Json();
+  reply_json(res, 200, detail::dump_json(body));
+}
+
+void Server::Impl::get_events(const std::string& id, const httplib::Request& req,
+                              httplib::Response& res) {
+  for (const auto& [name, value] : req.params) {
+    if (name != "limit" && name != "cursor") {
+      return reply(res,
+                   bad_request("unknown parameter \"" + name + "\" (supported: limit, cursor)"));
+    }
+  }
+  const std::string canonical = "events&" + id;
+  auto limit = parse_limit(req);
+  if (const ApiError* e = error_of(limit)) return reply(res, *e);
+  std::optional<store::Position> after;
+  if (req.has_param("cursor")) {
+    auto at = parse_cursor(req.get_param_value("cursor"), canonical);
+    if (const ApiError* e = error_of(at)) return reply(res, *e);
+    after = std::get<store::Position>(at);
+  }
+  std::size_t n = std::get<std::size_t>(limit);
+  auto page = store.event_page(id, after, n + 1, now());
+  if (!page) return reply(res, store_failure(page.error()));
+  bool more = page->size() > n;
+  if (more) page->pop_back();
+  // The events as JSONL writes them, one object each.
+  std::string events = "[";
+  for (const store::StoredEvent& e : *page) {
+    if (events.size() > 1) events += ',';
+    detail::format_json(e.event.view(), events);
+    events.pop_back();  // Its newline.
+  }
+  events += ']';
+  Json body = Json::object();
+  body["success"] = true;
+  body["tracking_id"] = id;
+  body["events"] = Json::parse(events);
+  body["next_cursor"] = more ? Json(make_cursor(page->back().position, canonical)) : Json();
   reply_json(res, 200, detail::dump_json(body));
 }
 
@@ -532,8 +764,7 @@ void Server::Impl::post_events(const httplib::Request& req, httplib::Response& r
                                const httplib::ContentReader& reader) {
   std::optional<Write> write = read_write(req, res, reader);
   if (!write) return;
-  detail::ParsedBatch batch =
-      detail::parse_batch(write->body, options.max_event_bytes);
+  detail::ParsedBatch batch = detail::parse_batch(write->body, options.max_event_bytes);
   write->body = std::string();  // Not held while waiting for the store.
 
   Json answer = Json::object();

@@ -29,9 +29,10 @@
 #include <utility>
 #include <vector>
 
-#include "eventually.hpp"
 #include "events.hpp"
+#include "eventually.hpp"
 #include "fake_clock.hpp"
+#include "format/format.hpp"
 #include "forwarding_store.hpp"
 #include "seed_004.hpp"
 #include "server/ingest.hpp"
@@ -827,8 +828,8 @@ TEST(IngestWriterTest, AWriteFoldedOnAFailedOneFailsAndTheRetryStartsFromTheStor
   store.hold();
   store::Result<void> b_result;
   std::thread b([&] {
-    b_result = writer.add_events({writer_event("job", Kind::Stage, Status::Completed, t + 2)},
-                                 t + kDay);
+    b_result =
+        writer.add_events({writer_event("job", Kind::Stage, Status::Completed, t + 2)}, t + kDay);
   });
   ASSERT_TRUE(eventually([&] { return store.holding_a_write(); }));
   store::Result<void> c_result;
@@ -903,6 +904,144 @@ TEST(IngestWriterTest, ClosedRunsLeaveMemoryAndOpenOnesAreCappedWithoutLosingSte
   auto closed = store.latest("closed", t);
   ASSERT_TRUE(closed && *closed);
   EXPECT_TRUE((*closed)->completed_at_ns.has_value());
+}
+
+// ---- Listings --------------------------------------------------------------------------------
+
+std::string timestamp_text(std::int64_t ns) {
+  std::string out;
+  detail::append_timestamp(out, ns);
+  return out;
+}
+
+// A run of `n` stages (started and completed) posted as events, starting at `start`.
+std::string run_lines(const std::string& run, std::int64_t start, int stages,
+                      const std::string& fields = "{}") {
+  std::string body = event_line(run, "run", run, "starting", start, fields) + "\n";
+  for (int i = 0; i < stages; ++i) {
+    std::string stage = "S" + std::to_string(i);
+    body += event_line(run, "stage", stage, "starting", start + 2 * i + 1) + "\n";
+    body += event_line(run, "stage", stage, "completed", start + 2 * i + 2) + "\n";
+  }
+  return body;
+}
+
+std::vector<std::string> listed_ids(const Json& body) {
+  std::vector<std::string> out;
+  for (const auto& e : body["executions"]) out.push_back(e["tracking_id"].get<std::string>());
+  return out;
+}
+
+TEST_F(ServerTest, ListsExecutionsNewestFirstWithFiltersAndCursorPages) {
+  start();
+  const std::int64_t t = clock_.now() - kSecond * 100;
+  for (int i = 0; i < 5; ++i) {
+    std::string fields = i % 2 == 0 ? R"({"tier":"gold"})" : R"({"tier":"basic"})";
+    ASSERT_STATUS(post(run_lines("job-" + std::to_string(i), t + i * kSecond, 2, fields)), 200);
+  }
+  // job-4 fails.
+  ASSERT_STATUS(post(event_line("job-4", "run", "job-4", "failed", t + 4 * kSecond + 9) + "\n"),
+                200);
+
+  auto r = get("/api/v1/executions", read_);
+  ASSERT_STATUS(r, 200);
+  Json body = Json::parse(r->body);
+  EXPECT_EQ(body["success"], true);
+  EXPECT_THAT(listed_ids(body), ElementsAre("job-4", "job-3", "job-2", "job-1", "job-0"));
+  EXPECT_TRUE(body["next_cursor"].is_null());
+  const Json& first = body["executions"][0];
+  EXPECT_EQ(first["final_status"], "failed");
+  EXPECT_EQ(first["attempt"], 1);
+  EXPECT_EQ(first["metadata"]["tier"], "gold");
+  EXPECT_TRUE(first["completed_at"].is_string());
+  EXPECT_EQ(body["executions"][1]["final_status"], "completed");
+  EXPECT_TRUE(body["executions"][1]["completed_at"].is_null());  // Its run never ended.
+  EXPECT_EQ(body["executions"][1]["total_steps"], 4);
+
+  body = Json::parse(get("/api/v1/executions?status=failed")->body);
+  EXPECT_THAT(listed_ids(body), ElementsAre("job-4"));
+  body = Json::parse(get("/api/v1/executions?metadata.tier=gold&status=completed")->body);
+  EXPECT_THAT(listed_ids(body), ElementsAre("job-2", "job-0"));
+  std::string since = timestamp_text(t + kSecond);
+  std::string until = timestamp_text(t + 3 * kSecond);
+  body = Json::parse(get("/api/v1/executions?since=" + since + "&until=" + until)->body);
+  EXPECT_THAT(listed_ids(body), ElementsAre("job-2", "job-1"));
+  body = Json::parse(get("/api/v1/executions?since=1h")->body);  // A duration before now.
+  EXPECT_EQ(body["executions"].size(), 5u);
+
+  // Pages of two, while a newer execution arrives between them: nothing repeats or goes missing.
+  r = get("/api/v1/executions?limit=2&metadata.tier=gold");
+  ASSERT_STATUS(r, 200);
+  body = Json::parse(r->body);
+  EXPECT_THAT(listed_ids(body), ElementsAre("job-4", "job-2"));
+  std::string cursor = body["next_cursor"].get<std::string>();
+  ASSERT_STATUS(post(run_lines("job-new", t + 50 * kSecond, 1, R"({"tier":"gold"})")), 200);
+  r = get("/api/v1/executions?metadata.tier=gold&limit=2&cursor=" + cursor);
+  ASSERT_STATUS(r, 200);
+  body = Json::parse(r->body);
+  EXPECT_THAT(listed_ids(body), ElementsAre("job-0"));
+  EXPECT_TRUE(body["next_cursor"].is_null());
+  // The cursor continues that query only.
+  r = get("/api/v1/executions?limit=2&status=failed&cursor=" + cursor);
+  ASSERT_STATUS(r, 400);
+  EXPECT_THAT(Json::parse(r->body)["error"].get<std::string>(), HasSubstr("another query"));
+}
+
+TEST_F(ServerTest, ListingRefusesBadParametersWithTheReason) {
+  start();
+  auto error = [&](const std::string& query) {
+    auto r = get("/api/v1/executions?" + query);
+    EXPECT_TRUE(r && r->status == 400) << query << ": " << (r ? r->body : "no answer");
+    return r ? Json::parse(r->body)["error"].get<std::string>() : std::string();
+  };
+  EXPECT_THAT(error("color=red"), HasSubstr("unknown parameter \"color\""));
+  EXPECT_THAT(error("status=done"), HasSubstr("status: expected completed, failed"));
+  EXPECT_THAT(error("limit=0"), HasSubstr("limit: expected a whole number"));
+  EXPECT_THAT(error("limit=1001"), HasSubstr("over the maximum of 1000"));
+  EXPECT_THAT(error("limit=ten"), HasSubstr("limit: expected a whole number"));
+  EXPECT_THAT(error("since=yesterday"), HasSubstr("since: expected a UTC timestamp"));
+  EXPECT_THAT(error("since=1h&until=2h"), HasSubstr("since must be before until"));
+  EXPECT_THAT(error("metadata.a%20b=1"), HasSubstr("letters, digits"));
+  EXPECT_THAT(error("cursor=abc"), HasSubstr("not a cursor"));
+  EXPECT_THAT(error("cursor=v1.1.x.0011223344556677"), HasSubstr("not a cursor"));
+  EXPECT_THAT(error("q=timeout"), HasSubstr("not supported by this server yet"));
+  auto r = client_->Get("/api/v1/executions");
+  ASSERT_STATUS(r, 401);
+  r = get("/api/v1/executions", ingest_);
+  ASSERT_STATUS(r, 403);
+}
+
+TEST_F(ServerTest, ARunsEventsComeInPagesInOrder) {
+  start();
+  const std::int64_t t = clock_.now();
+  ASSERT_STATUS(post(run_lines("job", t, 2)), 200);
+  std::vector<std::string> seen;
+  std::string query = "/api/v1/executions/job/events?limit=2";
+  for (int page = 0; page < 10; ++page) {
+    auto r = get(query, read_);
+    ASSERT_STATUS(r, 200);
+    Json body = Json::parse(r->body);
+    EXPECT_EQ(body["tracking_id"], "job");
+    for (const auto& e : body["events"]) {
+      seen.push_back(e["kind"].get<std::string>() + ":" + e["stage"].get<std::string>() + ":" +
+                     e["status"].get<std::string>());
+      EXPECT_EQ(e["run"], "job");
+    }
+    if (body["next_cursor"].is_null()) break;
+    query =
+        "/api/v1/executions/job/events?limit=2&cursor=" + body["next_cursor"].get<std::string>();
+  }
+  EXPECT_THAT(seen, ElementsAre("run:job:starting", "stage:S0:starting", "stage:S0:completed",
+                                "stage:S1:starting", "stage:S1:completed"));
+  auto r = get("/api/v1/executions/other/events");
+  ASSERT_STATUS(r, 200);
+  EXPECT_TRUE(Json::parse(r->body)["events"].empty());
+  ASSERT_STATUS(get("/api/v1/executions/job/events?color=red"), 400);
+  // A cursor of one run's events does not continue another's.
+  auto first = Json::parse(get("/api/v1/executions/job/events?limit=1")->body);
+  ASSERT_STATUS(
+      get("/api/v1/executions/other/events?cursor=" + first["next_cursor"].get<std::string>()),
+      400);
 }
 
 // ---- Retention -------------------------------------------------------------------------------
