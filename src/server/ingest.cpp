@@ -74,7 +74,7 @@ ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes) {
 // ---- IngestWriter ----------------------------------------------------------------------------
 
 struct IngestWriter::Request {
-  std::vector<OwnedEvent> events;
+  std::span<const OwnedEvent> events;
   std::optional<server::Execution> execution;  // A PUT, instead of events.
   std::int64_t expires_at_ns = 0;
   std::optional<Error> error;  // Set with done.
@@ -131,10 +131,10 @@ bool IngestWriter::write_waiting() const {
   return pending_ != nullptr;
 }
 
-store::Result<void> IngestWriter::add_events(std::vector<OwnedEvent> events,
+store::Result<void> IngestWriter::add_events(std::span<const OwnedEvent> events,
                                              std::int64_t expires_at_ns) {
   Request request;
-  request.events = std::move(events);
+  request.events = events;
   request.expires_at_ns = expires_at_ns;
   return submit(request);
 }

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -90,8 +91,9 @@ class IngestWriter {
   IngestWriter& operator=(const IngestWriter&) = delete;
 
   // Stores the events (and the executions they change) expiring at expires_at_ns. Blocks
-  // until stored; the error of the store, or "stopping" after stop().
-  store::Result<void> add_events(std::vector<OwnedEvent> events, std::int64_t expires_at_ns);
+  // until stored; the error of the store, or "stopping" after stop(). The events stay the
+  // caller's: they are read, not copied.
+  store::Result<void> add_events(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
   // Stores a document (Store::put_execution semantics) in order with the events.
   store::Result<void> put_execution(server::Execution execution, std::int64_t expires_at_ns);
 

@@ -32,6 +32,7 @@
 #include "format/format.hpp"
 #include "server/http_errors.hpp"
 #include "server/ingest.hpp"
+#include "server/live.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/server/execution.hpp"
@@ -48,6 +49,9 @@ using Json = nlohmann::ordered_json;
 // Connections are closed after this many requests: a client then reconnects, which on a
 // keep-alive connection costs little, and no connection holds a thread for ever.
 constexpr std::size_t kKeepAliveMaxCount = 1000;
+
+// How often the watchdog's rules run: a stuck stage is reported within this of its threshold.
+constexpr std::chrono::milliseconds kTickInterval{250};
 
 // seed 004's Pages function, word for word.
 constexpr const char* kNotFound = "No execution log found for this tracking ID";
@@ -68,7 +72,9 @@ enum class RouteId {
   Execution,
   Attempts,
   ExecutionEvents,  // A run's raw events.
-  ExecutionLog
+  ExecutionLog,
+  Workers,
+  Metrics
 };
 
 struct Route {
@@ -131,6 +137,8 @@ std::variant<Route, ApiError> parse_route(std::string_view target) {
   };
   const std::size_t n = segments.size();
   if (n == 1 && segments[0] == "healthz") return Route{RouteId::Healthz, {}};
+  if (n == 1 && segments[0] == "metrics") return Route{RouteId::Metrics, {}};
+  if (n == 3 && is({"api", "v1", "workers"})) return Route{RouteId::Workers, {}};
   if (n == 3 && is({"api", "v1", "events"})) return Route{RouteId::Events, {}};
   if (n == 3 && is({"api", "v1", "executions"})) return Route{RouteId::Executions, {}};
   if (n == 4 && is({"api", "v1", "executions"}) && !segments[3].empty()) {
@@ -162,6 +170,8 @@ std::vector<std::string_view> methods_of(RouteId id) {
     case RouteId::Attempts:
     case RouteId::ExecutionEvents:
     case RouteId::ExecutionLog:
+    case RouteId::Workers:
+    case RouteId::Metrics:
       break;
   }
   return {"GET", "HEAD"};
@@ -202,26 +212,30 @@ struct Server::Impl {
       : store(s),
         tokens(std::move(t)),
         options(std::move(o)),
-        writer(s, detail::IngestWriter::Options{options.max_open_runs, options.clock}) {}
+        writer(s, detail::IngestWriter::Options{options.max_open_runs, options.clock}),
+        live(options.watchdog) {}
 
   store::Store& store;
   const TokenFile tokens;
   const ServerOptions options;
   detail::IngestWriter writer;
+  detail::LiveState live;
   httplib::Server http;
 
-  std::mutex mutex;  // Guards what follows.
-  std::condition_variable purge_wake;
+  std::mutex mutex;                    // Guards what follows.
+  std::condition_variable purge_wake;  // Also wakes the live thread to stop.
   bool bound = false;
   bool stopping = false;
   bool in_run = false;
   bool background_stopped = false;
   std::thread listener;  // start()'s.
   std::thread purger;
+  std::thread ticker;  // Runs the watchdog's rules.
   std::atomic<int> port{0};
 
   void setup();
   void purge_loop();
+  void tick_loop();
   void stop_background();
 
   std::int64_t now() const { return options.clock(); }
@@ -385,6 +399,13 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
       return;
     case RouteId::ExecutionEvents:
       get_events(route.tracking_id, req, res);
+      return;
+    case RouteId::Workers:
+      reply_json(res, 200, live.workers_json(now()));
+      return;
+    case RouteId::Metrics:
+      res.status = 200;
+      res.set_content(live.metrics_text(now()), "text/plain; version=0.0.4; charset=utf-8");
       return;
     case RouteId::Events:
       break;
@@ -786,7 +807,8 @@ void Server::Impl::post_events(const httplib::Request& req, httplib::Response& r
                                                          : "no valid event in the batch",
                                std::move(answer)});
   }
-  auto stored = writer.add_events(std::move(batch.events), write->expires_at_ns);
+  auto stored = writer.add_events(batch.events, write->expires_at_ns);
+  if (stored) live.observe(batch.events);
   if (!stored) {
     Json extra = Json::object();
     extra["details"] = stored.error().what();
@@ -849,6 +871,16 @@ void Server::Impl::purge_loop() {
   }
 }
 
+void Server::Impl::tick_loop() {
+  std::unique_lock lock(mutex);
+  for (;;) {
+    if (purge_wake.wait_for(lock, kTickInterval, [&] { return stopping; })) return;
+    lock.unlock();
+    live.tick(now());
+    lock.lock();
+  }
+}
+
 void Server::Impl::stop_background() {
   {
     std::lock_guard lock(mutex);
@@ -858,6 +890,7 @@ void Server::Impl::stop_background() {
   }
   purge_wake.notify_all();
   if (purger.joinable()) purger.join();
+  if (ticker.joinable()) ticker.join();
   writer.stop();
 }
 
@@ -892,6 +925,10 @@ Server::Server(store::Store& store, TokenFile tokens, ServerOptions options)
   impl_->purger = std::thread([impl = impl_.get()] {
     pthread_setname_np(pthread_self(), "stagelog-purge");
     impl->purge_loop();
+  });
+  impl_->ticker = std::thread([impl = impl_.get()] {
+    pthread_setname_np(pthread_self(), "stagelog-live");
+    impl->tick_loop();
   });
 }
 

@@ -15,15 +15,20 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -55,6 +60,7 @@ using OrderedJson = nlohmann::ordered_json;
 
 constexpr std::int64_t kSecond = 1'000'000'000;
 constexpr std::int64_t kDay = 86'400 * kSecond;
+constexpr std::int64_t kMs = 1'000'000;
 
 // A Store that forwards to a real one, or fails when told: a real SQLite I/O error cannot be
 // provoked on demand, so the 500 paths are tested with this double.
@@ -828,14 +834,14 @@ TEST(IngestWriterTest, AWriteFoldedOnAFailedOneFailsAndTheRetryStartsFromTheStor
   store.hold();
   store::Result<void> b_result;
   std::thread b([&] {
-    b_result =
-        writer.add_events({writer_event("job", Kind::Stage, Status::Completed, t + 2)}, t + kDay);
+    std::vector<OwnedEvent> b_events = {writer_event("job", Kind::Stage, Status::Completed, t + 2)};
+    b_result = writer.add_events(b_events, t + kDay);
   });
   ASSERT_TRUE(eventually([&] { return store.holding_a_write(); }));
   store::Result<void> c_result;
   std::thread c([&] {
-    c_result =
-        writer.add_events({writer_event("job", Kind::Run, Status::Completed, t + 3)}, t + kDay);
+    std::vector<OwnedEvent> c_events = {writer_event("job", Kind::Run, Status::Completed, t + 3)};
+    c_result = writer.add_events(c_events, t + kDay);
   });
   ASSERT_TRUE(eventually([&] { return writer.write_waiting(); }));  // C is folded.
   store.release(/*fail=*/true);
@@ -1045,6 +1051,180 @@ TEST_F(ServerTest, ARunsEventsComeInPagesInOrder) {
   ASSERT_STATUS(
       get("/api/v1/executions/other/events?cursor=" + first["next_cursor"].get<std::string>()),
       400);
+}
+
+// ---- Live: workers and metrics ---------------------------------------------------------------
+
+// Checks `text` against the Prometheus text exposition format 0.0.4, strictly: every sample
+// belongs to a family announced by one # TYPE line before it, the family's samples stand
+// together, names and labels are well formed, label values escaped, no series repeats, and a
+// histogram's buckets are cumulative, end at le="+Inf" and agree with its _count. Returns the
+// problems, one per line; "" when there is none.
+std::string exposition_problems(const std::string& text) {
+  static const std::regex kSample(
+      R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)\})? (-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|\+Inf|-Inf|NaN))");
+  static const std::regex kType(
+      R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped))");
+  static const std::regex kHelp(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*)");
+  std::string problems;
+  auto problem = [&](const std::string& p) { problems += p + "\n"; };
+  if (text.empty() || text.back() != '\n') problem("does not end with a newline");
+  std::map<std::string, std::string> types;  // family -> type
+  std::set<std::string> closed;              // families whose samples have ended
+  std::set<std::string> series;
+  std::string current;
+  // Histogram checks: per series without le, the last bucket value and whether +Inf came.
+  std::map<std::string, double> last_bucket, inf_bucket, counts;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (line.starts_with("# HELP ")) {
+      if (!std::regex_match(line, kHelp)) problem("bad HELP: " + line);
+      continue;
+    }
+    if (line.starts_with("# TYPE ")) {
+      if (!std::regex_match(line, m, kType)) {
+        problem("bad TYPE: " + line);
+        continue;
+      }
+      if (types.contains(m[1])) problem("second TYPE for " + m[1].str());
+      types[m[1]] = m[2];
+      continue;
+    }
+    if (line.starts_with("#")) continue;
+    if (!std::regex_match(line, m, kSample)) {
+      problem("bad sample line: " + line);
+      continue;
+    }
+    std::string name = m[1];
+    std::string labels = m[3];
+    std::string family = name;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      std::string base = name.substr(0, name.size() - std::min(name.size(), std::strlen(suffix)));
+      if (name.ends_with(suffix) && types.contains(base) && types[base] == "histogram") {
+        family = base;
+      }
+    }
+    if (!types.contains(family)) problem("sample before its TYPE: " + line);
+    if (family != current) {
+      if (closed.contains(family)) problem("samples of " + family + " not together");
+      if (!current.empty()) closed.insert(current);
+      current = family;
+    }
+    if (!series.insert(name + "{" + labels + "}").second) problem("repeated series: " + line);
+    double value = m[4] == "+Inf" ? INFINITY : std::stod(m[4]);
+    if (types[family] == "histogram") {
+      std::string key = labels;
+      std::size_t le = key.find("le=\"");
+      if (name.ends_with("_bucket")) {
+        if (le == std::string::npos) {
+          problem("bucket without le: " + line);
+          continue;
+        }
+        std::string bound = key.substr(le + 4, key.find('"', le + 4) - le - 4);
+        key.erase(le > 0 ? le - 1 : le);  // The labels before le.
+        if (last_bucket.contains(key) && value < last_bucket[key]) {
+          problem("buckets not cumulative: " + line);
+        }
+        last_bucket[key] = value;
+        if (bound == "+Inf") inf_bucket[key] = value;
+      } else if (name.ends_with("_count")) {
+        counts[key] = value;
+      }
+    }
+  }
+  for (const auto& [key, count] : counts) {
+    if (!inf_bucket.contains(key)) {
+      problem("no +Inf bucket for {" + key + "}");
+    } else if (inf_bucket[key] != count) {
+      problem("+Inf bucket differs from _count for {" + key + "}");
+    }
+  }
+  return problems;
+}
+
+TEST(ExpositionCheckTest, CatchesWhatItMustCatch) {
+  EXPECT_EQ(exposition_problems("# TYPE a counter\na 1\n"), "");
+  EXPECT_NE(exposition_problems("a 1\n"), "");                           // No TYPE.
+  EXPECT_NE(exposition_problems("# TYPE a counter\na{x=\"1} 1\n"), "");  // Bad label.
+  EXPECT_NE(exposition_problems("# TYPE a counter\na 1\na 2\n"), "");    // Repeated.
+  EXPECT_NE(exposition_problems("# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
+                                "h_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n"),
+            "");  // Not cumulative.
+  EXPECT_NE(exposition_problems("# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\n"
+                                "h_count 2\n"),
+            "");  // +Inf differs from count.
+  EXPECT_NE(exposition_problems("# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{x=\"y\"} 2\n"),
+            "");  // Not together.
+}
+
+TEST_F(ServerTest, WorkersAndMetricsShowWhatWasIngested) {
+  start();
+  const std::int64_t t = clock_.now();
+  auto line = [&](const std::string& worker, const std::string& stage, const std::string& status,
+                  std::int64_t ts, std::int64_t elapsed_ns) {
+    std::string run = "job-";  // Piecewise: GCC 12 warns falsely (-Wrestrict) on "job-" + s.
+    run += worker;
+    OrderedJson j = OrderedJson::parse(event_line(run, "stage", stage, status, ts));
+    j["worker"] = worker;
+    if (elapsed_ns >= 0) j["elapsed_ns"] = elapsed_ns;
+    return j.dump() + "\n";
+  };
+  ASSERT_STATUS(post(line("gpu-1", "AGENT", "starting", t, -1) +
+                     line("gpu-2", "AGENT \"quoted\"", "starting", t, -1) +
+                     line("gpu-2", "AGENT \"quoted\"", "completed", t + 1500 * kMs, 1500 * kMs) +
+                     line("gpu-2", "JUDGE", "starting", t + 1600 * kMs, -1) +
+                     line("gpu-2", "JUDGE", "failed", t + 1700 * kMs, 100 * kMs)),
+                200);
+
+  auto r = get("/api/v1/workers", read_);
+  ASSERT_STATUS(r, 200);
+  Json body = Json::parse(r->body);
+  ASSERT_EQ(body["workers"].size(), 2u);
+  const Json& gpu1 = body["workers"][0];
+  EXPECT_EQ(gpu1["worker"], "gpu-1");
+  EXPECT_EQ(gpu1["state"], "running");
+  EXPECT_EQ(gpu1["stage"], "AGENT");
+  EXPECT_EQ(body["workers"][1]["state"], "idle");
+  EXPECT_EQ(body["workers"][1]["stages_done"], 1);
+  EXPECT_EQ(body["workers"][1]["stages_failed"], 1);
+
+  r = get("/metrics", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(exposition_problems(r->body), "") << r->body;
+  EXPECT_THAT(r->body, HasSubstr("\nstagelog_events_ingested_total 5\n"));
+  EXPECT_THAT(
+      r->body,
+      HasSubstr(
+          R"(stagelog_stage_duration_seconds_bucket{stage="AGENT \"quoted\"",status="completed",le="1"} 0)"));
+  EXPECT_THAT(
+      r->body,
+      HasSubstr(
+          R"(stagelog_stage_duration_seconds_bucket{stage="AGENT \"quoted\"",status="completed",le="2.5"} 1)"));
+  EXPECT_THAT(
+      r->body,
+      HasSubstr(
+          R"(stagelog_stage_duration_seconds_sum{stage="AGENT \"quoted\"",status="completed"} 1.5)"));
+  EXPECT_THAT(
+      r->body,
+      HasSubstr(R"(stagelog_stage_duration_seconds_count{stage="JUDGE",status="failed"} 1)"));
+  EXPECT_THAT(r->body, HasSubstr("stagelog_workers{state=\"running\"} 1\n"));
+  EXPECT_THAT(r->body, HasSubstr("stagelog_workers{state=\"idle\"} 1\n"));
+  EXPECT_THAT(r->body, HasSubstr("\nstagelog_open_stages 1\n"));
+  EXPECT_THAT(r->body, HasSubstr("\nstagelog_stuck_total 0\n"));
+
+  // gpu-1's stage passes its threshold (300 s): flagged stuck, and counted once.
+  clock_.advance(std::chrono::seconds(301));
+  ASSERT_TRUE(eventually([&] {
+    auto m = get("/metrics", read_);
+    return m && m->body.find("\nstagelog_stuck_total 1\n") != std::string::npos;
+  }));
+  body = Json::parse(get("/api/v1/workers", read_)->body);
+  EXPECT_EQ(body["workers"][0]["state"], "stuck");
+  EXPECT_GE(body["workers"][0]["time_in_stage_ms"].get<std::int64_t>(), 301000);
+  ASSERT_STATUS(client_->Get("/metrics"), 401);
+  ASSERT_STATUS(get("/api/v1/workers", ingest_), 403);
 }
 
 // ---- Retention -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 #include "stagelog/server/auth.hpp"
 #include "stagelog/store/store.hpp"
+#include "stagelog/watchdog.hpp"
 
 namespace stagelog::server {
 
@@ -45,6 +46,9 @@ struct ServerOptions {
   // in-process benchmarks and tests that are not about auth.
   bool require_auth = true;
 
+  // The rules GET /api/v1/workers and /metrics judge workers by (stuck, silent, crashed).
+  WatchdogOptions watchdog;
+
   // Wall clock, ns since the epoch: expiry times and what is expired. Default: the system's.
   std::function<std::int64_t()> clock;
   // Errors no request sees (a failed purge). Default: one line on stderr. Never gets a token.
@@ -59,6 +63,11 @@ struct ServerOptions {
 //   GET  /api/v1/executions/{tracking_id}[?attempt=N]  that document back        read
 //   GET  /api/v1/executions/{tracking_id}/attempts every attempt, summarized       read
 //   GET  /api/execution-logs/{trackingId}          seed 004's response, exactly    read
+//   GET  /api/v1/executions[?status=&since=&until=&metadata.<key>=&limit=&cursor=]
+//                                                  attempts newest first, in pages read
+//   GET  /api/v1/executions/{tracking_id}/events[?limit=&cursor=]  raw events      read
+//   GET  /api/v1/workers                           live state of every worker      read
+//   GET  /metrics                                  Prometheus text format 0.0.4    read
 //
 // (admin may do everything.) Path segments are percent-decoded one by one, so a tracking id
 // may hold any character ("a%2Fb" is "a/b"); ids are only ever keys in the store. Writes are

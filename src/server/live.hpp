@@ -1,0 +1,55 @@
+#pragma once
+
+// What `stagelog serve` knows live, from the events it has stored: each worker's state (the
+// Watchdog, the same rules as the recorder's and `stagelog tail`'s) and the counters that
+// GET /metrics shows. Thread-safe, one mutex: request threads feed it the events they have
+// stored, the server's live thread ticks it, reads come from any request thread.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "stagelog/parse.hpp"
+#include "stagelog/watchdog.hpp"
+
+namespace stagelog::detail {
+
+class LiveState {
+ public:
+  explicit LiveState(WatchdogOptions options);
+
+  // Events stored, in the order they were stored.
+  void observe(std::span<const OwnedEvent> events);
+  // Runs the watchdog's rules at now_ns.
+  void tick(std::int64_t now_ns);
+
+  // GET /api/v1/workers: {"success":true,"workers":[...],"queue":"..."}.
+  std::string workers_json(std::int64_t now_ns) const;
+  // GET /metrics: Prometheus text exposition format 0.0.4.
+  std::string metrics_text(std::int64_t now_ns) const;
+
+  // Upper bounds of the stage duration histogram's buckets, in seconds (+Inf follows).
+  static constexpr std::array<double, 18> kBuckets = {
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
+  // Distinct (stage, status) series at most; later stages count as stage "_other".
+  static constexpr std::size_t kMaxSeries = 500;
+
+ private:
+  struct Histogram {
+    std::array<std::uint64_t, kBuckets.size()> buckets{};  // Not cumulative.
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+
+  mutable std::mutex mutex_;
+  Watchdog watchdog_;
+  std::uint64_t ingested_ = 0;
+  std::uint64_t stuck_ = 0;  // Stuck stage and stuck task warnings.
+  std::map<std::pair<std::string, std::string>, Histogram> stages_;  // (stage, status)
+};
+
+}  // namespace stagelog::detail
