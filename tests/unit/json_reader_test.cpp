@@ -175,8 +175,10 @@ TEST(JsonReaderTest, ReadsMutatedAndRandomInputExactlyAsNlohmann) {
       "[\"h\xC3\xA9llo \xE2\x9C\x93 \xF0\x9F\x98\x80\", true, false, null, [], {}]",
       R"(  {"x" : [ 1 , 2 ] ,"y":"z"}  )",
   };
+  // Bytes that make JSON go wrong: NUL, DEL, and pieces of valid and invalid UTF-8.
+  constexpr char kBytes[] = "\0\x7f\xff\xC0\x80\xC3\xA9\xE2\xED\xA0\xF0\x9F";
   const std::string alphabet = std::string("{}[]:,\"\\/ 0123456789-+.eEtrufalsnbx\t\r\n") +
-                               std::string("\0\x7f\xff\xC0\x80\xC3\xA9\xE2\xED\xA0\xF0\x9F", 14);
+                               std::string(kBytes, sizeof kBytes - 1);
   test::LineMutator mutator(20261130, alphabet);
   int accepted = 0;
   int refused = 0;
