@@ -428,13 +428,21 @@ TEST_P(StoreConformanceTest, EventsRoundTripEveryField) {
   EXPECT_EQ(got[1].status, Status::None);
 }
 
-TEST_P(StoreConformanceTest, EventsComeInTimestampOrderThenAppendOrderUpToTheLimit) {
+// Events of run "r" (and one of "other") appended in two writes, out of timestamp order:
+// stages "c" (ts +30), "a" (+10), then "b1" and "b2" (both +20). Returns the first write.
+inline std::vector<OwnedEvent> append_events_out_of_order(store::Store& store) {
   using namespace conformance;
   std::vector<OwnedEvent> first = {event("r", kT0 + 30, "c"), event("r", kT0 + 10, "a")};
   std::vector<OwnedEvent> second = {event("r", kT0 + 20, "b1"), event("r", kT0 + 20, "b2"),
                                     event("other", kT0, "x")};
-  ok(store_->append_events(first, kT0 + kDay));
-  ok(store_->append_events(second, kT0 + kDay));
+  EXPECT_TRUE(store.append_events(first, kT0 + kDay));
+  EXPECT_TRUE(store.append_events(second, kT0 + kDay));
+  return first;
+}
+
+TEST_P(StoreConformanceTest, EventsComeInTimestampOrderThenAppendOrderUpToTheLimit) {
+  using namespace conformance;
+  append_events_out_of_order(*store_);
   ok(store_->append_events({}, kT0 + kDay));
 
   std::vector<std::string> stages;
@@ -573,11 +581,7 @@ TEST_P(StoreConformanceTest, ListPagesStayStableWhileNewAttemptsArrive) {
 
 TEST_P(StoreConformanceTest, EventPagesContinueAfterTheLastEventRead) {
   using namespace conformance;
-  std::vector<OwnedEvent> first = {event("r", kT0 + 30, "c"), event("r", kT0 + 10, "a")};
-  std::vector<OwnedEvent> second = {event("r", kT0 + 20, "b1"), event("r", kT0 + 20, "b2"),
-                                    event("other", kT0, "x")};
-  ok(store_->append_events(first, kT0 + kDay));
-  ok(store_->append_events(second, kT0 + kDay));
+  std::vector<OwnedEvent> first = append_events_out_of_order(*store_);
   std::vector<std::string> stages;
   std::optional<store::Position> after;
   for (int page = 0; page < 10; ++page) {
