@@ -17,6 +17,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -68,7 +69,8 @@ std::string timestamp_text(std::int64_t ns) {
 enum class RouteId {
   Healthz,
   Events,
-  Executions,  // The listing.
+  Executions,     // The listing.
+  ExecutionsCsv,  // The listing's steps as CSV.
   Execution,
   Attempts,
   ExecutionEvents,  // A run's raw events.
@@ -141,6 +143,7 @@ std::variant<Route, ApiError> parse_route(std::string_view target) {
   if (n == 3 && is({"api", "v1", "workers"})) return Route{RouteId::Workers, {}};
   if (n == 3 && is({"api", "v1", "events"})) return Route{RouteId::Events, {}};
   if (n == 3 && is({"api", "v1", "executions"})) return Route{RouteId::Executions, {}};
+  if (n == 3 && is({"api", "v1", "executions.csv"})) return Route{RouteId::ExecutionsCsv, {}};
   if (n == 4 && is({"api", "v1", "executions"}) && !segments[3].empty()) {
     return Route{RouteId::Execution, std::move(segments[3])};
   }
@@ -167,6 +170,7 @@ std::vector<std::string_view> methods_of(RouteId id) {
       return {"GET", "HEAD", "PUT"};
     case RouteId::Healthz:
     case RouteId::Executions:
+    case RouteId::ExecutionsCsv:
     case RouteId::Attempts:
     case RouteId::ExecutionEvents:
     case RouteId::ExecutionLog:
@@ -249,6 +253,7 @@ struct Server::Impl {
   void get_execution(const std::string& id, const httplib::Request& req, httplib::Response& res);
   void get_attempts(const std::string& id, httplib::Response& res);
   void list_executions(const httplib::Request& req, httplib::Response& res);
+  void export_csv(const httplib::Request& req, httplib::Response& res);
   void get_events(const std::string& id, const httplib::Request& req, httplib::Response& res);
 
   // The routes with a body.
@@ -397,6 +402,9 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
     case RouteId::Executions:
       list_executions(req, res);
       return;
+    case RouteId::ExecutionsCsv:
+      export_csv(req, res);
+      return;
     case RouteId::ExecutionEvents:
       get_events(route.tracking_id, req, res);
       return;
@@ -490,6 +498,7 @@ namespace {
 constexpr std::size_t kDefaultLimit = 50;
 constexpr std::size_t kMaxLimit = 1000;
 constexpr std::size_t kMaxMetadataFilters = 16;
+constexpr std::size_t kCsvPage = 200;  // Attempts read from the store at a time.
 
 ApiError bad_request(std::string message) {
   return ApiError{ApiErrorKind::BadRequest, std::move(message), nullptr};
@@ -561,59 +570,95 @@ const ApiError* error_of(const std::variant<T, ApiError>& v) {
 
 }  // namespace
 
-void Server::Impl::list_executions(const httplib::Request& req, httplib::Response& res) {
-  const std::int64_t now_ns = now();
+namespace {
+
+// The filters of a listing (JSON or CSV) and what they were, in one order whatever the order
+// of the parameters (the cursor's query hash).
+struct Filters {
   store::ExecutionQuery query;
-  // What the listing was asked, in one order whatever the order of the parameters: the
-  // cursor's query hash.
+  std::string canonical;
+};
+
+// status, since, until and metadata.<key>; `paging` also lets limit and cursor through (the
+// caller reads them). Anything else is a 400 that says what is supported.
+std::variant<Filters, ApiError> parse_filters(const httplib::Request& req, std::int64_t now_ns,
+                                              bool paging) {
+  const std::string supported = paging ? "status, since, until, metadata.<key>, limit, cursor"
+                                       : "status, since, until, metadata.<key>";
+  Filters f;
   std::vector<std::string> canonical;
   for (const auto& [name, value] : req.params) {
-    if (name == "cursor") continue;
-    if (name != "limit") canonical.push_back(name + "=" + value);
+    if (paging && (name == "cursor" || name == "limit")) continue;
+    canonical.push_back(name + "=" + value);
     if (name == "status") {
       static const std::vector<std::string_view> kStatuses = {"completed", "failed", "in_progress",
                                                               "skipped", "unknown"};
       if (std::find(kStatuses.begin(), kStatuses.end(), value) == kStatuses.end()) {
-        return reply(res, bad_request("status: expected completed, failed, in_progress, "
-                                      "skipped or unknown, got \"" +
-                                      value + "\""));
+        return bad_request(
+            "status: expected completed, failed, in_progress, skipped or "
+            "unknown, got \"" +
+            value + "\"");
       }
-      query.final_status = value;
+      f.query.final_status = value;
     } else if (name == "since" || name == "until") {
       auto t = parse_time(name, value, now_ns);
-      if (const ApiError* e = error_of(t)) return reply(res, *e);
-      (name == "since" ? query.since_ns : query.until_ns) = std::get<std::int64_t>(t);
+      if (const ApiError* e = error_of(t)) return *e;
+      (name == "since" ? f.query.since_ns : f.query.until_ns) = std::get<std::int64_t>(t);
     } else if (name.starts_with("metadata.")) {
       std::string key = name.substr(9);
       bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
       });
       if (!plain) {
-        return reply(res, bad_request("metadata." + key +
-                                      ": a metadata key may hold only letters, digits, '_' "
-                                      "and '-'"));
+        return bad_request("metadata." + key +
+                           ": a metadata key may hold only letters, digits, '_' and '-'");
       }
-      if (query.metadata.size() == kMaxMetadataFilters) {
-        return reply(res, bad_request("at most " + std::to_string(kMaxMetadataFilters) +
-                                      " metadata filters"));
+      if (f.query.metadata.size() == kMaxMetadataFilters) {
+        return bad_request("at most " + std::to_string(kMaxMetadataFilters) + " metadata filters");
       }
-      query.metadata.emplace_back(std::move(key), value);
+      f.query.metadata.emplace_back(std::move(key), value);
     } else if (name == "q" || name == "worker" || name == "stage") {
-      return reply(res, bad_request(name + ": this filter is not supported by this server yet "
-                                           "(supported: status, since, until, metadata.<key>, "
-                                           "limit, cursor)"));
-    } else if (name != "limit") {
-      return reply(res, bad_request("unknown parameter \"" + name +
-                                    "\" (supported: status, since, until, metadata.<key>, "
-                                    "limit, cursor)"));
+      return bad_request(name + ": this filter is not supported by this server yet (supported: " +
+                         supported + ")");
+    } else {
+      return bad_request("unknown parameter \"" + name + "\" (supported: " + supported + ")");
     }
   }
-  if (query.since_ns && query.until_ns && *query.since_ns >= *query.until_ns) {
-    return reply(res, bad_request("since must be before until"));
+  if (f.query.since_ns && f.query.until_ns && *f.query.since_ns >= *f.query.until_ns) {
+    return bad_request("since must be before until");
   }
   std::sort(canonical.begin(), canonical.end());
-  std::string canonical_text = "executions";
-  for (const std::string& c : canonical) canonical_text += "&" + c;
+  f.canonical = "executions";
+  for (const std::string& c : canonical) f.canonical += "&" + c;
+  return f;
+}
+
+// A CSV field (RFC 4180): quoted when it holds a comma, a quote, CR or LF; quotes doubled.
+void append_csv_field(std::string& out, std::string_view field) {
+  if (field.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out += field;
+    return;
+  }
+  out += '"';
+  for (char c : field) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+}
+
+std::string optional_time(const std::optional<std::int64_t>& ns) {
+  return ns ? timestamp_text(*ns) : std::string();
+}
+
+}  // namespace
+
+void Server::Impl::list_executions(const httplib::Request& req, httplib::Response& res) {
+  const std::int64_t now_ns = now();
+  auto filters = parse_filters(req, now_ns, /*paging=*/true);
+  if (const ApiError* e = error_of(filters)) return reply(res, *e);
+  store::ExecutionQuery& query = std::get<Filters>(filters).query;
+  const std::string& canonical_text = std::get<Filters>(filters).canonical;
   auto limit = parse_limit(req);
   if (const ApiError* e = error_of(limit)) return reply(res, *e);
   if (req.has_param("cursor")) {
@@ -648,6 +693,91 @@ void Server::Impl::list_executions(const httplib::Request& req, httplib::Respons
   body["executions"] = std::move(list);
   body["next_cursor"] = more ? Json(make_cursor(rows->back().position, canonical_text)) : Json();
   reply_json(res, 200, detail::dump_json(body));
+}
+
+// One row per step (an attempt without steps: one row with the step columns empty), attempts
+// newest first, streamed a page of attempts at a time: memory stays flat whatever the size.
+void Server::Impl::export_csv(const httplib::Request& req, httplib::Response& res) {
+  const std::int64_t now_ns = now();
+  auto filters = parse_filters(req, now_ns, /*paging=*/false);
+  if (const ApiError* e = error_of(filters)) return reply(res, *e);
+  struct Export {
+    store::ExecutionQuery query;
+    std::vector<store::ExecutionSummary> rows;  // The page being written.
+    bool header = true;
+  };
+  auto state = std::make_shared<Export>();
+  state->query = std::move(std::get<Filters>(filters).query);
+  state->query.limit = kCsvPage;
+  // The first page is read now: a store that fails is a 500, not a cut-off download.
+  auto first = store.list_executions(state->query, now_ns);
+  if (!first) return reply(res, store_failure(first.error()));
+  state->rows = std::move(*first);
+  res.status = 200;
+  res.set_header("Content-Disposition", "attachment; filename=\"executions.csv\"");
+  res.set_chunked_content_provider(
+      "text/csv; charset=utf-8", [this, state, now_ns](std::size_t, httplib::DataSink& sink) {
+        std::string out;
+        if (state->header) {
+          out +=
+              "tracking_id,attempt,execution_id,started_at,completed_at,duration_ms,"
+              "final_status,step_number,step,status,timestamp,time_from_start_ms,message,"
+              "error_details,metadata\r\n";
+          state->header = false;
+        }
+        if (state->rows.empty()) {
+          if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+          sink.done();
+          return true;
+        }
+        for (const store::ExecutionSummary& row : state->rows) {
+          auto attempt = store.attempt(row.tracking_id, row.attempt.n, now_ns);
+          if (!attempt) {
+            report("CSV export stopped: " + std::string(attempt.error().what()));
+            return false;  // The download ends cut off: the client sees it incomplete.
+          }
+          if (!*attempt) continue;  // Expired meanwhile.
+          const server::Execution& e = **attempt;
+          std::string prefix;
+          append_csv_field(prefix, e.tracking_id);
+          prefix += ',' + std::to_string(row.attempt.n) + ',';
+          append_csv_field(prefix, e.execution_id);
+          prefix += ',' + timestamp_text(e.started_at_ns) + ',' + optional_time(e.completed_at_ns) +
+                    ',' + (e.duration_ms ? std::to_string(*e.duration_ms) : std::string()) + ',';
+          append_csv_field(prefix, row.attempt.final_status);
+          prefix += ',';
+          auto line = [&](std::size_t n, const server::Step* step) {
+            out += prefix;
+            if (step != nullptr) {
+              out += std::to_string(n) + ',';
+              append_csv_field(out, step->step);
+              out += ',';
+              append_csv_field(out, step->status);
+              out += ',' + timestamp_text(step->timestamp_ns) + ',' +
+                     std::to_string((step->timestamp_ns - e.started_at_ns) / 1'000'000) + ',';
+              append_csv_field(out, step->message);
+              out += ',';
+              if (step->error_details) append_csv_field(out, *step->error_details);
+            } else {
+              out += ",,,,,,";
+            }
+            out += ',';
+            append_csv_field(out, e.metadata_json);
+            out += "\r\n";
+          };
+          if (e.steps.empty()) line(0, nullptr);
+          for (std::size_t i = 0; i < e.steps.size(); ++i) line(i + 1, &e.steps[i]);
+        }
+        if (!sink.write(out.data(), out.size())) return false;
+        state->query.after = state->rows.back().position;
+        auto next = store.list_executions(state->query, now_ns);
+        if (!next) {
+          report("CSV export stopped: " + std::string(next.error().what()));
+          return false;
+        }
+        state->rows = std::move(*next);
+        return true;
+      });
 }
 
 void Server::Impl::get_events(const std::string& id, const httplib::Request& req,

@@ -18,8 +18,11 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -1018,6 +1021,73 @@ TEST_F(ServerTest, ListingRefusesBadParametersWithTheReason) {
   ASSERT_STATUS(r, 401);
   r = get("/api/v1/executions", ingest_);
   ASSERT_STATUS(r, 403);
+}
+
+// The rows of a CSV text as Python's csv module reads them, as JSON.
+Json rows_by_python_csv(const std::filesystem::path& dir, const std::string& csv) {
+  auto path = dir / "export.csv";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << csv;
+  }
+  std::string command =
+      "python3 -c 'import csv, json, sys; "
+      "print(json.dumps(list(csv.reader(open(sys.argv[1], newline=\"\", "
+      "encoding=\"utf-8\"), strict=True))))' " +
+      path.string();
+  std::string output;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return Json();
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) output.append(buf, n);
+  if (pclose(pipe) != 0) return Json();
+  return Json::parse(output, nullptr, false);
+}
+
+TEST_F(ServerTest, CsvExportHasOneRowPerStepAndParsesBackWithPythonsCsv) {
+  if (std::system("command -v python3 >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3 is not on PATH (CI installs it)";
+  }
+  start();
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeed004Document), 200);
+  const std::int64_t t = clock_.now();
+  ASSERT_STATUS(post(run_lines("job,\"1\"", t, 1, R"({"note":"a, \"b\"\nc"})")), 200);
+  // Many attempts: more than one page of the export.
+  for (int i = 0; i < 450; ++i) {
+    std::string run = "bulk-";
+    run += std::to_string(i);
+    ASSERT_STATUS(post(run_lines(run, t - 1000 * kSecond + i, 1)), 200);
+  }
+
+  auto r = get("/api/v1/executions.csv", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/csv; charset=utf-8");
+  Json rows = rows_by_python_csv(dir_.path(), r->body);
+  ASSERT_TRUE(rows.is_array()) << "Python's csv module could not read it";
+  ASSERT_EQ(rows.size(), 1u + 2 + 450 * 2 + 4);  // Header, job, bulk, the seed's 4 steps.
+  EXPECT_EQ(rows[0][0], "tracking_id");
+  EXPECT_EQ(rows[0].size(), 15u);
+  for (const auto& row : rows) EXPECT_EQ(row.size(), 15u);
+  // Newest first: the job (now), then the bulk runs, the seed document (2024) last.
+  EXPECT_EQ(rows[1][0], "job,\"1\"");
+  EXPECT_EQ(rows[1][8], "S0");
+  EXPECT_EQ(rows[1][9], "in_progress");
+  EXPECT_EQ(Json::parse(rows[1][14].get<std::string>())["note"], "a, \"b\"\nc");
+  const Json& last = rows[rows.size() - 1];
+  EXPECT_EQ(last[0], "60B3RNTB");
+  EXPECT_EQ(last[7], "4");
+  EXPECT_EQ(last[9], "failed");
+  EXPECT_EQ(last[11], "150000");                              // time_from_start_ms
+  EXPECT_THAT(last[13].get<std::string>(), HasSubstr("\n"));  // Error details, line breaks kept.
+
+  // The listing's filters apply.
+  r = get("/api/v1/executions.csv?status=failed", read_);
+  ASSERT_STATUS(r, 200);
+  rows = rows_by_python_csv(dir_.path(), r->body);
+  ASSERT_TRUE(rows.is_array());
+  EXPECT_EQ(rows.size(), 1u + 4);
+  ASSERT_STATUS(get("/api/v1/executions.csv?limit=5"), 400);
+  ASSERT_STATUS(get("/api/v1/executions.csv?status=nope"), 400);
 }
 
 TEST_F(ServerTest, ARunsEventsComeInPagesInOrder) {
