@@ -4,7 +4,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <cctype>
 #include <condition_variable>
 #include <exception>
 #include <limits>
@@ -752,10 +751,7 @@ Result<std::vector<StoredEvent>> SqliteStore::event_page(std::string_view run,
 Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const ExecutionQuery& query,
                                                                    std::int64_t now_ns) {
   for (const auto& [key, value] : query.metadata) {
-    bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
-    });
-    if (!plain) {
+    if (!is_filterable_metadata_key(key)) {
       return Error("sqlite store " + path_.string() + ": cannot list executions: metadata key \"" +
                    key + "\" may hold only letters, digits, '_' and '-'");
     }

@@ -99,13 +99,25 @@ struct Position {
   friend bool operator==(const Position&, const Position&) = default;
 };
 
+// A metadata key an ExecutionQuery can filter on: not empty, ASCII letters, digits, '_' and
+// '-' only.
+inline bool is_filterable_metadata_key(std::string_view key) noexcept {
+  if (key.empty()) return false;
+  for (char c : key) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 // What list_executions lists: live attempts of every tracking id, newest start first.
 struct ExecutionQuery {
   std::optional<std::string> final_status;  // completed, failed, in_progress, skipped, unknown
   std::optional<std::int64_t> since_ns;     // started_at_ns >= since_ns
   std::optional<std::int64_t> until_ns;     // started_at_ns < until_ns
   // Metadata key = value, all of them: a string value as it is, any other as its JSON text
-  // (3, 2.5, true, null).
+  // (3, 2.5, true, null). Keys pass is_filterable_metadata_key, or the listing fails.
   std::vector<std::pair<std::string, std::string>> metadata;
   std::size_t limit = 50;
   std::optional<Position> after;  // The last row of the previous page.
