@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
@@ -606,10 +605,7 @@ std::variant<Filters, ApiError> parse_filters(const httplib::Request& req, std::
       (name == "since" ? f.query.since_ns : f.query.until_ns) = std::get<std::int64_t>(t);
     } else if (name.starts_with("metadata.")) {
       std::string key = name.substr(9);
-      bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
-      });
-      if (!plain) {
+      if (!store::is_filterable_metadata_key(key)) {
         return bad_request("metadata." + key +
                            ": a metadata key may hold only letters, digits, '_' and '-'");
       }
@@ -802,20 +798,23 @@ void Server::Impl::get_events(const std::string& id, const httplib::Request& req
   if (!page) return reply(res, store_failure(page.error()));
   bool more = page->size() > n;
   if (more) page->pop_back();
-  // The events as JSONL writes them, one object each.
-  std::string events = "[";
-  for (const store::StoredEvent& e : *page) {
-    if (events.size() > 1) events += ',';
-    detail::format_json(e.event.view(), events);
-    events.pop_back();  // Its newline.
+  // The events as JSONL writes them, one object each, written straight into the body.
+  std::string body = R"({"success":true,"tracking_id":)";
+  detail::append_json_string(body, id);
+  body += R"(,"events":[)";
+  for (std::size_t i = 0; i < page->size(); ++i) {
+    if (i > 0) body += ',';
+    detail::format_json((*page)[i].event.view(), body);
+    body.pop_back();  // Its newline.
   }
-  events += ']';
-  Json body = Json::object();
-  body["success"] = true;
-  body["tracking_id"] = id;
-  body["events"] = Json::parse(events);
-  body["next_cursor"] = more ? Json(make_cursor(page->back().position, canonical)) : Json();
-  reply_json(res, 200, detail::dump_json(body));
+  body += R"(],"next_cursor":)";
+  if (more) {
+    detail::append_json_string(body, make_cursor(page->back().position, canonical));
+  } else {
+    body += "null";
+  }
+  body += '}';
+  reply_json(res, 200, std::move(body));
 }
 
 // ---- POST and PUT ----------------------------------------------------------------------------
