@@ -49,6 +49,12 @@ Statement& Statement::bind(int i, std::string_view v) {
   return *this;
 }
 
+Statement& Statement::bind_blob(int i, std::string_view v) {
+  int rc = sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_STATIC);
+  if (rc != SQLITE_OK) db_.fail(rc);
+  return *this;
+}
+
 Statement& Statement::bind(int i, const std::optional<std::int64_t>& v) {
   return v ? bind(i, *v) : bind_null(i);
 }
@@ -84,6 +90,12 @@ std::int64_t Statement::int64(int col) const noexcept { return sqlite3_column_in
 std::string Statement::text(int col) const {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
   int n = sqlite3_column_bytes(stmt_, col);  // After column_text: the length of that text.
+  return p != nullptr ? std::string(p, static_cast<std::size_t>(n)) : std::string();
+}
+
+std::string Statement::blob(int col) const {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
+  int n = sqlite3_column_bytes(stmt_, col);
   return p != nullptr ? std::string(p, static_cast<std::size_t>(n)) : std::string();
 }
 

@@ -53,6 +53,8 @@ class Statement {
   Statement& bind(int i, const std::optional<std::int64_t>& v);
   Statement& bind(int i, const std::optional<std::string>& v);
   Statement& bind_null(int i);
+  // As a BLOB; not copied either.
+  Statement& bind_blob(int i, std::string_view v);
 
   // True while there is a row to read; false when done. Throws SqliteError.
   bool step();
@@ -66,6 +68,7 @@ class Statement {
   bool is_null(int col) const noexcept;
   std::int64_t int64(int col) const noexcept;
   std::string text(int col) const;
+  std::string blob(int col) const;
   std::optional<std::int64_t> opt_int64(int col) const noexcept;
   std::optional<std::string> opt_text(int col) const;
 

@@ -14,6 +14,7 @@
 
 #include "format/format.hpp"
 #include "store/sqlite.hpp"
+#include "store/sqlite_index.hpp"
 #include "store/step_chunk.hpp"
 
 namespace stagelog::store {
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS executions (
   expires_at_ns INTEGER NOT NULL,
   steps_count INTEGER NOT NULL DEFAULT 0,
   final_status TEXT,
+  index_from INTEGER,
   UNIQUE (tracking_id, execution_id)
 );
 CREATE INDEX IF NOT EXISTS executions_by_expiry ON executions (expires_at_ns);
@@ -77,6 +79,48 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run, ts_ns, id);
 CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expires_at_ns);
+)sql";
+
+// Version 3: the step index (sqlite_index.cpp), derived from the steps and rebuilt from them.
+// executions.index_from is the first step of the attempt not indexed yet (NULL: all are).
+constexpr const char* kIndexSchema = R"sql(
+CREATE INDEX IF NOT EXISTS executions_to_index ON executions (id) WHERE index_from IS NOT NULL;
+CREATE TABLE IF NOT EXISTS step_facts (
+  id INTEGER PRIMARY KEY,
+  execution INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+  n INTEGER NOT NULL,
+  ts_ns INTEGER NOT NULL,
+  stage TEXT NOT NULL,
+  worker TEXT NOT NULL,
+  status TEXT NOT NULL,
+  duration_ms INTEGER,
+  pattern TEXT,
+  UNIQUE (execution, n)
+);
+CREATE INDEX IF NOT EXISTS step_facts_by_worker ON step_facts (worker, execution);
+CREATE INDEX IF NOT EXISTS step_facts_by_stage ON step_facts (stage, execution);
+CREATE INDEX IF NOT EXISTS step_facts_failed ON step_facts (ts_ns, pattern)
+  WHERE status = 'failed';
+CREATE INDEX IF NOT EXISTS step_facts_by_pattern ON step_facts (pattern, ts_ns)
+  WHERE status = 'failed';
+CREATE VIRTUAL TABLE IF NOT EXISTS step_text USING fts5 (message, error_details,
+  tokenize = 'unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS step_facts_text AFTER DELETE ON step_facts BEGIN
+  DELETE FROM step_text WHERE rowid = old.id;
+END;
+CREATE TABLE IF NOT EXISTS stage_rollups (
+  hour_ns INTEGER NOT NULL,
+  stage TEXT NOT NULL,
+  worker TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  failures INTEGER NOT NULL,
+  skipped INTEGER NOT NULL,
+  max_ms INTEGER NOT NULL,
+  histogram BLOB NOT NULL,
+  expires_at_ns INTEGER NOT NULL,
+  PRIMARY KEY (hour_ns, stage, worker)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stage_rollups_by_expiry ON stage_rollups (expires_at_ns);
 )sql";
 
 constexpr const char* kExecutionColumns =
@@ -167,6 +211,14 @@ void migrate_from_1(Database& db) {
   db.exec("DROP TABLE steps; UPDATE schema_version SET version = 2;");
 }
 
+// Version 3 adds the step index; every attempt with steps is indexed again by the indexer.
+void migrate_from_2(Database& db) {
+  db.exec("ALTER TABLE executions ADD COLUMN index_from INTEGER;");
+  db.exec(kIndexSchema);
+  db.exec("UPDATE executions SET index_from = 0 WHERE steps_count > 0;"
+          "UPDATE schema_version SET version = 3;");
+}
+
 }  // namespace
 
 struct SqliteStore::Statements {
@@ -174,9 +226,9 @@ struct SqliteStore::Statements {
       : upsert_execution(db,
                          "INSERT INTO executions (tracking_id, execution_id, attempt, "
                          "started_at_ns, completed_at_ns, duration_ms, metadata_json, "
-                         "expires_at_ns, steps_count, final_status) VALUES (?1, ?2, (SELECT "
-                         "COALESCE(MAX(attempt), 0) + 1 FROM executions WHERE tracking_id = ?1), "
-                         "?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                         "expires_at_ns, steps_count, final_status, index_from) VALUES (?1, "
+                         "?2, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM executions WHERE "
+                         "tracking_id = ?1), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
                          "ON CONFLICT (tracking_id, execution_id) DO UPDATE SET "
                          "started_at_ns = excluded.started_at_ns, "
                          "completed_at_ns = excluded.completed_at_ns, "
@@ -184,7 +236,9 @@ struct SqliteStore::Statements {
                          "metadata_json = excluded.metadata_json, "
                          "expires_at_ns = excluded.expires_at_ns, "
                          "steps_count = excluded.steps_count, "
-                         "final_status = excluded.final_status RETURNING id"),
+                         "final_status = excluded.final_status, "
+                         "index_from = MIN(COALESCE(index_from, excluded.index_from), "
+                         "excluded.index_from) RETURNING id"),
         select_steps_count(db,
                            "SELECT steps_count FROM executions WHERE tracking_id = ?1 AND "
                            "execution_id = ?2"),
@@ -371,13 +425,16 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Options options) : p
                                             // may have created or migrated it meanwhile.
     if (version == 0) {
       db_->exec(kSchema);
+      db_->exec(kIndexSchema);
       Statement insert(*db_, "INSERT INTO schema_version (version) VALUES (?1)");
       insert.bind(1, std::int64_t{kSchemaVersion}).run();
-    } else if (version == 1) {
-      migrate_from_1(*db_);
+    } else {
+      if (version == 1) migrate_from_1(*db_);
+      if (version <= 2) migrate_from_2(*db_);
     }
     tx.commit();
     st_ = std::make_unique<Statements>(*db_);
+    start_indexer();
     checkpointer_ = std::make_unique<Checkpointer>(path.string(), options.busy_timeout);
     sqlite3_wal_hook(db_->get(), &Checkpointer::on_commit, checkpointer_.get());
   } catch (const SqliteError& e) {
@@ -386,6 +443,7 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Options options) : p
 }
 
 SqliteStore::~SqliteStore() {
+  stop_indexer();
   if (db_ != nullptr) sqlite3_wal_hook(db_->get(), nullptr, nullptr);
 }
 
@@ -440,6 +498,7 @@ void SqliteStore::put_locked(const server::Execution& execution, std::int64_t ex
     } else {
       s.bind_null(9);  // Set below when earlier steps stay.
     }
+    s.bind(10, first);  // The step index goes over the steps from here again.
     s.step();
     id = s.int64(0);
   }
@@ -498,6 +557,7 @@ Result<void> SqliteStore::put_execution(const server::Execution& execution,
     Transaction tx(*db_);
     put_locked(execution, expires_at_ns, 0);
     tx.commit();
+    written();
     return {};
   } catch (...) {
     return error("cannot store execution");
@@ -660,6 +720,7 @@ Result<void> SqliteStore::write(std::span<const EventsWrite> events,
       put_locked(w.execution, w.expires_at_ns, w.steps_from);
     }
     tx.commit();
+    if (!executions.empty()) written();
     return {};
   } catch (...) {
     return error("cannot store events and executions");
@@ -769,6 +830,21 @@ Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const Executi
   }
   if (query.since_ns) sql += " AND started_at_ns >= " + param();
   if (query.until_ns) sql += " AND started_at_ns < " + param();
+  if (query.worker) {
+    sql += " AND EXISTS (SELECT 1 FROM step_facts f WHERE f.worker = " + param() +
+           " AND f.execution = executions.id)";
+  }
+  if (query.stage) {
+    sql += " AND EXISTS (SELECT 1 FROM step_facts f WHERE f.stage = " + param() +
+           " AND f.execution = executions.id)";
+  }
+  std::string words = query.text ? search_query(*query.text) : std::string();
+  if (query.text && words.empty()) return std::vector<ExecutionSummary>{};  // No word: no match.
+  if (query.text) {
+    sql += " AND id IN (SELECT f.execution FROM step_text JOIN step_facts f ON f.id = "
+           "step_text.rowid WHERE step_text MATCH " +
+           param() + ")";
+  }
   for (std::size_t i = 0; i < query.metadata.size(); ++i) {
     // The value as text: a string as it is, anything else as its JSON text.
     std::string path = param();
@@ -788,6 +864,7 @@ Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const Executi
 
   std::lock_guard lock(mutex_);
   try {
+    if (query.worker || query.stage || query.text) catch_up_locked();
     Statement s(*db_, sql);
     int p = 1;
     s.bind(p++, now_ns);
@@ -796,6 +873,9 @@ Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const Executi
     }
     if (query.since_ns) s.bind(p++, *query.since_ns);
     if (query.until_ns) s.bind(p++, *query.until_ns);
+    if (query.worker) s.bind(p++, std::string_view(*query.worker));
+    if (query.stage) s.bind(p++, std::string_view(*query.stage));
+    if (query.text) s.bind(p++, std::string_view(words));
     std::vector<std::string> paths;
     paths.reserve(query.metadata.size());
     for (const auto& [key, value] : query.metadata) {
@@ -842,6 +922,7 @@ Result<std::size_t> SqliteStore::purge(std::int64_t now_ns) {
       s->bind(1, now_ns).run();
       removed += static_cast<std::size_t>(db_->changes());  // Cascaded steps not counted.
     }
+    purge_index_locked(now_ns);
     tx.commit();
     return removed;
   } catch (...) {

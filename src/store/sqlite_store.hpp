@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 #include "stagelog/store/store.hpp"
 
@@ -27,7 +29,7 @@ namespace stagelog::store {
 // is part of the public API; it includes no third-party header already.
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   struct Options {
     std::chrono::milliseconds busy_timeout{5000};
@@ -63,13 +65,23 @@ class SqliteStore final : public Store {
                                                         std::int64_t now_ns) override;
   Result<std::vector<StoredEvent>> event_page(std::string_view run, std::optional<Position> after,
                                               std::size_t limit, std::int64_t now_ns) override;
+  Result<std::vector<StageStats>> stage_stats(const StageStatsQuery& query,
+                                              std::int64_t now_ns) override;
+  Result<std::vector<FailurePattern>> failure_patterns(const FailureQuery& query,
+                                                       std::int64_t now_ns) override;
   Result<std::size_t> purge(std::int64_t now_ns) override;
+
+  // ExecutionQuery::text as the FTS5 query the store runs: each word quoted, so that nothing
+  // in the text is query syntax. "" when the text holds no word (then it matches nothing).
+  static std::string search_query(std::string_view text);
 
   const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
   struct Statements;
+  struct IndexStatements;
   class Checkpointer;
+  class Indexer;
 
   // With mutex_ held, inside a write transaction. Throw SqliteError or std::runtime_error.
   void put_locked(const server::Execution& execution, std::int64_t expires_at_ns,
@@ -78,10 +90,24 @@ class SqliteStore final : public Store {
   std::optional<server::Execution> read_execution(detail::Statement& row);
   Error error(std::string_view operation) const;
 
+  // The step index (sqlite_index.cpp). index_locked indexes up to max_attempts marked
+  // attempts, inside the caller's write transaction, and says whether more are marked;
+  // catch_up_locked indexes them all in a transaction of its own. index_batch is the
+  // indexer thread's: one batch, one transaction, under the mutex.
+  void start_indexer();
+  void stop_indexer() noexcept;
+  void written();  // After a commit that marked attempts.
+  bool index_batch(std::int64_t max_attempts);
+  bool index_locked(std::int64_t max_attempts);
+  void catch_up_locked();
+  void purge_index_locked(std::int64_t now_ns);
+
   std::filesystem::path path_;
   std::mutex mutex_;
   std::unique_ptr<detail::Database> db_;
   std::unique_ptr<Statements> st_;  // Prepared once; destroyed before db_.
+  std::unique_ptr<IndexStatements> ix_;
+  std::unique_ptr<Indexer> indexer_;  // Stopped first by the destructor.
   // Copies the WAL into the database file on a connection and thread of its own, so that
   // commits do not; declared last: it is stopped before the writing connection closes.
   std::unique_ptr<Checkpointer> checkpointer_;

@@ -56,6 +56,14 @@ class ForwardingStore : public store::Store {
                                                             std::int64_t now_ns) override {
     return inner_.event_page(run, after, limit, now_ns);
   }
+  store::Result<std::vector<store::StageStats>> stage_stats(const store::StageStatsQuery& query,
+                                                            std::int64_t now_ns) override {
+    return inner_.stage_stats(query, now_ns);
+  }
+  store::Result<std::vector<store::FailurePattern>> failure_patterns(
+      const store::FailureQuery& query, std::int64_t now_ns) override {
+    return inner_.failure_patterns(query, now_ns);
+  }
   store::Result<std::size_t> purge(std::int64_t now_ns) override { return inner_.purge(now_ns); }
 
  protected:

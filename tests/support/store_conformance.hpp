@@ -12,6 +12,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -754,6 +756,276 @@ TEST_P(StoreConformanceTest, TwoStoresOnOneBackendSeeEachOthersWrites) {
   auto got = ok(store_->latest("T1", kT0));
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->execution_id, "from_other");
+}
+
+// ---- The query side: search, stage statistics, failure patterns ------------------------------
+
+namespace conformance {
+
+inline server::Step step(std::string name, std::int64_t ts_ns, std::string status,
+                         std::string message = "", std::optional<std::string> error = std::nullopt,
+                         std::string custom = "{}") {
+  return server::Step{std::move(name),   ts_ns,
+                      std::move(status), std::move(message),
+                      std::move(error),  std::move(custom)};
+}
+
+inline server::Execution with_steps(std::string tracking_id, std::int64_t started_at_ns,
+                                    std::vector<server::Step> steps, std::string metadata = "{}") {
+  server::Execution e;
+  e.tracking_id = tracking_id;
+  e.execution_id = "exec_" + tracking_id;
+  e.started_at_ns = started_at_ns;
+  e.metadata_json = std::move(metadata);
+  e.steps = std::move(steps);
+  return e;
+}
+
+// The exact nearest-rank percentile.
+inline double nearest_rank(std::vector<std::int64_t> values, double p) {
+  std::sort(values.begin(), values.end());
+  auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(values.size())));
+  return static_cast<double>(values[std::max<std::size_t>(rank, 1) - 1]);
+}
+
+constexpr std::int64_t kMs = 1'000'000;
+constexpr std::int64_t kHour = 3'600 * kSecond;
+// An hour boundary, for statistics that are kept per hour.
+constexpr std::int64_t kH0 = kT0 / kHour * kHour;
+
+}  // namespace conformance
+
+TEST_P(StoreConformanceTest, ListFiltersByWorkerStageAndFullText) {
+  using namespace conformance;
+  ok(store_->put_execution(
+      with_steps("A", kT0,
+                 {step("fetch", kT0 + kSecond, "completed", "fetched 12 files", std::nullopt,
+                       R"({"worker":"gpu-1"})"),
+                  step("generate", kT0 + 2 * kSecond, "failed", "Processing failed",
+                       "Error: AI generation timeout after 480000ms", R"({"worker":"gpu-1"})")}),
+      kT0 + kDay));
+  // No worker on its steps: the attempt's metadata says who ran it.
+  ok(store_->put_execution(
+      with_steps("B", kT0 + kSecond,
+                 {step("fetch", kT0 + 2 * kSecond, "completed", "Upload to Zürich done")},
+                 R"({"worker":"gpu-2"})"),
+      kT0 + kDay));
+  ok(store_->put_execution(
+      with_steps("C", kT0 + 2 * kSecond,
+                 {step("judge", kT0 + 3 * kSecond, "completed", "judged: TIMEOUT-free",
+                       std::nullopt, R"({"worker":"gpu-1"})")}),
+      kT0 + kDay));
+
+  auto list = [&](store::ExecutionQuery q) { return ids(ok(store_->list_executions(q, kT0))); };
+  store::ExecutionQuery q;
+  q.worker = "gpu-1";
+  EXPECT_THAT(list(q), ElementsAre("C", "A"));
+  q.worker = "gpu-2";
+  EXPECT_THAT(list(q), ElementsAre("B"));
+  q.worker = "gpu";
+  EXPECT_TRUE(list(q).empty());
+  q = {};
+  q.stage = "fetch";
+  EXPECT_THAT(list(q), ElementsAre("B", "A"));
+  q.worker = "gpu-1";  // Both: an attempt with a fetch step and a step of gpu-1.
+  EXPECT_THAT(list(q), ElementsAre("A"));
+
+  q = {};
+  q.text = "timeout";  // Error details and messages, any case.
+  EXPECT_THAT(list(q), ElementsAre("C", "A"));
+  q.text = "generation TIMEOUT";  // Every word.
+  EXPECT_THAT(list(q), ElementsAre("A"));
+  q.text = "gener*";  // A prefix.
+  EXPECT_THAT(list(q), ElementsAre("A"));
+  q.text = "zurich";  // Diacritics do not matter.
+  EXPECT_THAT(list(q), ElementsAre("B"));
+  q.text = "480000ms";
+  EXPECT_THAT(list(q), ElementsAre("A"));
+  // Query syntax is only text: quotes, OR, NEAR, parentheses and column filters are words or
+  // nothing, never an error.
+  for (const char* text : {"\"timeout", "timeout OR fetched", "NEAR(timeout", "message:timeout",
+                           "timeout)", "*", "-timeout", "^timeout"}) {
+    q.text = text;
+    auto rows = store_->list_executions(q, kT0);
+    EXPECT_TRUE(rows) << text << ": " << (rows ? "" : rows.error().what());
+  }
+  q.text = "message:timeout";  // "message" is a word here, not a column: no step has both.
+  EXPECT_TRUE(list(q).empty());
+  q.text = "!!!";  // No word: no match.
+  EXPECT_TRUE(list(q).empty());
+
+  // The index follows what is stored: a replaced attempt is found by its new steps only, and
+  // steps appended by a write are found at once.
+  ok(store_->put_execution(with_steps("A", kT0,
+                                      {step("fetch", kT0 + kSecond, "completed", "fetched again",
+                                            std::nullopt, R"({"worker":"gpu-3"})")}),
+                           kT0 + kDay));
+  q = {};
+  q.text = "timeout";
+  EXPECT_THAT(list(q), ElementsAre("C"));
+  q.text = "again";
+  EXPECT_THAT(list(q), ElementsAre("A"));
+  q = {};
+  q.worker = "gpu-1";
+  EXPECT_THAT(list(q), ElementsAre("C"));
+  store::ExecutionWrite more{
+      with_steps("A", kT0,
+                 {step("cleanup", kT0 + 5 * kSecond, "completed", "removed the worktree")}),
+      kT0 + kDay, 1};
+  ok(store_->write({}, std::span<const store::ExecutionWrite>(&more, 1)));
+  q = {};
+  q.text = "worktree";
+  EXPECT_THAT(list(q), ElementsAre("A"));
+  q = {};
+  q.stage = "cleanup";
+  EXPECT_THAT(list(q), ElementsAre("A"));
+  // Expired attempts are not found.
+  q = {};
+  q.text = "judged";
+  EXPECT_TRUE(ids(ok(store_->list_executions(q, kT0 + kDay))).empty());
+}
+
+TEST_P(StoreConformanceTest, StageStatsGiveCountsFailuresAndPercentilesPerStage) {
+  using namespace conformance;
+  // 200 agent steps of 37 ms, 74 ms, ... in two hours; durations from "duration_ms".
+  std::vector<std::int64_t> agent;
+  for (int i = 0; i < 200; ++i) {
+    std::int64_t d = 37 * (i + 1) + (i % 7) * 1000;
+    agent.push_back(d);
+    std::int64_t end = kH0 + (i < 150 ? 10 : 70) * 60 * kSecond + i * kMs;
+    std::string custom =
+        R"({"worker":"w)" + std::to_string(i % 2) + R"(","duration_ms":)" + std::to_string(d) + "}";
+    ok(store_->put_execution(with_steps("agent-" + std::to_string(i), end - d * kMs,
+                                        {step("agent", end - d * kMs, "in_progress"),
+                                         step("agent", end, i % 10 == 0 ? "failed" : "completed",
+                                              "", std::nullopt, custom)}),
+                             kH0 + kDay));
+  }
+  // A seed-004 document: each step ended when it says; its duration is the time since the
+  // previous one (since started_at for the first).
+  ok(store_->put_execution(with_steps("doc", kH0 + kSecond,
+                                      {step("fetch", kH0 + kSecond + 40 * kMs, "completed"),
+                                       step("transcribe", kH0 + 3 * kSecond, "completed"),
+                                       step("transcribe", kH0 + 4 * kSecond, "skipped")}),
+                           kH0 + kDay));
+
+  store::StageStatsQuery q;
+  q.since_ns = kH0;
+  q.until_ns = kH0 + 2 * kHour;
+  auto stats = ok(store_->stage_stats(q, kH0));
+  ASSERT_EQ(stats.size(), 3u);  // By stage name.
+  EXPECT_EQ(stats[0].stage, "agent");
+  EXPECT_EQ(stats[1].stage, "fetch");
+  EXPECT_EQ(stats[2].stage, "transcribe");
+  const store::DurationStats& a = stats[0].stats;
+  EXPECT_EQ(a.count, 200);
+  EXPECT_EQ(a.failures, 20);
+  EXPECT_EQ(a.skipped, 0);
+  EXPECT_EQ(a.max_ms, *std::max_element(agent.begin(), agent.end()));
+  for (auto [got, p] : {std::pair{a.p50_ms, 0.5}, {a.p95_ms, 0.95}, {a.p99_ms, 0.99}}) {
+    double want = nearest_rank(agent, p);
+    EXPECT_NEAR(got, want, want * 0.01) << "p" << p;
+  }
+  ASSERT_EQ(stats[0].series.size(), 2u);  // Two hours.
+  EXPECT_EQ(stats[0].series[0].start_ns, kH0);
+  EXPECT_EQ(stats[0].series[0].stats.count, 150);
+  EXPECT_EQ(stats[0].series[1].start_ns, kH0 + kHour);
+  EXPECT_EQ(stats[0].series[1].stats.count, 50);
+  EXPECT_EQ(stats[1].stats.count, 1);
+  EXPECT_EQ(stats[1].stats.max_ms, 40);
+  EXPECT_EQ(stats[1].stats.p50_ms, 40);  // Durations up to about 50 ms are exact.
+  EXPECT_EQ(stats[2].stats.count, 1);
+  EXPECT_EQ(stats[2].stats.skipped, 1);
+  EXPECT_EQ(stats[2].stats.max_ms, 1960);
+
+  q.daily = true;
+  stats = ok(store_->stage_stats(q, kH0));
+  ASSERT_EQ(stats[0].series.size(), 1u);
+  EXPECT_EQ(stats[0].series[0].start_ns % kDay, 0);
+  EXPECT_EQ(stats[0].series[0].stats.count, 200);
+
+  q.daily = false;
+  q.by_worker = true;
+  stats = ok(store_->stage_stats(q, kH0));
+  ASSERT_EQ(stats.size(), 4u);
+  EXPECT_EQ(stats[0].stage, "agent");
+  EXPECT_EQ(stats[0].worker, "w0");
+  EXPECT_EQ(stats[0].stats.count, 100);
+  EXPECT_EQ(stats[1].worker, "w1");
+  EXPECT_EQ(stats[2].worker, "");
+
+  // Only the second hour.
+  q = {};
+  q.since_ns = kH0 + kHour;
+  q.until_ns = kH0 + 2 * kHour;
+  stats = ok(store_->stage_stats(q, kH0));
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].stats.count, 50);
+
+  // Replacing an attempt replaces its durations, the longest one included.
+  std::int64_t longest = a.max_ms;
+  auto slowest = std::max_element(agent.begin(), agent.end()) - agent.begin();
+  std::int64_t end = kH0 + 70 * 60 * kSecond + slowest * kMs;
+  ok(store_->put_execution(
+      with_steps("agent-" + std::to_string(slowest), end - kSecond,
+                 {step("agent", end, "completed", "", std::nullopt, R"({"duration_ms":5})")}),
+      kH0 + kDay));
+  q.since_ns = kH0;
+  stats = ok(store_->stage_stats(q, kH0));
+  EXPECT_EQ(stats[0].stats.count, 200);
+  EXPECT_LT(stats[0].stats.max_ms, longest);
+  agent[static_cast<std::size_t>(slowest)] = 5;
+  EXPECT_EQ(stats[0].stats.max_ms, *std::max_element(agent.begin(), agent.end()));
+
+  // Gone with the attempts that made them.
+  EXPECT_TRUE(ok(store_->stage_stats(q, kH0 + kDay)).empty());
+}
+
+TEST_P(StoreConformanceTest, FailurePatternsGroupErrorsThatDifferOnlyInNumbersIdsAndPaths) {
+  using namespace conformance;
+  int n = 0;
+  auto fail = [&](std::string stage, std::string error, std::int64_t at) {
+    std::string id = "T" + std::to_string(++n);
+    ok(store_->put_execution(
+        with_steps(id, at - kSecond,
+                   {step("start", at - kSecond, "completed"),
+                    step(std::move(stage), at, "failed", "Processing failed", std::move(error))}),
+        kT0 + kDay));
+  };
+  fail("agent", "timeout after 480000ms", kT0);
+  fail("judge", "timeout after 300000ms", kT0 + kSecond);
+  fail("agent", "timeout after 120ms", kT0 + 2 * kSecond);
+  fail("agent", "timeout after 9ms", kT0 + 3 * kSecond);
+  fail("fetch", "cannot open /tmp/run-7/input.json: No such file", kT0 + 4 * kSecond);
+  fail("fetch", "cannot open /data/x/y.json: No such file", kT0 + 5 * kSecond);
+  fail("agent", "worker gpu-3 lost exec_1767_ab12cd34e (0xdeadbeef)", kT0 + 6 * kSecond);
+  fail("agent", "old failure", kT0 - kDay);
+
+  store::FailureQuery q;
+  q.since_ns = kT0;
+  q.until_ns = kT0 + kDay;
+  auto patterns = ok(store_->failure_patterns(q, kT0));
+  ASSERT_EQ(patterns.size(), 3u);
+  EXPECT_EQ(patterns[0].pattern, "timeout after <n>ms");
+  EXPECT_EQ(patterns[0].count, 4);
+  EXPECT_EQ(patterns[0].first_seen_ns, kT0);
+  EXPECT_EQ(patterns[0].last_seen_ns, kT0 + 3 * kSecond);
+  EXPECT_THAT(patterns[0].stages, ElementsAre("agent", "judge"));
+  EXPECT_THAT(patterns[0].tracking_ids, ElementsAre("T4", "T3", "T2"));
+  EXPECT_EQ(patterns[0].example, "timeout after 9ms");
+  EXPECT_EQ(patterns[1].pattern, "cannot open <path>: No such file");
+  EXPECT_EQ(patterns[1].count, 2);
+  EXPECT_THAT(patterns[1].tracking_ids, ElementsAre("T6", "T5"));
+  EXPECT_EQ(patterns[2].pattern, "worker <id> lost <id> (<hex>)");
+
+  q.limit = 1;
+  EXPECT_EQ(ok(store_->failure_patterns(q, kT0)).size(), 1u);
+  q.limit = 50;
+  q.until_ns = kT0 + kSecond;
+  patterns = ok(store_->failure_patterns(q, kT0));
+  ASSERT_EQ(patterns.size(), 1u);
+  EXPECT_EQ(patterns[0].count, 1);
+  EXPECT_TRUE(ok(store_->failure_patterns(q, kT0 + kDay)).empty());  // Expired.
 }
 
 }  // namespace stagelog::test

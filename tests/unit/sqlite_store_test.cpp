@@ -103,6 +103,19 @@ TEST(SqliteStoreTest, UsesTheIndexesForLatestAndPurge) {
                    "AND (started_at_ns, id) < (5, 6) ORDER BY started_at_ns DESC, id DESC "
                    "LIMIT 10"),
               AllOf(HasSubstr("executions_by_time"), ::testing::Not(HasSubstr("TEMP B-TREE"))));
+  // The step index: a worker or stage filter probes its index per attempt; failures and
+  // statistics read a time range of an index.
+  EXPECT_THAT(plan("SELECT id FROM executions WHERE expires_at_ns > 0 AND EXISTS (SELECT 1 "
+                   "FROM step_facts f WHERE f.worker = 'w' AND f.execution = executions.id) "
+                   "ORDER BY started_at_ns DESC, id DESC LIMIT 10"),
+              AllOf(HasSubstr("step_facts_by_worker (worker=? AND execution=?)"),
+                    ::testing::Not(HasSubstr("TEMP B-TREE"))));
+  EXPECT_THAT(plan("SELECT pattern, COUNT(*) FROM step_facts WHERE status = 'failed' AND "
+                   "ts_ns >= 1 AND ts_ns < 2 GROUP BY pattern"),
+              HasSubstr("step_facts_failed (ts_ns>? AND ts_ns<?)"));
+  EXPECT_THAT(plan("SELECT count FROM stage_rollups WHERE hour_ns >= 1 AND hour_ns < 2 AND "
+                   "expires_at_ns > 0"),
+              HasSubstr("PRIMARY KEY (hour_ns>? AND hour_ns<?)"));
   EXPECT_THAT(plan("DELETE FROM executions WHERE expires_at_ns <= 5"),
               HasSubstr("executions_by_expiry"));
   EXPECT_THAT(plan("DELETE FROM events WHERE expires_at_ns <= 5"), HasSubstr("events_by_expiry"));
@@ -125,7 +138,7 @@ TEST(SqliteStoreTest, RefusesANewerSchemaVersionAndLeavesTheFileAlone) {
   std::string message = open_error(path);
   std::string supported = "newer than this stagelog supports (";  // Piecewise: GCC 12 warns
   supported += std::to_string(SqliteStore::kSchemaVersion);       // falsely (-Wrestrict) on
-  supported += ")";                                                // "literal" + string.
+  supported += ")";                                               // "literal" + string.
   EXPECT_THAT(message, AllOf(HasSubstr(path.string()), HasSubstr("schema version is 99"),
                              HasSubstr(supported)));
   detail::Database db(path.string(), false);
@@ -208,6 +221,19 @@ TEST(SqliteStoreTest, AVersion1StoreIsMigratedWithEveryStepKept) {
     EXPECT_EQ((*list)[0].final_status, "failed");
     EXPECT_EQ((*list)[1].step_count, 0u);
     EXPECT_EQ((*list)[1].final_status, "unknown");
+    // The step index (version 3) is built for what was there.
+    store::ExecutionQuery q;
+    q.text = "timeout";
+    auto found = store.list_executions(q, conformance::kT0);
+    ASSERT_TRUE(found) << found.error().what();
+    ASSERT_EQ(found->size(), 1u);
+    EXPECT_EQ((*found)[0].attempt.n, 1);
+    store::FailureQuery failures;
+    failures.until_ns = conformance::kT0 + conformance::kDay;
+    auto patterns = store.failure_patterns(failures, conformance::kT0);
+    ASSERT_TRUE(patterns) << patterns.error().what();
+    ASSERT_EQ(patterns->size(), 1u);
+    EXPECT_EQ((*patterns)[0].stages, std::vector<std::string>{"error_handling"});
   }
   detail::Database db(path.string(), false);
   detail::Statement version(db, "SELECT version FROM schema_version");

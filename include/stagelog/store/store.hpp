@@ -119,6 +119,14 @@ struct ExecutionQuery {
   // Metadata key = value, all of them: a string value as it is, any other as its JSON text
   // (3, 2.5, true, null). Keys pass is_filterable_metadata_key, or the listing fails.
   std::vector<std::pair<std::string, std::string>> metadata;
+  // An attempt with a step run by this worker: the step's "worker" key (steps folded from
+  // events carry their event's worker there), else the attempt's metadata "worker".
+  std::optional<std::string> worker;
+  std::optional<std::string> stage;  // An attempt with a step of this name.
+  // Full text: an attempt with a step whose message or error details hold every word of it
+  // (a word's prefix matches when it ends in '*': "time*"). Words are Unicode letters and
+  // digits; case and diacritics do not matter. The text is never parsed as a query language.
+  std::optional<std::string> text;
   std::size_t limit = 50;
   std::optional<Position> after;  // The last row of the previous page.
 };
@@ -129,6 +137,63 @@ struct ExecutionSummary {
   AttemptSummary attempt;
   std::string metadata_json;
   Position position;
+};
+
+// What stage_stats aggregates: steps that ended (completed or failed; skipped ones are only
+// counted) with their timestamp in [since_ns, until_ns), widened to whole hours.
+struct StageStatsQuery {
+  std::int64_t since_ns = 0;
+  std::int64_t until_ns = 0;
+  bool by_worker = false;  // One row per (stage, worker) instead of per stage.
+  bool daily = false;      // Series points per UTC day instead of per hour.
+};
+
+// Durations of one group of steps. A step's duration is its "duration_ms" key when it has one
+// (steps folded from events carry the stage's measured time there), else the time since the
+// previous step of its attempt (since started_at for the first): seed 004's documents record
+// when each step ended. Percentiles are nearest-rank, within 1% of the exact value; the rest
+// is exact.
+struct DurationStats {
+  static constexpr double kPercentileError = 0.01;  // Relative, at most.
+
+  std::int64_t count = 0;  // Completed and failed.
+  std::int64_t failures = 0;
+  std::int64_t skipped = 0;
+  double p50_ms = 0;
+  double p95_ms = 0;
+  double p99_ms = 0;
+  std::int64_t max_ms = 0;
+};
+
+struct StageStatsPoint {
+  std::int64_t start_ns = 0;  // The hour or UTC day the point covers.
+  DurationStats stats;
+};
+
+struct StageStats {
+  std::string stage;
+  std::string worker;  // With StageStatsQuery::by_worker; "" for steps of no worker.
+  DurationStats stats;
+  std::vector<StageStatsPoint> series;  // Oldest first; hours or days with steps only.
+};
+
+// What failure_patterns groups: failed steps with their timestamp in [since_ns, until_ns).
+struct FailureQuery {
+  std::int64_t since_ns = 0;
+  std::int64_t until_ns = 0;
+  std::size_t limit = 50;  // Patterns, the most frequent first.
+};
+
+// Failed steps whose error (error details, else message) reads the same once numbers, ids,
+// hex strings and paths are masked (seed 004's "error pattern analysis").
+struct FailurePattern {
+  std::string pattern;  // "timeout after <n>ms"
+  std::string example;  // One such error as it was, the most recent.
+  std::int64_t count = 0;
+  std::int64_t first_seen_ns = 0;
+  std::int64_t last_seen_ns = 0;
+  std::vector<std::string> stages;        // Sorted.
+  std::vector<std::string> tracking_ids;  // Up to three, the most recent first.
 };
 
 // One event of an event_page.
@@ -225,6 +290,16 @@ class Store {
   virtual Result<std::vector<StoredEvent>> event_page(std::string_view run,
                                                       std::optional<Position> after,
                                                       std::size_t limit, std::int64_t now_ns) = 0;
+
+  // Per stage (or stage and worker) duration statistics of the live attempts' steps, by
+  // stage name; with a series per hour or day. Sees every write that returned before it.
+  virtual Result<std::vector<StageStats>> stage_stats(const StageStatsQuery& query,
+                                                      std::int64_t now_ns) = 0;
+
+  // Failed steps of live attempts grouped by pattern, the most frequent first (ties: the most
+  // recent first). Sees every write that returned before it.
+  virtual Result<std::vector<FailurePattern>> failure_patterns(const FailureQuery& query,
+                                                               std::int64_t now_ns) = 0;
 
   // Removes everything expired at now_ns (expires_at_ns <= now_ns) and returns how many
   // attempts and events it removed (an attempt counts once, whatever its step count).

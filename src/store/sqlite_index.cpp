@@ -1,0 +1,555 @@
+// The SQLite store's step index: what the query side reads besides the executions themselves.
+//
+// Writes only mark what changed (executions.index_from, in the row they write anyway), so that
+// ingest pays nothing for the index. The indexer, on a thread of its own while the store is
+// not busy, and every query that reads the index before it reads, goes over the marked steps
+// and derives:
+//   step_facts     one row per step: its stage, worker, status, duration, error pattern;
+//   step_text      an FTS5 table over each step's message and error details (rowid = fact);
+//   stage_rollups  per hour, stage and worker: counts and a duration histogram.
+// All three are derived from step_chunks and can be rebuilt from them (migrate_from_2 does).
+// Facts go with their attempt (ON DELETE CASCADE, and a trigger for their text); rollups
+// expire with the last attempt that added to them.
+
+#include "store/sqlite_index.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+
+#include "store/step_chunk.hpp"
+#include "store/step_index.hpp"
+
+namespace stagelog::store {
+
+using detail::Database;
+using detail::DurationHistogram;
+using detail::ScopedReset;
+using detail::Statement;
+using detail::Transaction;
+
+namespace {
+
+constexpr std::int64_t kHourNs = 3'600'000'000'000;
+constexpr std::int64_t kDayNs = 24 * kHourNs;
+// Attempts indexed per transaction by the indexer thread: a write waits for one batch at most.
+constexpr std::int64_t kBatch = 256;
+
+std::int64_t floor_to(std::int64_t ns, std::int64_t unit) {
+  std::int64_t q = ns / unit;
+  if (ns % unit != 0 && ns < 0) --q;
+  return q * unit;
+}
+
+bool has_duration(std::string_view status) { return status == "completed" || status == "failed"; }
+
+// What one indexing batch adds to and removes from one rollup row.
+struct RollupDelta {
+  std::int64_t count = 0;
+  std::int64_t failures = 0;
+  std::int64_t skipped = 0;
+  std::multiset<std::int64_t> added;
+  std::multiset<std::int64_t> removed;
+  std::int64_t expires_at_ns = 0;
+
+  void apply(std::string_view status, std::optional<std::int64_t> duration_ms, int sign) {
+    if (status == "skipped") skipped += sign;
+    if (!has_duration(status)) return;
+    count += sign;
+    if (status == "failed") failures += sign;
+    std::int64_t d = duration_ms.value_or(0);
+    if (sign < 0) {
+      auto it = added.find(d);  // A step indexed again with the same duration: no change.
+      if (it != added.end()) {
+        added.erase(it);
+      } else {
+        removed.insert(d);
+      }
+    } else {
+      auto it = removed.find(d);
+      if (it != removed.end()) {
+        removed.erase(it);
+      } else {
+        added.insert(d);
+      }
+    }
+  }
+};
+
+using RollupKey = std::tuple<std::int64_t, std::string, std::string>;  // hour, stage, worker
+
+// "time* out" as an FTS5 query that is only ever words: each word quoted ("time"* "out"), so
+// that no character of the text is FTS5 syntax. Words are runs of letters, digits and any
+// byte of a multi-byte UTF-8 character (unicode61 decides which of those are letters); '*'
+// right after a word makes it a prefix. "" when the text has no word.
+std::string fts_query(std::string_view text) {
+  std::string out;
+  auto is_word = [](unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    if (!is_word(static_cast<unsigned char>(text[i]))) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < text.size() && is_word(static_cast<unsigned char>(text[end]))) ++end;
+    if (!out.empty()) out += ' ';
+    out += '"';
+    out.append(text.substr(i, end - i));
+    out += '"';
+    if (end < text.size() && text[end] == '*') out += '*';
+    i = end;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string SqliteStore::search_query(std::string_view text) { return fts_query(text); }
+
+SqliteStore::IndexStatements::IndexStatements(Database& db)
+    : pending(db,
+              "SELECT id, index_from, started_at_ns, expires_at_ns, metadata_json FROM "
+              "executions WHERE index_from IS NOT NULL ORDER BY id LIMIT ?1"),
+      old_facts(db,
+                "SELECT ts_ns, stage, worker, status, duration_ms FROM step_facts WHERE "
+                "execution = ?1 AND n >= ?2"),
+      delete_facts(db, "DELETE FROM step_facts WHERE execution = ?1 AND n >= ?2"),
+      previous_ts(db, "SELECT ts_ns FROM step_facts WHERE execution = ?1 AND n = ?2"),
+      chunks(db,
+             "SELECT seq, steps_json FROM step_chunks WHERE execution = ?1 AND "
+             "seq + count > ?2 ORDER BY seq"),
+      insert_fact(db,
+                  "INSERT INTO step_facts (execution, n, ts_ns, stage, worker, status, "
+                  "duration_ms, pattern) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+      insert_text(db, "INSERT INTO step_text (rowid, message, error_details) VALUES (?1, ?2, ?3)"),
+      indexed(db, "UPDATE executions SET index_from = NULL WHERE id = ?1"),
+      select_rollup(db,
+                    "SELECT count, failures, skipped, max_ms, histogram, expires_at_ns FROM "
+                    "stage_rollups WHERE hour_ns = ?1 AND stage = ?2 AND worker = ?3"),
+      max_in_hour(db,
+                  "SELECT MAX(duration_ms) FROM step_facts WHERE stage = ?2 AND worker = ?3 "
+                  "AND ts_ns >= ?1 AND ts_ns < ?1 + 3600000000000 AND status IN "
+                  "('completed', 'failed')"),
+      put_rollup(db,
+                 "INSERT OR REPLACE INTO stage_rollups (hour_ns, stage, worker, count, "
+                 "failures, skipped, max_ms, histogram, expires_at_ns) VALUES (?1, ?2, ?3, "
+                 "?4, ?5, ?6, ?7, ?8, ?9)"),
+      delete_rollup(db,
+                    "DELETE FROM stage_rollups WHERE hour_ns = ?1 AND stage = ?2 AND "
+                    "worker = ?3"),
+      rollups(db,
+              "SELECT hour_ns, stage, worker, count, failures, skipped, max_ms, histogram "
+              "FROM stage_rollups WHERE hour_ns >= ?1 AND hour_ns < ?2 AND "
+              "expires_at_ns > ?3 ORDER BY stage, worker, hour_ns"),
+      failure_groups(db,
+                     "SELECT f.pattern, COUNT(*), MIN(f.ts_ns), MAX(f.ts_ns) FROM step_facts f "
+                     "JOIN executions e ON e.id = f.execution WHERE f.status = 'failed' AND "
+                     "f.ts_ns >= ?1 AND f.ts_ns < ?2 AND e.expires_at_ns > ?3 "
+                     "GROUP BY f.pattern ORDER BY COUNT(*) DESC, MAX(f.ts_ns) DESC, f.pattern "
+                     "LIMIT ?4"),
+      failure_stages(db,
+                     "SELECT DISTINCT f.stage FROM step_facts f JOIN executions e ON e.id = "
+                     "f.execution WHERE f.status = 'failed' AND f.pattern = ?1 AND f.ts_ns >= "
+                     "?2 AND f.ts_ns < ?3 AND e.expires_at_ns > ?4 ORDER BY f.stage"),
+      failure_examples(db,
+                       "SELECT e.tracking_id, t.error_details, t.message FROM step_facts f "
+                       "JOIN executions e ON e.id = f.execution JOIN step_text t ON t.rowid "
+                       "= f.id WHERE f.status = 'failed' AND f.pattern = ?1 AND f.ts_ns >= ?2 "
+                       "AND f.ts_ns < ?3 AND e.expires_at_ns > ?4 ORDER BY f.ts_ns DESC, f.id "
+                       "DESC LIMIT 100"),
+      purge_rollups(db, "DELETE FROM stage_rollups WHERE expires_at_ns <= ?1") {}
+
+SqliteStore::Indexer::Indexer(SqliteStore& store) : store_(store) {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "stagelog-index");
+    sigset_t all;  // Process signals are for the application's threads, not this one.
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    loop();
+  });
+}
+
+SqliteStore::Indexer::~Indexer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void SqliteStore::Indexer::written() {
+  auto now = Clock::now();
+  {
+    std::lock_guard lock(mutex_);
+    last_write_ = now;
+    if (!pending_) first_pending_ = now;
+    pending_ = true;
+  }
+  wake_.notify_one();
+}
+
+void SqliteStore::Indexer::loop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stopping_ || pending_; });
+    if (stopping_) return;
+    // Wait for a quiet moment, or until the backlog is too old to wait longer.
+    for (;;) {
+      auto until = std::min(last_write_ + kQuiet, first_pending_ + kMaxLag);
+      if (Clock::now() >= until) break;
+      if (wake_.wait_until(lock, until, [&] { return stopping_; })) return;
+    }
+    pending_ = false;
+    lock.unlock();
+    bool more = true;
+    while (more) {
+      auto started = Clock::now();
+      more = store_.index_batch(kBatch);
+      if (more) {
+        // Half the store's time at most while there is a backlog: writers come first.
+        std::unique_lock wait_lock(mutex_);
+        if (wake_.wait_for(wait_lock, Clock::now() - started, [&] { return stopping_; })) {
+          return;
+        }
+      }
+    }
+    lock.lock();
+  }
+}
+
+void SqliteStore::start_indexer() {
+  ix_ = std::make_unique<IndexStatements>(*db_);
+  indexer_ = std::make_unique<Indexer>(*this);
+}
+
+void SqliteStore::stop_indexer() noexcept {
+  indexer_.reset();  // Joins its thread before the statements go.
+  ix_.reset();
+}
+
+void SqliteStore::written() {
+  if (indexer_ != nullptr) indexer_->written();
+}
+
+bool SqliteStore::index_batch(std::int64_t max_attempts) {
+  std::lock_guard lock(mutex_);
+  try {
+    Transaction tx(*db_);
+    bool more = index_locked(max_attempts);
+    tx.commit();
+    return more;
+  } catch (...) {
+    // Left marked: the next query or batch tries again, and reports what failed.
+    return false;
+  }
+}
+
+void SqliteStore::catch_up_locked() {
+  Transaction tx(*db_);
+  while (index_locked(kBatch)) {
+  }
+  tx.commit();
+}
+
+bool SqliteStore::index_locked(std::int64_t max_attempts) {
+  IndexStatements& ix = *ix_;
+  struct Pending {
+    std::int64_t id;
+    std::int64_t from;
+    std::int64_t started_at_ns;
+    std::int64_t expires_at_ns;
+    std::optional<std::string> worker;  // The attempt's metadata "worker".
+  };
+  std::vector<Pending> pending;
+  {
+    ScopedReset reset(ix.pending);
+    ix.pending.bind(1, max_attempts + 1);
+    while (ix.pending.step()) {
+      pending.push_back(Pending{ix.pending.int64(0), ix.pending.int64(1), ix.pending.int64(2),
+                                ix.pending.int64(3),
+                                detail::read_step_keys(ix.pending.text(4)).worker});
+    }
+  }
+  bool more = static_cast<std::int64_t>(pending.size()) > max_attempts;
+  if (more) pending.pop_back();
+
+  std::map<RollupKey, RollupDelta> deltas;
+  std::vector<server::Step> steps;
+  for (const Pending& p : pending) {
+    // The facts of the steps indexed again leave the rollups.
+    {
+      ScopedReset reset(ix.old_facts);
+      ix.old_facts.bind(1, p.id).bind(2, p.from);
+      while (ix.old_facts.step()) {
+        std::string status = ix.old_facts.text(3);
+        RollupKey key{floor_to(ix.old_facts.int64(0), kHourNs), ix.old_facts.text(1),
+                      ix.old_facts.text(2)};
+        deltas[key].apply(status, ix.old_facts.opt_int64(4), -1);
+      }
+    }
+    {
+      ScopedReset reset(ix.delete_facts);
+      ix.delete_facts.bind(1, p.id).bind(2, p.from).run();
+    }
+    std::int64_t previous_ts = p.started_at_ns;
+    if (p.from > 0) {
+      ScopedReset reset(ix.previous_ts);
+      ix.previous_ts.bind(1, p.id).bind(2, p.from - 1);
+      if (ix.previous_ts.step()) previous_ts = ix.previous_ts.int64(0);
+    }
+    steps.clear();
+    std::int64_t first = p.from;  // The position of steps[0].
+    {
+      ScopedReset reset(ix.chunks);
+      ix.chunks.bind(1, p.id).bind(2, p.from);
+      bool at_first_chunk = true;
+      while (ix.chunks.step()) {
+        if (at_first_chunk) first = ix.chunks.int64(0);
+        at_first_chunk = false;
+        if (!detail::decode_steps(ix.chunks.text(1), steps)) {
+          throw std::runtime_error("a damaged step chunk at step " +
+                                   std::to_string(ix.chunks.int64(0)));
+        }
+      }
+    }
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      std::int64_t n = first + static_cast<std::int64_t>(i);
+      if (n < p.from) continue;
+      const server::Step& step = steps[i];
+      detail::StepKeys keys = detail::read_step_keys(step.custom_json);
+      std::string worker = keys.worker ? *keys.worker : p.worker.value_or("");
+      std::optional<std::int64_t> duration_ms;
+      if (has_duration(step.status)) {
+        duration_ms = keys.duration_ms.value_or(
+            std::max<std::int64_t>(0, (step.timestamp_ns - previous_ts) / 1'000'000));
+      }
+      previous_ts = step.timestamp_ns;
+      std::optional<std::string> pattern;
+      if (step.status == "failed") {
+        pattern = detail::error_pattern(step.error_details.value_or(step.message));
+      }
+      {
+        Statement& s = ix.insert_fact;
+        ScopedReset reset(s);
+        s.bind(1, p.id)
+            .bind(2, n)
+            .bind(3, step.timestamp_ns)
+            .bind(4, std::string_view(step.step))
+            .bind(5, std::string_view(worker))
+            .bind(6, std::string_view(step.status))
+            .bind(7, duration_ms)
+            .bind(8, pattern)
+            .run();
+      }
+      {
+        Statement& s = ix.insert_text;
+        ScopedReset reset(s);
+        s.bind(1, sqlite3_last_insert_rowid(db_->get()))
+            .bind(2, std::string_view(step.message))
+            .bind(3, step.error_details)
+            .run();
+      }
+      RollupDelta& delta =
+          deltas[RollupKey{floor_to(step.timestamp_ns, kHourNs), step.step, std::move(worker)}];
+      delta.apply(step.status, duration_ms, +1);
+      delta.expires_at_ns = std::max(delta.expires_at_ns, p.expires_at_ns);
+    }
+    ScopedReset reset(ix.indexed);
+    ix.indexed.bind(1, p.id).run();
+  }
+
+  for (auto& [key, delta] : deltas) {
+    const auto& [hour, stage, worker] = key;
+    std::int64_t count = 0, failures = 0, skipped = 0, max_ms = 0, expires = 0;
+    DurationHistogram histogram;
+    {
+      Statement& s = ix.select_rollup;
+      ScopedReset reset(s);
+      s.bind(1, hour).bind(2, std::string_view(stage)).bind(3, std::string_view(worker));
+      if (s.step()) {
+        count = s.int64(0);
+        failures = s.int64(1);
+        skipped = s.int64(2);
+        max_ms = s.int64(3);
+        if (!histogram.decode(s.blob(4))) {
+          throw std::runtime_error("a damaged duration histogram for stage " + stage);
+        }
+        expires = s.int64(5);
+      }
+    }
+    count = std::max<std::int64_t>(0, count + delta.count);
+    failures = std::max<std::int64_t>(0, failures + delta.failures);
+    skipped = std::max<std::int64_t>(0, skipped + delta.skipped);
+    expires = std::max(expires, delta.expires_at_ns);
+    for (std::int64_t d : delta.added) histogram.add(d);
+    for (std::int64_t d : delta.removed) histogram.add(d, -1);
+    if (!delta.added.empty()) max_ms = std::max(max_ms, *delta.added.rbegin());
+    if (!delta.removed.empty() && *delta.removed.rbegin() >= max_ms) {
+      // The longest step may have left: ask the facts (rare: a step stored again with a
+      // different duration).
+      Statement& s = ix.max_in_hour;
+      ScopedReset reset(s);
+      s.bind(1, hour).bind(2, std::string_view(stage)).bind(3, std::string_view(worker));
+      max_ms = s.step() && !s.is_null(0) ? s.int64(0) : 0;
+    }
+    if (count == 0 && skipped == 0) {
+      Statement& s = ix.delete_rollup;
+      ScopedReset reset(s);
+      s.bind(1, hour).bind(2, std::string_view(stage)).bind(3, std::string_view(worker)).run();
+      continue;
+    }
+    std::string bytes = histogram.encode();
+    Statement& s = ix.put_rollup;
+    ScopedReset reset(s);
+    s.bind(1, hour)
+        .bind(2, std::string_view(stage))
+        .bind(3, std::string_view(worker))
+        .bind(4, count)
+        .bind(5, failures)
+        .bind(6, skipped)
+        .bind(7, max_ms)
+        .bind_blob(8, bytes)
+        .bind(9, expires)
+        .run();
+  }
+  return more;
+}
+
+void SqliteStore::purge_index_locked(std::int64_t now_ns) {
+  ScopedReset reset(ix_->purge_rollups);
+  ix_->purge_rollups.bind(1, now_ns).run();
+}
+
+namespace {
+
+DurationStats stats_of(const DurationHistogram& h, std::int64_t count, std::int64_t failures,
+                       std::int64_t skipped, std::int64_t max_ms) {
+  DurationStats s;
+  s.count = count;
+  s.failures = failures;
+  s.skipped = skipped;
+  s.p50_ms = h.percentile(0.50);
+  s.p95_ms = h.percentile(0.95);
+  s.p99_ms = h.percentile(0.99);
+  s.max_ms = max_ms;
+  return s;
+}
+
+}  // namespace
+
+Result<std::vector<StageStats>> SqliteStore::stage_stats(const StageStatsQuery& query,
+                                                         std::int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    catch_up_locked();
+    struct Group {
+      std::int64_t count = 0, failures = 0, skipped = 0, max_ms = 0;
+      DurationHistogram histogram;
+    };
+    struct Row {
+      Group total;
+      std::map<std::int64_t, Group> points;
+    };
+    std::map<std::pair<std::string, std::string>, Row> rows;  // (stage, worker)
+    Statement& s = ix_->rollups;
+    ScopedReset reset(s);
+    s.bind(1, floor_to(query.since_ns, kHourNs)).bind(2, query.until_ns).bind(3, now_ns);
+    DurationHistogram h;
+    while (s.step()) {
+      std::int64_t hour = s.int64(0);
+      Row& row = rows[{s.text(1), query.by_worker ? s.text(2) : std::string()}];
+      if (!h.decode(s.blob(7))) {
+        throw std::runtime_error("a damaged duration histogram for stage " + s.text(1));
+      }
+      Group& point = row.points[query.daily ? floor_to(hour, kDayNs) : hour];
+      for (Group* g : {&row.total, &point}) {
+        g->count += s.int64(3);
+        g->failures += s.int64(4);
+        g->skipped += s.int64(5);
+        g->max_ms = std::max(g->max_ms, s.int64(6));
+        g->histogram.merge(h);
+      }
+    }
+    std::vector<StageStats> out;
+    out.reserve(rows.size());
+    for (auto& [key, row] : rows) {
+      StageStats& stats = out.emplace_back();
+      stats.stage = key.first;
+      stats.worker = key.second;
+      const Group& t = row.total;
+      stats.stats = stats_of(t.histogram, t.count, t.failures, t.skipped, t.max_ms);
+      for (const auto& [start, g] : row.points) {
+        stats.series.push_back(StageStatsPoint{
+            start, stats_of(g.histogram, g.count, g.failures, g.skipped, g.max_ms)});
+      }
+    }
+    return out;
+  } catch (...) {
+    return error("cannot read stage statistics");
+  }
+}
+
+Result<std::vector<FailurePattern>> SqliteStore::failure_patterns(const FailureQuery& query,
+                                                                  std::int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  try {
+    catch_up_locked();
+    Transaction tx(*db_, Transaction::Mode::Read);
+    std::vector<FailurePattern> out;
+    {
+      Statement& s = ix_->failure_groups;
+      ScopedReset reset(s);
+      s.bind(1, query.since_ns).bind(2, query.until_ns).bind(3, now_ns);
+      s.bind(4, static_cast<std::int64_t>(std::min<std::size_t>(query.limit, 1'000'000)));
+      while (s.step()) {
+        FailurePattern& p = out.emplace_back();
+        p.pattern = s.text(0);
+        p.count = s.int64(1);
+        p.first_seen_ns = s.int64(2);
+        p.last_seen_ns = s.int64(3);
+      }
+    }
+    for (FailurePattern& p : out) {
+      {
+        Statement& s = ix_->failure_stages;
+        ScopedReset reset(s);
+        s.bind(1, std::string_view(p.pattern))
+            .bind(2, query.since_ns)
+            .bind(3, query.until_ns)
+            .bind(4, now_ns);
+        while (s.step()) p.stages.push_back(s.text(0));
+      }
+      Statement& s = ix_->failure_examples;
+      ScopedReset reset(s);
+      s.bind(1, std::string_view(p.pattern))
+          .bind(2, query.since_ns)
+          .bind(3, query.until_ns)
+          .bind(4, now_ns);
+      while (p.tracking_ids.size() < 3 && s.step()) {
+        if (p.example.empty()) p.example = s.is_null(1) ? s.text(2) : s.text(1);
+        std::string id = s.text(0);
+        if (std::find(p.tracking_ids.begin(), p.tracking_ids.end(), id) == p.tracking_ids.end()) {
+          p.tracking_ids.push_back(std::move(id));
+        }
+      }
+    }
+    tx.commit();
+    return out;
+  } catch (...) {
+    return error("cannot read failure patterns");
+  }
+}
+
+}  // namespace stagelog::store
