@@ -413,7 +413,12 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
     // "Stage: NAME - ", so that a step reads "Complete (13.2s)" rather than nothing.
     detail::append_stage_status(event, step.message);
   }
+  // Who ran the step and, at its end, how long it took: the step index's worker filter and
+  // stage statistics read these (an event field of the same name wins).
   Json custom = Json::object();
+  if (!event.worker.empty()) custom["worker"] = valid_utf8(event.worker);
+  if (event.elapsed_ns && status != "in_progress")
+    custom["duration_ms"] = *event.elapsed_ns / 1'000'000;
   for (const Field& f : event.fields) {
     if (f.key == "error_details") {
       const auto* text = std::get_if<std::string_view>(&f.value);

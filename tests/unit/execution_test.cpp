@@ -557,7 +557,8 @@ TEST(ExecutionFolderTest, FoldsASuccessfulRun) {
   EXPECT_THAT(step_names(e), ElementsAre("initialization:in_progress", "initialization:completed",
                                          "orchestrator_execution:in_progress",
                                          "orchestrator_execution:completed"));
-  EXPECT_EQ(e.steps[3].custom_json, R"({"tokens":1247})");
+  // Who ran it and the stage's measured time come first, then the event's own fields.
+  EXPECT_EQ(e.steps[3].custom_json, R"({"worker":"t0","duration_ms":149000,"tokens":1247})");
   EXPECT_EQ(e.steps[3].error_details, std::nullopt);
   EXPECT_EQ(final_status(e), "completed");
   Json data = Json::parse(execution_log_response(e))["data"];
@@ -600,7 +601,7 @@ TEST(ExecutionFolderTest, FoldsAFailedStageWithErrorDetails) {
                           "orchestrator_execution:in_progress", "orchestrator_execution:failed"));
   EXPECT_EQ(e.steps[3].message, "AI generation timeout after 480000ms");
   EXPECT_EQ(e.steps[3].error_details, stack);
-  EXPECT_EQ(e.steps[3].custom_json, R"({"retry_attempt":2})");
+  EXPECT_EQ(e.steps[3].custom_json, R"({"worker":"t0","duration_ms":480000,"retry_attempt":2})");
   EXPECT_EQ(final_status(e), "failed");
   EXPECT_EQ(e.duration_ms, 480000);
   Json data = Json::parse(execution_log_response(e))["data"];
@@ -665,7 +666,7 @@ TEST(ExecutionFolderTest, ErrorLogsBecomeFailedStepsNamedByComponent) {
   EXPECT_THAT(step_names(e), ElementsAre("brain:failed", "brain:failed"));
   EXPECT_EQ(e.steps[0].message, "model refused");
   EXPECT_EQ(e.steps[0].error_details, "model refused");
-  EXPECT_EQ(e.steps[0].custom_json, R"({"model":"qwen"})");
+  EXPECT_EQ(e.steps[0].custom_json, R"({"worker":"t0","model":"qwen"})");
   EXPECT_EQ(e.steps[1].error_details, "OOM at layer 3");
   // The run completed: its end closes the execution and adds no step.
   EXPECT_NE(e.completed_at_ns, std::nullopt);
@@ -785,7 +786,8 @@ TEST(ExecutionFolderTest, AWorkflowInsideARunIsANestedStep) {
   EXPECT_EQ(e, folder.find("job-1"));
   EXPECT_THAT(step_names(*e), ElementsAre("wf_7:in_progress", "fetch:in_progress",
                                           "fetch:completed", "wf_7:completed"));
-  EXPECT_EQ(e->steps[0].custom_json, R"({"workflow_id":"wf_7","total_nodes":2})");
+  EXPECT_EQ(e->steps[0].custom_json,
+            R"({"worker":"T0_00","workflow_id":"wf_7","total_nodes":2})");
   EXPECT_EQ(e->metadata_json, R"({"company":"Acme Corp","tier":"comprehensive"})");
   EXPECT_EQ(e->duration_ms, 2000);
   EXPECT_EQ(e->completed_at_ns, t0 + 2'000'000'000);
