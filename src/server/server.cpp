@@ -75,7 +75,9 @@ enum class RouteId {
   ExecutionEvents,  // A run's raw events.
   ExecutionLog,
   Workers,
-  Metrics
+  Metrics,
+  StageStats,    // Duration statistics per stage.
+  FailureStats,  // Failed steps grouped by error pattern.
 };
 
 struct Route {
@@ -140,6 +142,8 @@ std::variant<Route, ApiError> parse_route(std::string_view target) {
   if (n == 1 && segments[0] == "healthz") return Route{RouteId::Healthz, {}};
   if (n == 1 && segments[0] == "metrics") return Route{RouteId::Metrics, {}};
   if (n == 3 && is({"api", "v1", "workers"})) return Route{RouteId::Workers, {}};
+  if (n == 4 && is({"api", "v1", "stats", "stages"})) return Route{RouteId::StageStats, {}};
+  if (n == 4 && is({"api", "v1", "stats", "failures"})) return Route{RouteId::FailureStats, {}};
   if (n == 3 && is({"api", "v1", "events"})) return Route{RouteId::Events, {}};
   if (n == 3 && is({"api", "v1", "executions"})) return Route{RouteId::Executions, {}};
   if (n == 3 && is({"api", "v1", "executions.csv"})) return Route{RouteId::ExecutionsCsv, {}};
@@ -175,6 +179,8 @@ std::vector<std::string_view> methods_of(RouteId id) {
     case RouteId::ExecutionLog:
     case RouteId::Workers:
     case RouteId::Metrics:
+    case RouteId::StageStats:
+    case RouteId::FailureStats:
       break;
   }
   return {"GET", "HEAD"};
@@ -253,6 +259,8 @@ struct Server::Impl {
   void get_attempts(const std::string& id, httplib::Response& res);
   void list_executions(const httplib::Request& req, httplib::Response& res);
   void export_csv(const httplib::Request& req, httplib::Response& res);
+  void get_stage_stats(const httplib::Request& req, httplib::Response& res);
+  void get_failure_stats(const httplib::Request& req, httplib::Response& res);
   void get_events(const std::string& id, const httplib::Request& req, httplib::Response& res);
 
   // The routes with a body.
@@ -414,6 +422,12 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
       res.status = 200;
       res.set_content(live.metrics_text(now()), "text/plain; version=0.0.4; charset=utf-8");
       return;
+    case RouteId::StageStats:
+      get_stage_stats(req, res);
+      return;
+    case RouteId::FailureStats:
+      get_failure_stats(req, res);
+      return;
     case RouteId::Events:
       break;
   }
@@ -497,7 +511,8 @@ namespace {
 constexpr std::size_t kDefaultLimit = 50;
 constexpr std::size_t kMaxLimit = 1000;
 constexpr std::size_t kMaxMetadataFilters = 16;
-constexpr std::size_t kCsvPage = 200;  // Attempts read from the store at a time.
+constexpr std::size_t kCsvPage = 200;         // Attempts read from the store at a time.
+constexpr std::size_t kMaxFilterText = 1000;  // Bytes of q, worker or stage.
 
 ApiError bad_request(std::string message) {
   return ApiError{ApiErrorKind::BadRequest, std::move(message), nullptr};
@@ -578,15 +593,28 @@ struct Filters {
   std::string canonical;
 };
 
-// status, since, until and metadata.<key>; `paging` also lets limit and cursor through (the
-// caller reads them). Anything else is a 400 that says what is supported.
+// A word of full text: what the store's search matches (ASCII letters and digits, and every
+// character beyond ASCII, which the store's tokenizer sorts out).
+bool has_word(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || u >= 0x80;
+  });
+}
+
+// status, q, worker, stage, since, until and metadata.<key>; `paging` also lets limit and
+// cursor through (the caller reads them). Anything else is a 400 that says what is supported.
 std::variant<Filters, ApiError> parse_filters(const httplib::Request& req, std::int64_t now_ns,
                                               bool paging) {
-  const std::string supported = paging ? "status, since, until, metadata.<key>, limit, cursor"
-                                       : "status, since, until, metadata.<key>";
+  const std::string supported =
+      std::string("status, q, worker, stage, since, until, metadata.<key>") +
+      (paging ? ", limit, cursor" : "");
   Filters f;
   std::vector<std::string> canonical;
   for (const auto& [name, value] : req.params) {
+    if (req.get_param_value_count(name) > 1 && !name.starts_with("metadata.")) {
+      return bad_request(name + ": given more than once");
+    }
     if (paging && (name == "cursor" || name == "limit")) continue;
     canonical.push_back(name + "=" + value);
     if (name == "status") {
@@ -614,8 +642,17 @@ std::variant<Filters, ApiError> parse_filters(const httplib::Request& req, std::
       }
       f.query.metadata.emplace_back(std::move(key), value);
     } else if (name == "q" || name == "worker" || name == "stage") {
-      return bad_request(name + ": this filter is not supported by this server yet (supported: " +
-                         supported + ")");
+      if (value.empty() || value.size() > kMaxFilterText) {
+        return bad_request(name + ": expected 1 to " + std::to_string(kMaxFilterText) +
+                           " bytes, got " + std::to_string(value.size()));
+      }
+      if (detail::invalid_utf8_at(value) != std::string_view::npos) {
+        return bad_request(name + ": not valid UTF-8");
+      }
+      if (name == "q" && !has_word(value)) {
+        return bad_request("q: \"" + value + "\" holds no word to search for (letters or digits)");
+      }
+      (name == "q" ? f.query.text : name == "worker" ? f.query.worker : f.query.stage) = value;
     } else {
       return bad_request("unknown parameter \"" + name + "\" (supported: " + supported + ")");
     }
@@ -815,6 +852,143 @@ void Server::Impl::get_events(const std::string& id, const httplib::Request& req
   }
   body += '}';
   reply_json(res, 200, std::move(body));
+}
+
+// ---- Statistics ------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::int64_t kDayNs = std::int64_t{86'400} * 1'000'000'000;
+
+// A 400 for a parameter not in `supported` or given twice.
+std::optional<ApiError> check_params(const httplib::Request& req,
+                                     std::initializer_list<std::string_view> supported) {
+  for (const auto& [name, value] : req.params) {
+    if (std::find(supported.begin(), supported.end(), name) == supported.end()) {
+      std::string list;
+      for (std::string_view s : supported) list += (list.empty() ? "" : ", ") + std::string(s);
+      return bad_request("unknown parameter \"" + name + "\" (supported: " + list + ")");
+    }
+    if (req.get_param_value_count(name) > 1) return bad_request(name + ": given more than once");
+  }
+  return std::nullopt;
+}
+
+// since (default: 7 days before now) and until (default: now), since before until.
+std::variant<std::pair<std::int64_t, std::int64_t>, ApiError> parse_range(
+    const httplib::Request& req, std::int64_t now_ns) {
+  std::pair<std::int64_t, std::int64_t> range{now_ns - 7 * kDayNs, now_ns};
+  for (auto [name, out] : {std::pair{"since", &range.first}, std::pair{"until", &range.second}}) {
+    if (!req.has_param(name)) continue;
+    auto t = parse_time(name, req.get_param_value(name), now_ns);
+    if (const ApiError* e = error_of(t)) return *e;
+    *out = std::get<std::int64_t>(t);
+  }
+  if (range.first >= range.second) return bad_request("since must be before until");
+  return range;
+}
+
+// Milliseconds to a tenth: percentiles are within 1% anyway.
+double tenths(double ms) { return std::round(ms * 10) / 10; }
+
+Json duration_stats_json(const store::DurationStats& s) {
+  Json out = Json::object();
+  out["count"] = s.count;
+  out["failures"] = s.failures;
+  out["skipped"] = s.skipped;
+  out["p50_ms"] = tenths(s.p50_ms);
+  out["p95_ms"] = tenths(s.p95_ms);
+  out["p99_ms"] = tenths(s.p99_ms);
+  out["max_ms"] = s.max_ms;
+  return out;
+}
+
+}  // namespace
+
+// Per stage (or stage and worker): count, failures, p50 / p95 / p99 / max, and a series per
+// hour or day. Percentiles come from histograms kept per hour: within 1% of the exact value,
+// and the range is widened to whole hours.
+void Server::Impl::get_stage_stats(const httplib::Request& req, httplib::Response& res) {
+  const std::int64_t now_ns = now();
+  if (auto e = check_params(req, {"since", "until", "group", "interval"})) return reply(res, *e);
+  auto range = parse_range(req, now_ns);
+  if (const ApiError* e = error_of(range)) return reply(res, *e);
+  store::StageStatsQuery q;
+  std::tie(q.since_ns, q.until_ns) = std::get<0>(range);
+  std::string group = req.has_param("group") ? req.get_param_value("group") : "stage";
+  if (group != "stage" && group != "worker") {
+    return reply(res, bad_request("group: expected stage or worker, got \"" + group + "\""));
+  }
+  q.by_worker = group == "worker";
+  // Hours for up to two days, days beyond: a chart of a week has 7 points, not 168.
+  std::string interval = req.has_param("interval")               ? req.get_param_value("interval")
+                         : q.until_ns - q.since_ns <= 2 * kDayNs ? "hour"
+                                                                 : "day";
+  if (interval != "hour" && interval != "day") {
+    return reply(res, bad_request("interval: expected hour or day, got \"" + interval + "\""));
+  }
+  q.daily = interval == "day";
+  auto stats = store.stage_stats(q, now_ns);
+  if (!stats) return reply(res, store_failure(stats.error()));
+  Json rows = Json::array();
+  for (const store::StageStats& s : *stats) {
+    Json row = Json::object();
+    row["stage"] = s.stage;
+    if (q.by_worker) row["worker"] = s.worker;
+    row.update(duration_stats_json(s.stats));
+    Json series = Json::array();
+    for (const store::StageStatsPoint& point : s.series) {
+      Json p = Json::object();
+      p["start"] = timestamp_text(point.start_ns);
+      p.update(duration_stats_json(point.stats));
+      series.push_back(std::move(p));
+    }
+    row["series"] = std::move(series);
+    rows.push_back(std::move(row));
+  }
+  Json body = Json::object();
+  body["success"] = true;
+  body["since"] = timestamp_text(q.since_ns);
+  body["until"] = timestamp_text(q.until_ns);
+  body["group"] = group;
+  body["interval"] = interval;
+  body["percentile_error"] = store::DurationStats::kPercentileError;
+  body["stages"] = std::move(rows);
+  reply_json(res, 200, detail::dump_json(body));
+}
+
+// Failed steps grouped by their error with numbers, ids, hex and paths masked: seed 004's
+// error pattern analysis.
+void Server::Impl::get_failure_stats(const httplib::Request& req, httplib::Response& res) {
+  const std::int64_t now_ns = now();
+  if (auto e = check_params(req, {"since", "until", "limit"})) return reply(res, *e);
+  auto range = parse_range(req, now_ns);
+  if (const ApiError* e = error_of(range)) return reply(res, *e);
+  auto limit = parse_limit(req);
+  if (const ApiError* e = error_of(limit)) return reply(res, *e);
+  store::FailureQuery q;
+  std::tie(q.since_ns, q.until_ns) = std::get<0>(range);
+  q.limit = std::get<std::size_t>(limit);
+  auto patterns = store.failure_patterns(q, now_ns);
+  if (!patterns) return reply(res, store_failure(patterns.error()));
+  Json rows = Json::array();
+  for (const store::FailurePattern& p : *patterns) {
+    Json row = Json::object();
+    row["pattern"] = p.pattern;
+    row["count"] = p.count;
+    row["first_seen"] = timestamp_text(p.first_seen_ns);
+    row["last_seen"] = timestamp_text(p.last_seen_ns);
+    row["stages"] = p.stages;
+    row["example_tracking_ids"] = p.tracking_ids;
+    row["example_error"] = p.example;
+    rows.push_back(std::move(row));
+  }
+  Json body = Json::object();
+  body["success"] = true;
+  body["since"] = timestamp_text(q.since_ns);
+  body["until"] = timestamp_text(q.until_ns);
+  body["patterns"] = std::move(rows);
+  reply_json(res, 200, detail::dump_json(body));
 }
 
 // ---- POST and PUT ----------------------------------------------------------------------------

@@ -1016,11 +1016,168 @@ TEST_F(ServerTest, ListingRefusesBadParametersWithTheReason) {
   EXPECT_THAT(error("metadata.a%20b=1"), HasSubstr("letters, digits"));
   EXPECT_THAT(error("cursor=abc"), HasSubstr("not a cursor"));
   EXPECT_THAT(error("cursor=v1.1.x.0011223344556677"), HasSubstr("not a cursor"));
-  EXPECT_THAT(error("q=timeout"), HasSubstr("not supported by this server yet"));
+  EXPECT_THAT(error("q=%21%2A%22"), HasSubstr("holds no word"));
+  EXPECT_THAT(error("q="), HasSubstr("q: expected 1 to 1000 bytes, got 0"));
+  EXPECT_THAT(error("worker=" + std::string(1001, 'w')), HasSubstr("worker: expected 1 to 1000"));
+  EXPECT_THAT(error("stage=%FF"), HasSubstr("stage: not valid UTF-8"));
+  EXPECT_THAT(error("worker=a&worker=b"), HasSubstr("worker: given more than once"));
   auto r = client_->Get("/api/v1/executions");
   ASSERT_STATUS(r, 401);
   r = get("/api/v1/executions", ingest_);
   ASSERT_STATUS(r, 403);
+}
+
+// ---- Search and statistics -------------------------------------------------------------------
+
+// One event of a stage run by `worker`; a stage end `elapsed_ms` after its start.
+std::string worker_line(std::string_view run, std::string_view worker, std::string_view stage,
+                        std::string_view status, std::int64_t ts_ns, std::int64_t elapsed_ms = -1,
+                        std::string_view error = "") {
+  OrderedJson j = OrderedJson::object();
+  j["ts_ns"] = ts_ns;
+  j["kind"] = "stage";
+  j["level"] = status == "failed" ? "error" : "info";
+  j["run"] = run;
+  j["worker"] = worker;
+  j["component"] = "app";
+  j["stage"] = stage;
+  j["status"] = status;
+  j["message"] = error;
+  if (elapsed_ms >= 0) j["elapsed_ns"] = elapsed_ms * 1'000'000;
+  j["fields"] = OrderedJson::object();
+  if (!error.empty()) j["fields"]["error_details"] = error;
+  return j.dump() + "\n";
+}
+
+class SearchAndStatsTest : public ServerTest {
+ protected:
+  // job-a and job-c on gpu-1, job-b on gpu-2; both JUDGE steps time out, after different times.
+  void post_jobs() {
+    const std::int64_t t = clock_.now() - 100 * kSecond;
+    std::string body;
+    body += worker_line("job-a", "gpu-1", "AGENT", "starting", t);
+    body += worker_line("job-a", "gpu-1", "AGENT", "completed", t + 1200 * kMs, 1200);
+    body += worker_line("job-a", "gpu-1", "JUDGE", "starting", t + 2 * kSecond);
+    body += worker_line("job-a", "gpu-1", "JUDGE", "failed", t + 3 * kSecond, 1000,
+                        "timeout after 480000ms");
+    body += worker_line("job-b", "gpu-2", "AGENT", "starting", t + 10 * kSecond);
+    body += worker_line("job-b", "gpu-2", "AGENT", "completed", t + 11 * kSecond, 800);
+    body += worker_line("job-b", "gpu-2", "JUDGE", "failed", t + 12 * kSecond, 900,
+                        "timeout after 300000ms");
+    body += worker_line("job-c", "gpu-1", "AGENT", "starting", t + 20 * kSecond);
+    body += worker_line("job-c", "gpu-1", "AGENT", "completed", t + 21 * kSecond, 1000);
+    body += worker_line("job-c", "gpu-1", "CLEANUP", "completed", t + 22 * kSecond, 5);
+    auto r = post(body);
+    ASSERT_STATUS(r, 200);
+  }
+
+  static constexpr std::int64_t kMs = 1'000'000;
+};
+
+TEST_F(SearchAndStatsTest, ListingFiltersByWorkerStageAndFullTextAndPagesThem) {
+  start();
+  post_jobs();
+  auto ids = [&](const std::string& query) {
+    auto r = get("/api/v1/executions?" + query, read_);
+    EXPECT_TRUE(r && r->status == 200) << query << ": " << (r ? r->body : "no answer");
+    return r ? listed_ids(Json::parse(r->body)) : std::vector<std::string>{};
+  };
+  EXPECT_THAT(ids("worker=gpu-1"), ElementsAre("job-c", "job-a"));
+  EXPECT_THAT(ids("worker=gpu-2"), ElementsAre("job-b"));
+  EXPECT_THAT(ids("stage=CLEANUP"), ElementsAre("job-c"));
+  EXPECT_THAT(ids("q=timeout"), ElementsAre("job-b", "job-a"));
+  EXPECT_THAT(ids("q=TIMEOUT%20480000ms"), ElementsAre("job-a"));
+  EXPECT_THAT(ids("q=time%2A&worker=gpu-1"), ElementsAre("job-a"));
+  EXPECT_THAT(ids("q=%22timeout%22%20OR%20x"), ElementsAre());  // Words, never query syntax.
+  EXPECT_THAT(ids("q=timeout&status=completed"), ElementsAre());
+
+  // Pages of one; the cursor belongs to its q.
+  auto r = get("/api/v1/executions?q=timeout&limit=1");
+  ASSERT_STATUS(r, 200);
+  Json body = Json::parse(r->body);
+  EXPECT_THAT(listed_ids(body), ElementsAre("job-b"));
+  std::string cursor = body["next_cursor"].get<std::string>();
+  EXPECT_THAT(ids("q=timeout&limit=1&cursor=" + cursor), ElementsAre("job-a"));
+  r = get("/api/v1/executions?q=timeouts&limit=1&cursor=" + cursor);
+  ASSERT_STATUS(r, 400);
+}
+
+TEST_F(SearchAndStatsTest, StageStatisticsPerStageAndPerWorker) {
+  start();
+  post_jobs();
+  auto r = get("/api/v1/stats/stages?since=1h", read_);
+  ASSERT_STATUS(r, 200);
+  Json body = Json::parse(r->body);
+  EXPECT_EQ(body["group"], "stage");
+  EXPECT_EQ(body["interval"], "hour");
+  EXPECT_EQ(body["percentile_error"], 0.01);
+  const Json& stages = body["stages"];
+  ASSERT_EQ(stages.size(), 3u) << body.dump();
+  EXPECT_EQ(stages[0]["stage"], "AGENT");
+  EXPECT_EQ(stages[0]["count"], 3);
+  EXPECT_EQ(stages[0]["failures"], 0);
+  EXPECT_EQ(stages[0]["max_ms"], 1200);
+  EXPECT_NEAR(stages[0]["p50_ms"].get<double>(), 1000, 10);  // Within 1%.
+  EXPECT_NEAR(stages[0]["p99_ms"].get<double>(), 1200, 12);
+  EXPECT_FALSE(stages[0]["series"].empty());
+  EXPECT_TRUE(stages[0]["series"][0]["start"].get<std::string>().ends_with(":00:00.000Z"));
+  EXPECT_EQ(stages[1]["stage"], "CLEANUP");
+  EXPECT_EQ(stages[1]["p50_ms"], 5);
+  EXPECT_EQ(stages[2]["stage"], "JUDGE");
+  EXPECT_EQ(stages[2]["count"], 2);
+  EXPECT_EQ(stages[2]["failures"], 2);
+
+  body = Json::parse(get("/api/v1/stats/stages?since=1h&group=worker&interval=day")->body);
+  EXPECT_EQ(body["interval"], "day");
+  ASSERT_GE(body["stages"].size(), 2u);
+  EXPECT_EQ(body["stages"][0]["stage"], "AGENT");
+  EXPECT_EQ(body["stages"][0]["worker"], "gpu-1");
+  EXPECT_EQ(body["stages"][0]["count"], 2);
+  EXPECT_TRUE(
+      body["stages"][0]["series"][0]["start"].get<std::string>().ends_with("T00:00:00.000Z"));
+  // The default range is 7 days, shown per day.
+  body = Json::parse(get("/api/v1/stats/stages")->body);
+  EXPECT_EQ(body["interval"], "day");
+  EXPECT_EQ(body["stages"].size(), 3u);
+}
+
+TEST_F(SearchAndStatsTest, FailuresAreGroupedByTheirMaskedErrorWithExamples) {
+  start();
+  post_jobs();
+  auto r = get("/api/v1/stats/failures?since=1d", read_);
+  ASSERT_STATUS(r, 200);
+  Json body = Json::parse(r->body);
+  ASSERT_EQ(body["patterns"].size(), 1u) << body.dump();
+  const Json& p = body["patterns"][0];
+  EXPECT_EQ(p["pattern"], "timeout after <n>ms");
+  EXPECT_EQ(p["count"], 2);
+  EXPECT_EQ(p["stages"], Json::array({"JUDGE"}));
+  EXPECT_EQ(p["example_tracking_ids"], Json::array({"job-b", "job-a"}));
+  EXPECT_EQ(p["example_error"], "timeout after 300000ms");
+  EXPECT_LT(p["first_seen"].get<std::string>(), p["last_seen"].get<std::string>());
+  body = Json::parse(get("/api/v1/stats/failures?since=1s")->body);
+  EXPECT_TRUE(body["patterns"].empty());
+}
+
+TEST_F(SearchAndStatsTest, StatisticsRefuseBadParametersWithTheReason) {
+  start();
+  auto error = [&](const std::string& path) {
+    auto r = get(path);
+    EXPECT_TRUE(r && r->status == 400) << path << ": " << (r ? r->body : "no answer");
+    return r ? Json::parse(r->body)["error"].get<std::string>() : std::string();
+  };
+  EXPECT_THAT(error("/api/v1/stats/stages?group=team"),
+              HasSubstr("group: expected stage or worker"));
+  EXPECT_THAT(error("/api/v1/stats/stages?interval=week"), HasSubstr("interval: expected hour"));
+  EXPECT_THAT(error("/api/v1/stats/stages?since=soon"), HasSubstr("since: expected a UTC"));
+  EXPECT_THAT(error("/api/v1/stats/stages?since=1h&until=2h"), HasSubstr("since must be before"));
+  EXPECT_THAT(error("/api/v1/stats/stages?stage=A"), HasSubstr("unknown parameter \"stage\""));
+  EXPECT_THAT(error("/api/v1/stats/stages?group=stage&group=worker"), HasSubstr("more than once"));
+  EXPECT_THAT(error("/api/v1/stats/failures?limit=0"), HasSubstr("limit: expected a whole"));
+  EXPECT_THAT(error("/api/v1/stats/failures?limit=5000"), HasSubstr("over the maximum"));
+  EXPECT_THAT(error("/api/v1/stats/failures?group=stage"), HasSubstr("unknown parameter"));
+  ASSERT_STATUS(client_->Get("/api/v1/stats/stages"), 401);
+  ASSERT_STATUS(get("/api/v1/stats/failures", ingest_), 403);
 }
 
 // The rows of a CSV text as Python's csv module reads them, as JSON.

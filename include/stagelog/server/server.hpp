@@ -63,8 +63,11 @@ struct ServerOptions {
 //   GET  /api/v1/executions/{tracking_id}[?attempt=N]  that document back        read
 //   GET  /api/v1/executions/{tracking_id}/attempts every attempt, summarized       read
 //   GET  /api/execution-logs/{trackingId}          seed 004's response, exactly    read
-//   GET  /api/v1/executions[?status=&since=&until=&metadata.<key>=&limit=&cursor=]
-//                                                  attempts newest first, in pages read
+//   GET  /api/v1/executions[?status=&q=&worker=&stage=&since=&until=&metadata.<key>=
+//                           &limit=&cursor=]       attempts newest first, in pages read
+//   GET  /api/v1/executions.csv[?<those filters>]  their steps as CSV, streamed      read
+//   GET  /api/v1/stats/stages[?since=&until=&group=&interval=]  durations per stage read
+//   GET  /api/v1/stats/failures[?since=&until=&limit=]  failures by error pattern  read
 //   GET  /api/v1/executions/{tracking_id}/events[?limit=&cursor=]  raw events      read
 //   GET  /api/v1/workers                           live state of every worker      read
 //   GET  /metrics                                  Prometheus text format 0.0.4    read
