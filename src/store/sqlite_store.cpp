@@ -215,8 +215,9 @@ void migrate_from_1(Database& db) {
 void migrate_from_2(Database& db) {
   db.exec("ALTER TABLE executions ADD COLUMN index_from INTEGER;");
   db.exec(kIndexSchema);
-  db.exec("UPDATE executions SET index_from = 0 WHERE steps_count > 0;"
-          "UPDATE schema_version SET version = 3;");
+  db.exec(
+      "UPDATE executions SET index_from = 0 WHERE steps_count > 0;"
+      "UPDATE schema_version SET version = 3;");
 }
 
 }  // namespace
@@ -270,6 +271,12 @@ struct SqliteStore::Statements {
         select_events_after(db, std::string("SELECT ") + kEventColumnsRead +
                                     " FROM events WHERE run = ?1 AND expires_at_ns > ?2 AND "
                                     "(ts_ns, id) > (?4, ?5) ORDER BY ts_ns, id LIMIT ?3"),
+        count_worker_steps(db,
+                           "SELECT COUNT(*) FROM (SELECT 1 FROM step_facts WHERE worker = ?1 "
+                           "LIMIT ?2)"),
+        count_stage_steps(db,
+                          "SELECT COUNT(*) FROM (SELECT 1 FROM step_facts WHERE stage = ?1 "
+                          "LIMIT ?2)"),
         purge_executions(db, "DELETE FROM executions WHERE expires_at_ns <= ?1"),
         purge_events(db, "DELETE FROM events WHERE expires_at_ns <= ?1") {}
 
@@ -289,6 +296,8 @@ struct SqliteStore::Statements {
   std::vector<std::string> fields;  // The fields' JSON of the rows being inserted.
   Statement select_events;
   Statement select_events_after;
+  Statement count_worker_steps;  // Up to a limit: is a worker one of few steps?
+  Statement count_stage_steps;
   Statement purge_executions;
   Statement purge_events;
 };
@@ -809,6 +818,15 @@ Result<std::vector<StoredEvent>> SqliteStore::event_page(std::string_view run,
   }
 }
 
+bool SqliteStore::few_steps_locked(const char* column, const std::string& value) {
+  constexpr std::int64_t kFew = 2000;
+  Statement& s =
+      std::string_view(column) == "worker" ? st_->count_worker_steps : st_->count_stage_steps;
+  ScopedReset reset(s);
+  s.bind(1, std::string_view(value)).bind(2, kFew);
+  return s.step() && s.int64(0) < kFew;
+}
+
 Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const ExecutionQuery& query,
                                                                    std::int64_t now_ns) {
   for (const auto& [key, value] : query.metadata) {
@@ -817,54 +835,70 @@ Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const Executi
                    key + "\" may hold only letters, digits, '_' and '-'");
     }
   }
-  // One statement per shape of query, built here: every value is a bound parameter.
-  std::string sql =
-      "SELECT id, tracking_id, attempt, execution_id, started_at_ns, completed_at_ns, "
-      "duration_ms, final_status, steps_count, metadata_json FROM executions "
-      "WHERE expires_at_ns > ?1";
-  int next = 2;
-  auto param = [&] { return "?" + std::to_string(next++); };
-  if (query.final_status) {
-    sql += *query.final_status == "unknown" ? " AND final_status IS NULL"
-                                            : " AND final_status = " + param();
-  }
-  if (query.since_ns) sql += " AND started_at_ns >= " + param();
-  if (query.until_ns) sql += " AND started_at_ns < " + param();
-  if (query.worker) {
-    sql += " AND EXISTS (SELECT 1 FROM step_facts f WHERE f.worker = " + param() +
-           " AND f.execution = executions.id)";
-  }
-  if (query.stage) {
-    sql += " AND EXISTS (SELECT 1 FROM step_facts f WHERE f.stage = " + param() +
-           " AND f.execution = executions.id)";
-  }
   std::string words = query.text ? search_query(*query.text) : std::string();
   if (query.text && words.empty()) return std::vector<ExecutionSummary>{};  // No word: no match.
-  if (query.text) {
-    sql += " AND id IN (SELECT f.execution FROM step_text JOIN step_facts f ON f.id = "
-           "step_text.rowid WHERE step_text MATCH " +
-           param() + ")";
-  }
-  for (std::size_t i = 0; i < query.metadata.size(); ++i) {
-    // The value as text: a string as it is, anything else as its JSON text.
-    std::string path = param();
-    std::string extract = "json_extract(metadata_json, " + path + ")";
-    sql += " AND (CASE json_type(metadata_json, " + path +
-           ") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
-           "WHEN 'integer' THEN CAST(" +
-           extract + " AS TEXT) WHEN 'real' THEN CAST(" + extract + " AS TEXT) ELSE " + extract +
-           " END) = " + param();
-  }
-  if (query.after) {
-    std::string ns = param();
-    std::string seq = param();
-    sql += " AND (started_at_ns, id) < (" + ns + ", " + seq + ")";
-  }
-  sql += " ORDER BY started_at_ns DESC, id DESC LIMIT " + param();
 
   std::lock_guard lock(mutex_);
   try {
     if (query.worker || query.stage || query.text) catch_up_locked();
+    // One statement per shape of query, built here: every value is a bound parameter.
+    std::string sql =
+        "SELECT id, tracking_id, attempt, execution_id, started_at_ns, completed_at_ns, "
+        "duration_ms, final_status, steps_count, metadata_json FROM executions "
+        "WHERE expires_at_ns > ?1";
+    int next = 2;
+    auto param = [&] {
+      std::string p = "?";  // Not "?" + ...: GCC 12 warns falsely (-Wrestrict) in release.
+      p += std::to_string(next++);
+      return p;
+    };
+    if (query.final_status) {
+      sql += *query.final_status == "unknown" ? " AND final_status IS NULL"
+                                              : " AND final_status = " + param();
+    }
+    if (query.since_ns) sql += " AND started_at_ns >= " + param();
+    if (query.until_ns) sql += " AND started_at_ns < " + param();
+    // A worker or stage of many steps: walk the attempts newest first and probe the index for
+    // each (the first page is found early). One of few steps (or none): take its attempts from
+    // the index and sort those, rather than walk every attempt to find them.
+    auto step_filter = [&](const char* column, const std::string& value) {
+      std::string p = param();
+      if (few_steps_locked(column, value)) {
+        sql += std::string(" AND id IN (SELECT execution FROM step_facts WHERE ") + column + " = " +
+               p + ")";
+      } else {
+        sql += std::string(" AND EXISTS (SELECT 1 FROM step_facts f WHERE f.") + column + " = " +
+               p + " AND f.execution = executions.id)";
+      }
+    };
+    if (query.worker) step_filter("worker", *query.worker);
+    if (query.stage) step_filter("stage", *query.stage);
+    if (query.text) {
+      sql +=
+          " AND id IN (SELECT f.execution FROM step_text JOIN step_facts f ON f.id = "
+          "step_text.rowid WHERE step_text MATCH " +
+          param() + ")";
+    }
+    for (std::size_t i = 0; i < query.metadata.size(); ++i) {
+      // The value as text: a string as it is, anything else as its JSON text.
+      std::string path = param();
+      std::string extract = "json_extract(metadata_json, " + path + ")";
+      sql += " AND (CASE json_type(metadata_json, " + path +
+             ") WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
+             "WHEN 'integer' THEN CAST(" +
+             extract + " AS TEXT) WHEN 'real' THEN CAST(" + extract + " AS TEXT) ELSE " + extract +
+             " END) = " + param();
+    }
+    if (query.after) {
+      std::string ns = param();
+      std::string seq = param();
+      sql += " AND (started_at_ns, id) < (" + ns + ", " + seq + ")";
+    }
+    sql += " ORDER BY started_at_ns DESC, id DESC LIMIT " + param();
+
+    // The attempts and their steps from one snapshot.
+    std::optional<Transaction> snapshot;
+    if (query.with_steps) snapshot.emplace(*db_, Transaction::Mode::Read);
     Statement s(*db_, sql);
     int p = 1;
     s.bind(p++, now_ns);
@@ -905,6 +939,20 @@ Result<std::vector<ExecutionSummary>> SqliteStore::list_executions(const Executi
       e.attempt.step_count = static_cast<std::size_t>(s.int64(8));
       e.metadata_json = s.text(9);
       out.push_back(std::move(e));
+    }
+    if (query.with_steps) {
+      Statement& chunks = st_->select_chunks;
+      for (ExecutionSummary& e : out) {
+        ScopedReset reset(chunks);
+        chunks.bind(1, e.position.seq);
+        while (chunks.step()) {
+          if (!detail::decode_steps(chunks.text(0), e.steps)) {
+            throw std::runtime_error("attempt " + e.attempt.execution_id +
+                                     " has a damaged step chunk");
+          }
+        }
+      }
+      snapshot->commit();
     }
     return out;
   } catch (...) {

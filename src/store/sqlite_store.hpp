@@ -101,6 +101,8 @@ class SqliteStore final : public Store {
   bool index_locked(std::int64_t max_attempts);
   void catch_up_locked();
   void purge_index_locked(std::int64_t now_ns);
+  // True when fewer than 2000 steps have `column` ("worker" or "stage") = value.
+  bool few_steps_locked(const char* column, const std::string& value);
 
   std::filesystem::path path_;
   std::mutex mutex_;

@@ -110,6 +110,12 @@ TEST(SqliteStoreTest, UsesTheIndexesForLatestAndPurge) {
                    "ORDER BY started_at_ns DESC, id DESC LIMIT 10"),
               AllOf(HasSubstr("step_facts_by_worker (worker=? AND execution=?)"),
                     ::testing::Not(HasSubstr("TEMP B-TREE"))));
+  // A worker of few steps: its attempts come from the index, then are sorted.
+  EXPECT_THAT(plan("SELECT id FROM executions WHERE expires_at_ns > 0 AND id IN (SELECT "
+                   "execution FROM step_facts WHERE worker = 'w') ORDER BY started_at_ns DESC, "
+                   "id DESC LIMIT 10"),
+              AllOf(HasSubstr("USING INTEGER PRIMARY KEY (rowid=?)"),
+                    HasSubstr("step_facts_by_worker (worker=?)")));
   EXPECT_THAT(plan("SELECT pattern, COUNT(*) FROM step_facts WHERE status = 'failed' AND "
                    "ts_ns >= 1 AND ts_ns < 2 GROUP BY pattern"),
               HasSubstr("step_facts_failed (ts_ns>? AND ts_ns<?)"));

@@ -128,6 +128,7 @@ struct ExecutionQuery {
   // digits; case and diacritics do not matter. The text is never parsed as a query language.
   std::optional<std::string> text;
   std::size_t limit = 50;
+  bool with_steps = false;  // Fill ExecutionSummary::steps (an export); else they stay empty.
   std::optional<Position> after;  // The last row of the previous page.
 };
 
@@ -137,6 +138,7 @@ struct ExecutionSummary {
   AttemptSummary attempt;
   std::string metadata_json;
   Position position;
+  std::vector<server::Step> steps;  // With ExecutionQuery::with_steps, read in one snapshot.
 };
 
 // What stage_stats aggregates: steps that ended (completed or failed; skipped ones are only
