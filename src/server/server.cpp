@@ -680,10 +680,6 @@ void append_csv_field(std::string& out, std::string_view field) {
   out += '"';
 }
 
-std::string optional_time(const std::optional<std::int64_t>& ns) {
-  return ns ? timestamp_text(*ns) : std::string();
-}
-
 }  // namespace
 
 void Server::Impl::list_executions(const httplib::Request& req, httplib::Response& res) {
@@ -742,6 +738,7 @@ void Server::Impl::export_csv(const httplib::Request& req, httplib::Response& re
   auto state = std::make_shared<Export>();
   state->query = std::move(std::get<Filters>(filters).query);
   state->query.limit = kCsvPage;
+  state->query.with_steps = true;  // Each page and its steps in one snapshot.
   // The first page is read now: a store that fails is a 500, not a cut-off download.
   auto first = store.list_executions(state->query, now_ns);
   if (!first) return reply(res, store_failure(first.error()));
@@ -763,31 +760,40 @@ void Server::Impl::export_csv(const httplib::Request& req, httplib::Response& re
           sink.done();
           return true;
         }
+        std::string prefix;
+        std::string metadata;
         for (const store::ExecutionSummary& row : state->rows) {
-          auto attempt = store.attempt(row.tracking_id, row.attempt.n, now_ns);
-          if (!attempt) {
-            report("CSV export stopped: " + std::string(attempt.error().what()));
-            return false;  // The download ends cut off: the client sees it incomplete.
-          }
-          if (!*attempt) continue;  // Expired meanwhile.
-          const server::Execution& e = **attempt;
-          std::string prefix;
-          append_csv_field(prefix, e.tracking_id);
-          prefix += ',' + std::to_string(row.attempt.n) + ',';
-          append_csv_field(prefix, e.execution_id);
-          prefix += ',' + timestamp_text(e.started_at_ns) + ',' + optional_time(e.completed_at_ns) +
-                    ',' + (e.duration_ms ? std::to_string(*e.duration_ms) : std::string()) + ',';
-          append_csv_field(prefix, row.attempt.final_status);
+          const store::AttemptSummary& a = row.attempt;
+          prefix.clear();
+          append_csv_field(prefix, row.tracking_id);
           prefix += ',';
+          prefix += std::to_string(a.n);
+          prefix += ',';
+          append_csv_field(prefix, a.execution_id);
+          prefix += ',';
+          detail::append_timestamp(prefix, a.started_at_ns);
+          prefix += ',';
+          if (a.completed_at_ns) detail::append_timestamp(prefix, *a.completed_at_ns);
+          prefix += ',';
+          if (a.duration_ms) prefix += std::to_string(*a.duration_ms);
+          prefix += ',';
+          append_csv_field(prefix, a.final_status);
+          prefix += ',';
+          metadata.clear();
+          append_csv_field(metadata, row.metadata_json);
           auto line = [&](std::size_t n, const server::Step* step) {
             out += prefix;
             if (step != nullptr) {
-              out += std::to_string(n) + ',';
+              out += std::to_string(n);
+              out += ',';
               append_csv_field(out, step->step);
               out += ',';
               append_csv_field(out, step->status);
-              out += ',' + timestamp_text(step->timestamp_ns) + ',' +
-                     std::to_string((step->timestamp_ns - e.started_at_ns) / 1'000'000) + ',';
+              out += ',';
+              detail::append_timestamp(out, step->timestamp_ns);
+              out += ',';
+              out += std::to_string((step->timestamp_ns - a.started_at_ns) / 1'000'000);
+              out += ',';
               append_csv_field(out, step->message);
               out += ',';
               if (step->error_details) append_csv_field(out, *step->error_details);
@@ -795,11 +801,11 @@ void Server::Impl::export_csv(const httplib::Request& req, httplib::Response& re
               out += ",,,,,,";
             }
             out += ',';
-            append_csv_field(out, e.metadata_json);
+            out += metadata;
             out += "\r\n";
           };
-          if (e.steps.empty()) line(0, nullptr);
-          for (std::size_t i = 0; i < e.steps.size(); ++i) line(i + 1, &e.steps[i]);
+          if (row.steps.empty()) line(0, nullptr);
+          for (std::size_t i = 0; i < row.steps.size(); ++i) line(i + 1, &row.steps[i]);
         }
         if (!sink.write(out.data(), out.size())) return false;
         state->query.after = state->rows.back().position;
@@ -866,7 +872,10 @@ std::optional<ApiError> check_params(const httplib::Request& req,
   for (const auto& [name, value] : req.params) {
     if (std::find(supported.begin(), supported.end(), name) == supported.end()) {
       std::string list;
-      for (std::string_view s : supported) list += (list.empty() ? "" : ", ") + std::string(s);
+      for (std::string_view s : supported) {
+        if (!list.empty()) list += ", ";
+        list += s;
+      }
       return bad_request("unknown parameter \"" + name + "\" (supported: " + list + ")");
     }
     if (req.get_param_value_count(name) > 1) return bad_request(name + ": given more than once");
