@@ -60,11 +60,12 @@ test-tsan:
 # rate for the server's ingest); results in bench-results/.
 bench: setup
 	@$(CMAKE) --preset release >/dev/null
-	@$(CMAKE) --build build/release --target hot_path_latency backend_throughput ingest
+	@$(CMAKE) --build build/release --target hot_path_latency backend_throughput ingest query
 	@mkdir -p bench-results
 	./build/release/bench/hot_path_latency --benchmark_out=bench-results/hot_path_latency.json
 	./build/release/bench/backend_throughput --benchmark_out=bench-results/backend_throughput.json
 	./build/release/bench/ingest --benchmark_out=bench-results/ingest.json
+	./build/release/bench/query --benchmark_out=bench-results/query.json
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
