@@ -38,6 +38,7 @@ struct ServeOptions {
   std::string tokens;  // Default: <data>/tokens.
   std::string max_body = "64MiB";
   std::size_t threads = 8;
+  std::string alerts;  // An alerts file, or none.
 };
 
 struct Address {
@@ -142,6 +143,8 @@ int serve(const ServeOptions& o) {
   options.max_retention = std::max(options.retention, *parse_duration(o.max_retention));
   options.max_body_bytes = *parse_size(o.max_body);
   options.threads = o.threads;
+  // Read before anything starts: a bad file stops serve with the key that is wrong.
+  if (!o.alerts.empty()) options.alerts = server::load_alert_config(o.alerts);
 
   // Signals are taken by one thread with sigwait(), so they are blocked before any thread
   // starts (the store's and the Server's threads inherit the mask) and never interrupt a
@@ -202,12 +205,15 @@ Command add_serve(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Requests served at once")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  cmd->add_option("--alerts", o->alerts,
+                  "Alert rules and webhooks, a JSON file (README: Alerts); none by default");
   cmd->footer(
       "Prints \"listening on http://HOST:PORT\" once it accepts connections. SIGINT or SIGTERM\n"
       "stops it after the requests in progress.\n"
       "Examples:\n"
       "  stagelog serve --data /var/lib/stagelog\n"
-      "  stagelog serve --data ./data --listen 0.0.0.0:8080 --retention 30d\n");
+      "  stagelog serve --data ./data --listen 0.0.0.0:8080 --retention 30d\n"
+      "  stagelog serve --data ./data --alerts alerts.json\n");
   return [o]() -> int { return serve(*o); };
 }
 

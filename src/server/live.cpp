@@ -60,10 +60,13 @@ void append_family(std::string& out, std::string_view name, std::string_view typ
 
 }  // namespace
 
-LiveState::LiveState(WatchdogOptions options)
-    : watchdog_(std::move(options), [this](const Event& e) {
-        if (is_stuck_report(e)) ++stuck_;  // Called by tick(), under mutex_.
-      }) {}
+LiveState::LiveState(WatchdogOptions options, Watchdog::Report forward)
+    : watchdog_(std::move(options),
+                [this](const Event& e) {
+                  if (is_stuck_report(e)) ++stuck_;  // Called by tick(), under mutex_.
+                  if (forward_) forward_(e);
+                }),
+      forward_(std::move(forward)) {}
 
 void LiveState::observe(std::span<const OwnedEvent> events) {
   std::lock_guard lock(mutex_);

@@ -20,7 +20,9 @@ namespace stagelog::detail {
 
 class LiveState {
  public:
-  explicit LiveState(WatchdogOptions options);
+  // `forward`, when set, gets each of the watchdog's reports too (the alerts), from tick(),
+  // with this object's mutex held: it must not call back into it.
+  explicit LiveState(WatchdogOptions options, Watchdog::Report forward = {});
 
   // Events stored, in the order they were stored.
   void observe(std::span<const OwnedEvent> events);
@@ -49,6 +51,7 @@ class LiveState {
   Watchdog watchdog_;
   std::uint64_t ingested_ = 0;
   std::uint64_t stuck_ = 0;  // Stuck stage and stuck task warnings.
+  Watchdog::Report forward_;
   std::map<std::pair<std::string, std::string>, Histogram> stages_;  // (stage, status)
 };
 

@@ -30,6 +30,7 @@
 #include "core/clock.hpp"
 #include "format/duration.hpp"
 #include "format/format.hpp"
+#include "server/alerts.hpp"
 #include "server/http_errors.hpp"
 #include "server/ingest.hpp"
 #include "server/live.hpp"
@@ -78,6 +79,7 @@ enum class RouteId {
   Metrics,
   StageStats,    // Duration statistics per stage.
   FailureStats,  // Failed steps grouped by error pattern.
+  Alerts,        // The alerts fired lately.
 };
 
 struct Route {
@@ -144,6 +146,7 @@ std::variant<Route, ApiError> parse_route(std::string_view target) {
   if (n == 3 && is({"api", "v1", "workers"})) return Route{RouteId::Workers, {}};
   if (n == 4 && is({"api", "v1", "stats", "stages"})) return Route{RouteId::StageStats, {}};
   if (n == 4 && is({"api", "v1", "stats", "failures"})) return Route{RouteId::FailureStats, {}};
+  if (n == 3 && is({"api", "v1", "alerts"})) return Route{RouteId::Alerts, {}};
   if (n == 3 && is({"api", "v1", "events"})) return Route{RouteId::Events, {}};
   if (n == 3 && is({"api", "v1", "executions"})) return Route{RouteId::Executions, {}};
   if (n == 3 && is({"api", "v1", "executions.csv"})) return Route{RouteId::ExecutionsCsv, {}};
@@ -181,6 +184,7 @@ std::vector<std::string_view> methods_of(RouteId id) {
     case RouteId::Metrics:
     case RouteId::StageStats:
     case RouteId::FailureStats:
+    case RouteId::Alerts:
       break;
   }
   return {"GET", "HEAD"};
@@ -222,12 +226,20 @@ struct Server::Impl {
         tokens(std::move(t)),
         options(std::move(o)),
         writer(s, detail::IngestWriter::Options{options.max_open_runs, options.clock}),
-        live(options.watchdog) {}
+        alerts(options.alerts.empty()
+                   ? nullptr
+                   : std::make_unique<detail::AlertEngine>(
+                         options.alerts, s,
+                         detail::AlertEngine::Hooks{options.clock, options.on_error, {}})),
+        live(options.watchdog, [this](const Event& report) {
+          if (alerts) alerts->watchdog_report(report);
+        }) {}
 
   store::Store& store;
   const TokenFile tokens;
   const ServerOptions options;
   detail::IngestWriter writer;
+  std::unique_ptr<detail::AlertEngine> alerts;  // None without rules. Outlives `live`.
   detail::LiveState live;
   httplib::Server http;
 
@@ -427,6 +439,9 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
       return;
     case RouteId::FailureStats:
       get_failure_stats(req, res);
+      return;
+    case RouteId::Alerts:
+      reply_json(res, 200, alerts ? alerts->recent_json() : R"({"success":true,"alerts":[]})");
       return;
     case RouteId::Events:
       break;
@@ -1120,7 +1135,10 @@ void Server::Impl::post_events(const httplib::Request& req, httplib::Response& r
                                std::move(answer)});
   }
   auto stored = writer.add_events(batch.events, write->expires_at_ns);
-  if (stored) live.observe(batch.events);
+  if (stored) {
+    live.observe(batch.events);
+    if (alerts) alerts->observe(batch.events);
+  }
   if (!stored) {
     Json extra = Json::object();
     extra["details"] = stored.error().what();

@@ -42,8 +42,10 @@
 #include "fake_clock.hpp"
 #include "format/format.hpp"
 #include "forwarding_store.hpp"
+#include "ndjson_receiver.hpp"
 #include "seed_004.hpp"
 #include "server/ingest.hpp"
+#include "stagelog/server/alerts.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/execution.hpp"
 #include "store/sqlite.hpp"
@@ -1178,6 +1180,188 @@ TEST_F(SearchAndStatsTest, StatisticsRefuseBadParametersWithTheReason) {
   EXPECT_THAT(error("/api/v1/stats/failures?group=stage"), HasSubstr("unknown parameter"));
   ASSERT_STATUS(client_->Get("/api/v1/stats/stages"), 401);
   ASSERT_STATUS(get("/api/v1/stats/failures", ingest_), 403);
+}
+
+// ---- Alerts ----------------------------------------------------------------------------------
+
+class AlertsTest : public ServerTest {
+ protected:
+  // Rules `rules_json` posting to a loopback receiver at /hook; errors collected.
+  ServerOptions alert_options(const std::string& rules_json, const std::string& extra = "") {
+    ServerOptions o = options();
+    o.alerts =
+        server::parse_alert_config(R"({"webhooks":[{"name":"hook","url":")" + receiver_.url() +
+                                   R"(/hook"}],"rules":)" + rules_json + extra + "}");
+    o.on_error = [this](std::string_view message) {
+      std::lock_guard lock(errors_mutex_);
+      errors_.emplace_back(message);
+    };
+    return o;
+  }
+
+  std::vector<Json> alerts_received() const {
+    std::vector<Json> out;
+    for (const test::Received& r : receiver_.requests()) {
+      if (r.status == 200) out.push_back(Json::parse(r.lines.at(0)));
+    }
+    return out;
+  }
+  std::size_t count_of(const std::string& rule) const {
+    auto all = alerts_received();
+    return static_cast<std::size_t>(
+        std::count_if(all.begin(), all.end(), [&](const Json& a) { return a["rule"] == rule; }));
+  }
+  // Waits until `n` alerts of `rule` arrived. Deliveries go out in the order alerts fire, so
+  // once a later alert arrives, every earlier one has too.
+  bool wait_for(const std::string& rule, std::size_t n) const {
+    return eventually([&] { return count_of(rule) >= n; });
+  }
+  std::vector<std::string> errors() {
+    std::lock_guard lock(errors_mutex_);
+    return errors_;
+  }
+
+  std::string failed(std::string_view stage, std::int64_t ts, std::string_view error = "boom") {
+    return worker_line("job-" + std::to_string(ts), "gpu-1", stage, "failed", ts, 10, error);
+  }
+
+  test::Receiver receiver_{0, test::kDefaultPatience, "/hook"};
+  std::mutex errors_mutex_;
+  std::vector<std::string> errors_;
+};
+
+TEST_F(AlertsTest, RepeatedFailuresPostOneAlertPerIncidentAndAgainAfterTheCooldown) {
+  start(alert_options(R"([
+      {"name": "judge", "type": "repeated_failures", "stage": "JUDGE", "count": 3,
+       "window": "10m", "cooldown": "1h"},
+      {"name": "marker", "type": "repeated_failures", "stage": "MARKER", "count": 1,
+       "cooldown": "0"}])"));
+  const std::int64_t t = clock_.now();
+  std::string body;
+  for (int i = 0; i < 6; ++i) body += failed("JUDGE", t + i * kSecond, "timeout after 480000ms");
+  ASSERT_STATUS(post(body), 200);
+  body.clear();
+  for (int i = 6; i < 10; ++i) body += failed("JUDGE", t + i * kSecond);
+  ASSERT_STATUS(post(body), 200);
+  ASSERT_STATUS(post(failed("MARKER", t + 11 * kSecond)), 200);
+  ASSERT_TRUE(wait_for("marker", 1));
+  EXPECT_EQ(count_of("judge"), 1u);  // Ten failures, one incident.
+
+  test::Received first = receiver_.requests().at(0);
+  Json alert = Json::parse(first.lines.at(0));
+  EXPECT_EQ(alert["type"], "repeated_failures");
+  EXPECT_EQ(alert["stage"], "JUDGE");
+  EXPECT_EQ(alert["count"], 3);
+  EXPECT_EQ(alert["window_s"], 600);
+  EXPECT_EQ(alert["last_error"], "timeout after 480000ms");
+  EXPECT_THAT(alert["summary"].get<std::string>(), HasSubstr("3 failures of stage JUDGE"));
+  EXPECT_EQ(first.header("X-Stagelog-Alert-Id"), alert["alert_id"]);
+  EXPECT_EQ(first.content_type, "application/json");
+
+  // Two hours later the stage fails again: a new incident.
+  body.clear();
+  for (int i = 0; i < 3; ++i) body += failed("JUDGE", t + 2 * 3600 * kSecond + i * kSecond);
+  ASSERT_STATUS(post(body), 200);
+  ASSERT_STATUS(post(failed("MARKER", t + 3 * 3600 * kSecond)), 200);
+  ASSERT_TRUE(wait_for("marker", 2));
+  EXPECT_EQ(count_of("judge"), 2u);
+
+  Json listed = Json::parse(get("/api/v1/alerts", read_)->body);
+  ASSERT_EQ(listed["alerts"].size(), 4u);
+  EXPECT_EQ(listed["alerts"][0]["rule"], "marker");  // Newest first.
+  EXPECT_EQ(listed["alerts"][1]["rule"], "judge");
+  ASSERT_STATUS(client_->Get("/api/v1/alerts"), 401);
+  EXPECT_TRUE(errors().empty());
+}
+
+TEST_F(AlertsTest, AFailedDeliveryIsRetriedWithTheSameAlertIdAndAGiveUpIsReported) {
+  int answered = 0;
+  receiver_.set_policy([&](const test::Received&) {
+    return test::Reply{++answered == 1 ? 500 : 200, "{}", false};
+  });
+  test::Receiver gone(0, test::kDefaultPatience, "/x");
+  std::string gone_url = gone.url();
+  gone.stop();  // Nothing listens there now.
+  // A second webhook that never answers, added to the parsed config.
+  ServerOptions o = alert_options(R"([{"name": "any", "type": "repeated_failures", "count": 1}])",
+                                  R"(,"retry": {"attempts": 2, "first_delay": "10ms"})");
+  o.alerts.webhooks.push_back(server::Webhook{"gone", gone_url + "/x", {}});
+  start(std::move(o));
+  ASSERT_STATUS(post(failed("AGENT", clock_.now())), 200);
+  ASSERT_TRUE(receiver_.wait_for_requests(2));
+  auto requests = receiver_.requests();
+  EXPECT_EQ(requests[0].status, 500);
+  EXPECT_EQ(requests[1].status, 200);
+  EXPECT_EQ(requests[0].header("X-Stagelog-Alert-Id"), requests[1].header("X-Stagelog-Alert-Id"));
+  EXPECT_EQ(requests[0].lines, requests[1].lines);
+  ASSERT_TRUE(eventually([&] { return !errors().empty(); }));
+  EXPECT_THAT(errors()[0], HasSubstr("to webhook gone: gave up after 2 attempts"));
+}
+
+TEST_F(AlertsTest, AStuckWorkerAlertsOncePerIncidentWhateverTheWatchdogRepeats) {
+  start(alert_options(R"([{"name": "stuck", "type": "stuck", "cooldown": "1h"}])"));
+  const std::int64_t t = clock_.now();
+  ASSERT_STATUS(post(worker_line("job-1", "gpu-1", "AGENT", "starting", t)), 200);
+  clock_.advance(std::chrono::seconds(301));  // Past the stage threshold (300 s).
+  ASSERT_TRUE(wait_for("stuck", 1));
+  Json alert = alerts_received().at(0);
+  EXPECT_EQ(alert["type"], "stuck");
+  EXPECT_EQ(alert["watchdog_rule"], "stuck_stage");
+  EXPECT_EQ(alert["worker"], "gpu-1");
+  EXPECT_EQ(alert["stage"], "AGENT");
+  EXPECT_THAT(alert["summary"].get<std::string>(), HasSubstr("gpu-1"));
+  // The watchdog warns again later (its backoff); still the same incident.
+  clock_.advance(std::chrono::seconds(1200));
+  ASSERT_TRUE(eventually([&] {
+    auto m = get("/metrics", read_);
+    return m && m->body.find("\nstagelog_stuck_total 2\n") != std::string::npos;
+  }));
+  Json listed = Json::parse(get("/api/v1/alerts", read_)->body);
+  EXPECT_EQ(listed["alerts"].size(), 1u);
+}
+
+TEST_F(AlertsTest, ASlowStageIsJudgedAgainstTheWeekBeforeTheLastHour) {
+  start(alert_options(R"([{"name": "slow", "type": "slow_stage", "factor": 2, "min_count": 20}])",
+                      R"(,"evaluate_every": "20ms")"));
+  const std::int64_t now = clock_.now();
+  auto put = [&](const std::string& id, const std::string& stage, std::int64_t at,
+                 std::int64_t ms) {
+    server::Execution e;
+    e.tracking_id = id;
+    e.execution_id = "exec_" + id;
+    e.started_at_ns = at - ms * kMs;
+    server::Step s;
+    s.step = stage;
+    s.timestamp_ns = at;
+    s.status = "completed";
+    s.custom_json = R"({"duration_ms":)" + std::to_string(ms) + "}";
+    e.steps.push_back(s);
+    ASSERT_TRUE(store_->put_execution(e, now + 7 * 24 * 3600 * kSecond));
+  };
+  for (int i = 0; i < 200; ++i) {  // The week: about a second; the last hour: five.
+    put("w" + std::to_string(i), "AGENT", now - (2 + i % 100) * 3600 * kSecond, 1000 + i);
+    put("j" + std::to_string(i), "JUDGE", now - (2 + i % 100) * 3600 * kSecond, 1000 + i);
+  }
+  for (int i = 0; i < 30; ++i) {
+    put("h" + std::to_string(i), "AGENT", now - (i + 1) * 60 * kSecond, 5000 + i);
+    put("k" + std::to_string(i), "JUDGE", now - (i + 1) * 60 * kSecond, 1000 + i);
+  }
+  ASSERT_TRUE(wait_for("slow", 1));
+  Json alert = alerts_received().at(0);
+  EXPECT_EQ(alert["stage"], "AGENT");
+  EXPECT_NEAR(alert["p95_last_hour_ms"].get<double>(), 5028, 60);
+  EXPECT_NEAR(alert["p95_7d_ms"].get<double>(), 1190, 15);
+  // Another stage turns slow: a later evaluation, and still one alert for AGENT.
+  for (int i = 0; i < 30; ++i) {
+    put("late" + std::to_string(i), "LATE", now - 7200 * kSecond, 100);
+    put("now" + std::to_string(i), "LATE", now - (i + 1) * 60 * kSecond, 900);
+  }
+  ASSERT_TRUE(wait_for("slow", 2));
+  auto all = alerts_received();
+  EXPECT_EQ(all.at(1)["stage"], "LATE");
+  EXPECT_EQ(
+      std::count_if(all.begin(), all.end(), [](const Json& a) { return a["stage"] == "AGENT"; }),
+      1);
 }
 
 // The rows of a CSV text as Python's csv module reads them, as JSON.

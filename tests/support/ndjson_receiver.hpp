@@ -1,6 +1,7 @@
 #pragma once
 
-// A loopback HTTP receiver for NetworkSink tests. Needs cpp-httplib: link PkgConfig::HTTPLIB.
+// A loopback HTTP receiver for NetworkSink tests (and, on another path, for the server's alert
+// webhooks). Needs cpp-httplib: link PkgConfig::HTTPLIB.
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -35,6 +36,11 @@ struct Reply {
 struct Received {
   std::string authorization;
   std::string content_type;
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+  httplib::Headers headers;
   std::vector<std::string> lines;
   int status = 0;
 };
@@ -48,8 +54,9 @@ class Receiver {
  public:
   using Policy = std::function<Reply(const Received&)>;
 
-  explicit Receiver(int port = 0, std::chrono::steady_clock::duration patience = kDefaultPatience)
-      : patience_(patience) {
+  explicit Receiver(int port = 0, std::chrono::steady_clock::duration patience = kDefaultPatience,
+                    std::string path = "/api/v1/events")
+      : patience_(patience), path_(std::move(path)) {
     listen_on(port);
   }
   ~Receiver() { stop(); }
@@ -121,7 +128,7 @@ class Receiver {
   void listen_on(int port) {
     server_ = std::make_unique<httplib::Server>();
     server_->set_keep_alive_timeout(1);  // stop() waits for kept connections to time out.
-    server_->Post("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+    server_->Post(path_, [this](const httplib::Request& req, httplib::Response& res) {
       handle(req, res);
     });
     if (port == 0) {
@@ -142,6 +149,7 @@ class Receiver {
     Received r;
     r.authorization = req.get_header_value("Authorization");
     r.content_type = req.get_header_value("Content-Type");
+    r.headers = req.headers;
     std::string_view body = req.body;
     while (!body.empty()) {
       auto nl = body.find('\n');
@@ -183,6 +191,7 @@ class Receiver {
   }
 
   const std::chrono::steady_clock::duration patience_;
+  const std::string path_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   Policy policy_;

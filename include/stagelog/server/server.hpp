@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "stagelog/server/alerts.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/store/store.hpp"
 #include "stagelog/watchdog.hpp"
@@ -48,6 +49,9 @@ struct ServerOptions {
 
   // The rules GET /api/v1/workers and /metrics judge workers by (stuck, silent, crashed).
   WatchdogOptions watchdog;
+  // Alert rules and webhooks (alerts.hpp); none by default. Alerts fire from what is ingested
+  // and from the watchdog above, and GET /api/v1/alerts lists the latest.
+  AlertConfig alerts;
 
   // Wall clock, ns since the epoch: expiry times and what is expired. Default: the system's.
   std::function<std::int64_t()> clock;
@@ -70,6 +74,7 @@ struct ServerOptions {
 //   GET  /api/v1/stats/failures[?since=&until=&limit=]  failures by error pattern  read
 //   GET  /api/v1/executions/{tracking_id}/events[?limit=&cursor=]  raw events      read
 //   GET  /api/v1/workers                           live state of every worker      read
+//   GET  /api/v1/alerts                            the latest alerts fired         read
 //   GET  /metrics                                  Prometheus text format 0.0.4    read
 //
 // (admin may do everything.) Path segments are percent-decoded one by one, so a tracking id
