@@ -190,11 +190,9 @@ SqliteStore::Indexer::~Indexer() {
 }
 
 void SqliteStore::Indexer::written() {
-  auto now = Clock::now();
   {
     std::lock_guard lock(mutex_);
-    last_write_ = now;
-    if (!pending_) first_pending_ = now;
+    last_write_ = Clock::now();
     pending_ = true;
   }
   wake_.notify_one();
@@ -205,27 +203,18 @@ void SqliteStore::Indexer::loop() {
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || pending_; });
     if (stopping_) return;
-    // Wait for a quiet moment, or until the backlog is too old to wait longer.
+    // Index once writes pause; while they go on, one batch every kTrickle only.
     for (;;) {
-      auto until = std::min(last_write_ + kQuiet, first_pending_ + kMaxLag);
+      auto until = std::min(last_write_ + kQuiet, last_batch_ + kTrickle);
       if (Clock::now() >= until) break;
       if (wake_.wait_until(lock, until, [&] { return stopping_; })) return;
     }
-    pending_ = false;
+    pending_ = false;  // A write during the batch sets it again.
     lock.unlock();
-    bool more = true;
-    while (more) {
-      auto started = Clock::now();
-      more = store_.index_batch(kBatch);
-      if (more) {
-        // Half the store's time at most while there is a backlog: writers come first.
-        std::unique_lock wait_lock(mutex_);
-        if (wake_.wait_for(wait_lock, Clock::now() - started, [&] { return stopping_; })) {
-          return;
-        }
-      }
-    }
+    bool more = store_.index_batch(kBatch);
     lock.lock();
+    last_batch_ = Clock::now();
+    if (more) pending_ = true;
   }
 }
 
@@ -521,22 +510,23 @@ Result<std::vector<FailurePattern>> SqliteStore::failure_patterns(const FailureQ
         p.last_seen_ns = s.int64(3);
       }
     }
-    for (FailurePattern& p : out) {
-      {
-        Statement& s = ix_->failure_stages;
-        ScopedReset reset(s);
-        s.bind(1, std::string_view(p.pattern))
-            .bind(2, query.since_ns)
-            .bind(3, query.until_ns)
-            .bind(4, now_ns);
-        while (s.step()) p.stages.push_back(s.text(0));
-      }
-      Statement& s = ix_->failure_examples;
-      ScopedReset reset(s);
+    // The failed steps of one pattern in the query's range: ?1 pattern, ?2 and ?3 the range.
+    auto bind_pattern = [&](Statement& s, const FailurePattern& p) {
       s.bind(1, std::string_view(p.pattern))
           .bind(2, query.since_ns)
           .bind(3, query.until_ns)
           .bind(4, now_ns);
+    };
+    for (FailurePattern& p : out) {
+      {
+        Statement& s = ix_->failure_stages;
+        ScopedReset reset(s);
+        bind_pattern(s, p);
+        while (s.step()) p.stages.push_back(s.text(0));
+      }
+      Statement& s = ix_->failure_examples;
+      ScopedReset reset(s);
+      bind_pattern(s, p);
       while (p.tracking_ids.size() < 3 && s.step()) {
         if (p.example.empty()) p.example = s.is_null(1) ? s.text(2) : s.text(1);
         std::string id = s.text(0);

@@ -35,14 +35,13 @@ struct SqliteStore::IndexStatements {
   detail::Statement purge_rollups;
 };
 
-// Indexes in the background: woken by writes, it waits until the store has had no write for
-// kQuiet (or the oldest unindexed write is kMaxLag old), then indexes a batch at a time,
-// taking half the store's time at most while a backlog lasts. Queries do not wait for it:
-// they index what is left themselves.
+// Indexes in the background, a batch per transaction: back to back once writes pause for
+// kQuiet, one batch every kTrickle while they go on, so that a stream of writes keeps nearly
+// all of the store's time. Queries do not wait for it: they index what is left themselves.
 class SqliteStore::Indexer {
  public:
   static constexpr std::chrono::milliseconds kQuiet{200};
-  static constexpr std::chrono::milliseconds kMaxLag{2000};
+  static constexpr std::chrono::milliseconds kTrickle{1000};
 
   explicit Indexer(SqliteStore& store);
   ~Indexer();  // Joins the thread; a batch in progress finishes first.
@@ -62,7 +61,7 @@ class SqliteStore::Indexer {
   bool pending_ = true;  // What a previous process left unindexed, too.
   bool stopping_ = false;
   Clock::time_point last_write_{};
-  Clock::time_point first_pending_{};
+  Clock::time_point last_batch_{};
   std::thread thread_;
 };
 
