@@ -195,8 +195,7 @@ bool StreamQuery::matches(const StreamEntry& e) const {
 
 std::variant<StreamQuery, std::string> parse_stream_query(
     const std::multimap<std::string, std::string>& params, std::string_view last_event_id) {
-  static constexpr const char* kSupported =
-      "worker, stage, run, kind, types, from, last_event_id";
+  static constexpr const char* kSupported = "worker, stage, run, kind, types, from, last_event_id";
   StreamQuery q;
   std::string id_text(last_event_id);
   std::string id_source = "Last-Event-ID";
@@ -222,7 +221,8 @@ std::variant<StreamQuery, std::string> parse_stream_query(
         } else if (item == "worker") {
           q.types.push_back(StreamType::Worker);
         } else {
-          return "types: unknown type \"" + std::string(item) + "\" (known: event, warning, worker)";
+          return "types: unknown type \"" + std::string(item) +
+                 "\" (known: event, warning, worker)";
         }
       }
     } else if (name == "from") {

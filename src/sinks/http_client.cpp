@@ -301,8 +301,7 @@ HttpResponse HttpClient::read_response(Clock::time_point deadline, bool* keep_al
   return response;
 }
 
-HttpResponse HttpClient::read_head(std::size_t& pos, Clock::time_point deadline,
-                                   bool* keep_alive) {
+HttpResponse HttpClient::read_head(std::size_t& pos, Clock::time_point deadline, bool* keep_alive) {
   for (;;) {
     HttpResponse response;
     std::string status_line = read_line(pos, deadline);
@@ -386,8 +385,7 @@ void HttpClient::read_body(std::size_t& pos, HttpResponse& response, Clock::time
     auto [e, err] = std::from_chars(length.data(), length.data() + length.size(), n);
     if (err != std::errc() || e != length.data() + length.size() || n > kMaxResponseBytes) {
       close();
-      throw HttpError("bad Content-Length '" + std::string(length) + "' from " +
-                      url_.host_header);
+      throw HttpError("bad Content-Length '" + std::string(length) + "' from " + url_.host_header);
     }
     read_exactly(pos, n, response.body, deadline);
   } else {
@@ -490,8 +488,7 @@ HttpResponse HttpClient::get_stream(std::string_view path, std::span<const Heade
     auto [e, err] = std::from_chars(length.data(), length.data() + length.size(), left_);
     if (err != std::errc() || e != length.data() + length.size()) {
       close();
-      throw HttpError("bad Content-Length '" + std::string(length) + "' from " +
-                      url_.host_header);
+      throw HttpError("bad Content-Length '" + std::string(length) + "' from " + url_.host_header);
     }
     body_ = Body::Length;
   } else {
@@ -599,7 +596,8 @@ bool HttpClient::read_stream(std::string& out, Clock::time_point until) {
     close();
     body_ = Body::None;
     if (n == 0 && to_close) return false;
-    throw HttpError(n == 0 ? "connection closed by " + url_.host_header + " in the middle of the stream"
+    throw HttpError(n == 0 ? "connection closed by " + url_.host_header +
+                                 " in the middle of the stream"
                            : "cannot read from " + url_.host_header + ": " + errno_text(err));
   }
 }

@@ -157,7 +157,8 @@ class StreamTest : public ::testing::Test {
     return o;
   }
   void start(ServerOptions o) {
-    server_ = std::make_unique<Server>(*store_, server::TokenFile::load(tokens_path_), std::move(o));
+    server_ =
+        std::make_unique<Server>(*store_, server::TokenFile::load(tokens_path_), std::move(o));
     server_->start();
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
     client_->set_read_timeout(10, 0);
@@ -444,7 +445,8 @@ TEST_F(StreamTest, WatchdogWarningsAndWorkerChangesAreStreamed) {
   ASSERT_TRUE(stream->read_count("warning", 2)) << stream->raw();
   Json recovered = Json::parse(stream->of_type("warning")[1].data);
   EXPECT_EQ(recovered["rule"], "recovered");
-  EXPECT_THAT(recovered["message"].get<std::string>(), HasSubstr("recovered: Stage AGENT on gpu-1"));
+  EXPECT_THAT(recovered["message"].get<std::string>(),
+              HasSubstr("recovered: Stage AGENT on gpu-1"));
   // Only gpu-1's, as asked.
   EXPECT_THAT(stream->raw(), ::testing::Not(HasSubstr("gpu-2")));
 }

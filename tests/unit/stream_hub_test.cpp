@@ -1,8 +1,6 @@
 // The stream's hub, queries and sessions on their own (src/server/stream.hpp); the route over
 // HTTP is tests/integration/stream_test.cpp.
 
-#include "server/stream.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -13,6 +11,7 @@
 
 #include "events.hpp"
 #include "format/sse.hpp"
+#include "server/stream.hpp"
 
 namespace stagelog::detail {
 namespace {
@@ -87,9 +86,9 @@ TEST(StreamHubTest, SlotsAreCappedAndReleasedWithTheirLastCopy) {
 }
 
 TEST(StreamQueryTest, ParsesFiltersAndTheResumePoint) {
-  Params params = {{"worker", "gpu-1"}, {"worker", "gpu,2"}, {"kind", "stage,log"},
-                   {"types", "event,warning"}, {"from", "oldest"},
-                   {"last_event_id", "00000000000000ff-12"}};
+  Params params = {{"worker", "gpu-1"},   {"worker", "gpu,2"},
+                   {"kind", "stage,log"}, {"types", "event,warning"},
+                   {"from", "oldest"},    {"last_event_id", "00000000000000ff-12"}};
   auto parsed = parse_stream_query(params, "");
   ASSERT_TRUE(std::holds_alternative<StreamQuery>(parsed)) << std::get<std::string>(parsed);
   const auto& q = std::get<StreamQuery>(parsed);
