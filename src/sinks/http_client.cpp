@@ -68,8 +68,8 @@ HttpUrl parse_http_url(std::string_view url) {
   std::string scheme = lower(rest.substr(0, scheme_end));
   if (scheme == "https") {
     throw Error(
-        "https is not supported by the network sink: give it an http:// URL of a local TLS "
-        "proxy (stunnel, nginx) that forwards to the server");
+        "https is not supported: give an http:// URL of a local TLS proxy (stunnel, nginx) "
+        "that forwards to the server");
   }
   if (scheme != "http") throw Error("unsupported scheme '" + scheme + "', expected http://");
   rest.remove_prefix(scheme_end + 3);
