@@ -859,8 +859,10 @@ void Server::Impl::stream(const httplib::Request& req, httplib::Response& res) {
   res.status = 200;
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");  // nginx: pass each event on at once.
+  // Exactly "text/event-stream": httplib then never compresses it (a gzip stream would hold
+  // events back until its buffer fills). SSE is UTF-8 by definition.
   res.set_chunked_content_provider(
-      "text/event-stream; charset=utf-8",
+      "text/event-stream",
       [state, keep_alive = options.stream_keep_alive](std::size_t, httplib::DataSink& sink) {
         std::string piece = state->session.next(keep_alive);
         if (piece.empty()) {  // The server is stopping.
