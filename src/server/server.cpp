@@ -841,6 +841,12 @@ void Server::Impl::stream(const httplib::Request& req, httplib::Response& res) {
     return reply(res, ApiError{ApiErrorKind::Unavailable, "the server is stopping", nullptr});
   }
   const std::size_t max = *options.max_streams;
+  if (max == 0) {
+    return reply(res, ApiError{ApiErrorKind::Unavailable,
+                               "streams are off on this server (max_streams 0: it has too few "
+                               "request threads to lend one to a stream)",
+                               nullptr});
+  }
   detail::StreamHub::Slot slot = hub.acquire(max);
   if (!slot) {
     Json extra = Json::object();

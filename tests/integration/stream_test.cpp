@@ -21,6 +21,7 @@
 #include "fake_clock.hpp"
 #include "format/sse.hpp"
 #include "sinks/http_client.hpp"
+#include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/server.hpp"
@@ -398,6 +399,19 @@ TEST_F(StreamTest, StreamsPastTheCapAre503AndIngestGoesOn) {
     SseClient again(server_->port(), "/api/v1/stream", read_);
     return again.head().status == 200;
   }));
+}
+
+TEST_F(StreamTest, StreamsNeedAThreadToSpare) {
+  ServerOptions o = options();
+  o.max_streams = o.threads;  // Streams could take every thread: refused at construction.
+  EXPECT_THROW(Server(*store_, server::TokenFile::load(tokens_path_), o), Error);
+  o = options();
+  o.threads = 1;  // Half of one thread: none.
+  start(o);
+  auto r = refused("");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_THAT(Json::parse(r->body)["error"].get<std::string>(), HasSubstr("streams are off"));
 }
 
 TEST_F(StreamTest, StopEndsOpenStreamsInsteadOfWaitingForThem) {
