@@ -1,7 +1,8 @@
 // stagelog tail PATH...: follows JSONL (and seed-format text) logs of any number of processes,
-// runs the watchdog over them and shows every worker: a live table on a terminal, state
-// changes and warnings as lines otherwise. --replay runs a finished recording through the
-// watchdog with the events' own clock instead.
+// and with --server URL the event stream of a `stagelog serve`, runs the watchdog over them and
+// shows every worker: a live table on a terminal, state changes and warnings as lines
+// otherwise. --replay runs a finished recording through the watchdog with the events' own
+// clock instead.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -20,15 +21,20 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "commands.hpp"
 #include "duration.hpp"
 #include "format/format.hpp"
+#include "format/sse.hpp"
+#include "sinks/http_client.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/watchdog.hpp"
@@ -50,6 +56,8 @@ std::atomic<bool> g_resized{false};
 
 struct TailOptions {
   std::vector<std::string> paths;
+  std::string server;      // --server URL
+  std::string token_file;  // --token-file FILE
   bool replay = false;
   bool plain = false;
   bool verbose = false;
@@ -297,6 +305,197 @@ class Follower {
   std::string last_error_;
 };
 
+// --- Following a server ---------------------------------------------------------------------
+
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr auto kFirstRetry = std::chrono::milliseconds(500);
+constexpr auto kMaxRetry = std::chrono::seconds(10);
+
+// The token for --server: the first line of --token-file, else STAGELOG_TOKEN, else none.
+std::string server_token(const TailOptions& o) {
+  std::string token;
+  if (!o.token_file.empty()) {
+    std::ifstream in(o.token_file);
+    if (!in) throw Error("cannot read the token file " + o.token_file);
+    std::getline(in, token);
+    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.empty()) throw Error("the token file " + o.token_file + " is empty");
+  } else if (const char* env = std::getenv("STAGELOG_TOKEN")) {
+    token = env;
+  }
+  for (char c : token) {  // Never echo the token itself.
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      throw Error("the token holds a control character");
+    }
+  }
+  return token;
+}
+
+// The events `stagelog serve` stores, from GET /api/v1/stream (the events only: the watchdog
+// runs here, on this side's thresholds). The first connection starts from the oldest event the
+// server still keeps, as a file is read from its start; a dropped one is resumed with
+// Last-Event-ID after 0.5 s, 1 s, 2 s ... at most 10 s apart. An answer no retry can change
+// (bad URL, 401, 403, 404, 400) and a first connection that fails throw Error.
+class ServerSource {
+ public:
+  ServerSource(const std::string& url, std::string token)
+      : url_(parse(url)), client_(url_), token_(std::move(token)) {
+    connect(true);
+  }
+
+  // New events, waiting up to `wait` for the first.
+  std::vector<OwnedEvent> poll(std::chrono::milliseconds wait) {
+    std::vector<OwnedEvent> out;
+    auto now = std::chrono::steady_clock::now();
+    if (!connected_) {
+      if (now < next_attempt_) {
+        std::this_thread::sleep_for(
+            std::min<std::chrono::steady_clock::duration>(wait, next_attempt_ - now));
+        return out;
+      }
+      connect(false);
+      if (!connected_) return out;
+    }
+    std::string text;
+    bool open = true;
+    try {
+      open = client_.read_stream(text, now + wait);
+    } catch (const detail::HttpError& e) {
+      lost(e.what());
+    }
+    std::vector<detail::SseEvent> events;
+    try {
+      parser_.feed(text, events);
+    } catch (const Error& e) {
+      client_.close();
+      lost(e.what());
+    }
+    if (!parser_.last_event_id().empty()) last_id_ = parser_.last_event_id();
+    for (auto& e : events) {
+      if (e.type == "event") {
+        std::string error;
+        if (auto parsed = parse_json_event(e.data, &error)) {
+          out.push_back(std::move(*parsed));
+        } else {
+          note("unreadable event from the server: " + error);
+        }
+      } else if (e.type == "reset") {
+        note(gap_text(e.data));
+      }
+    }
+    if (!open && connected_) lost("the server ended the stream");
+    return out;
+  }
+
+  bool connected() const { return connected_; }
+  const std::string& url() const { return url_.text; }
+  // What happened since the last call (lost connections, gaps), for stderr or the table.
+  std::vector<std::string> take_notes() { return std::exchange(notes_, {}); }
+
+ private:
+  static detail::HttpUrl parse(const std::string& url) {
+    try {
+      return detail::parse_http_url(url);
+    } catch (const Error& e) {
+      throw Error("--server " + url + ": " + e.what());
+    }
+  }
+
+  void connect(bool first) {
+    std::string target = "/api/v1/stream?types=event";
+    if (last_id_.empty()) target += "&from=oldest";
+    std::string bearer = "Bearer " + token_;
+    std::vector<detail::HttpClient::Header> headers = {{"Accept", "text/event-stream"}};
+    if (!token_.empty()) headers.emplace_back("Authorization", bearer);
+    if (!last_id_.empty()) headers.emplace_back("Last-Event-ID", last_id_);
+    detail::HttpResponse head;
+    try {
+      head =
+          client_.get_stream(target, headers, std::chrono::steady_clock::now() + kConnectTimeout);
+    } catch (const detail::HttpError& e) {
+      if (first) throw Error(std::string(e.what()) + " (--server " + url_.text + ")");
+      return retry_later(e.what());
+    }
+    if (head.status == 200) {
+      connected_ = true;
+      retry_ = kFirstRetry;
+      parser_ = detail::SseParser();
+      if (!first) note("reconnected to " + url_.text);
+      return;
+    }
+    std::string why = server_error(head);
+    switch (head.status) {
+      case 401:
+        throw Error(url_.text + " refused " +
+                    std::string(token_.empty() ? "to stream without a token" : "the token") +
+                    " (401: " + why + "): give --token-file FILE or set STAGELOG_TOKEN");
+      case 403:
+        throw Error(url_.text + ": the token may not read (403: " + why + ")");
+      case 404:
+        throw Error(url_.text + " has no event stream (404: " + why +
+                    "); is it a stagelog server?");
+      case 400:
+        throw Error(url_.text + " refused the stream request (400: " + why + ")");
+      default:
+        if (first && head.status < 500) {
+          throw Error(url_.text + " answered " + std::to_string(head.status) + ": " + why);
+        }
+        retry_later("the server answered " + std::to_string(head.status) + ": " + why);
+    }
+  }
+
+  // The "error" of a JSON error body, else the body's start.
+  static std::string server_error(const detail::HttpResponse& r) {
+    std::string error;
+    auto key = r.body.find("\"error\":\"");
+    if (key != std::string::npos) {
+      std::size_t start = key + 9;
+      std::size_t end = r.body.find('"', start);
+      if (end != std::string::npos) error = r.body.substr(start, end - start);
+    }
+    if (error.empty()) error = r.body.substr(0, 120);
+    return error.empty() ? r.reason : error;
+  }
+
+  static std::string gap_text(const std::string& data) {
+    if (data.find("\"restarted\"") != std::string::npos) {
+      return "the server restarted: events it streamed before are not shown";
+    }
+    auto missed = data.find("\"missed\":");
+    std::string n = missed == std::string::npos
+                        ? "some"
+                        : data.substr(missed + 9, data.find(',', missed) - missed - 9);
+    return n + " events went by before tail could read them: not shown";
+  }
+
+  void lost(const std::string& why) {
+    connected_ = false;
+    client_.close();
+    retry_later(why);
+  }
+
+  void retry_later(const std::string& why) {
+    connected_ = false;
+    char delay[32];
+    std::snprintf(delay, sizeof delay, "%.1fs", static_cast<double>(retry_.count()) / 1000);
+    note(why + "; reconnecting in " + delay);
+    next_attempt_ = std::chrono::steady_clock::now() + retry_;
+    retry_ = std::min<std::chrono::milliseconds>(retry_ * 2, kMaxRetry);
+  }
+
+  void note(std::string text) { notes_.push_back(std::move(text)); }
+
+  detail::HttpUrl url_;
+  detail::HttpClient client_;
+  std::string token_;
+  detail::SseParser parser_;
+  std::string last_id_;
+  bool connected_ = false;
+  std::chrono::milliseconds retry_ = kFirstRetry;
+  std::chrono::steady_clock::time_point next_attempt_;
+  std::vector<std::string> notes_;
+};
+
 // --- What is shown --------------------------------------------------------------------------
 
 bool interesting(WorkerState s) {
@@ -362,7 +561,7 @@ class View {
   }
 
   void draw(const Watchdog& watchdog, std::int64_t now, const Follower& follower,
-            const std::string& filter, bool typing) {
+            const ServerSource* server, const std::string& filter, bool typing) {
     auto workers = watchdog.workers(now);
     winsize ws{};
     int rows = 24;
@@ -397,6 +596,9 @@ class View {
     line(head, "\x1b[1m");
     std::string files = std::to_string(follower.files()) + " files";
     if (follower.skipped() > 0) files += ", " + std::to_string(follower.skipped()) + " unreadable lines";
+    if (server != nullptr) {
+      files += ", " + server->url() + (server->connected() ? "" : " (reconnecting)");
+    }
     if (!watchdog.queue().empty()) files += "  queue: " + watchdog.queue();
     line(files);
     for (const auto& r : recent_) line(r, r.find(" ERROR ") != std::string::npos ||
@@ -549,6 +751,8 @@ int follow(const TailOptions& options) {
   View view(options, terminal);
   Watchdog watchdog(watchdog_options(options), [&](const Event& e) { view.report(e); });
   Follower follower(options.paths);
+  std::optional<ServerSource> server;
+  if (!options.server.empty()) server.emplace(options.server, server_token(options));
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   ::sigemptyset(&sa.sa_mask);
@@ -560,25 +764,43 @@ int follow(const TailOptions& options) {
   std::int64_t last_draw = 0;
   while (!g_stop.load()) {
     std::int64_t now = realtime_ns();
-    for (auto& p : follower.poll(now)) {
-      Event e = p.event.view();
+    auto observe = [&](const OwnedEvent& owned) {
+      Event e = owned.view();
       if (e.component != "watchdog" && e.level >= Level::Warning) view.report(e);
       watchdog.observe(e);
+    };
+    for (auto& p : follower.poll(now)) observe(p.event);
+    if (server) {  // Waits on the connection instead of the keys' poll below.
+      for (auto& e : server->poll(std::chrono::milliseconds(kPollMs))) observe(e);
     }
     if (!terminal) {
       std::string error = follower.take_error();
       if (!error.empty()) std::fprintf(stderr, "stagelog tail: %s\n", error.c_str());
+      if (server) {
+        for (const auto& note : server->take_notes()) {
+          std::fprintf(stderr, "stagelog tail: %s\n", note.c_str());
+        }
+      }
+    } else if (server) {
+      for (const auto& note : server->take_notes()) {
+        Event e;
+        e.ts_ns = realtime_ns();
+        e.level = Level::Warning;
+        e.worker = "server";
+        e.message = note;
+        view.report(e);  // Shown with the warnings (not counted: not the watchdog's).
+      }
     }
     now = realtime_ns();
     watchdog.tick(now);
     view.transitions(watchdog, now);
     if (options.exit_when_done && all_finished(watchdog, now)) break;
     if (terminal && (now - last_draw >= kRedrawNs || g_resized.exchange(false))) {
-      view.draw(watchdog, now, follower, filter, typing);
+      view.draw(watchdog, now, follower, server ? &*server : nullptr, filter, typing);
       last_draw = now;
     }
     pollfd keys{STDIN_FILENO, POLLIN, 0};
-    if (::poll(&keys, terminal ? 1 : 0, kPollMs) > 0 && terminal) {
+    if (::poll(&keys, terminal ? 1 : 0, server ? 0 : kPollMs) > 0 && terminal) {
       char c;
       while (::read(STDIN_FILENO, &c, 1) == 1) {
         if (typing) {
@@ -622,9 +844,16 @@ Command add_tail(CLI::App& app) {
       "Follow the logs of every worker and flag the stuck, the silent and the crashed.\n"
       "Reads JSONL files (as JsonlSink writes them) and seed-format text lines; a folder means\n"
       "every *.jsonl file in it and below, including files that appear later. Rotated and\n"
-      "truncated files are followed. On a terminal: a live table, one row per worker (q quits,\n"
+      "truncated files are followed. With --server URL, also the events a `stagelog serve`\n"
+      "stores, from its live stream. On a terminal: a live table, one row per worker (q quits,\n"
       "/ filters). Otherwise: state changes and warnings, one per line.");
-  cmd->add_option("paths", o->paths, "Files and folders to follow")->required();
+  cmd->add_option("paths", o->paths, "Files and folders to follow");
+  cmd->add_option("--server", o->server,
+                  "Also follow what a `stagelog serve` at this http:// URL stores, through its "
+                  "event stream (GET /api/v1/stream; a read token); reconnects and resumes when "
+                  "the connection drops");
+  cmd->add_option("--token-file", o->token_file,
+                  "File whose first line is the token for --server (default: $STAGELOG_TOKEN)");
   cmd->add_flag("--replay", o->replay,
                 "Run the recorded events through the watchdog on their own clock, print what it "
                 "would have said, and exit (no process checks)");
@@ -656,9 +885,16 @@ Command add_tail(CLI::App& app) {
       "Examples:\n"
       "  stagelog tail run/logs                          # live table of every worker\n"
       "  stagelog tail --plain --stuck-task 5m logs/ | tee watch.log\n"
-      "  stagelog tail --replay --stage AGENT=10m run.jsonl  # what would have been flagged\n");
+      "  stagelog tail --replay --stage AGENT=10m run.jsonl  # what would have been flagged\n"
+      "  STAGELOG_TOKEN=slg_... stagelog tail --server http://127.0.0.1:8080\n");
   return [o]() -> int {
     watchdog_options(*o);  // Bad values fail before anything is shown.
+    if (o->paths.empty() && o->server.empty()) {
+      throw Error("nothing to follow: give files or folders, or --server URL");
+    }
+    if (o->replay && !o->server.empty()) {
+      throw Error("--replay reads recorded files; it cannot follow --server");
+    }
     return o->replay ? replay(*o) : follow(*o);
   };
 }

@@ -20,6 +20,8 @@ int status_of(ApiErrorKind kind) {
       return 413;
     case ApiErrorKind::UnsupportedMediaType:
       return 415;
+    case ApiErrorKind::Unavailable:
+      return 503;
     case ApiErrorKind::StoreFailure:
     case ApiErrorKind::Internal:
       break;

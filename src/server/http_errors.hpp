@@ -19,6 +19,7 @@ enum class ApiErrorKind {
   UnsupportedMediaType,  // 415: a Content-Encoding or Content-Type we do not read.
   StoreFailure,          // 500: the store returned an error.
   Internal,              // 500: anything else (a bug, out of memory).
+  Unavailable,           // 503: busy (every stream slot taken) or stopping; try again later.
 };
 
 struct ApiError {

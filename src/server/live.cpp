@@ -58,21 +58,73 @@ void append_family(std::string& out, std::string_view name, std::string_view typ
   out += '\n';
 }
 
+// One worker of GET /api/v1/workers (and of the stream's worker entries).
+void append_worker(std::string& out, const WorkerView& w, std::int64_t now_ns) {
+  auto time_or_null = [&](std::int64_t ns) {
+    if (ns == 0) {
+      out += "null";
+      return;
+    }
+    out += '"';
+    append_timestamp(out, ns);
+    out += '"';
+  };
+  out += R"({"worker":)";
+  append_json_string(out, w.worker);
+  out += R"(,"state":")";
+  out += worker_state_name(w.state);
+  out += R"(","stage":)";
+  append_json_string(out, w.stage);
+  out += R"(,"time_in_stage_ms":)";
+  if (w.stage.empty()) {
+    out += "null";
+  } else {
+    out += std::to_string(std::max<std::int64_t>(0, now_ns - w.stage_since_ns) / 1'000'000);
+  }
+  out += R"(,"task":)";
+  append_json_string(out, w.task);
+  out += R"(,"last_event_at":)";
+  time_or_null(w.last_event_ns);
+  out += R"(,"last_heartbeat_at":)";
+  time_or_null(w.last_heartbeat_ns);
+  out += R"(,"tasks_done":)" + std::to_string(w.tasks_done);
+  out += R"(,"tasks_failed":)" + std::to_string(w.tasks_failed);
+  out += R"(,"stages_done":)" + std::to_string(w.stages_done);
+  out += R"(,"stages_failed":)" + std::to_string(w.stages_failed);
+  out += R"(,"last_message":)";
+  append_json_string(out, w.last_message);
+  out += R"(,"pid":)" + std::to_string(w.pid);
+  out += R"(,"host":)";
+  append_json_string(out, w.host);
+  out += '}';
+}
+
 }  // namespace
 
-LiveState::LiveState(WatchdogOptions options, Watchdog::Report forward)
-    : watchdog_(std::move(options),
+LiveState::LiveState(WatchdogOptions options, StreamHub* hub, Watchdog::Report forward)
+    : hub_(hub),
+      watchdog_(std::move(options),
                 [this](const Event& e) {
-                  if (is_stuck_report(e)) ++stuck_;  // Called by tick(), under mutex_.
+                  // Called by observe() and tick(), under mutex_.
+                  if (is_stuck_report(e)) ++stuck_;
                   if (forward_) forward_(e);
+                  if (hub_ == nullptr) return;
+                  if (auto entry = warning_entry(e)) pending_.push_back(std::move(*entry));
                 }),
       forward_(std::move(forward)) {}
 
 void LiveState::observe(std::span<const OwnedEvent> events) {
+  std::vector<StreamEntry> entries;  // Formatted before the lock is taken.
+  if (hub_ != nullptr) {
+    entries.reserve(events.size());
+    for (const OwnedEvent& owned : events) entries.push_back(event_entry(owned.view()));
+  }
   std::lock_guard lock(mutex_);
   ingested_ += events.size();
-  for (const OwnedEvent& owned : events) {
-    Event e = owned.view();
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    Event e = events[i].view();
+    // Each event, then what the watchdog said about it (a "recovered").
+    if (hub_ != nullptr) pending_.push_back(std::move(entries[i]));
     watchdog_.observe(e);
     bool ended =
         e.status == Status::Completed || e.status == Status::Failed || e.status == Status::Skipped;
@@ -91,57 +143,55 @@ void LiveState::observe(std::span<const OwnedEvent> events) {
     ++h.count;
     h.sum += seconds;
   }
+  if (hub_ != nullptr) hub_->publish(std::exchange(pending_, {}));
 }
 
 void LiveState::tick(std::int64_t now_ns) {
   std::lock_guard lock(mutex_);
   watchdog_.tick(now_ns);
+  if (hub_ == nullptr) return;
+  publish_worker_changes(now_ns);
+  hub_->publish(std::exchange(pending_, {}));
+}
+
+void LiveState::publish_worker_changes(std::int64_t now_ns) {
+  for (WorkerView& w : watchdog_.workers(now_ns)) {
+    auto it = shown_.find(w.worker);
+    std::string_view previous;
+    if (it != shown_.end()) {
+      const Shown& s = it->second;
+      if (s.state == w.state && s.stage == w.stage && s.task == w.task) continue;
+      previous = worker_state_name(s.state);
+    }
+    StreamEntry entry;
+    entry.type = StreamType::Worker;
+    entry.data = R"({"at":")";
+    append_timestamp(entry.data, now_ns);
+    entry.data += R"(","previous_state":)";
+    if (previous.empty()) {
+      entry.data += "null";
+    } else {
+      append_json_string(entry.data, previous);
+    }
+    entry.data += ',';
+    std::size_t at = entry.data.size();
+    append_worker(entry.data, w, now_ns);
+    entry.data.erase(at, 1);  // The worker object's '{': its members follow.
+    entry.worker = w.worker;
+    entry.stage = w.stage;
+    shown_.insert_or_assign(w.worker, Shown{w.state, std::move(w.stage), std::move(w.task)});
+    pending_.push_back(std::move(entry));
+  }
 }
 
 std::string LiveState::workers_json(std::int64_t now_ns) const {
   std::lock_guard lock(mutex_);
   std::string out = R"({"success":true,"workers":[)";
   bool first = true;
-  auto time_or_null = [&](std::int64_t ns) {
-    if (ns == 0) {
-      out += "null";
-      return;
-    }
-    out += '"';
-    append_timestamp(out, ns);
-    out += '"';
-  };
   for (const WorkerView& w : watchdog_.workers(now_ns)) {
     if (!first) out += ',';
     first = false;
-    out += R"({"worker":)";
-    append_json_string(out, w.worker);
-    out += R"(,"state":")";
-    out += worker_state_name(w.state);
-    out += R"(","stage":)";
-    append_json_string(out, w.stage);
-    out += R"(,"time_in_stage_ms":)";
-    if (w.stage.empty()) {
-      out += "null";
-    } else {
-      out += std::to_string(std::max<std::int64_t>(0, now_ns - w.stage_since_ns) / 1'000'000);
-    }
-    out += R"(,"task":)";
-    append_json_string(out, w.task);
-    out += R"(,"last_event_at":)";
-    time_or_null(w.last_event_ns);
-    out += R"(,"last_heartbeat_at":)";
-    time_or_null(w.last_heartbeat_ns);
-    out += R"(,"tasks_done":)" + std::to_string(w.tasks_done);
-    out += R"(,"tasks_failed":)" + std::to_string(w.tasks_failed);
-    out += R"(,"stages_done":)" + std::to_string(w.stages_done);
-    out += R"(,"stages_failed":)" + std::to_string(w.stages_failed);
-    out += R"(,"last_message":)";
-    append_json_string(out, w.last_message);
-    out += R"(,"pid":)" + std::to_string(w.pid);
-    out += R"(,"host":)";
-    append_json_string(out, w.host);
-    out += '}';
+    append_worker(out, w, now_ns);
   }
   out += R"(],"queue":)";
   append_json_string(out, watchdog_.queue());

@@ -3,7 +3,9 @@
 // What `stagelog serve` knows live, from the events it has stored: each worker's state (the
 // Watchdog, the same rules as the recorder's and `stagelog tail`'s) and the counters that
 // GET /metrics shows. Thread-safe, one mutex: request threads feed it the events they have
-// stored, the server's live thread ticks it, reads come from any request thread.
+// stored, the server's live thread ticks it, reads come from any request thread. With a
+// StreamHub it also publishes, in the order it sees them, the events, the watchdog's warnings
+// and (on each tick) the workers whose state, stage or task changed.
 
 #include <array>
 #include <cstdint>
@@ -12,7 +14,9 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "server/stream.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/watchdog.hpp"
 
@@ -20,9 +24,11 @@ namespace stagelog::detail {
 
 class LiveState {
  public:
-  // `forward`, when set, gets each of the watchdog's reports too (the alerts), from tick(),
-  // with this object's mutex held: it must not call back into it.
-  explicit LiveState(WatchdogOptions options, Watchdog::Report forward = {});
+  // `hub`, when given, must outlive the LiveState. `forward`, when set, gets each of the
+  // watchdog's reports too (the alerts), with this object's mutex held: it must not call back
+  // into it.
+  explicit LiveState(WatchdogOptions options, StreamHub* hub = nullptr,
+                     Watchdog::Report forward = {});
 
   // Events stored, in the order they were stored.
   void observe(std::span<const OwnedEvent> events);
@@ -47,7 +53,17 @@ class LiveState {
     double sum = 0;
   };
 
+  struct Shown {  // A worker as the stream last showed it.
+    WorkerState state = WorkerState::Idle;
+    std::string stage;
+    std::string task;
+  };
+  void publish_worker_changes(std::int64_t now_ns);
+
   mutable std::mutex mutex_;
+  StreamHub* hub_;
+  std::vector<StreamEntry> pending_;  // For hub_, published before mutex_ is released.
+  std::map<std::string, Shown, std::less<>> shown_;
   Watchdog watchdog_;
   std::uint64_t ingested_ = 0;
   std::uint64_t stuck_ = 0;  // Stuck stage and stuck task warnings.

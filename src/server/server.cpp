@@ -34,6 +34,7 @@
 #include "server/http_errors.hpp"
 #include "server/ingest.hpp"
 #include "server/live.hpp"
+#include "server/stream.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/server/execution.hpp"
@@ -80,6 +81,7 @@ enum class RouteId {
   StageStats,    // Duration statistics per stage.
   FailureStats,  // Failed steps grouped by error pattern.
   Alerts,        // The alerts fired lately.
+  Stream,        // Server-Sent Events.
 };
 
 struct Route {
@@ -147,6 +149,7 @@ std::variant<Route, ApiError> parse_route(std::string_view target) {
   if (n == 4 && is({"api", "v1", "stats", "stages"})) return Route{RouteId::StageStats, {}};
   if (n == 4 && is({"api", "v1", "stats", "failures"})) return Route{RouteId::FailureStats, {}};
   if (n == 3 && is({"api", "v1", "alerts"})) return Route{RouteId::Alerts, {}};
+  if (n == 3 && is({"api", "v1", "stream"})) return Route{RouteId::Stream, {}};
   if (n == 3 && is({"api", "v1", "events"})) return Route{RouteId::Events, {}};
   if (n == 3 && is({"api", "v1", "executions"})) return Route{RouteId::Executions, {}};
   if (n == 3 && is({"api", "v1", "executions.csv"})) return Route{RouteId::ExecutionsCsv, {}};
@@ -174,6 +177,8 @@ std::vector<std::string_view> methods_of(RouteId id) {
       return {"POST"};
     case RouteId::Execution:
       return {"GET", "HEAD", "PUT"};
+    case RouteId::Stream:
+      return {"GET"};
     case RouteId::Healthz:
     case RouteId::Executions:
     case RouteId::ExecutionsCsv:
@@ -230,8 +235,12 @@ struct Server::Impl {
                    ? nullptr
                    : std::make_unique<detail::AlertEngine>(
                          options.alerts, s,
-                         detail::AlertEngine::Hooks{options.clock, options.on_error, {}})),
-        live(options.watchdog, [this](const Event& report) {
+                         detail::AlertEngine::Hooks{options.clock, options.on_error,
+                                                    [this](const std::string& alert) {
+                                                      hub.publish({detail::alert_entry(alert)});
+                                                    }})),
+        hub(options.stream_history, options.stream_history_bytes),
+        live(options.watchdog, &hub, [this](const Event& report) {
           if (alerts) alerts->watchdog_report(report);
         }) {}
 
@@ -240,6 +249,7 @@ struct Server::Impl {
   const ServerOptions options;
   detail::IngestWriter writer;
   std::unique_ptr<detail::AlertEngine> alerts;  // None without rules. Outlives `live`.
+  detail::StreamHub hub;  // Before live, which publishes to it (and alerts, which does too).
   detail::LiveState live;
   httplib::Server http;
 
@@ -274,6 +284,7 @@ struct Server::Impl {
   void get_stage_stats(const httplib::Request& req, httplib::Response& res);
   void get_failure_stats(const httplib::Request& req, httplib::Response& res);
   void get_events(const std::string& id, const httplib::Request& req, httplib::Response& res);
+  void stream(const httplib::Request& req, httplib::Response& res);
 
   // The routes with a body.
   void with_body(const httplib::Request& req, httplib::Response& res,
@@ -442,6 +453,9 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
       return;
     case RouteId::Alerts:
       reply_json(res, 200, alerts ? alerts->recent_json() : R"({"success":true,"alerts":[]})");
+      return;
+    case RouteId::Stream:
+      stream(req, res);
       return;
     case RouteId::Events:
       break;
@@ -1015,6 +1029,57 @@ void Server::Impl::get_failure_stats(const httplib::Request& req, httplib::Respo
   reply_json(res, 200, detail::dump_json(body));
 }
 
+// ---- The stream ------------------------------------------------------------------------------
+
+// Holds a request thread while open: capped by max_streams, woken by stop(), and a client that
+// stops reading is dropped after write_timeout. See stream.hpp.
+void Server::Impl::stream(const httplib::Request& req, httplib::Response& res) {
+  auto query = detail::parse_stream_query(req.params, req.get_header_value("Last-Event-ID"));
+  if (auto* why = std::get_if<std::string>(&query)) return reply(res, bad_request(*why));
+  auto opened = detail::StreamSession::open(hub, std::move(std::get<detail::StreamQuery>(query)));
+  if (auto* why = std::get_if<std::string>(&opened)) return reply(res, bad_request(*why));
+  if (hub.closed()) {
+    return reply(res, ApiError{ApiErrorKind::Unavailable, "the server is stopping", nullptr});
+  }
+  const std::size_t max = *options.max_streams;
+  if (max == 0) {
+    return reply(res, ApiError{ApiErrorKind::Unavailable,
+                               "streams are off on this server (max_streams 0: it has too few "
+                               "request threads to lend one to a stream)",
+                               nullptr});
+  }
+  detail::StreamHub::Slot slot = hub.acquire(max);
+  if (!slot) {
+    Json extra = Json::object();
+    extra["max_streams"] = max;
+    return reply(res, ApiError{ApiErrorKind::Unavailable,
+                               "too many open streams (at most " + std::to_string(max) +
+                                   " on this server); try again later",
+                               std::move(extra)});
+  }
+  struct Open {
+    detail::StreamSession session;
+    detail::StreamHub::Slot slot;
+  };
+  auto state = std::make_shared<Open>(
+      Open{std::move(std::get<detail::StreamSession>(opened)), std::move(slot)});
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");  // nginx: pass each event on at once.
+  // Exactly "text/event-stream": httplib then never compresses it (a gzip stream would hold
+  // events back until its buffer fills). SSE is UTF-8 by definition.
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [state, keep_alive = options.stream_keep_alive](std::size_t, httplib::DataSink& sink) {
+        std::string piece = state->session.next(keep_alive);
+        if (piece.empty()) {  // The server is stopping.
+          sink.done();
+          return true;
+        }
+        return sink.write(piece.data(), piece.size());
+      });
+}
+
 // ---- POST and PUT ----------------------------------------------------------------------------
 
 std::variant<std::string, ApiError> Server::Impl::read_body(
@@ -1231,6 +1296,16 @@ ServerOptions checked(ServerOptions options) {
   if (options.max_body_bytes == 0) throw Error("server: max_body_bytes must be above 0");
   if (options.max_event_bytes == 0) throw Error("server: max_event_bytes must be above 0");
   if (options.max_open_runs == 0) throw Error("server: max_open_runs must be above 0");
+  if (options.stream_history == 0) throw Error("server: stream_history must be above 0");
+  if (options.stream_keep_alive.count() <= 0) {
+    throw Error("server: stream_keep_alive must be above 0");
+  }
+  if (!options.max_streams) options.max_streams = options.threads / 2;
+  if (*options.max_streams >= options.threads) {
+    throw Error("server: max_streams (" + std::to_string(*options.max_streams) +
+                ") must be below threads (" + std::to_string(options.threads) +
+                "): each open stream holds a request thread");
+  }
   if (options.retention.count() <= 0) throw Error("server: retention must be above 0");
   if (options.max_retention < options.retention) options.max_retention = options.retention;
   if (options.purge_interval.count() <= 0) throw Error("server: purge_interval must be above 0");
@@ -1331,6 +1406,7 @@ void Server::stop() {
     was_running = impl_->in_run;
   }
   impl_->purge_wake.notify_all();
+  impl_->hub.close();  // Open streams end, so their threads can be joined.
   // run() may be between its check of `stopping` and httplib's accept loop, where httplib's
   // stop() does nothing: keep asking until the loop is up, a bounded while.
   for (int i = 0; was_running && i < 10'000; ++i) {

@@ -68,8 +68,8 @@ HttpUrl parse_http_url(std::string_view url) {
   std::string scheme = lower(rest.substr(0, scheme_end));
   if (scheme == "https") {
     throw Error(
-        "https is not supported by the network sink: give it an http:// URL of a local TLS "
-        "proxy (stunnel, nginx) that forwards to the server");
+        "https is not supported: give an http:// URL of a local TLS proxy (stunnel, nginx) "
+        "that forwards to the server");
   }
   if (scheme != "http") throw Error("unsupported scheme '" + scheme + "', expected http://");
   rest.remove_prefix(scheme_end + 3);
@@ -295,6 +295,13 @@ void HttpClient::read_exactly(std::size_t& pos, std::size_t n, std::string& out,
 
 HttpResponse HttpClient::read_response(Clock::time_point deadline, bool* keep_alive) {
   std::size_t pos = 0;
+  HttpResponse response = read_head(pos, deadline, keep_alive);
+  read_body(pos, response, deadline, keep_alive);
+  in_.erase(0, pos);
+  return response;
+}
+
+HttpResponse HttpClient::read_head(std::size_t& pos, Clock::time_point deadline, bool* keep_alive) {
   for (;;) {
     HttpResponse response;
     std::string status_line = read_line(pos, deadline);
@@ -334,58 +341,60 @@ HttpResponse HttpClient::read_response(Clock::time_point deadline, bool* keep_al
 
     std::string_view connection = response.header("connection");
     *keep_alive = http10 ? has_token(connection, "keep-alive") : !has_token(connection, "close");
-
-    std::string_view te = response.header("transfer-encoding");
-    std::string_view length = response.header("content-length");
-    if (status == 204 || status == 304) {
-      // No body.
-    } else if (!te.empty()) {
-      if (!has_token(te, "chunked")) {
-        close();
-        throw HttpError("unsupported Transfer-Encoding '" + std::string(te) + "' from " +
-                        url_.host_header);
-      }
-      for (;;) {
-        std::string size_line = read_line(pos, deadline);
-        std::string_view digits = trim(std::string_view(size_line).substr(0, size_line.find(';')));
-        std::size_t size = 0;
-        auto [e, err] = std::from_chars(digits.data(), digits.data() + digits.size(), size, 16);
-        if (digits.empty() || err != std::errc() || e != digits.data() + digits.size() ||
-            size > kMaxResponseBytes) {
-          close();
-          throw HttpError("bad chunk size '" + size_line.substr(0, 40) + "' from " +
-                          url_.host_header);
-        }
-        if (size == 0) {
-          while (!read_line(pos, deadline).empty()) {  // Trailers, ignored.
-          }
-          break;
-        }
-        read_exactly(pos, size, response.body, deadline);
-        if (!read_line(pos, deadline).empty()) {
-          close();
-          throw HttpError("missing CRLF after a chunk from " + url_.host_header);
-        }
-      }
-    } else if (!length.empty()) {
-      std::size_t n = 0;
-      auto [e, err] = std::from_chars(length.data(), length.data() + length.size(), n);
-      if (err != std::errc() || e != length.data() + length.size() || n > kMaxResponseBytes) {
-        close();
-        throw HttpError("bad Content-Length '" + std::string(length) + "' from " +
-                        url_.host_header);
-      }
-      read_exactly(pos, n, response.body, deadline);
-    } else {
-      // Neither: the body runs to the end of the connection.
-      while (read_some(deadline)) {
-      }
-      response.body.append(in_, pos, std::string::npos);
-      pos = in_.size();
-      *keep_alive = false;
-    }
-    in_.erase(0, pos);
     return response;
+  }
+}
+
+void HttpClient::read_body(std::size_t& pos, HttpResponse& response, Clock::time_point deadline,
+                           bool* keep_alive) {
+  const int status = response.status;
+  std::string_view te = response.header("transfer-encoding");
+  std::string_view length = response.header("content-length");
+  if (status == 204 || status == 304) {
+    // No body.
+  } else if (!te.empty()) {
+    if (!has_token(te, "chunked")) {
+      close();
+      throw HttpError("unsupported Transfer-Encoding '" + std::string(te) + "' from " +
+                      url_.host_header);
+    }
+    for (;;) {
+      std::string size_line = read_line(pos, deadline);
+      std::string_view digits = trim(std::string_view(size_line).substr(0, size_line.find(';')));
+      std::size_t size = 0;
+      auto [e, err] = std::from_chars(digits.data(), digits.data() + digits.size(), size, 16);
+      if (digits.empty() || err != std::errc() || e != digits.data() + digits.size() ||
+          size > kMaxResponseBytes) {
+        close();
+        throw HttpError("bad chunk size '" + size_line.substr(0, 40) + "' from " +
+                        url_.host_header);
+      }
+      if (size == 0) {
+        while (!read_line(pos, deadline).empty()) {  // Trailers, ignored.
+        }
+        break;
+      }
+      read_exactly(pos, size, response.body, deadline);
+      if (!read_line(pos, deadline).empty()) {
+        close();
+        throw HttpError("missing CRLF after a chunk from " + url_.host_header);
+      }
+    }
+  } else if (!length.empty()) {
+    std::size_t n = 0;
+    auto [e, err] = std::from_chars(length.data(), length.data() + length.size(), n);
+    if (err != std::errc() || e != length.data() + length.size() || n > kMaxResponseBytes) {
+      close();
+      throw HttpError("bad Content-Length '" + std::string(length) + "' from " + url_.host_header);
+    }
+    read_exactly(pos, n, response.body, deadline);
+  } else {
+    // Neither: the body runs to the end of the connection.
+    while (read_some(deadline)) {
+    }
+    response.body.append(in_, pos, std::string::npos);
+    pos = in_.size();
+    *keep_alive = false;
   }
 }
 
@@ -431,6 +440,165 @@ HttpResponse HttpClient::post(std::string_view path, std::string_view content_ty
       if (reused && attempt == 0 && received_ == 0 && Clock::now() < deadline) continue;
       throw;
     }
+  }
+}
+
+HttpResponse HttpClient::get_stream(std::string_view path, std::span<const Header> headers,
+                                    Clock::time_point deadline) {
+  std::string head;
+  head += "GET ";
+  head += url_.base_path;
+  head += path;
+  head += " HTTP/1.1\r\nHost: ";
+  head += url_.host_header;
+  head += "\r\nUser-Agent: stagelog\r\n";
+  for (const auto& [name, value] : headers) {
+    head += name;
+    head += ": ";
+    head += value;
+    head += "\r\n";
+  }
+  head += "\r\n";
+  connect(deadline);  // A stream has its connection to itself.
+  received_ = 0;
+  body_ = Body::None;
+  send_all(head, deadline);
+  std::size_t pos = 0;
+  bool keep_alive = false;
+  HttpResponse response = read_head(pos, deadline, &keep_alive);
+  if (response.status < 200 || response.status > 299) {
+    read_body(pos, response, deadline, &keep_alive);
+    close();
+    return response;
+  }
+  in_.erase(0, pos);
+  std::string_view te = response.header("transfer-encoding");
+  std::string_view length = response.header("content-length");
+  if (response.status == 204) {
+    body_ = Body::None;
+  } else if (!te.empty()) {
+    if (!has_token(te, "chunked")) {
+      close();
+      throw HttpError("unsupported Transfer-Encoding '" + std::string(te) + "' from " +
+                      url_.host_header);
+    }
+    body_ = Body::Chunked;
+    chunk_ = Chunk::Size;
+  } else if (!length.empty()) {
+    auto [e, err] = std::from_chars(length.data(), length.data() + length.size(), left_);
+    if (err != std::errc() || e != length.data() + length.size()) {
+      close();
+      throw HttpError("bad Content-Length '" + std::string(length) + "' from " + url_.host_header);
+    }
+    body_ = Body::Length;
+  } else {
+    body_ = Body::ToClose;
+  }
+  return response;
+}
+
+bool HttpClient::decode_stream(std::string& out) {
+  auto take_line = [&](std::string& line) {
+    std::size_t nl = in_.find('\n');
+    if (nl == std::string::npos) {
+      if (in_.size() > kMaxHeaderLine) {
+        close();
+        throw HttpError("a chunk header from " + url_.host_header + " is too long");
+      }
+      return false;
+    }
+    line.assign(in_, 0, nl);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    in_.erase(0, nl + 1);
+    return true;
+  };
+  auto take_data = [&] {
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left_, in_.size()));
+    out.append(in_, 0, n);
+    in_.erase(0, n);
+    left_ -= n;
+  };
+  switch (body_) {
+    case Body::None:
+      return true;
+    case Body::ToClose:
+      out += in_;
+      in_.clear();
+      return false;
+    case Body::Length:
+      take_data();
+      return left_ == 0;
+    case Body::Chunked:
+      break;
+  }
+  std::string line;
+  for (;;) {
+    switch (chunk_) {
+      case Chunk::Size: {
+        if (!take_line(line)) return false;
+        std::string_view digits = trim(std::string_view(line).substr(0, line.find(';')));
+        auto [e, err] = std::from_chars(digits.data(), digits.data() + digits.size(), left_, 16);
+        if (digits.empty() || err != std::errc() || e != digits.data() + digits.size()) {
+          close();
+          throw HttpError("bad chunk size '" + line.substr(0, 40) + "' from " + url_.host_header);
+        }
+        chunk_ = left_ == 0 ? Chunk::Trailers : Chunk::Data;
+        break;
+      }
+      case Chunk::Data:
+        take_data();
+        if (left_ > 0) return false;
+        chunk_ = Chunk::DataEnd;
+        break;
+      case Chunk::DataEnd:
+        if (!take_line(line)) return false;
+        if (!line.empty()) {
+          close();
+          throw HttpError("missing CRLF after a chunk from " + url_.host_header);
+        }
+        chunk_ = Chunk::Size;
+        break;
+      case Chunk::Trailers:
+        if (!take_line(line)) return false;
+        if (line.empty()) return true;
+        break;
+    }
+  }
+}
+
+bool HttpClient::read_stream(std::string& out, Clock::time_point until) {
+  for (;;) {
+    if (fd_ < 0) return false;
+    std::size_t before = out.size();
+    if (decode_stream(out)) {
+      close();
+      body_ = Body::None;
+      return false;
+    }
+    if (out.size() > before) return true;
+    pollfd p{fd_, POLLIN, 0};
+    int r = ::poll(&p, 1, remaining_ms(until));
+    if (r == 0 || (r < 0 && errno == EINTR)) return true;  // Nothing yet.
+    if (r < 0) {
+      int err = errno;
+      close();
+      throw HttpError("poll: " + errno_text(err));
+    }
+    char buf[16 * 1024];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      in_.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    int err = n < 0 ? errno : 0;
+    bool to_close = body_ == Body::ToClose;
+    close();
+    body_ = Body::None;
+    if (n == 0 && to_close) return false;
+    throw HttpError(n == 0 ? "connection closed by " + url_.host_header +
+                                 " in the middle of the stream"
+                           : "cannot read from " + url_.host_header + ": " + errno_text(err));
   }
 }
 

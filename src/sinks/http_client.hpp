@@ -1,12 +1,14 @@
 #pragma once
 
-// A minimal HTTP/1.1 client over POSIX sockets, for the network sink.
+// A minimal HTTP/1.1 client over POSIX sockets, for the network sink (and the streaming GET
+// that `stagelog tail --server` reads the server's event stream with).
 //
 // Why not cpp-httplib: stagelog::stagelog is installed and consumed with find_package(stagelog),
 // and its link interface must stay free of third-party libraries; linking httplib here would
 // leak it to every consumer. The sink needs one thing — POST a body to one host and read the
-// answer, with timeouts and keep-alive — and this file does only that. No TLS: an https server
-// is reached through a local TLS proxy (stunnel, nginx, ...).
+// answer, with timeouts and keep-alive — and the tail one more, a GET whose body is read as it
+// arrives; this file does only that. No TLS: an https server is reached through a local TLS
+// proxy (stunnel, nginx, ...).
 
 #include <chrono>
 #include <cstdint>
@@ -71,6 +73,18 @@ class HttpClient {
   HttpResponse post(std::string_view path, std::string_view content_type, std::string_view body,
                     std::span<const Header> headers, Clock::time_point deadline);
 
+  // Sends "GET <base_path><path>" with Host and `headers` on a new connection and reads the
+  // answer's status and headers, waiting at most until `deadline`. A 2xx answer's body is left
+  // for read_stream(); any other answer is read whole into the response, as post() reads it.
+  // Throws HttpError.
+  HttpResponse get_stream(std::string_view path, std::span<const Header> headers,
+                          Clock::time_point deadline);
+  // Appends what has arrived of a get_stream() body to `out` (decoded from chunks), waiting
+  // until `until` at most when nothing is there yet, or less when a signal comes. Returns false
+  // once the body has ended (what it appended still counts), and then closes the connection.
+  // Throws HttpError when the connection breaks before the body's end.
+  bool read_stream(std::string& out, Clock::time_point until);
+
   void close() noexcept;
   // The socket, or -1: for a forked child, which closes its copy without touching the state.
   int fd() const noexcept { return fd_; }
@@ -85,6 +99,12 @@ class HttpClient {
   // Reads more bytes into in_; false at the end of the connection.
   bool read_some(Clock::time_point deadline);
   HttpResponse read_response(Clock::time_point deadline, bool* keep_alive);
+  // The status line and headers (past any 1xx); `pos` ends after them.
+  HttpResponse read_head(std::size_t& pos, Clock::time_point deadline, bool* keep_alive);
+  void read_body(std::size_t& pos, HttpResponse& response, Clock::time_point deadline,
+                 bool* keep_alive);
+  // Moves what in_ holds of a streamed body to `out`; true once the body is complete.
+  bool decode_stream(std::string& out);
   std::string read_line(std::size_t& pos, Clock::time_point deadline);
   void read_exactly(std::size_t& pos, std::size_t n, std::string& out, Clock::time_point deadline);
   void wait_ready(short events, Clock::time_point deadline, std::string_view doing);
@@ -93,6 +113,13 @@ class HttpClient {
   int fd_ = -1;
   std::string in_;            // Bytes read and not yet consumed by the answer being parsed.
   std::size_t received_ = 0;  // Bytes of the current answer received so far.
+
+  // The body get_stream() left to read_stream().
+  enum class Body : std::uint8_t { None, Chunked, Length, ToClose };
+  enum class Chunk : std::uint8_t { Size, Data, DataEnd, Trailers };
+  Body body_ = Body::None;
+  Chunk chunk_ = Chunk::Size;
+  std::uint64_t left_ = 0;  // Of the chunk (Chunked) or of the body (Length).
 };
 
 }  // namespace stagelog::detail

@@ -1,5 +1,6 @@
-// `stagelog tail` as a user runs it: following files that grow, rotate and appear, and the
-// live table on a real pseudo-terminal. Every wait is bounded; none asserts on timing.
+// `stagelog tail` as a user runs it: following files that grow, rotate and appear, the live
+// table on a real pseudo-terminal, and the event stream of a real `stagelog serve`. Every wait
+// is bounded; none asserts on timing.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -11,11 +12,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "scoped_env.hpp"
+#include "serve_process.hpp"
+#include "sinks/http_client.hpp"
 #include "temp_dir.hpp"
 
 namespace {
@@ -29,7 +34,8 @@ const fs::path kData = fs::path(STAGELOG_TEST_DATA) / "cli" / "data";
 // A `stagelog tail` child whose output we read: through a pipe, or a pty when `terminal`.
 class Tail {
  public:
-  Tail(std::vector<std::string> args, bool terminal) {
+  // `with_stderr`: stderr goes to the same pipe as stdout (not on a terminal).
+  Tail(std::vector<std::string> args, bool terminal, bool with_stderr = false) {
     args.insert(args.begin(), {STAGELOG_CLI, "tail"});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -49,6 +55,7 @@ class Tail {
       pid_ = ::fork();
       if (pid_ == 0) {
         ::dup2(out[1], STDOUT_FILENO);
+        if (with_stderr) ::dup2(out[1], STDERR_FILENO);
         ::close(out[0]);
         ::close(out[1]);
         ::execv(argv[0], argv.data());
@@ -207,6 +214,87 @@ TEST(TailTest, TerminalTableFlagsAndFiltersAndQuits) {
   EXPECT_NE(after.find("gpu-1          stuck"), std::string::npos) << after;
   EXPECT_NE(after.find("gpu-2          crashed"), std::string::npos) << after;
   EXPECT_NE(after.find("warnings"), std::string::npos) << after;
+}
+
+// ---- --server ------------------------------------------------------------------------------
+
+// Posts NDJSON to a `stagelog serve` with an admin token.
+void post_events(int port, const std::string& token, const std::string& body) {
+  stagelog::detail::HttpClient client(
+      stagelog::detail::parse_http_url("http://127.0.0.1:" + std::to_string(port)));
+  std::string bearer = "Bearer " + token;
+  const stagelog::detail::HttpClient::Header headers[] = {{"Authorization", bearer}};
+  auto r = client.post("/api/v1/events", "application/x-ndjson", body, headers,
+                       Clock::now() + kPatience);
+  ASSERT_EQ(r.status, 200) << r.body;
+}
+
+TEST(TailTest, FollowsAServerAndReconnectsWhenItRestarts) {
+  stagelog::test::TempDir dir;
+  auto serve = std::make_unique<stagelog::test::ServeProcess>(dir.path() / "data");
+  ASSERT_TRUE(serve->wait_until_listening());
+  const int port = serve->port;
+  const std::string token = serve->token;
+  ASSERT_FALSE(token.empty());
+  std::ofstream(dir.path() / "token") << token << "\n";
+  // Stored before tail starts: a first connection reads what the server still keeps.
+  post_events(port, token, event("w1", "stage", "FETCH", "starting"));
+
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  Tail tail({"--plain", "--stuck-stage", "1h", "--server", url, "--token-file",
+             (dir.path() / "token").string()},
+            false, /*with_stderr=*/true);
+  ASSERT_TRUE(tail.wait_for("[w1] running (stage FETCH)")) << tail.output();
+  post_events(port, token, event("w2", "stage", "LOAD", "starting"));
+  ASSERT_TRUE(tail.wait_for("[w2] running (stage LOAD)")) << tail.output();
+
+  // The server goes away and comes back on the same port: tail says so and follows it again.
+  ASSERT_EQ(serve->terminate(), 0);
+  ASSERT_TRUE(tail.wait_for("reconnecting in")) << tail.output();
+  serve.reset();
+  serve = std::make_unique<stagelog::test::ServeProcess>(dir.path() / "data",
+                                                         "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(serve->wait_until_listening());
+  ASSERT_TRUE(tail.wait_for("reconnected to " + url)) << tail.output();
+  EXPECT_TRUE(tail.wait_for("the server restarted")) << tail.output();
+  post_events(port, token, event("w1", "stage", "FETCH", "completed") +
+                               event("w3", "stage", "SAVE", "starting"));
+  ASSERT_TRUE(tail.wait_for("[w3] running (stage SAVE)")) << tail.output();
+
+  tail.signal(SIGTERM);
+  int status = tail.wait_exit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << tail.output();  // Nothing was flagged.
+  // Each event once: w2's start was not shown twice after the reconnection.
+  std::string out = tail.output();
+  EXPECT_EQ(out.find("[w2] running"), out.rfind("[w2] running")) << out;
+}
+
+TEST(TailTest, AServerThatRefusesTheTokenIsAClearError) {
+  stagelog::test::TempDir dir;
+  stagelog::test::ServeProcess serve(dir.path() / "data");
+  ASSERT_TRUE(serve.wait_until_listening());
+  const std::string url = "http://127.0.0.1:" + std::to_string(serve.port);
+  std::optional<stagelog::test::ScopedEnv> env;
+  env.emplace("STAGELOG_TOKEN", "slg_not_a_token");  // The token when there is no --token-file.
+  Tail wrong({"--plain", "--server", url}, false, true);
+  int status = wrong.wait_exit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(wrong.output().find("stagelog: " + url + " refused the token (401: unknown token)"),
+            std::string::npos)
+      << wrong.output();
+
+  env.reset();
+  env.emplace("STAGELOG_TOKEN", nullptr);
+  Tail none({"--plain", "--server", url}, false, true);
+  status = none.wait_exit();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(none.output().find("refused to stream without a token (401: missing token"),
+            std::string::npos)
+      << none.output();
+  EXPECT_NE(none.output().find("give --token-file FILE or set STAGELOG_TOKEN"), std::string::npos);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -246,6 +247,123 @@ TEST(HttpClientTest, SaysWhenItCannotConnect) {
   } catch (const detail::HttpError& e) {
     EXPECT_THAT(e.what(), HasSubstr("cannot connect to 127.0.0.1:"));
   }
+}
+
+// A GET whose body is streamed: a chunked answer the test releases piece by piece.
+class StreamingServer {
+ public:
+  StreamingServer() {
+    http_.Get("/stream", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("text/plain", [this](std::size_t, httplib::DataSink& sink) {
+        std::unique_lock lock(mutex_);
+        if (!wake_.wait_for(lock, kPatience, [&] { return !pieces_.empty(); })) return false;
+        std::string piece = std::move(pieces_.front());
+        pieces_.erase(pieces_.begin());
+        lock.unlock();
+        if (piece == "<end>") {
+          sink.done();
+          return true;
+        }
+        if (piece == "<break>") return false;  // The connection is cut mid-body.
+        return sink.write(piece.data(), piece.size());
+      });
+    });
+    http_.Get("/secret", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 401;
+      res.set_content(R"({"success":false,"error":"missing token"})", "application/json");
+    });
+    port_ = http_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { http_.listen_after_bind(); });
+    EXPECT_TRUE(eventually([&] { return http_.is_running(); }));
+  }
+  ~StreamingServer() {
+    send("<break>");
+    http_.stop();
+    thread_.join();
+  }
+  StreamingServer(const StreamingServer&) = delete;
+  StreamingServer& operator=(const StreamingServer&) = delete;
+
+  std::string url() const { return url_of(port_); }
+  void send(std::string piece) {
+    {
+      std::lock_guard lock(mutex_);
+      pieces_.push_back(std::move(piece));
+    }
+    wake_.notify_all();
+  }
+
+ private:
+  httplib::Server http_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::string> pieces_;
+};
+
+// Reads the stream until `want` bytes came (false if the body ended or the patience ran out).
+bool read_until(detail::HttpClient& client, std::string& got, std::size_t want) {
+  const auto give_up = std::chrono::steady_clock::now() + kPatience;
+  while (got.size() < want && std::chrono::steady_clock::now() < give_up) {
+    if (!client.read_stream(got, std::chrono::steady_clock::now() + 50ms)) return false;
+  }
+  return got.size() >= want;
+}
+
+TEST(HttpClientTest, StreamsAChunkedBodyAsItArrives) {
+  StreamingServer server;
+  detail::HttpClient client(detail::parse_http_url(server.url()));
+  const detail::HttpClient::Header headers[] = {{"Accept", "text/event-stream"}};
+  auto head = client.get_stream("/stream", headers, std::chrono::steady_clock::now() + kPatience);
+  ASSERT_EQ(head.status, 200);
+  EXPECT_EQ(head.header("transfer-encoding"), "chunked");
+  EXPECT_EQ(head.body, "");
+  std::string got;
+  // Nothing sent yet: a short wait returns with nothing, the stream still open.
+  EXPECT_TRUE(client.read_stream(got, std::chrono::steady_clock::now() + 20ms));
+  EXPECT_EQ(got, "");
+  server.send("first ");
+  ASSERT_TRUE(read_until(client, got, 6)) << got;
+  EXPECT_EQ(got, "first ");  // Before the second piece exists.
+  server.send(std::string(40'000, 'x'));
+  ASSERT_TRUE(read_until(client, got, 40'006));
+  server.send("<end>");
+  const auto give_up = std::chrono::steady_clock::now() + kPatience;
+  bool open = true;
+  while (open && std::chrono::steady_clock::now() < give_up) {
+    open = client.read_stream(got, std::chrono::steady_clock::now() + 50ms);
+  }
+  EXPECT_FALSE(open) << "the end of the body was not seen";
+  EXPECT_EQ(got, "first " + std::string(40'000, 'x'));
+  EXPECT_EQ(client.fd(), -1);
+}
+
+TEST(HttpClientTest, AStreamCutMidBodyIsAnError) {
+  StreamingServer server;
+  detail::HttpClient client(detail::parse_http_url(server.url()));
+  ASSERT_EQ(client.get_stream("/stream", {}, std::chrono::steady_clock::now() + kPatience).status,
+            200);
+  server.send("part");
+  std::string got;
+  ASSERT_TRUE(read_until(client, got, 4));
+  server.send("<break>");
+  try {
+    while (client.read_stream(got, std::chrono::steady_clock::now() + kPatience)) {
+    }
+    FAIL() << "a cut stream ended as if complete";
+  } catch (const detail::HttpError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("in the middle of the stream"));
+  }
+}
+
+TEST(HttpClientTest, AStreamRefusedIsReadWholeAsAnAnswer) {
+  StreamingServer server;
+  detail::HttpClient client(detail::parse_http_url(server.url()));
+  auto r = client.get_stream("/secret", {}, std::chrono::steady_clock::now() + kPatience);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(r.body, R"({"success":false,"error":"missing token"})");
+  EXPECT_EQ(client.fd(), -1);
 }
 
 // ---- Sending ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,11 +48,23 @@ struct ServerOptions {
   // in-process benchmarks and tests that are not about auth.
   bool require_auth = true;
 
-  // The rules GET /api/v1/workers and /metrics judge workers by (stuck, silent, crashed).
+  // The rules GET /api/v1/workers, /metrics and the stream judge workers by (stuck, silent,
+  // crashed).
   WatchdogOptions watchdog;
   // Alert rules and webhooks (alerts.hpp); none by default. Alerts fire from what is ingested
   // and from the watchdog above, and GET /api/v1/alerts lists the latest.
   AlertConfig alerts;
+
+  // GET /api/v1/stream keeps its latest entries (events, warnings, worker changes) in memory
+  // for clients that resume with Last-Event-ID: at most this many, and past the newest one at
+  // most this many bytes of them. A client further behind is told what it missed.
+  std::size_t stream_history = 10'000;
+  std::size_t stream_history_bytes = std::size_t{64} << 20;
+  // Streams open at once. Each holds one of the `threads` for as long as it is open, so this
+  // must be below `threads`: default half of them (none when threads is 1). Beyond it: 503.
+  std::optional<std::size_t> max_streams;
+  // A stream with nothing to send sends a comment this often (proxies, dead clients).
+  std::chrono::milliseconds stream_keep_alive{15'000};
 
   // Wall clock, ns since the epoch: expiry times and what is expired. Default: the system's.
   std::function<std::int64_t()> clock;
@@ -76,10 +89,13 @@ struct ServerOptions {
 //   GET  /api/v1/workers                           live state of every worker      read
 //   GET  /api/v1/alerts                            the latest alerts fired         read
 //   GET  /metrics                                  Prometheus text format 0.0.4    read
+//   GET  /api/v1/stream[?worker=&stage=&run=&kind=&types=&from=&last_event_id=]
+//                                                  Server-Sent Events, live        read
 //
 // (admin may do everything.) Path segments are percent-decoded one by one, so a tracking id
 // may hold any character ("a%2Fb" is "a/b"); ids are only ever keys in the store. Writes are
-// answered after the store has committed them: an acknowledged event survives kill -9.
+// answered after the store has committed them: an acknowledged event survives kill -9, and
+// is streamed only then.
 // Events fold into executions by run id (IngestWriter in src/server/ingest.hpp).
 //
 // Lifetime and threads: the Store must outlive the Server. Construct, then either run()
@@ -106,8 +122,9 @@ class Server {
   void run();
   // Serves on a thread of its own; returns once connections are accepted.
   void start();
-  // Stops accepting, lets requests in progress finish (their writes included) and, when the
-  // server was start()ed, waits for that. Any thread but the server's own; idempotent.
+  // Stops accepting, ends open streams, lets requests in progress finish (their writes
+  // included) and, when the server was start()ed, waits for that. Any thread but the server's
+  // own; idempotent.
   void stop();
 
   // Removes expired data now, as the purge thread does every purge_interval. Returns how
