@@ -283,6 +283,7 @@ struct Server::Impl {
   void export_csv(const httplib::Request& req, httplib::Response& res);
   void get_stage_stats(const httplib::Request& req, httplib::Response& res);
   void get_failure_stats(const httplib::Request& req, httplib::Response& res);
+  void get_alerts(const httplib::Request& req, httplib::Response& res);
   void get_events(const std::string& id, const httplib::Request& req, httplib::Response& res);
   void stream(const httplib::Request& req, httplib::Response& res);
 
@@ -452,7 +453,7 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
       get_failure_stats(req, res);
       return;
     case RouteId::Alerts:
-      reply_json(res, 200, alerts ? alerts->recent_json() : R"({"success":true,"alerts":[]})");
+      get_alerts(req, res);
       return;
     case RouteId::Stream:
       stream(req, res);
@@ -905,7 +906,8 @@ std::optional<ApiError> check_params(const httplib::Request& req,
         if (!list.empty()) list += ", ";
         list += s;
       }
-      return bad_request("unknown parameter \"" + name + "\" (supported: " + list + ")");
+      return bad_request("unknown parameter \"" + name + "\" (" +
+                         (list.empty() ? "this route takes none" : "supported: " + list) + ")");
     }
     if (req.get_param_value_count(name) > 1) return bad_request(name + ": given more than once");
   }
@@ -1027,6 +1029,11 @@ void Server::Impl::get_failure_stats(const httplib::Request& req, httplib::Respo
   body["until"] = timestamp_text(q.until_ns);
   body["patterns"] = std::move(rows);
   reply_json(res, 200, detail::dump_json(body));
+}
+
+void Server::Impl::get_alerts(const httplib::Request& req, httplib::Response& res) {
+  if (auto e = check_params(req, {})) return reply(res, *e);
+  reply_json(res, 200, alerts ? alerts->recent_json() : R"({"success":true,"alerts":[]})");
 }
 
 // ---- The stream ------------------------------------------------------------------------------

@@ -1271,6 +1271,9 @@ TEST_F(AlertsTest, RepeatedFailuresPostOneAlertPerIncidentAndAgainAfterTheCooldo
   EXPECT_EQ(listed["alerts"][0]["rule"], "marker");  // Newest first.
   EXPECT_EQ(listed["alerts"][1]["rule"], "judge");
   ASSERT_STATUS(client_->Get("/api/v1/alerts"), 401);
+  auto bad = get("/api/v1/alerts?rule=judge");
+  ASSERT_STATUS(bad, 400);
+  EXPECT_EQ(Json::parse(bad->body)["error"], "unknown parameter \"rule\" (this route takes none)");
   EXPECT_TRUE(errors().empty());
 }
 

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "line_mutator.hpp"
 #include "stagelog/store/store.hpp"
 
 namespace stagelog::test {
@@ -883,6 +884,30 @@ TEST_P(StoreConformanceTest, ListFiltersByWorkerStageAndFullText) {
   q = {};
   q.text = "judged";
   EXPECT_TRUE(ids(ok(store_->list_executions(q, kT0 + kDay))).empty());
+}
+
+// Full text is words only: whatever the text, the listing answers (FTS5 syntax, quotes, NUL,
+// invalid UTF-8 included), and finds what holds all its words.
+TEST_P(StoreConformanceTest, AnyTextIsSearchedAsWordsNeverAsQuerySyntax) {
+  using namespace conformance;
+  ok(store_->put_execution(with_steps("A", kT0,
+                                      {step("fetch", kT0 + kSecond, "failed", "timeout near x",
+                                            "col:value \"quoted\" OR AND NOT")}),
+                           kT0 + kDay));
+  test::LineMutator mutate(11, "\"*^:()-+ ORNEANDTtimeout ");
+  const std::vector<std::string> seeds = {"\"timeout\" OR near", "NEAR(timeout x, 2)", "col:value*",
+                                          "-timeout ^near", "(AND) NOT \"\""};
+  for (int i = 0; i < 500; ++i) {
+    store::ExecutionQuery q;
+    q.text = mutate.next(seeds);
+    auto rows = store_->list_executions(q, kT0);
+    ASSERT_TRUE(rows) << *q.text << ": " << rows.error().what();
+  }
+  store::ExecutionQuery q;
+  q.text = "\"timeout\" NEAR( x";
+  EXPECT_THAT(ids(ok(store_->list_executions(q, kT0))), ElementsAre("A"));
+  q.text = "col:value OR";  // Words of the error details.
+  EXPECT_THAT(ids(ok(store_->list_executions(q, kT0))), ElementsAre("A"));
 }
 
 // A store may plan a filter on a worker or stage of many steps differently from one of few (the

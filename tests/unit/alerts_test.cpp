@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string>
 
+#include "line_mutator.hpp"
 #include "stagelog/error.hpp"
 #include "temp_dir.hpp"
 
@@ -119,6 +120,33 @@ TEST(AlertConfigTest, AFileThatCannotBeReadOrParsedIsNamed) {
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr(path.string() + ": alerts: rules[0].type"));
   }
+}
+
+// Mutated and random files: a config or an Error naming what is wrong, nothing else.
+TEST(AlertConfigTest, FuzzedFilesAreAConfigOrAnError) {
+  const std::vector<std::string> seeds = {
+      R"({"webhooks":[{"name":"ops","url":"http://127.0.0.1:9000/hook","headers":{"A":"b"}}],)"
+      R"("rules":[{"name":"j","type":"repeated_failures","stage":"JUDGE","count":3,)"
+      R"("window":"5m","cooldown":"1h","webhooks":["ops"]},{"name":"s","type":"slow_stage",)"
+      R"("factor":1.5,"min_count":5}],"retry":{"attempts":3,"first_delay":"1s"},)"
+      R"("evaluate_every":"30s"})",
+      R"({"rules":[{"name":"a","type":"stuck"},{"name":"b","type":"silent","cooldown":"0"}]})"};
+  test::LineMutator mutate(20261130, R"({}[]":,0123456789.-eE\ abcnrstuvwxyz_)");
+  int parsed = 0;
+  for (int i = 0; i < 20'000; ++i) {
+    std::string text = mutate.next(seeds, "{");
+    try {
+      AlertConfig c = parse_alert_config(text);
+      ++parsed;
+      for (const AlertRule& r : c.rules) {
+        EXPECT_FALSE(r.name.empty()) << text;
+        EXPECT_GE(r.count, 1) << text;
+      }
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), ::testing::StartsWith("alerts: ")) << text;
+    }
+  }
+  EXPECT_GT(parsed, 0);  // Some mutations still parse: the seeds reach the checks.
 }
 
 }  // namespace

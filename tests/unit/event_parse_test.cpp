@@ -19,8 +19,8 @@
 #include "events.hpp"
 #include "fake_clock.hpp"
 #include "format/format.hpp"
-#include "stagelog/parse.hpp"
 #include "line_mutator.hpp"
+#include "stagelog/parse.hpp"
 
 namespace stagelog {
 namespace {

@@ -786,8 +786,7 @@ TEST(ExecutionFolderTest, AWorkflowInsideARunIsANestedStep) {
   EXPECT_EQ(e, folder.find("job-1"));
   EXPECT_THAT(step_names(*e), ElementsAre("wf_7:in_progress", "fetch:in_progress",
                                           "fetch:completed", "wf_7:completed"));
-  EXPECT_EQ(e->steps[0].custom_json,
-            R"({"worker":"T0_00","workflow_id":"wf_7","total_nodes":2})");
+  EXPECT_EQ(e->steps[0].custom_json, R"({"worker":"T0_00","workflow_id":"wf_7","total_nodes":2})");
   EXPECT_EQ(e->metadata_json, R"({"company":"Acme Corp","tier":"comprehensive"})");
   EXPECT_EQ(e->duration_ms, 2000);
   EXPECT_EQ(e->completed_at_ns, t0 + 2'000'000'000);

@@ -155,7 +155,8 @@ TEST(ProgressSinkTest, PlainModeWritesNoCarriageReturnsOrEscapes) {
   std::string output;
   std::thread reader([&] {
     char buf[65536];
-    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) output.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;)
+      output.append(buf, static_cast<std::size_t>(n));
   });
   run_workflow(fds[1], ProgressOptions::Mode::Auto, dir.path());  // A pipe: not a terminal.
   close(fds[1]);

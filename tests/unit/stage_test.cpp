@@ -150,9 +150,7 @@ TEST(StageScopeTest, LongNamesAreCutTo63Bytes) {
 
 TEST(StageScopeTest, NamesFromTemporariesAreCopied) {
   Fixture f;
-  {
-    StageScope stage(f.recorder, std::string("temporary_") + "name");
-  }
+  { StageScope stage(f.recorder, std::string("temporary_") + "name"); }
   auto events = f.events();
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].stage, "temporary_name");

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "format/format.hpp"
+#include "line_mutator.hpp"
+
 namespace stagelog::detail {
 namespace {
 
@@ -36,6 +39,20 @@ TEST(ErrorPatternTest, AVeryLongMessageIsCutAtACharacterBoundary) {
   EXPECT_GE(p.size(), 500u);
   // Ends with a whole "é" (2 bytes) or the space after one: not inside a character.
   EXPECT_TRUE(p.back() == ' ' || p.substr(p.size() - 2) == "é") << p.substr(p.size() - 3);
+}
+
+TEST(ErrorPatternTest, AnyBytesGiveABoundedPatternThatIsUtf8WhenTheInputWas) {
+  test::LineMutator mutate(7, "abc /0123456789x_-.:\"'()é");
+  const std::vector<std::string> seeds = {"timeout after 480000ms at /srv/a.py:12",
+                                          "worker gpu-3 lost exec_1_ab (0xdeadbeef) é"};
+  for (int i = 0; i < 20'000; ++i) {
+    std::string message = mutate.next(seeds);
+    std::string p = error_pattern(message);
+    EXPECT_LE(p.size(), 512u);
+    if (invalid_utf8_at(message) == std::string::npos) {
+      EXPECT_EQ(invalid_utf8_at(p), std::string::npos) << message;
+    }
+  }
 }
 
 TEST(DurationHistogramTest, PercentilesAreWithinOnePercentOfTheExactNearestRank) {
