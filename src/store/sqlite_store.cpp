@@ -27,11 +27,13 @@ using detail::Transaction;
 
 namespace {
 
-// Version 2. Executions: one row per attempt; `id` is the insertion order, `attempt` the
+// Version 3. Executions: one row per attempt; `id` is the insertion order, `attempt` the
 // number shown to users; steps_count and final_status summarize its steps. A tracking id's
 // attempts are found through the UNIQUE index and sorted there (they are few). Steps are
 // stored in chunks (store/step_chunk.hpp): each write adds one row with the steps it adds,
-// seq being the first one's position. Chunks hang off their attempt and go with it. Events:
+// seq being the first one's position. Chunks hang off their attempt and go with it; they are
+// a rowid table, whose rows stay on their page up to about 4 KB (a WITHOUT ROWID table spills
+// a row past about 1 KB into overflow pages, and a run's chunk is often that big). Events:
 // one row per raw event, fields as a JSON object in JSONL's conventions.
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -53,12 +55,13 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_by_expiry ON executions (expires_at_ns);
 CREATE INDEX IF NOT EXISTS executions_by_time ON executions (started_at_ns, id);
 CREATE TABLE IF NOT EXISTS step_chunks (
+  id INTEGER PRIMARY KEY,
   execution INTEGER NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
   seq INTEGER NOT NULL,
   count INTEGER NOT NULL,
   steps_json TEXT NOT NULL,
-  PRIMARY KEY (execution, seq)
-) WITHOUT ROWID;
+  UNIQUE (execution, seq)
+);
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY,
   ts_ns INTEGER NOT NULL,
@@ -211,8 +214,17 @@ void migrate_from_1(Database& db) {
   db.exec("DROP TABLE steps; UPDATE schema_version SET version = 2;");
 }
 
-// Version 3 adds the step index; every attempt with steps is indexed again by the indexer.
+// Version 3 keeps chunks in a rowid table and adds the step index; every attempt with steps is
+// indexed by the indexer.
 void migrate_from_2(Database& db) {
+  db.exec(
+      "CREATE TABLE step_chunks_3 (id INTEGER PRIMARY KEY, execution INTEGER NOT NULL "
+      "REFERENCES executions (id) ON DELETE CASCADE, seq INTEGER NOT NULL, count INTEGER NOT "
+      "NULL, steps_json TEXT NOT NULL, UNIQUE (execution, seq));"
+      "INSERT INTO step_chunks_3 (execution, seq, count, steps_json) SELECT execution, seq, "
+      "count, steps_json FROM step_chunks ORDER BY execution, seq;"
+      "DROP TABLE step_chunks;"
+      "ALTER TABLE step_chunks_3 RENAME TO step_chunks;");
   db.exec("ALTER TABLE executions ADD COLUMN index_from INTEGER;");
   db.exec(kIndexSchema);
   db.exec(
