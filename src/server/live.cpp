@@ -113,18 +113,14 @@ LiveState::LiveState(WatchdogOptions options, StreamHub* hub, Watchdog::Report f
                 }),
       forward_(std::move(forward)) {}
 
-void LiveState::observe(std::span<const OwnedEvent> events) {
-  std::vector<StreamEntry> entries;  // Formatted before the lock is taken.
-  if (hub_ != nullptr) {
-    entries.reserve(events.size());
-    for (const OwnedEvent& owned : events) entries.push_back(event_entry(owned.view()));
-  }
+void LiveState::observe(std::shared_ptr<const std::vector<OwnedEvent>> batch) {
+  const std::vector<OwnedEvent>& events = *batch;
   std::lock_guard lock(mutex_);
   ingested_ += events.size();
   for (std::size_t i = 0; i < events.size(); ++i) {
     Event e = events[i].view();
     // Each event, then what the watchdog said about it (a "recovered").
-    if (hub_ != nullptr) pending_.push_back(std::move(entries[i]));
+    if (hub_ != nullptr) pending_.push_back(event_entry(batch, i));
     watchdog_.observe(e);
     bool ended =
         e.status == Status::Completed || e.status == Status::Failed || e.status == Status::Skipped;

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -30,8 +31,8 @@ class LiveState {
   explicit LiveState(WatchdogOptions options, StreamHub* hub = nullptr,
                      Watchdog::Report forward = {});
 
-  // Events stored, in the order they were stored.
-  void observe(std::span<const OwnedEvent> events);
+  // Events stored, in the order they were stored. The stream keeps the batch (not a copy).
+  void observe(std::shared_ptr<const std::vector<OwnedEvent>> events);
   // Runs the watchdog's rules at now_ns.
   void tick(std::int64_t now_ns);
 

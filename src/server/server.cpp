@@ -1208,8 +1208,10 @@ void Server::Impl::post_events(const httplib::Request& req, httplib::Response& r
   }
   auto stored = writer.add_events(batch.events, write->expires_at_ns);
   if (stored) {
-    live.observe(batch.events);
-    if (alerts) alerts->observe(batch.events);
+    // The batch goes to the live state as it is: the stream keeps it, not a copy.
+    auto events = std::make_shared<const std::vector<OwnedEvent>>(std::move(batch.events));
+    live.observe(events);
+    if (alerts) alerts->observe(*events);
   }
   if (!stored) {
     Json extra = Json::object();

@@ -31,8 +31,8 @@ std::string_view string_field(const Event& e, std::string_view key) {
   return {};
 }
 
-template <typename T>
-bool contains(const std::vector<T>& items, const T& item) {
+template <typename T, typename U>
+bool contains(const std::vector<T>& items, const U& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
 }
 
@@ -84,16 +84,44 @@ StreamEntry alert_entry(std::string alert_json) {
   return entry;
 }
 
-StreamEntry event_entry(const Event& event) {
+StreamEntry event_entry(std::shared_ptr<const std::vector<OwnedEvent>> batch, std::size_t index) {
   StreamEntry entry;
   entry.type = StreamType::Event;
-  format_json(event, entry.data);
-  entry.data.pop_back();  // Its newline.
-  entry.worker = std::string(event.worker);
-  entry.stage = std::string(event.stage);
-  entry.run = std::string(event.run);
-  entry.kind = event.kind;
+  entry.kind = (*batch)[index].kind;
+  entry.batch = std::move(batch);
+  entry.index = index;
   return entry;
+}
+
+void StreamEntry::append_data(std::string& out) const {
+  if (!batch) {
+    out += data;
+    return;
+  }
+  format_json((*batch)[index].view(), out);
+  out.pop_back();  // Its newline.
+}
+
+std::string_view StreamEntry::worker_name() const {
+  return batch ? std::string_view((*batch)[index].worker) : std::string_view(worker);
+}
+std::string_view StreamEntry::stage_name() const {
+  return batch ? std::string_view((*batch)[index].stage) : std::string_view(stage);
+}
+std::string_view StreamEntry::run_name() const {
+  return batch ? std::string_view((*batch)[index].run) : std::string_view(run);
+}
+
+std::size_t StreamEntry::bytes() const {
+  if (!batch) return data.size();
+  const OwnedEvent& e = (*batch)[index];
+  std::size_t n = 160 + e.run.size() + e.worker.size() + e.component.size() + e.stage.size() +
+                  e.message.size() + e.host.size();
+  for (const Field& f : e.fields()) {
+    n += f.key.size() + 8;
+    if (const auto* text = std::get_if<std::string_view>(&f.value)) n += text->size();
+  }
+  return n;
 }
 
 std::optional<StreamEntry> warning_entry(const Event& report) {
@@ -130,11 +158,11 @@ void StreamHub::publish(std::vector<StreamEntry> entries) {
     std::lock_guard lock(mutex_);
     for (auto& e : made) {
       e->id = ++last_;
-      bytes_ += e->data.size();
+      bytes_ += e->bytes();
       entries_.push_back(std::move(e));
     }
     while (entries_.size() > max_entries_ || (bytes_ > max_bytes_ && entries_.size() > 1)) {
-      bytes_ -= entries_.front()->data.size();
+      bytes_ -= entries_.front()->bytes();
       entries_.pop_front();
     }
   }
@@ -195,9 +223,9 @@ StreamHub::Slot StreamHub::acquire(std::size_t max) {
 
 bool StreamQuery::matches(const StreamEntry& e) const {
   if (!types.empty() && !contains(types, e.type)) return false;
-  if (!workers.empty() && !contains(workers, e.worker)) return false;
-  if (!stages.empty() && !contains(stages, e.stage)) return false;
-  if (!runs.empty() && !contains(runs, e.run)) return false;
+  if (!workers.empty() && !contains(workers, e.worker_name())) return false;
+  if (!stages.empty() && !contains(stages, e.stage_name())) return false;
+  if (!runs.empty() && !contains(runs, e.run_name())) return false;
   if (!kinds.empty() && (!e.kind || !contains(kinds, *e.kind))) return false;
   return true;
 }
@@ -327,7 +355,7 @@ std::string StreamSession::next(std::chrono::milliseconds keep_alive) {
       out += "id: " + id_text(e->id) + "\nevent: ";
       out += stream_type_name(e->type);
       out += "\ndata: ";
-      out += e->data;
+      e->append_data(out);
       out += "\n\n";
     }
     if (!out.empty()) return out;

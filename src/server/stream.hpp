@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "stagelog/event.hpp"
+#include "stagelog/parse.hpp"
 
 namespace stagelog::detail {
 
@@ -40,10 +41,24 @@ struct StreamEntry {
   std::string stage;
   std::string run;
   std::optional<Kind> kind;  // Events only.
+  // An event entry holds the batch its event was stored with, not its text: the text is made
+  // when a stream sends it, so that ingest pays nothing for a stream nobody reads. The batch
+  // is shared by its entries and goes with the last of them.
+  std::shared_ptr<const std::vector<OwnedEvent>> batch;
+  std::size_t index = 0;
+
+  // The SSE data: `data`, or the event's JSONL object.
+  void append_data(std::string& out) const;
+  // What the filters look at, from the event when there is one.
+  std::string_view worker_name() const;
+  std::string_view stage_name() const;
+  std::string_view run_name() const;
+  // About what it holds, for the hub's byte cap.
+  std::size_t bytes() const;
 };
 
-// An event as stored: its JSONL object (format_json) as data.
-StreamEntry event_entry(const Event& event);
+// The index-th event of a stored batch: its JSONL object (format_json) as data, made when sent.
+StreamEntry event_entry(std::shared_ptr<const std::vector<OwnedEvent>> batch, std::size_t index);
 // A watchdog report: the JSONL object with "rule" first. Nothing for the reports that are not
 // warnings about a worker (rules "running" and "monitor").
 std::optional<StreamEntry> warning_entry(const Event& report);
