@@ -43,6 +43,8 @@ constexpr std::int64_t kHourNs = 3'600'000'000'000;
 constexpr std::int64_t kDayNs = 24 * kHourNs;
 // Attempts indexed per transaction by the indexer thread: a write waits for one batch at most.
 constexpr std::int64_t kBatch = 256;
+// While writes go on: a batch that holds the store for a few milliseconds only.
+constexpr std::int64_t kTrickleBatch = 32;
 
 std::int64_t floor_to(std::int64_t ns, std::int64_t unit) {
   std::int64_t q = ns / unit;
@@ -203,15 +205,16 @@ void SqliteStore::Indexer::loop() {
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || pending_; });
     if (stopping_) return;
-    // Index once writes pause; while they go on, one batch every kTrickle only.
+    // Index once writes pause; while they go on, a small batch every kTrickle only.
     for (;;) {
       auto until = std::min(last_write_ + kQuiet, last_batch_ + kTrickle);
       if (Clock::now() >= until) break;
       if (wake_.wait_until(lock, until, [&] { return stopping_; })) return;
     }
+    bool quiet = Clock::now() >= last_write_ + kQuiet;
     pending_ = false;  // A write during the batch sets it again.
     lock.unlock();
-    bool more = store_.index_batch(kBatch);
+    bool more = store_.index_batch(quiet ? kBatch : kTrickleBatch);
     lock.lock();
     last_batch_ = Clock::now();
     if (more) pending_ = true;

@@ -36,8 +36,9 @@ struct SqliteStore::IndexStatements {
 };
 
 // Indexes in the background, a batch per transaction: back to back once writes pause for
-// kQuiet, one batch every kTrickle while they go on, so that a stream of writes keeps nearly
-// all of the store's time. Queries do not wait for it: they index what is left themselves.
+// kQuiet, and while they go on a small batch every kTrickle only, so that a stream of writes
+// keeps nearly all of the store's time. Queries do not wait for it: they index what is left
+// themselves.
 class SqliteStore::Indexer {
  public:
   static constexpr std::chrono::milliseconds kQuiet{200};
