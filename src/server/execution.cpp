@@ -414,11 +414,28 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
     detail::append_stage_status(event, step.message);
   }
   // Who ran the step and, at its end, how long it took: the step index's worker filter and
-  // stage statistics read these (an event field of the same name wins).
+  // stage statistics read these (an event field of the same name wins). Written as text ahead
+  // of the fields' object rather than through it: ingest folds every stage event this way.
+  std::string own;  // "worker":...,"duration_ms":..., without braces.
+  bool named_alike = false;
+  for (const Field& f : event.fields) named_alike |= f.key == "worker" || f.key == "duration_ms";
   Json custom = Json::object();
-  if (!event.worker.empty()) custom["worker"] = valid_utf8(event.worker);
-  if (event.elapsed_ns && status != "in_progress")
-    custom["duration_ms"] = *event.elapsed_ns / 1'000'000;
+  if (!event.worker.empty()) {
+    if (named_alike) {
+      custom["worker"] = valid_utf8(event.worker);
+    } else {
+      own += R"("worker":)";
+      detail::append_json_string(own, valid_utf8(event.worker));
+    }
+  }
+  if (event.elapsed_ns && status != "in_progress") {
+    if (named_alike) {
+      custom["duration_ms"] = *event.elapsed_ns / 1'000'000;
+    } else {
+      if (!own.empty()) own += ',';
+      own += R"("duration_ms":)" + std::to_string(*event.elapsed_ns / 1'000'000);
+    }
+  }
   for (const Field& f : event.fields) {
     if (f.key == "error_details") {
       const auto* text = std::get_if<std::string_view>(&f.value);
@@ -431,6 +448,10 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
     step.error_details = step.message;
   }
   step.custom_json = dump(custom);
+  if (!own.empty()) {
+    bool empty = step.custom_json == "{}";
+    step.custom_json.insert(1, empty ? own : own + ',');
+  }
   return step;
 }
 

@@ -535,6 +535,37 @@ std::vector<std::string> step_names(const Execution& e) {
   return out;
 }
 
+// Folded steps carry "worker" and, at a stage's end, "duration_ms"; an event's own field of
+// either name wins, in the place the step's own key would have.
+TEST(ExecutionFolderTest, AFieldNamedWorkerOrDurationWinsOverTheEventsOwn) {
+  ExecutionFolder folder;
+  auto stage_end = [](std::string worker) {
+    OwnedEvent e;
+    e.ts_ns = 1'767'555'015'234'000'000;
+    e.kind = Kind::Stage;
+    e.status = Status::Completed;
+    e.run = "r";
+    e.stage = "AGENT";
+    e.worker = std::move(worker);
+    e.elapsed_ns = 5'000'000;
+    return e;
+  };
+  OwnedEvent plain = stage_end("gpu-1");
+  plain.add_field("tokens", std::int64_t{3});
+  const Execution* e = folder.add(plain.view());
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->steps.back().custom_json, R"({"worker":"gpu-1","duration_ms":5,"tokens":3})");
+  OwnedEvent named = stage_end("gpu-1");
+  named.add_field("duration_ms", std::int64_t{7});
+  named.add_field("worker", std::string_view("pool-a"));
+  e = folder.add(named.view());
+  EXPECT_EQ(e->steps.back().custom_json, R"({"worker":"pool-a","duration_ms":7})");
+  OwnedEvent nobody = stage_end("");
+  nobody.elapsed_ns.reset();
+  e = folder.add(nobody.view());
+  EXPECT_EQ(e->steps.back().custom_json, "{}");
+}
+
 TEST(ExecutionFolderTest, FoldsASuccessfulRun) {
   FoldFixture f;
   std::int64_t start = f.rec.clock.now();
