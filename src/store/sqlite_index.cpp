@@ -222,13 +222,19 @@ void SqliteStore::Indexer::loop() {
 }
 
 void SqliteStore::start_indexer() {
-  ix_ = std::make_unique<IndexStatements>(*db_);
   indexer_ = std::make_unique<Indexer>(*this);
 }
 
 void SqliteStore::stop_indexer() noexcept {
   indexer_.reset();  // Joins its thread before the statements go.
   ix_.reset();
+}
+
+SqliteStore::IndexStatements& SqliteStore::index_statements() {
+  // Prepared on first use rather than when the store opens: a file whose index tables are
+  // damaged still opens, serves what is not damaged, and says what is when asked.
+  if (ix_ == nullptr) ix_ = std::make_unique<IndexStatements>(*db_);
+  return *ix_;
 }
 
 void SqliteStore::written() {
@@ -256,7 +262,7 @@ void SqliteStore::catch_up_locked() {
 }
 
 bool SqliteStore::index_locked(std::int64_t max_attempts) {
-  IndexStatements& ix = *ix_;
+  IndexStatements& ix = index_statements();
   struct Pending {
     std::int64_t id;
     std::int64_t from;
@@ -420,8 +426,9 @@ bool SqliteStore::index_locked(std::int64_t max_attempts) {
 }
 
 void SqliteStore::purge_index_locked(std::int64_t now_ns) {
-  ScopedReset reset(ix_->purge_rollups);
-  ix_->purge_rollups.bind(1, now_ns).run();
+  IndexStatements& ix = index_statements();
+  ScopedReset reset(ix.purge_rollups);
+  ix.purge_rollups.bind(1, now_ns).run();
 }
 
 namespace {
@@ -455,7 +462,7 @@ Result<std::vector<StageStats>> SqliteStore::stage_stats(const StageStatsQuery& 
       std::map<std::int64_t, Group> points;
     };
     std::map<std::pair<std::string, std::string>, Row> rows;  // (stage, worker)
-    Statement& s = ix_->rollups;
+    Statement& s = index_statements().rollups;
     ScopedReset reset(s);
     s.bind(1, floor_to(query.since_ns, kHourNs)).bind(2, query.until_ns).bind(3, now_ns);
     DurationHistogram h;
@@ -501,7 +508,7 @@ Result<std::vector<FailurePattern>> SqliteStore::failure_patterns(const FailureQ
     Transaction tx(*db_, Transaction::Mode::Read);
     std::vector<FailurePattern> out;
     {
-      Statement& s = ix_->failure_groups;
+      Statement& s = index_statements().failure_groups;
       ScopedReset reset(s);
       s.bind(1, query.since_ns).bind(2, query.until_ns).bind(3, now_ns);
       s.bind(4, static_cast<std::int64_t>(std::min<std::size_t>(query.limit, 1'000'000)));
@@ -522,12 +529,12 @@ Result<std::vector<FailurePattern>> SqliteStore::failure_patterns(const FailureQ
     };
     for (FailurePattern& p : out) {
       {
-        Statement& s = ix_->failure_stages;
+        Statement& s = index_statements().failure_stages;
         ScopedReset reset(s);
         bind_pattern(s, p);
         while (s.step()) p.stages.push_back(s.text(0));
       }
-      Statement& s = ix_->failure_examples;
+      Statement& s = index_statements().failure_examples;
       ScopedReset reset(s);
       bind_pattern(s, p);
       while (p.tracking_ids.size() < 3 && s.step()) {

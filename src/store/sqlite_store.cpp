@@ -289,7 +289,6 @@ struct SqliteStore::Statements {
         count_stage_steps(db,
                           "SELECT COUNT(*) FROM (SELECT 1 FROM step_facts WHERE stage = ?1 "
                           "LIMIT ?2)"),
-        purge_executions(db, "DELETE FROM executions WHERE expires_at_ns <= ?1"),
         purge_events(db, "DELETE FROM events WHERE expires_at_ns <= ?1") {}
 
   Statement upsert_execution;
@@ -310,7 +309,9 @@ struct SqliteStore::Statements {
   Statement select_events_after;
   Statement count_worker_steps;  // Up to a limit: is a worker one of few steps?
   Statement count_stage_steps;
-  Statement purge_executions;
+  // Prepared at the first purge: deleting attempts cascades to the step index, whose FTS5
+  // table a damaged file may not open, and that must not keep the file from opening.
+  std::unique_ptr<Statement> purge_executions;
   Statement purge_events;
 };
 
@@ -980,7 +981,11 @@ Result<std::size_t> SqliteStore::purge(std::int64_t now_ns) {
   try {
     Transaction tx(*db_);
     std::size_t removed = 0;
-    for (Statement* s : {&st_->purge_executions, &st_->purge_events}) {
+    if (st_->purge_executions == nullptr) {
+      st_->purge_executions =
+          std::make_unique<Statement>(*db_, "DELETE FROM executions WHERE expires_at_ns <= ?1");
+    }
+    for (Statement* s : {st_->purge_executions.get(), &st_->purge_events}) {
       ScopedReset reset(*s);
       s->bind(1, now_ns).run();
       removed += static_cast<std::size_t>(db_->changes());  // Cascaded steps not counted.

@@ -101,6 +101,7 @@ class SqliteStore final : public Store {
   bool index_locked(std::int64_t max_attempts);
   void catch_up_locked();
   void purge_index_locked(std::int64_t now_ns);
+  IndexStatements& index_statements();  // With mutex_ held. Throws SqliteError.
   // True when fewer than 2000 steps have `column` ("worker" or "stage") = value.
   bool few_steps_locked(const char* column, const std::string& value);
 
