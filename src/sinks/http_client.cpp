@@ -398,21 +398,19 @@ void HttpClient::read_body(std::size_t& pos, HttpResponse& response, Clock::time
   }
 }
 
-HttpResponse HttpClient::post(std::string_view path, std::string_view content_type,
-                              std::string_view body, std::span<const Header> headers,
-                              Clock::time_point deadline) {
+std::string HttpClient::request_head(std::string_view method, std::string_view path,
+                                     std::string_view own_lines,
+                                     std::span<const Header> headers) const {
   std::string head;
   head.reserve(256);
-  head += "POST ";
+  head += method;
+  head += ' ';
   head += url_.base_path;
   head += path;
   head += " HTTP/1.1\r\nHost: ";
   head += url_.host_header;
-  head += "\r\nUser-Agent: stagelog-network-sink\r\nContent-Type: ";
-  head += content_type;
-  head += "\r\nContent-Length: ";
-  head += std::to_string(body.size());
   head += "\r\n";
+  head += own_lines;
   for (const auto& [name, value] : headers) {
     head += name;
     head += ": ";
@@ -420,6 +418,18 @@ HttpResponse HttpClient::post(std::string_view path, std::string_view content_ty
     head += "\r\n";
   }
   head += "\r\n";
+  return head;
+}
+
+HttpResponse HttpClient::post(std::string_view path, std::string_view content_type,
+                              std::string_view body, std::span<const Header> headers,
+                              Clock::time_point deadline) {
+  std::string own = "User-Agent: stagelog-network-sink\r\nContent-Type: ";
+  own += content_type;
+  own += "\r\nContent-Length: ";
+  own += std::to_string(body.size());
+  own += "\r\n";
+  const std::string head = request_head("POST", path, own, headers);
 
   for (int attempt = 0;; ++attempt) {
     bool reused = fd_ >= 0;
@@ -445,20 +455,7 @@ HttpResponse HttpClient::post(std::string_view path, std::string_view content_ty
 
 HttpResponse HttpClient::get_stream(std::string_view path, std::span<const Header> headers,
                                     Clock::time_point deadline) {
-  std::string head;
-  head += "GET ";
-  head += url_.base_path;
-  head += path;
-  head += " HTTP/1.1\r\nHost: ";
-  head += url_.host_header;
-  head += "\r\nUser-Agent: stagelog\r\n";
-  for (const auto& [name, value] : headers) {
-    head += name;
-    head += ": ";
-    head += value;
-    head += "\r\n";
-  }
-  head += "\r\n";
+  const std::string head = request_head("GET", path, "User-Agent: stagelog\r\n", headers);
   connect(deadline);  // A stream has its connection to itself.
   received_ = 0;
   body_ = Body::None;

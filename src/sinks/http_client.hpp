@@ -94,6 +94,10 @@ class HttpClient {
   static constexpr std::size_t kMaxResponseBytes = 16u << 20;
 
  private:
+  // "<method> <base_path><path> HTTP/1.1", Host, `own_lines` (each ending in CRLF), the
+  // caller's headers and the blank line.
+  std::string request_head(std::string_view method, std::string_view path,
+                           std::string_view own_lines, std::span<const Header> headers) const;
   void connect(Clock::time_point deadline);
   void send_all(std::string_view data, Clock::time_point deadline);
   // Reads more bytes into in_; false at the end of the connection.
