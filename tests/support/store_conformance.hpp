@@ -973,7 +973,7 @@ TEST_P(StoreConformanceTest, StageStatsGiveCountsFailuresAndPercentilesPerStage)
   EXPECT_EQ(stats[0].stage, "agent");
   EXPECT_EQ(stats[1].stage, "fetch");
   EXPECT_EQ(stats[2].stage, "transcribe");
-  const store::DurationStats& a = stats[0].stats;
+  const store::DurationStats a = stats[0].stats;  // A copy: stats is read again below.
   EXPECT_EQ(a.count, 200);
   EXPECT_EQ(a.failures, 20);
   EXPECT_EQ(a.skipped, 0);
