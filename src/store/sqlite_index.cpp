@@ -214,16 +214,21 @@ void SqliteStore::Indexer::loop() {
     bool quiet = Clock::now() >= last_write_ + kQuiet;
     pending_ = false;  // A write during the batch sets it again.
     lock.unlock();
+    auto started = Clock::now();
     bool more = store_.index_batch(quiet ? kBatch : kTrickleBatch);
     lock.lock();
     last_batch_ = Clock::now();
     if (more) pending_ = true;
+    // As long again before the next batch: the store's mutex is not fair, and a reader waiting
+    // for it (a GET of an execution) would otherwise wait for the whole backlog.
+    if (more &&
+        wake_.wait_until(lock, last_batch_ + (last_batch_ - started), [&] { return stopping_; })) {
+      return;
+    }
   }
 }
 
-void SqliteStore::start_indexer() {
-  indexer_ = std::make_unique<Indexer>(*this);
-}
+void SqliteStore::start_indexer() { indexer_ = std::make_unique<Indexer>(*this); }
 
 void SqliteStore::stop_indexer() noexcept {
   indexer_.reset();  // Joins its thread before the statements go.

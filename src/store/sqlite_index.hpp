@@ -35,10 +35,10 @@ struct SqliteStore::IndexStatements {
   detail::Statement purge_rollups;
 };
 
-// Indexes in the background, a batch per transaction: back to back once writes pause for
-// kQuiet, and while they go on a small batch every kTrickle only, so that a stream of writes
-// keeps nearly all of the store's time. Queries do not wait for it: they index what is left
-// themselves.
+// Indexes in the background, a batch per transaction: once writes pause for kQuiet, half the
+// store's time at most (it waits as long as a batch took before the next), and while they go
+// on a small batch every kTrickle only, so that a stream of writes keeps nearly all of the
+// store's time. Queries do not wait for it: they index what is left themselves.
 class SqliteStore::Indexer {
  public:
   static constexpr std::chrono::milliseconds kQuiet{200};
