@@ -121,8 +121,8 @@ std::string SqliteStore::search_query(std::string_view text) { return fts_query(
 
 SqliteStore::IndexStatements::IndexStatements(Database& db)
     : pending(db,
-              "SELECT id, index_from, started_at_ns, expires_at_ns, metadata_json FROM "
-              "executions WHERE index_from IS NOT NULL ORDER BY id LIMIT ?1"),
+              "SELECT id, index_from, started_at_ns, expires_at_ns, metadata_json, tracking_id "
+              "FROM executions WHERE index_from IS NOT NULL ORDER BY id LIMIT ?1"),
       old_facts(db,
                 "SELECT ts_ns, stage, worker, status, duration_ms FROM step_facts WHERE "
                 "execution = ?1 AND n >= ?2"),
@@ -154,12 +154,13 @@ SqliteStore::IndexStatements::IndexStatements(Database& db)
               "SELECT hour_ns, stage, worker, count, failures, skipped, max_ms, histogram "
               "FROM stage_rollups WHERE hour_ns >= ?1 AND hour_ns < ?2 AND "
               "expires_at_ns > ?3 ORDER BY stage, worker, hour_ns"),
-      failure_groups(db,
-                     "SELECT f.pattern, COUNT(*), MIN(f.ts_ns), MAX(f.ts_ns) FROM step_facts f "
-                     "JOIN executions e ON e.id = f.execution WHERE f.status = 'failed' AND "
-                     "f.ts_ns >= ?1 AND f.ts_ns < ?2 AND e.expires_at_ns > ?3 "
-                     "GROUP BY f.pattern ORDER BY COUNT(*) DESC, MAX(f.ts_ns) DESC, f.pattern "
-                     "LIMIT ?4"),
+      failure_groups(
+          db,
+          "SELECT f.pattern, COUNT(*), MIN(f.ts_ns), MAX(f.ts_ns) FROM step_facts f "
+          "JOIN executions e ON e.id = f.execution WHERE f.status = 'failed' AND "
+          "f.ts_ns >= ?1 AND f.ts_ns < ?2 AND e.expires_at_ns > ?3 AND f.pattern IS "
+          "NOT NULL GROUP BY f.pattern ORDER BY COUNT(*) DESC, MAX(f.ts_ns) DESC, f.pattern "
+          "LIMIT ?4"),
       failure_stages(db,
                      "SELECT DISTINCT f.stage FROM step_facts f JOIN executions e ON e.id = "
                      "f.execution WHERE f.status = 'failed' AND f.pattern = ?1 AND f.ts_ns >= "
@@ -274,15 +275,16 @@ bool SqliteStore::index_locked(std::int64_t max_attempts) {
     std::int64_t started_at_ns;
     std::int64_t expires_at_ns;
     std::optional<std::string> worker;  // The attempt's metadata "worker".
+    std::string tracking_id;
   };
   std::vector<Pending> pending;
   {
     ScopedReset reset(ix.pending);
     ix.pending.bind(1, max_attempts + 1);
     while (ix.pending.step()) {
-      pending.push_back(Pending{ix.pending.int64(0), ix.pending.int64(1), ix.pending.int64(2),
-                                ix.pending.int64(3),
-                                detail::read_step_keys(ix.pending.text(4)).worker});
+      pending.push_back(Pending{
+          ix.pending.int64(0), ix.pending.int64(1), ix.pending.int64(2), ix.pending.int64(3),
+          detail::read_step_keys(ix.pending.text(4)).worker, ix.pending.text(5)});
     }
   }
   bool more = static_cast<std::int64_t>(pending.size()) > max_attempts;
@@ -299,6 +301,7 @@ bool SqliteStore::index_locked(std::int64_t max_attempts) {
         std::string status = ix.old_facts.text(3);
         RollupKey key{floor_to(ix.old_facts.int64(0), kHourNs), ix.old_facts.text(1),
                       ix.old_facts.text(2)};
+        if (std::get<1>(key) == p.tracking_id) continue;  // Never counted: see below.
         deltas[key].apply(status, ix.old_facts.opt_int64(4), -1);
       }
     }
@@ -339,8 +342,12 @@ bool SqliteStore::index_locked(std::int64_t max_attempts) {
             std::max<std::int64_t>(0, (step.timestamp_ns - previous_ts) / 1'000'000));
       }
       previous_ts = step.timestamp_ns;
+      // A step named like its tracking id stands for the whole job (a workflow node or a
+      // nested run of that name), not a stage: searchable, but no stage statistics and no
+      // failure pattern (its failure repeats the stage's that caused it).
+      const bool whole_job = step.step == p.tracking_id;
       std::optional<std::string> pattern;
-      if (step.status == "failed") {
+      if (step.status == "failed" && !whole_job) {
         pattern = detail::error_pattern(step.error_details.value_or(step.message));
       }
       {
@@ -364,6 +371,7 @@ bool SqliteStore::index_locked(std::int64_t max_attempts) {
             .bind(3, step.error_details)
             .run();
       }
+      if (whole_job) continue;
       RollupDelta& delta =
           deltas[RollupKey{floor_to(step.timestamp_ns, kHourNs), step.step, std::move(worker)}];
       delta.apply(step.status, duration_ms, +1);

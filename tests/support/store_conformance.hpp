@@ -1037,6 +1037,28 @@ TEST_P(StoreConformanceTest, StageStatsGiveCountsFailuresAndPercentilesPerStage)
   EXPECT_TRUE(ok(store_->stage_stats(q, kH0 + kDay)).empty());
 }
 
+// A workflow's node (or a nested run) named like the job is the job, not a stage.
+TEST_P(StoreConformanceTest, AStepNamedLikeItsJobIsNoStage) {
+  using namespace conformance;
+  ok(store_->put_execution(
+      with_steps("item-13", kH0 + kSecond,
+                 {step("item-13", kH0 + kSecond, "in_progress"),
+                  step("JUDGE", kH0 + 2 * kSecond, "failed", "", "timeout after 480000ms"),
+                  step("item-13", kH0 + 3 * kSecond, "failed",
+                       "Node item-13 failed after 2.0s: JUDGE failed")}),
+      kH0 + kDay));
+  store::StageStatsQuery q{kH0, kH0 + kHour, false, false};
+  auto stats = ok(store_->stage_stats(q, kH0));
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].stage, "JUDGE");
+  auto patterns = ok(store_->failure_patterns(store::FailureQuery{kH0, kH0 + kHour, 50}, kH0));
+  ASSERT_EQ(patterns.size(), 1u);
+  EXPECT_EQ(patterns[0].pattern, "timeout after <n>ms");
+  store::ExecutionQuery search;
+  search.text = "node failed";
+  EXPECT_THAT(ids(ok(store_->list_executions(search, kH0))), ElementsAre("item-13"));
+}
+
 TEST_P(StoreConformanceTest, FailurePatternsGroupErrorsThatDifferOnlyInNumbersIdsAndPaths) {
   using namespace conformance;
   int n = 0;

@@ -128,7 +128,7 @@ struct ExecutionQuery {
   // digits; case and diacritics do not matter. The text is never parsed as a query language.
   std::optional<std::string> text;
   std::size_t limit = 50;
-  bool with_steps = false;  // Fill ExecutionSummary::steps (an export); else they stay empty.
+  bool with_steps = false;        // Fill ExecutionSummary::steps (an export); else they stay empty.
   std::optional<Position> after;  // The last row of the previous page.
 };
 
@@ -142,7 +142,9 @@ struct ExecutionSummary {
 };
 
 // What stage_stats aggregates: steps that ended (completed or failed; skipped ones are only
-// counted) with their timestamp in [since_ns, until_ns), widened to whole hours.
+// counted) with their timestamp in [since_ns, until_ns), widened to whole hours. A step named
+// like its attempt's tracking id stands for the whole job (a workflow node, a nested run of
+// that name), not a stage: it is left out here and in failure_patterns, and found by search.
 struct StageStatsQuery {
   std::int64_t since_ns = 0;
   std::int64_t until_ns = 0;
