@@ -452,9 +452,11 @@ DurationStats stats_of(const DurationHistogram& h, std::int64_t count, std::int6
   s.count = count;
   s.failures = failures;
   s.skipped = skipped;
-  s.p50_ms = h.percentile(0.50);
-  s.p95_ms = h.percentile(0.95);
-  s.p99_ms = h.percentile(0.99);
+  // A bucket's middle may lie past the exact maximum; no percentile does.
+  const auto max = static_cast<double>(max_ms);
+  s.p50_ms = std::min(h.percentile(0.50), max);
+  s.p95_ms = std::min(h.percentile(0.95), max);
+  s.p99_ms = std::min(h.percentile(0.99), max);
   s.max_ms = max_ms;
   return s;
 }
