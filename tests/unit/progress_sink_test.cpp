@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "eventually.hpp"
 #include "stagelog/stage.hpp"
 #include "stagelog/workflow.hpp"
 #include "temp_dir.hpp"
@@ -101,25 +103,23 @@ TEST(ProgressSinkTest, LiveDisplayOnATerminalLeavesOnlyWholeLines) {
   ASSERT_EQ(openpty(&master, &slave, nullptr, nullptr, &size), 0);
   ASSERT_TRUE(isatty(slave));
   std::string output;
-  std::atomic<bool> done{false};
+  // Reads until the terminal is hung up: once the slave side is closed, the master reads what
+  // is still in flight through the line discipline (under load it can trail the writer by
+  // more than any fixed wait), then EIO. Bounded by the default patience.
   std::thread reader([&] {
     char buf[65536];
-    for (;;) {
+    const auto give_up = std::chrono::steady_clock::now() + test::kDefaultPatience;
+    while (std::chrono::steady_clock::now() < give_up) {
       pollfd p{master, POLLIN, 0};
-      int ready = poll(&p, 1, 100);
-      if (ready > 0) {
-        ssize_t n = read(master, buf, sizeof buf);
-        if (n <= 0) break;
-        output.append(buf, static_cast<std::size_t>(n));
-      } else if (done.load()) {
-        break;  // Writer finished and nothing more arrived within 100 ms of poll.
-      }
+      if (poll(&p, 1, 100) <= 0) continue;
+      ssize_t n = read(master, buf, sizeof buf);
+      if (n <= 0) break;
+      output.append(buf, static_cast<std::size_t>(n));
     }
   });
   run_workflow(slave, ProgressOptions::Mode::Auto, dir.path());
-  done.store(true);
-  reader.join();
   close(slave);
+  reader.join();
   close(master);
 
   ASSERT_NE(output.find("\x1b[1A"), std::string::npos) << "no live redraw happened";
