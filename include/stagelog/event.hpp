@@ -70,4 +70,10 @@ struct Event {
   bool fields_in_message = false;
 };
 
+// The event a recorder writes when it closes normally (its destructor, or exit()): lifecycle,
+// completed, field recorder_closed=true. It tells a watchdog elsewhere that the process's
+// workers are done, not crashed. It is for machines: JSONL and the server carry it, the text
+// formats leave it out.
+bool is_recorder_closed(const Event& event) noexcept;
+
 }  // namespace stagelog

@@ -390,6 +390,13 @@ std::string_view Core::current_run() noexcept {
   return q == nullptr ? std::string_view{} : std::string_view(q->run, q->run_len);
 }
 
+void Core::emit_closed() noexcept {
+  if (exit_recorded_.exchange(true)) return;
+  const Kv fields[] = {kv("recorder_closed", true)};
+  emit_structured(Kind::Lifecycle, Level::Debug, Status::Completed, internal_component_, {},
+                  "recorder closed", fields, 0);
+}
+
 void Core::emit_crash_from_signal(std::string_view message) noexcept {
   if (t_core_id_ != id_ || t_queue_ == nullptr || t_queue_->in_push) return;
   ThreadQueue& q = *t_queue_;

@@ -85,6 +85,12 @@ class Core {
   void set_context(std::uint8_t which, std::string_view value) noexcept;  // 0 worker, 1 run
   std::string_view current_run() noexcept;
 
+  // The recorder closes normally (its destructor, or exit()): one lifecycle event "recorder
+  // closed", completed, with the field recorder_closed=true, at DEBUG. A watchdog elsewhere then
+  // knows that this process's workers are done, not crashed, whether or not each said shutdown
+  // (thread workers seldom do). Once per Core; never from a crash.
+  void emit_closed() noexcept;
+
   // For signal handlers: record a crash on the calling thread's queue if it is safe to.
   void emit_crash_from_signal(std::string_view message) noexcept;
 
@@ -177,6 +183,7 @@ class Core {
   std::condition_variable wake_cv_;
   std::condition_variable done_cv_;
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> exit_recorded_{false};
   std::atomic<bool> backend_running_{false};
   std::atomic<std::uint64_t> flush_requested_{0};
   std::uint64_t flush_done_ = 0;  // Guarded by wake_mu_.

@@ -1,5 +1,6 @@
 #include "stagelog/event.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <string>
@@ -37,6 +38,12 @@ std::string_view level_name(Level level) noexcept {
 std::string_view level_json_name(Level level) noexcept {
   auto i = static_cast<std::size_t>(level);
   return i < kLevelJson.size() ? kLevelJson[i] : "unknown";
+}
+
+bool is_recorder_closed(const Event& event) noexcept {
+  if (event.kind != Kind::Lifecycle || event.status != Status::Completed) return false;
+  return std::any_of(event.fields.begin(), event.fields.end(),
+                     [](const Field& f) { return f.key == "recorder_closed"; });
 }
 
 std::string_view kind_name(Kind kind) noexcept {

@@ -107,7 +107,10 @@ void fork_child() {
 
 // exit() runs no destructors of objects on a thread's stack: flush what they recorded.
 void flush_at_exit() {
-  for_each_core([](Core& core) { core.flush(); });
+  for_each_core([](Core& core) {
+    core.emit_closed();
+    core.flush();
+  });
 }
 
 }  // namespace

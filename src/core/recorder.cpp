@@ -40,6 +40,7 @@ Recorder::Recorder(Options options)
 }
 
 Recorder::~Recorder() {
+  core_->emit_closed();
   detail::unregister_core(core_.get());
   core_->stop_backend();
 }

@@ -253,7 +253,8 @@ bool is_stage_line(const Event& e) {
 
 // A RunScope's start has no line of its own (seed 000 shows none).
 bool is_silent(const Event& e) {
-  return e.kind == Kind::Run && e.status == Status::Starting && e.stage == "COMPLETE";
+  return (e.kind == Kind::Run && e.status == Status::Starting && e.stage == "COMPLETE") ||
+         is_recorder_closed(e);
 }
 
 // A message, and "(13.2s)" after it when the event measured a time (a task's end).

@@ -16,7 +16,7 @@ void append_timestamp(std::string& out, std::int64_t ts_ns);
 void append_seconds(std::string& out, std::int64_t ns);
 // The seed-000 line for stage and run events, "<ts> [worker] LEVEL component: message k=v"
 // for the rest, with a trailing newline. Returns false (and appends nothing) for events that
-// have no text form (a run start).
+// have no text form (a run start, a recorder closing).
 bool format_text(const Event& event, std::string& out);
 // "Complete (13.2s)": a stage event's status as the seed's stage line says it, and its time
 // when it measured one (what follows "Stage: AGENT - ").

@@ -452,6 +452,13 @@ struct Watchdog::State {
       w.beats = true;  // An agent: it is expected to heartbeat.
     } else if (e.status == Status::Completed) {
       w.done = true;
+      // A recorder that closed normally: every worker of its process is done (a thread
+      // worker seldom says shutdown; its process exiting is not a crash).
+      if (is_recorder_closed(e) && e.pid != 0) {
+        for (auto& [name, other] : workers) {
+          if (other.pid == e.pid && other.host == e.host && !other.crashed) other.done = true;
+        }
+      }
     } else if (e.status == Status::Failed) {
       w.crashed = true;  // It said so itself: no need to repeat it.
     }

@@ -12,16 +12,22 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "stagelog/parse.hpp"
 #include "stagelog/sinks/jsonl_sink.hpp"
 #include "stagelog/sinks/text_sink.hpp"
 #include "stagelog/stage.hpp"
+#include "stagelog/watchdog.hpp"
 #include "temp_dir.hpp"
 
 namespace stagelog {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;  // ASan's own handler reports, then exits with status 1.
@@ -70,6 +76,7 @@ void expect_last_words(const test::TempDir& dir, const std::string& crash) {
   auto json = test::read_file(dir.path() / "child.jsonl");
   EXPECT_THAT(json, HasSubstr("\"kind\":\"lifecycle\",\"level\":\"critical\""));
   EXPECT_THAT(json, HasSubstr(crash));
+  EXPECT_THAT(json, Not(HasSubstr("recorder_closed")));  // A crash is not a normal close.
 }
 
 TEST(CrashTest, SegfaultingChildLeavesItsLastEventsInTheFile) {
@@ -154,6 +161,75 @@ TEST(ExitTest, ExitWithTheRecorderOnTheStackStillWritesEverything) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 3);
   EXPECT_EQ(test::read_lines(dir.path() / "child.log").size(), 500u);
+}
+
+// Thread workers that log a stage each and never say shutdown, then end normally: by returning
+// (the recorder's destructor runs) or by exit() (the recorder still on the stack).
+void thread_workers(const test::TempDir& dir, bool by_exit) {
+  Recorder recorder;
+  recorder.add_sink(std::make_shared<JsonlSink>(dir.path() / "child.jsonl"));
+  std::vector<std::thread> workers;
+  for (int w = 1; w <= 3; ++w) {
+    workers.emplace_back([&recorder, w] {
+      recorder.set_worker("worker-" + std::to_string(w));
+      StageScope stage(recorder, "AGENT");
+      recorder.logger().info("item done");
+    });
+  }
+  for (auto& t : workers) t.join();
+  if (by_exit) std::exit(0);
+}
+
+// What a watchdog in another process (stagelog tail, the server) makes of the child's file once
+// the child is gone.
+std::vector<WorkerView> judge(const test::TempDir& dir) {
+  WatchdogOptions options;
+  options.check_processes = true;
+  std::vector<std::string> crashes;
+  Watchdog watchdog(options, [&](const Event& e) {
+    for (const Field& f : e.fields) {
+      auto* rule = std::get_if<std::string_view>(&f.value);
+      if (f.key == "rule" && rule != nullptr && *rule == "crashed") crashes.emplace_back(e.message);
+    }
+  });
+  std::int64_t last = 0;
+  for (const std::string& line : test::read_lines(dir.path() / "child.jsonl")) {
+    auto event = parse_event(line);
+    EXPECT_TRUE(event) << line;
+    if (!event) continue;
+    watchdog.observe(event->view());
+    last = event->ts_ns;
+  }
+  for (int s = 1; s <= 5; ++s) watchdog.tick(last + s * 1'000'000'000LL);
+  EXPECT_THAT(crashes, IsEmpty());
+  return watchdog.workers(last + 5'000'000'000LL);
+}
+
+TEST(ExitTest, ThreadWorkersOfAProcessThatEndsNormallyAreDoneNotCrashed) {
+  for (bool by_exit : {false, true}) {
+    SCOPED_TRACE(by_exit ? "exit()" : "return");
+    test::TempDir dir;
+    pid_t pid = fork();
+    if (pid == 0) {
+      thread_workers(dir, by_exit);
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    auto json = test::read_file(dir.path() / "child.jsonl");
+    EXPECT_THAT(json, HasSubstr("\"recorder_closed\":true"));
+    auto workers = judge(dir);
+    int done = 0;
+    for (const WorkerView& w : workers) {
+      if (w.worker.starts_with("worker-")) {
+        EXPECT_EQ(w.state, WorkerState::Done) << w.worker;
+        ++done;
+      }
+    }
+    EXPECT_EQ(done, 3);
+  }
 }
 
 }  // namespace

@@ -49,7 +49,10 @@ TEST(ParseRoundTripTest, TextSinkOutputParsesBackToTheSameEvents) {
   auto events = memory->events();
   std::vector<test::OwnedEvent> written;
   for (const auto& e : events) {
-    if (!(e.kind == Kind::Run && e.status == Status::Starting)) written.push_back(e);
+    // A run's start and the recorder's close have no text form.
+    if (!(e.kind == Kind::Run && e.status == Status::Starting) && e.field("recorder_closed").empty()) {
+      written.push_back(e);
+    }
   }
   auto lines = test::read_lines(dir.path() / "run.log");
   ASSERT_EQ(lines.size(), written.size());

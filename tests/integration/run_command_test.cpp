@@ -185,7 +185,11 @@ TEST(RunCommandTest, RecordsStdoutAndStderrLinesInsideTheStage) {
   EXPECT_THAT(events.front()["message"].get<std::string>(), StartsWith("initialized"));
   EXPECT_EQ(events.front()["fields"]["command"],
             "sh -c 'echo out one; echo err one >&2; echo out two'");
-  EXPECT_THAT(events.back()["message"].get<std::string>(), StartsWith("shutting down"));
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_THAT(events[events.size() - 2]["message"].get<std::string>(), StartsWith("shutting down"));
+  // Last, the recorder's close: the process ended normally.
+  EXPECT_EQ(events.back()["message"], "recorder closed");
+  EXPECT_EQ(events.back()["fields"]["recorder_closed"], true);
 
   // The text file has seed-format stage lines that parse back.
   auto text = test::read_lines(dir.path() / "run.log");

@@ -960,11 +960,16 @@ TEST(NetworkSinkEnvTest, SetupWorkerLoggingAddsTheNetworkSinkWhenTheServerIsSet)
     recorder.logger().info("hello from rank 3");
   }  // The recorder's destructor closes the sink, which delivers.
   auto lines = receiver.lines();
-  ASSERT_EQ(lines.size(), 1u);
+  ASSERT_EQ(lines.size(), 2u);
   auto event = parse_json_event(lines[0]);
   ASSERT_TRUE(event);
   EXPECT_EQ(event->message, "hello from rank 3");
   EXPECT_EQ(event->worker, "3");
+  // Then the recorder's close, which tells the server's watchdog the worker is done.
+  auto closed = parse_json_event(lines[1]);
+  ASSERT_TRUE(closed);
+  EXPECT_TRUE(is_recorder_closed(closed->view()));
+  EXPECT_EQ(closed->worker, "3");
 }
 
 TEST(NetworkSinkEnvTest, SetupWorkerLoggingRefusesABadServer) {

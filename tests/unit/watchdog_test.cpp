@@ -876,6 +876,52 @@ TEST(WatchdogTest, ProcessGoneAfterItsShutdownIsDoneNotCrashed) {
   EXPECT_EQ(views(wd, at(1000s))["gpu-2"].state, WorkerState::Done);
 }
 
+TEST(WatchdogTest, ThreadWorkersOfARecorderThatClosedAreDoneNotCrashed) {
+  // A pipeline's thread workers never say shutdown; their process exits normally, and its
+  // recorder says it closed. Another process that just vanished is still crashed.
+  const std::string host = local_host();
+  const pid_t pid = dead_pid();
+  const pid_t other_pid = dead_pid();
+  Reports r;
+  WatchdogOptions o = only();
+  o.check_processes = true;
+  o.stage_threshold = 60s;
+  Watchdog wd(o, r.fn());
+  Feed feed(wd);
+  for (const char* w : {"worker-1", "worker-2", ""}) feed.place(w, pid, host);
+  feed.place("gpu-9", other_pid, host);
+  feed.stage_start(at(0s), "worker-1", "AGENT");
+  feed.stage_end(at(1s), "worker-1", "AGENT");
+  feed.stage_start(at(0s), "worker-2", "JUDGE");  // Still open when the process ends.
+  feed.stage_start(at(0s), "gpu-9", "AGENT");
+  feed.send(at(2s), Kind::Lifecycle, Status::Completed, "", {}, "recorder closed",
+            {{"recorder_closed", "true"}}, "stagelog");
+  tick_through(wd, at(1000s));
+  EXPECT_THAT(r.messages("crashed"), ElementsAre(StartsWith("Worker gpu-9 ")));
+  EXPECT_THAT(r.messages("stuck_stage"), ElementsAre(StartsWith("Stage AGENT on gpu-9 ")));
+  auto rows = views(wd, at(1000s));
+  EXPECT_EQ(rows["worker-1"].state, WorkerState::Done);
+  EXPECT_EQ(rows["worker-2"].state, WorkerState::Done);
+  EXPECT_EQ(rows["gpu-9"].state, WorkerState::Crashed);
+}
+
+TEST(WatchdogTest, ALifecycleEndWithoutRecorderClosedEndsOnlyItsOwnWorker) {
+  const std::string host = local_host();
+  const pid_t pid = dead_pid();
+  Reports r;
+  WatchdogOptions o = only();
+  o.check_processes = true;
+  Watchdog wd(o, r.fn());
+  Feed feed(wd);
+  feed.place("gpu-1", pid, host);
+  feed.place("gpu-2", pid, host);
+  feed.stage_start(at(0s), "gpu-1", "AGENT");
+  feed.stage_start(at(0s), "gpu-2", "AGENT");
+  feed.lifecycle(at(1s), "gpu-1", Status::Completed, "shutting down - completed 1, failed 0");
+  tick_through(wd, at(10s));
+  EXPECT_THAT(r.messages("crashed"), ElementsAre(StartsWith("Worker gpu-2 ")));
+}
+
 TEST(WatchdogTest, KilledMidTaskReportsStuckTaskSilenceAndCrashOnceEach) {
   // Seed 001's "kill -9 mid-task": stuck task + silent heartbeat + crashed, then quiet.
   const std::string host = local_host();
