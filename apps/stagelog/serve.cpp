@@ -38,7 +38,8 @@ struct ServeOptions {
   std::string tokens;  // Default: <data>/tokens.
   std::string max_body = "64MiB";
   std::size_t threads = 8;
-  std::string alerts;  // An alerts file, or none.
+  std::string alerts;   // An alerts file, or none.
+  std::string web_dir;  // The UI's files from this folder instead of the embedded ones.
 };
 
 struct Address {
@@ -143,6 +144,7 @@ int serve(const ServeOptions& o) {
   options.max_retention = std::max(options.retention, *parse_duration(o.max_retention));
   options.max_body_bytes = *parse_size(o.max_body);
   options.threads = o.threads;
+  options.web_dir = o.web_dir;
   // Read before anything starts: a bad file stops serve with the key that is wrong.
   if (!o.alerts.empty()) options.alerts = server::load_alert_config(o.alerts);
 
@@ -183,8 +185,9 @@ Command add_serve(CLI::App& app) {
       "serve",
       "Serve the HTTP API: ingest events and execution logs, keep them for the retention\n"
       "period in a SQLite file under the data folder, answer seed 004's GET\n"
-      "/api/execution-logs/{trackingId}. Every route but /healthz needs a bearer token: with no\n"
-      "tokens file, one is created and an admin token printed once.");
+      "/api/execution-logs/{trackingId}, and show it all in a web UI at http://HOST:PORT/.\n"
+      "Every API route needs a bearer token (the UI asks for one): with no tokens file, one is\n"
+      "created and an admin token printed once.");
   cmd->add_option("--data", o->data, "Data folder (created if missing): stagelog.db, tokens")
       ->required();
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")
@@ -207,6 +210,10 @@ Command add_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--alerts", o->alerts,
                   "Alert rules and webhooks, a JSON file (README: Alerts); none by default");
+  cmd->add_option("--web-dir", o->web_dir,
+                  "Serve the web UI from this folder, read on every request, instead of the\n"
+                  "copy built in (for working on web/)")
+      ->check(CLI::ExistingDirectory);
   cmd->footer(
       "Prints \"listening on http://HOST:PORT\" once it accepts connections. SIGINT or SIGTERM\n"
       "stops it after the requests in progress.\n"

@@ -35,6 +35,7 @@
 #include "server/ingest.hpp"
 #include "server/live.hpp"
 #include "server/stream.hpp"
+#include "server/web.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/server/execution.hpp"
@@ -82,6 +83,7 @@ enum class RouteId {
   FailureStats,  // Failed steps grouped by error pattern.
   Alerts,        // The alerts fired lately.
   Stream,        // Server-Sent Events.
+  Web,           // A file of the web UI; Route::tracking_id holds its path.
 };
 
 struct Route {
@@ -143,6 +145,15 @@ std::variant<Route, ApiError> parse_route(std::string_view target) {
     return std::equal(prefix.begin(), prefix.end(), segments.begin());
   };
   const std::size_t n = segments.size();
+  // Everything outside /api/ but the two fixed routes is the web UI's: "/" is its index.
+  if (segments[0] != "api" && !(n == 1 && (segments[0] == "healthz" || segments[0] == "metrics"))) {
+    std::string file;  // find_web_file() refuses any part that is empty or starts with '.'.
+    for (const std::string& segment : segments) {
+      if (!file.empty()) file += '/';
+      file += segment;
+    }
+    return Route{RouteId::Web, std::move(file)};
+  }
   if (n == 1 && segments[0] == "healthz") return Route{RouteId::Healthz, {}};
   if (n == 1 && segments[0] == "metrics") return Route{RouteId::Metrics, {}};
   if (n == 3 && is({"api", "v1", "workers"})) return Route{RouteId::Workers, {}};
@@ -180,6 +191,7 @@ std::vector<std::string_view> methods_of(RouteId id) {
     case RouteId::Stream:
       return {"GET"};
     case RouteId::Healthz:
+    case RouteId::Web:
     case RouteId::Executions:
     case RouteId::ExecutionsCsv:
     case RouteId::Attempts:
@@ -286,6 +298,7 @@ struct Server::Impl {
   void get_alerts(const httplib::Request& req, httplib::Response& res);
   void get_events(const std::string& id, const httplib::Request& req, httplib::Response& res);
   void stream(const httplib::Request& req, httplib::Response& res);
+  void get_web_file(const std::string& path, const httplib::Request& req, httplib::Response& res);
 
   // The routes with a body.
   void with_body(const httplib::Request& req, httplib::Response& res,
@@ -352,7 +365,10 @@ void Server::Impl::setup() {
 }
 
 std::optional<ApiError> Server::Impl::authorize(const httplib::Request& req, RouteId route) const {
-  if (!options.require_auth || route == RouteId::Healthz) return std::nullopt;
+  // The UI's files hold no data: the page asks for a token, then sends it to the API.
+  if (!options.require_auth || route == RouteId::Healthz || route == RouteId::Web) {
+    return std::nullopt;
+  }
   Scope needed = req.method == "GET" || req.method == "HEAD" ? Scope::Read : Scope::Ingest;
   std::optional<std::string_view> header;
   auto it = req.headers.find("Authorization");
@@ -457,6 +473,9 @@ void Server::Impl::get(const Route& route, const httplib::Request& req, httplib:
       return;
     case RouteId::Stream:
       stream(req, res);
+      return;
+    case RouteId::Web:
+      get_web_file(route.tracking_id, req, res);
       return;
     case RouteId::Events:
       break;
@@ -1029,6 +1048,34 @@ void Server::Impl::get_failure_stats(const httplib::Request& req, httplib::Respo
   body["until"] = timestamp_text(q.until_ns);
   body["patterns"] = std::move(rows);
   reply_json(res, 200, detail::dump_json(body));
+}
+
+// The UI's files, revalidated on every load (an ETag makes that a 304), with a policy that lets
+// the page run only its own scripts and talk only to this server.
+void Server::Impl::get_web_file(const std::string& path, const httplib::Request& req,
+                                httplib::Response& res) {
+  auto file = detail::find_web_file(path, options.web_dir);
+  if (!file) {
+    return reply(res, ApiError{ApiErrorKind::NotFound, "no such file: /" + path, nullptr});
+  }
+  res.set_header("Content-Security-Policy",
+                 "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                 "connect-src 'self'; base-uri 'none'; form-action 'self'; "
+                 "frame-ancestors 'none'");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "no-referrer");
+  if (file->etag.empty()) {
+    res.set_header("Cache-Control", "no-store");  // --web-dir: always the file as it is now.
+  } else {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("ETag", file->etag);
+    if (req.get_header_value("If-None-Match") == file->etag) {
+      res.status = 304;
+      return;
+    }
+  }
+  res.status = 200;
+  res.set_content(std::move(file->bytes), std::string(file->content_type));
 }
 
 void Server::Impl::get_alerts(const httplib::Request& req, httplib::Response& res) {

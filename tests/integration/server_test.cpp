@@ -45,6 +45,7 @@
 #include "ndjson_receiver.hpp"
 #include "seed_004.hpp"
 #include "server/ingest.hpp"
+#include "server/web.hpp"
 #include "stagelog/server/alerts.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/execution.hpp"
@@ -231,6 +232,73 @@ TEST_F(ServerTest, HealthzNeedsNoToken) {
   ASSERT_STATUS(r, 200);
   EXPECT_EQ(Json::parse(r->body)["status"], "ok");
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+}
+
+// ---- The web UI's files ----------------------------------------------------------------------
+
+void write_file(const std::filesystem::path& path, std::string_view text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+TEST_F(ServerTest, WebUiFilesFromAFolderNeedNoTokenAndNameNothingOutsideIt) {
+  const auto web = dir_.path() / "web";
+  write_file(web / "index.html", "<!doctype html><title>stagelog</title>");
+  write_file(web / "css" / "app.css", "body { margin: 0 }");
+  write_file(web / ".env", "secret");
+  write_file(dir_.path() / "outside.txt", "outside");
+  ServerOptions o = options();
+  o.web_dir = web.string();
+  start(o);
+
+  auto r = client_->Get("/");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->body, "<!doctype html><title>stagelog</title>");
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_THAT(r->get_header_value("Content-Security-Policy"), HasSubstr("default-src 'self'"));
+  EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(r->get_header_value("Cache-Control"), "no-store");  // Read anew every time.
+  EXPECT_FALSE(r->has_header("ETag"));
+
+  write_file(web / "css" / "app.css", "body { margin: 1px }");  // Edited: served as it is now.
+  r = client_->Get("/css/app.css");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->body, "body { margin: 1px }");
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/css; charset=utf-8");
+
+  for (const char* path : {"/.env", "/css/", "/nothing.js", "/css/../../outside.txt",
+                           "/%2e%2e/outside.txt", "/..%2Foutside.txt", "/css/%2e%2e/index.html"}) {
+    SCOPED_TRACE(path);
+    r = client_->Get(path);
+    ASSERT_STATUS(r, 404);
+    EXPECT_THAT(Json::parse(r->body)["error"].get<std::string>(), HasSubstr("no such file"));
+  }
+  r = client_->Post("/", "x", "text/plain");
+  ASSERT_STATUS(r, 405);
+  // The files are open; the data behind them is not.
+  r = client_->Get("/api/v1/workers");
+  ASSERT_STATUS(r, 401);
+}
+
+TEST_F(ServerTest, EmbeddedWebUiFilesAreServedByteForByteAndRevalidatedByETag) {
+  start();
+  auto files = detail::embedded_web_files();
+  ASSERT_TRUE(std::is_sorted(files.begin(), files.end(),
+                             [](const auto& a, const auto& b) { return a.path < b.path; }));
+  for (const detail::EmbeddedFile& file : files) {
+    SCOPED_TRACE(std::string(file.path));
+    auto r = client_->Get("/" + std::string(file.path));
+    ASSERT_STATUS(r, 200);
+    EXPECT_EQ(r->body, file.bytes);
+    EXPECT_EQ(r->get_header_value("Content-Type"), detail::web_content_type(file.path));
+    EXPECT_EQ(r->get_header_value("ETag"), file.etag);
+    EXPECT_EQ(r->get_header_value("Cache-Control"), "no-cache");
+    r = client_->Get("/" + std::string(file.path), {{"If-None-Match", std::string(file.etag)}});
+    ASSERT_STATUS(r, 304);
+    EXPECT_TRUE(r->body.empty());
+  }
+  auto r = client_->Get("/no-such-file.js");
+  ASSERT_STATUS(r, 404);
 }
 
 TEST_F(ServerTest, SeedDocumentInSeedShapeOut) {

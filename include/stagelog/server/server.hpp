@@ -66,6 +66,10 @@ struct ServerOptions {
   // A stream with nothing to send sends a comment this often (proxies, dead clients).
   std::chrono::milliseconds stream_keep_alive{15'000};
 
+  // The web UI at "/": the files embedded at build time when empty; else read from this folder
+  // on every request (serve --web-dir: working on the UI without rebuilding).
+  std::string web_dir;
+
   // Wall clock, ns since the epoch: expiry times and what is expired. Default: the system's.
   std::function<std::int64_t()> clock;
   // Errors no request sees (a failed purge). Default: one line on stderr. Never gets a token.
@@ -75,6 +79,7 @@ struct ServerOptions {
 // `stagelog serve`: the HTTP API over a Store.
 //
 //   GET  /healthz                                  no token needed
+//   GET  /, /app.js, /css/...                      the web UI (web/)  no token needed
 //   POST /api/v1/events[?retention=3d]             NDJSON events (gzip accepted)   ingest
 //   PUT  /api/v1/executions/{tracking_id}          a seed-004 document verbatim    ingest
 //   GET  /api/v1/executions/{tracking_id}[?attempt=N]  that document back        read
