@@ -26,7 +26,7 @@ export function createGantt({ onOpen } = {}) {
   const tip = h('div', { class: 'gantt-tip', role: 'tooltip', id: 'gantt-tip', hidden: true });
   const plot = h('div', { class: 'gantt-plot', tabindex: '0',
     'aria-label': 'Timeline chart. Plus and minus zoom, left and right arrows pan, 0 resets; Tab moves through the bars.' },
-  svg, tip);
+  svg);
   const zoomIn = h('button', { type: 'button', class: 'btn btn-small', onclick: () => zoom(0.5) },
     h('span', { 'aria-hidden': 'true' }, '+'), h('span', { class: 'visually-hidden' }, 'Zoom in'));
   const zoomOut = h('button', { type: 'button', class: 'btn btn-small', onclick: () => zoom(2) },
@@ -42,7 +42,8 @@ export function createGantt({ onOpen } = {}) {
     h('ul', { class: 'legend', 'aria-label': 'Colours' },
       ['completed', 'failed', 'in_progress', 'skipped'].map((st) => h('li', {},
         h('span', { class: `swatch bar-${statusKey(st)}`, 'aria-hidden': 'true' }), statusLabel(st)))));
-  const el = h('div', { class: 'gantt' }, toolbar, plot);
+  // The tooltip sits outside the scrolling plot so that the plot's edges do not cut it off.
+  const el = h('div', { class: 'gantt' }, toolbar, plot, tip);
 
   function now() { return Date.now(); }
 
@@ -107,11 +108,11 @@ export function createGantt({ onOpen } = {}) {
       sp.message ? h('p', { class: 'tip-message' }, sp.message) : null,
       sp.error ? h('pre', { class: 'error-details' }, sp.error) : null);
     tip.hidden = false;
-    const box = plot.getBoundingClientRect();
+    const box = el.getBoundingClientRect();
     const r = bar.getBoundingClientRect();
     const left = Math.min(Math.max(0, r.left - box.left), Math.max(0, box.width - 280));
     tip.style.left = `${left}px`;
-    tip.style.top = `${r.bottom - box.top + plot.scrollTop + 4}px`;
+    tip.style.top = `${r.bottom - box.top + 4}px`;
   }
 
   function hideTip() { tip.hidden = true; }
@@ -151,7 +152,8 @@ export function createGantt({ onOpen } = {}) {
 
     const step = niceStep(b - a, right - label);
     const ticks = [];
-    for (let tick = Math.ceil((a - origin) / step) * step + origin; tick <= b; tick += step) {
+    // Labels stop short of the right edge, where they would be cut off.
+    for (let tick = Math.ceil((a - origin) / step) * step + origin; x(tick) <= right - 48; tick += step) {
       ticks.push(s('g', { class: 'tick' },
         s('line', { x1: x(tick), x2: x(tick), y1: AXIS - 6, y2: total }),
         s('text', { x: x(tick) + 3, y: AXIS - 10 }, offset(tick - origin))));
