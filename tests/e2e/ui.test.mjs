@@ -328,6 +328,32 @@ describe('stagelog web UI', () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it('switches between the attempts of a job sent as seed 004\'s documents', async () => {
+    const at = (s) => new Date(NOW - 7200000 + s * 1000).toISOString();
+    const doc = (n, last) => JSON.stringify({
+      tracking_id: 'job-retry', execution_id: `exec_e2e_${n}`, started_at: at(10 * n),
+      completed_at: at(10 * n + 5), duration_ms: 5000, tier: 'comprehensive',
+      steps: [
+        { step: 'initialization', timestamp: at(10 * n), status: 'completed', message: 'Started' },
+        { step: 'orchestrator_execution', timestamp: at(10 * n + 5), ...last },
+      ],
+    });
+    await api('PUT', '/api/v1/executions/job-retry', doc(1, { status: 'failed', message: 'Processing failed', error_details: 'Error: boom' }), 'application/json');
+    await api('PUT', '/api/v1/executions/job-retry', doc(2, { status: 'completed', message: 'Orchestrator completed' }), 'application/json');
+    await go('#/executions/job-retry');
+    await page.waitForSelector('nav.attempts a[aria-current="page"]');
+    // Their names as a screen reader reads them: number and final status.
+    assert.deepEqual(await page.locator('nav.attempts a').allTextContents(), ['#1, Failed', '#2, Completed']);
+    assert.equal(await page.locator('nav.attempts a[aria-current="page"]').textContent(), '#2, Completed', 'the latest by default');
+    assert.equal(await page.locator('.log-title .badge').textContent(), 'Completed');
+    await page.locator('nav.attempts a', { hasText: '#1' }).click();
+    await page.waitForSelector('li.step-failed pre.error-details');
+    assert.equal(await page.locator('.log-title .badge').textContent(), 'Failed');
+    assert.match(await page.locator('.log-metadata').textContent(), /exec_e2e_1/);
+    assert.deepEqual(await page.locator('.step-offset').allTextContents(), ['+0ms', '+5.0s']);
+    await shot('process-log-attempt-1');
+  });
+
   it('had no console errors or uncaught exceptions on any page', () => {
     assert.deepEqual(problems, []);
   });

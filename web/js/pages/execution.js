@@ -51,19 +51,30 @@ export function mount(main, { path, query }) {
   let stopped = false;
   const idPath = `/api/v1/executions/${encodeURIComponent(id)}`;
 
-  async function load() {
-    replace(main, loading('the process log'));
+  let refresh = null;
+  let shown = null;
+
+  // An execution still in progress is fetched again every few seconds; the page is redrawn
+  // only when something changed, so focus and reading position stay put otherwise.
+  async function load(first = true) {
+    if (first) replace(main, loading('the process log'));
     try {
       const [doc, attempts] = await Promise.all([
         getJson(idPath, attempt ? { attempt } : {}),
         getJson(`${idPath}/attempts`),
       ]);
-      if (!stopped) show(doc, attempts.attempts);
+      if (stopped) return;
+      const seen = JSON.stringify([doc, attempts.attempts]);
+      if (seen !== shown) {
+        shown = seen;
+        show(doc, attempts.attempts);
+      }
+      if (doc.completed_at === undefined) refresh = setTimeout(() => load(false), 5000);
     } catch (error) {
       if (stopped) return;
       replace(main, h('div', { class: 'page-head' },
         h('p', { class: 'crumbs' }, h('a', { href: '#/executions' }, '← Executions')),
-        h('h1', {}, h('span', { class: 'mono' }, id))), failure(error, load));
+        h('h1', {}, h('span', { class: 'mono' }, id))), failure(error, () => load()));
     }
   }
 
@@ -112,5 +123,8 @@ export function mount(main, { path, query }) {
   }
 
   load();
-  return () => { stopped = true; };
+  return () => {
+    stopped = true;
+    clearTimeout(refresh);
+  };
 }

@@ -4,7 +4,7 @@
 
 import { getJson, download } from '../api.js';
 import { h, replace, loading, empty, failure } from '../dom.js';
-import { badge, duration, timeEl, valueText } from '../format.js';
+import { badge, duration, timeEl, valueText, absolute, parseTime } from '../format.js';
 
 const PAGE = 50;
 const RANGES = [
@@ -169,7 +169,8 @@ export function mount(main, { query }) {
         h('a', { href, class: 'mono' }, e.tracking_id),
         e.attempt > 1 ? h('span', { class: 'muted small' }, ` attempt ${e.attempt}`) : null),
       h('td', {}, badge(e.final_status)),
-      h('td', {}, timeEl(e.started_at)),
+      h('td', {}, timeEl(e.started_at),
+        h('span', { class: 'muted small block' }, absolute(parseTime(e.started_at)))),
       h('td', { class: 'num' }, e.duration_ms === null ? h('span', { class: 'muted' }, 'running')
         : duration(e.duration_ms)),
       h('td', { class: 'num' }, String(e.total_steps)),

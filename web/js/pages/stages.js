@@ -48,12 +48,21 @@ function searchWords(pattern) {
 
 export function mount(main, { query }) {
   const range = query.get('range') || '7d';
+  const interval = query.get('interval') || '';
   document.title = 'Stages · stagelog';
   let stopped = false;
 
-  const rangeSelect = h('select', { id: 's-range', name: 'range',
-    onchange() { location.hash = `#/stages?range=${encodeURIComponent(rangeSelect.value)}`; } },
-  RANGES.map(([v, text]) => h('option', { value: v, selected: v === range }, text)));
+  const go = () => {
+    const q = new URLSearchParams({ range: rangeSelect.value });
+    if (intervalSelect.value) q.set('interval', intervalSelect.value);
+    location.hash = `#/stages?${q}`;
+  };
+  const rangeSelect = h('select', { id: 's-range', name: 'range', onchange: go },
+    RANGES.map(([v, text]) => h('option', { value: v, selected: v === range }, text)));
+  // The server picks hours for up to two days and days beyond unless told.
+  const intervalSelect = h('select', { id: 's-interval', name: 'interval', onchange: go },
+    [['', 'Automatic'], ['hour', 'Hour'], ['day', 'Day']].map(([v, text]) =>
+      h('option', { value: v, selected: v === interval }, text)));
   const statsBox = h('div', {});
   const failuresBox = h('div', {});
 
@@ -61,7 +70,8 @@ export function mount(main, { query }) {
     h('div', { class: 'page-head' }, h('h1', {}, 'Stages'),
       h('p', { class: 'lead' }, 'How long each stage takes, how that moves, and how it fails.')),
     h('div', { class: 'filters filters-inline' },
-      h('div', { class: 'field' }, h('label', { for: 's-range' }, 'Range'), rangeSelect)),
+      h('div', { class: 'field' }, h('label', { for: 's-range' }, 'Range'), rangeSelect),
+      h('div', { class: 'field' }, h('label', { for: 's-interval' }, 'Trend per'), intervalSelect)),
     h('section', { class: 'card', 'aria-labelledby': 'durations-title' },
       h('h2', { id: 'durations-title' }, 'Durations'),
       h('ul', { class: 'legend' },
@@ -76,7 +86,7 @@ export function mount(main, { query }) {
   async function loadStats() {
     replace(statsBox, loading('stage statistics'));
     try {
-      const body = await getJson('/api/v1/stats/stages', { since: range });
+      const body = await getJson('/api/v1/stats/stages', { since: range, interval });
       if (stopped) return;
       if (body.stages.length === 0) {
         replace(statsBox, empty('No stage ended in this range.', 'Choose a longer range.'));
