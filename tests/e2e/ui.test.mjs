@@ -272,6 +272,9 @@ describe('stagelog web UI', () => {
     assert.match(await page.locator('.gantt .bar.bar-failed').getAttribute('aria-label'), /^JUDGE on W3, Failed, 1m 29s/);
     await page.waitForSelector('#gantt-tip:not([hidden])');
     assert.match(await page.locator('#gantt-tip').textContent(), /JUDGE.*W3/);
+    await page.focus('.gantt .bar.bar-completed');
+    await page.waitForFunction(() => /FETCH|TRANSFORM/.test(document.querySelector('#gantt-tip').textContent));
+    assert.doesNotMatch(await page.locator('.gantt').textContent(), /null|undefined|NaN/);
     // The running stage grows with the clock.
     const width = Number(await page.locator('.gantt .bar.bar-running').getAttribute('width'));
     await page.waitForFunction((w) => Number(document.querySelector('.gantt .bar.bar-running').getAttribute('width')) > w, width);

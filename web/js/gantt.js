@@ -3,7 +3,7 @@
 // dragging; running stages grow with the clock; the critical path is outlined.
 // SVG built with createElementNS (the CSP allows no inline styles or scripts).
 
-import { h, s } from './dom.js';
+import { h, s, replace } from './dom.js';
 import { duration, offset, absolute, statusKey, statusLabel } from './format.js';
 import { endOf, packRows, criticalPath } from './spans.js';
 
@@ -100,7 +100,7 @@ export function createGantt({ onOpen } = {}) {
 
   function showTip(sp, bar) {
     const t = now();
-    tip.replaceChildren(
+    replace(tip,
       h('p', { class: 'tip-title' }, h('span', { class: 'mono' }, sp.stage), ` · ${sp.worker}`),
       h('p', {}, `${statusLabel(sp.status)} · ${sp.running ? 'running for ' : ''}${duration(endOf(sp, t) - sp.start)}`),
       h('p', { class: 'muted' }, `${offset(sp.start - origin)} · ${absolute(sp.start)}`),
@@ -191,7 +191,7 @@ export function createGantt({ onOpen } = {}) {
     // Keep keyboard focus on the same bar across redraws (running bars redraw every second).
     const focused = svg.contains(document.activeElement) ? document.activeElement : null;
     const focusKey = focused && focused.dataset ? `${focused.dataset.worker}\u0000${focused.dataset.stage}\u0000${focused.getAttribute('y')}` : null;
-    svg.replaceChildren(
+    replace(svg,
       s('defs', {}, s('clipPath', { id: 'gantt-clip' },
         s('rect', { x: label - 2, y: 0, width: right - label + 4, height: total }))),
       s('g', { class: 'axis', 'aria-hidden': 'true' }, ticks), ...laneEls, nowLine);

@@ -195,7 +195,8 @@ export function mount(main, { query }) {
             filtered ? 'Widen the time range or clear a filter.'
               : 'Send events or execution logs to this server and they appear here.'));
         } else {
-          replace(list, h('div', { class: 'table-wrap' }, table));
+          // Focusable: on a narrow screen the table scrolls sideways, by keyboard too.
+          replace(list, h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Executions' }, table));
         }
       }
       for (const e of page.executions) tbody.appendChild(row(e));

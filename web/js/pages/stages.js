@@ -95,7 +95,7 @@ export function mount(main, { query }) {
       const rows = [...body.stages].sort((a, b) => b.p95_ms - a.p95_ms);
       const scale = Math.max(...rows.map((r) => r.max_ms), 1);
       const stageLink = (stage, extra = '') => `#/executions?stage=${encodeURIComponent(stage)}${extra}`;
-      replace(statsBox, h('div', { class: 'table-wrap' }, h('table', { class: 'table stages' },
+      replace(statsBox, h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Stage durations' }, h('table', { class: 'table stages' },
         h('caption', { class: 'visually-hidden' }, `Stage durations, slowest p95 first, ${absolute(parseTime(body.since))} to ${absolute(parseTime(body.until))}`),
         h('thead', {}, h('tr', {},
           h('th', { scope: 'col' }, 'Stage'),
