@@ -303,6 +303,29 @@ describe('stagelog web UI', () => {
     await shot('workers-updated');
   });
 
+  it('colours stuck and silent workers and lists the warnings as they come', async () => {
+    // W2 opened a stage 400 s ago (stuck past the watchdog's 300 s); W1's last heartbeat is
+    // 90 s old (silent past its 60 s). No run: neither belongs to an execution.
+    const late = [
+      ev(Date.now() - 400000, { kind: 'stage', worker: 'W2', stage: 'LONG', status: 'starting' }),
+      ev(Date.now() - 90000, { kind: 'heartbeat', worker: 'W1' }),
+    ];
+    await api('POST', '/api/v1/events', `${late.join('\n')}\n`);
+    await page.waitForSelector('.worker-card[data-worker="W2"][data-state="stuck"]');
+    await page.waitForSelector('.worker-card[data-worker="W1"][data-state="silent"]');
+    const look = (w) => page.$eval(`.worker-card[data-worker="${w}"]`, (el) => {
+      const cs = getComputedStyle(el);
+      return [cs.borderLeftColor, cs.backgroundColor];
+    });
+    assert.deepEqual(await look('W2'), [rgb(239, 68, 68), rgb(254, 242, 242)], 'stuck is red');
+    assert.deepEqual(await look('W1'), [rgb(245, 158, 11), rgb(255, 251, 235)], 'silent is amber');
+    await page.waitForFunction(() => {
+      const text = document.querySelector('ol.notices[aria-live]').textContent;
+      return /stuck stage · W2/.test(text) && /silent · W1/.test(text);
+    });
+    await shot('workers-warnings');
+  });
+
   it('shows stage durations and failure patterns with links to examples', async () => {
     await go('#/stages?range=24h');
     await page.waitForSelector('table.stages tbody tr');

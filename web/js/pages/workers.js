@@ -14,6 +14,8 @@ const STATE_HINTS = {
   crashed: 'the process ended without shutting down',
 };
 const MAX_NOTICES = 50;
+// A warning's colour by its rule, as the board colours the worker it is about.
+const RULE_LOOKS = { stuck_stage: 'stuck', stuck_task: 'stuck', crashed: 'crashed', recovered: 'ok' };
 
 function card(name) {
   const refs = {
@@ -159,7 +161,7 @@ export function mount(main) {
       onEvent(data);
     } else if (type === 'warning') {
       const rule = data.rule || 'warning';
-      notice(notices, `notice-${rule === 'recovered' ? 'ok' : 'warn'}`,
+      notice(notices, `notice-${RULE_LOOKS[rule] || 'warn'}`,
         `${rule.replace(/_/g, ' ')}${data.worker ? ` · ${data.worker}` : ''}${data.stage ? ` · ${data.stage}` : ''}`,
         data.message, parseTime(data.ts));
     } else if (type === 'alert') {
