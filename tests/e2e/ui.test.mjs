@@ -135,6 +135,24 @@ async function go(hash) {
 
 const rgb = (r, g, b) => `rgb(${r}, ${g}, ${b})`;
 
+// Controls a screen reader could not name: inputs without a label, buttons and links without
+// text, focusable chart bars without aria-label.
+function unnamed() {
+  return page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll('input, select, textarea')) {
+      if (el.labels.length === 0 && !el.getAttribute('aria-label')) out.push(el.outerHTML.slice(0, 80));
+    }
+    for (const el of document.querySelectorAll('button, a[href]')) {
+      if (!el.textContent.trim() && !el.getAttribute('aria-label')) out.push(el.outerHTML.slice(0, 80));
+    }
+    for (const el of document.querySelectorAll('[tabindex]')) {
+      if (el.closest('svg') && !el.getAttribute('aria-label')) out.push(el.outerHTML.slice(0, 80));
+    }
+    return out;
+  });
+}
+
 before(async () => {
   assert.ok(BIN, 'STAGELOG_BIN must name the stagelog binary');
   mkdirSync(ARTIFACTS, { recursive: true });
@@ -275,6 +293,19 @@ describe('stagelog web UI', () => {
     await page.focus('.gantt .bar.bar-completed');
     await page.waitForFunction(() => /FETCH|TRANSFORM/.test(document.querySelector('#gantt-tip').textContent));
     assert.doesNotMatch(await page.locator('.gantt').textContent(), /null|undefined|NaN/);
+    // Zoom in doubles the bars' widths; Fit brings them back.
+    const failedWidth = () => page.locator('.gantt .bar.bar-failed').getAttribute('width').then(Number);
+    const before = await failedWidth();
+    await page.getByRole('button', { name: 'Zoom in' }).click();
+    const zoomed = await failedWidth();
+    assert.ok(Math.abs(zoomed / before - 2) < 0.05, `zoomed ${before} → ${zoomed}`);
+    // Keys pan the chart: the bar moves left as the view moves right.
+    const x = await page.locator('.gantt .bar.bar-failed').getAttribute('x').then(Number);
+    await page.focus('.gantt-plot');
+    await page.keyboard.press('ArrowRight');
+    assert.ok(Number(await page.locator('.gantt .bar.bar-failed').getAttribute('x')) < x, 'ArrowRight pans');
+    await page.getByRole('button', { name: 'Fit' }).click();
+    assert.ok(Math.abs((await failedWidth()) - before) < before * 0.05);
     // The running stage grows with the clock.
     const width = Number(await page.locator('.gantt .bar.bar-running').getAttribute('width'));
     await page.waitForFunction((w) => Number(document.querySelector('.gantt .bar.bar-running').getAttribute('width')) > w, width);
@@ -347,6 +378,7 @@ describe('stagelog web UI', () => {
     ]) {
       await go(hash);
       await page.waitForSelector(ready);
+      assert.deepEqual(await unnamed(), [], `${hash}: controls without an accessible name`);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
       assert.ok(overflow <= 0, `${hash} is ${overflow}px wider than the phone`);
       await shot(`phone-${name}`);
