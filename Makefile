@@ -4,12 +4,16 @@
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all setup demo test test-dev test-asan test-tsan bench format clean
+.PHONY: all setup setup-browser demo test test-dev test-asan test-tsan bench format clean
 
 all: demo
 
 setup:
 	@scripts/setup
+
+# The test run also needs chromium, Node.js and playwright-core for the web UI's browser tests.
+setup-browser:
+	@scripts/setup --browser-tests
 
 # stagelog serve on a fresh data folder; the seed pipeline (4 workers, 20 items, WORKTREE -> AGENT
 # -> JUDGE -> CLEANUP) reporting to it through the network sink; then seed 001's
@@ -37,9 +41,10 @@ demo: setup
 	@echo "--- the pipeline's item 13 as stagelog serve keeps it (seed 004's execution log)"
 	@scripts/demo-serve show demo-out/serve item-13
 
-# Unit, integration and CLI tests in the dev build, again under ASan + UBSan, and the
-# recorder's concurrency tests under TSan.
-test: setup test-dev test-asan test-tsan
+# Unit, integration, CLI and browser tests in the dev build (screenshots of each web UI page in
+# build/dev/e2e-artifacts), again under ASan + UBSan but the browser, and the concurrency tests
+# under TSan.
+test: setup-browser test-dev test-asan test-tsan
 
 test-dev:
 	@$(CMAKE) --preset dev >/dev/null

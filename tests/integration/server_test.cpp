@@ -297,7 +297,15 @@ TEST_F(ServerTest, EmbeddedWebUiFilesAreServedByteForByteAndRevalidatedByETag) {
     ASSERT_STATUS(r, 304);
     EXPECT_TRUE(r->body.empty());
   }
-  auto r = client_->Get("/no-such-file.js");
+  // "/" is web/index.html, which loads app.js.
+  auto index = std::find_if(files.begin(), files.end(),
+                            [](const auto& f) { return f.path == "index.html"; });
+  ASSERT_NE(index, files.end());
+  auto r = client_->Get("/");
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->body, index->bytes);
+  EXPECT_THAT(r->body, HasSubstr("app.js"));
+  r = client_->Get("/no-such-file.js");
   ASSERT_STATUS(r, 404);
 }
 
