@@ -327,7 +327,8 @@ struct Watchdog::State {
     w.last_ns = std::max(w.last_ns, e.ts_ns);
     if (e.pid != 0) w.pid = e.pid;
     if (!e.host.empty() && e.host != w.host) w.host = std::string(e.host);
-    if (e.kind != Kind::Heartbeat) {
+    // A heartbeat or the recorder's close would hide what the worker last said.
+    if (e.kind != Kind::Heartbeat && !is_recorder_closed(e)) {
       if (!e.message.empty()) {
         w.last_message.assign(e.message);
       } else if (e.kind == Kind::Stage) {

@@ -903,6 +903,11 @@ TEST(WatchdogTest, ThreadWorkersOfARecorderThatClosedAreDoneNotCrashed) {
   EXPECT_EQ(rows["worker-1"].state, WorkerState::Done);
   EXPECT_EQ(rows["worker-2"].state, WorkerState::Done);
   EXPECT_EQ(rows["gpu-9"].state, WorkerState::Crashed);
+  // The close is attributed to the closing thread's worker, but is not its last words.
+  feed.log(at(3s), "worker-1", "last words");
+  feed.send(at(4s), Kind::Lifecycle, Status::Completed, "worker-1", {}, "recorder closed",
+            {{"recorder_closed", "true"}}, "stagelog");
+  EXPECT_EQ(views(wd, at(5s))["worker-1"].last_message, "last words");
 }
 
 TEST(WatchdogTest, ALifecycleEndWithoutRecorderClosedEndsOnlyItsOwnWorker) {
