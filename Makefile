@@ -20,7 +20,8 @@ setup-browser:
 # GPU agents (4 processes claiming 40 tasks from a file queue), then the live view watching
 # agents of which one, gpu-2, hangs in its first task while still heartbeating: stuck, not
 # dead (a table on a terminal, lines otherwise; tail exits 1 because it raised warnings); last,
-# the failed item's execution log from the server, its URL and the admin token. Output in
+# the failed item's execution log from the server, the web UI's URL and the admin token. The
+# GPU agents report to the server too, so its live board and timelines show them. Output in
 # demo-out/; the server keeps running for the URL (the next make demo stops it).
 STAGELOG := ./build/release/apps/stagelog/stagelog
 demo: setup
@@ -31,10 +32,10 @@ demo: setup
 	$(STAGELOG) parse demo-out/pipeline.log > demo-out/parsed.jsonl
 	@echo "parsed back: demo-out/parsed.jsonl ($$(wc -l < demo-out/parsed.jsonl) events)"
 	$(STAGELOG) summary demo-out/pipeline.log
-	./build/release/examples/gpu_agents --dir demo-out/gpu_agents
+	. demo-out/serve/env && ./build/release/examples/gpu_agents --dir demo-out/gpu_agents
 	@rm -rf demo-out/stuck && mkdir -p demo-out/stuck/logs
 	@echo "--- stagelog tail: gpu-2 hangs for 6 s in its first task"
-	@./build/release/examples/gpu_agents --fast --stuck-agent 2 --dir demo-out/stuck \
+	@. demo-out/serve/env && ./build/release/examples/gpu_agents --fast --stuck-agent 2 --dir demo-out/stuck \
 	  > demo-out/stuck/gpu_agents.out 2>&1 & \
 	$(STAGELOG) tail --exit-when-done --stuck-stage 2s --stuck-task 2s --summary-interval 2s \
 	  demo-out/stuck; status=$$?; wait; test $$status -le 1
