@@ -137,6 +137,11 @@ class Feed {
                  std::string_view message) {
     send(ts, Kind::Lifecycle, status, worker, {}, message, {});
   }
+  // The recorder's close, from the thread that closed it (Core::emit_closed()).
+  void recorder_closed(std::int64_t ts, std::string_view worker) {
+    send(ts, Kind::Lifecycle, Status::Completed, worker, {}, "recorder closed",
+         {{"recorder_closed", "true"}}, "stagelog");
+  }
   void claimed(std::int64_t ts, std::string_view worker, std::string_view id,
                std::string_view cls) {
     std::string message = "Claimed task: " + std::string(id) + " (" + std::string(cls) + ")";
@@ -894,8 +899,7 @@ TEST(WatchdogTest, ThreadWorkersOfARecorderThatClosedAreDoneNotCrashed) {
   feed.stage_end(at(1s), "worker-1", "AGENT");
   feed.stage_start(at(0s), "worker-2", "JUDGE");  // Still open when the process ends.
   feed.stage_start(at(0s), "gpu-9", "AGENT");
-  feed.send(at(2s), Kind::Lifecycle, Status::Completed, "", {}, "recorder closed",
-            {{"recorder_closed", "true"}}, "stagelog");
+  feed.recorder_closed(at(2s), "");
   tick_through(wd, at(1000s));
   EXPECT_THAT(r.messages("crashed"), ElementsAre(StartsWith("Worker gpu-9 ")));
   EXPECT_THAT(r.messages("stuck_stage"), ElementsAre(StartsWith("Stage AGENT on gpu-9 ")));
@@ -905,8 +909,7 @@ TEST(WatchdogTest, ThreadWorkersOfARecorderThatClosedAreDoneNotCrashed) {
   EXPECT_EQ(rows["gpu-9"].state, WorkerState::Crashed);
   // The close is attributed to the closing thread's worker, but is not its last words.
   feed.log(at(3s), "worker-1", "last words");
-  feed.send(at(4s), Kind::Lifecycle, Status::Completed, "worker-1", {}, "recorder closed",
-            {{"recorder_closed", "true"}}, "stagelog");
+  feed.recorder_closed(at(4s), "worker-1");
   EXPECT_EQ(views(wd, at(5s))["worker-1"].last_message, "last words");
 }
 
