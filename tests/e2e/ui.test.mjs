@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -355,6 +355,26 @@ describe('stagelog web UI', () => {
       return /stuck stage · W2/.test(text) && /silent · W1/.test(text);
     });
     await shot('workers-warnings');
+  });
+
+  it('greys out a worker whose process is gone without a shutdown', async () => {
+    // A real process on this host that has ended: the server's watchdog asks the kernel
+    // (kill(pid, 0)) and finds it gone.
+    const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+    const pid = child.pid;
+    await new Promise((r) => child.once('exit', r));
+    await api('POST', '/api/v1/events', `${ev(Date.now(), {
+      kind: 'log', worker: 'W5', message: 'about to vanish', pid, host: hostname(),
+    })}\n`);
+    await page.waitForSelector('.worker-card[data-worker="W5"][data-state="crashed"]');
+    const look = await page.$eval('.worker-card[data-worker="W5"]', (el) => {
+      const cs = getComputedStyle(el);
+      return [cs.borderLeftColor, cs.backgroundColor];
+    });
+    assert.deepEqual(look, [rgb(107, 114, 128), rgb(243, 244, 246)], 'crashed is grey');
+    await page.waitForFunction(() => /crashed · W5/.test(
+      document.querySelector('ol.notices[aria-live]').textContent));
+    await shot('workers-crashed');
   });
 
   it('shows stage durations and failure patterns with links to examples', async () => {
