@@ -63,8 +63,10 @@ struct ServerOptions {
   // Streams open at once. Each holds one of the `threads` for as long as it is open, so this
   // must be below `threads`: default half of them (none when threads is 1). Beyond it: 503.
   std::optional<std::size_t> max_streams;
-  // A stream with nothing to send sends a comment this often (proxies, dead clients).
-  std::chrono::milliseconds stream_keep_alive{15'000};
+  // A stream with nothing to send sends a comment this often (proxies, dead clients). A client
+  // that left is noticed on the second write after it went, so its slot is held up to twice
+  // this: short, because the web UI's live board opens a stream each time it is shown.
+  std::chrono::milliseconds stream_keep_alive{5'000};
 
   // The web UI at "/": the files embedded at build time when empty; else read from this folder
   // on every request (serve --web-dir: working on the UI without rebuilding).
