@@ -293,6 +293,23 @@ describe('stagelog web UI', () => {
     await page.focus('.gantt .bar.bar-completed');
     await page.waitForFunction(() => /FETCH|TRANSFORM/.test(document.querySelector('#gantt-tip').textContent));
     assert.doesNotMatch(await page.locator('.gantt').textContent(), /null|undefined|NaN/);
+    // All bars share one Tab stop; the arrows move between them (down a lane, along a lane).
+    const active = () => page.evaluate(() => {
+      const el = document.activeElement;
+      return `${el.dataset.worker}/${el.dataset.stage}`;
+    });
+    assert.equal(await page.locator('.gantt .bar[tabindex="0"]').count(), 1);
+    await page.focus('.gantt .bar[data-worker="W1"]');
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await active(), 'W2/TRANSFORM');
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await active(), 'W3/FETCH');
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await active(), 'W3/JUDGE');
+    await page.keyboard.press('Tab');  // Out of the chart, and back: the same bar.
+    await page.keyboard.press('Shift+Tab');
+    assert.equal(await active(), 'W3/JUDGE');
+    assert.equal(await page.locator('.gantt .bar[tabindex="0"]').count(), 1);
     // Zoom in doubles the bars' widths; Fit brings them back.
     const failedWidth = () => page.locator('.gantt .bar.bar-failed').getAttribute('width').then(Number);
     const before = await failedWidth();

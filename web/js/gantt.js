@@ -21,11 +21,12 @@ export function createGantt({ onOpen } = {}) {
   let full = null;       // The whole extent.
   let following = true;  // The view's end follows the clock while stages run.
   let origin = 0;        // Time 0 of the axis labels.
+  let activeKey = null;  // The bar that holds the one Tab stop of all bars, across redraws.
 
   const svg = s('svg', { class: 'gantt-svg', role: 'group', 'aria-label': 'Stages per worker' });
   const tip = h('div', { class: 'gantt-tip', role: 'tooltip', id: 'gantt-tip', hidden: true });
   const plot = h('div', { class: 'gantt-plot', tabindex: '0',
-    'aria-label': 'Timeline chart. Plus and minus zoom, left and right arrows pan, 0 resets; Tab moves through the bars.' },
+    'aria-label': 'Timeline chart. Plus and minus zoom, left and right arrows pan, 0 resets; Tab goes to the bars, where the arrows move between them and Enter opens one.' },
   svg);
   const zoomIn = h('button', { type: 'button', class: 'btn btn-small', onclick: () => zoom(0.5) },
     h('span', { 'aria-hidden': 'true' }, '+'), h('span', { class: 'visually-hidden' }, 'Zoom in'));
@@ -174,13 +175,17 @@ export function createGantt({ onOpen } = {}) {
         class: ['bar', `bar-${statusKey(sp.status)}`, sp.running && 'bar-running', crit && 'bar-critical'],
         x: Math.max(x0, label - 2), y: lane.y + LANE_PAD + sp.row * ROW + 2,
         width: Math.max(2, Math.min(x1, right + 2) - Math.max(x0, label - 2)), height: ROW - 4, rx: 3,
-        tabindex: '0', role: 'listitem', 'aria-label': describe(sp, t), 'aria-describedby': 'gantt-tip',
+        tabindex: '-1', role: 'listitem', 'aria-label': describe(sp, t), 'aria-describedby': 'gantt-tip',
         dataset: { stage: sp.stage, status: sp.status, worker: sp.worker },
       });
       bar.addEventListener('mouseenter', () => showTip(sp, bar));
       bar.addEventListener('mouseleave', hideTip);
-      bar.addEventListener('focus', () => showTip(sp, bar));
+      bar.addEventListener('focus', () => {
+        showTip(sp, bar);
+        rove(bar);
+      });
       bar.addEventListener('blur', hideTip);
+      bar.addEventListener('keydown', (e) => moveFrom(bar, e));
       if (onOpen) {
         bar.addEventListener('click', () => onOpen(sp));
         bar.addEventListener('keydown', (e) => { if (e.key === 'Enter') onOpen(sp); });
@@ -190,19 +195,68 @@ export function createGantt({ onOpen } = {}) {
 
     // Keep keyboard focus on the same bar across redraws (running bars redraw every second).
     const focused = svg.contains(document.activeElement) ? document.activeElement : null;
-    const focusKey = focused && focused.dataset ? `${focused.dataset.worker}\u0000${focused.dataset.stage}\u0000${focused.getAttribute('y')}` : null;
+    const focusKey = focused && focused.dataset && focused.classList.contains('bar') ? barKey(focused) : null;
     replace(svg,
       s('defs', {}, s('clipPath', { id: 'gantt-clip' },
         s('rect', { x: label - 2, y: 0, width: right - label + 4, height: total }))),
       s('g', { class: 'axis', 'aria-hidden': 'true' }, ticks), ...laneEls, nowLine);
     if (focusKey) {
       for (const bar of svg.querySelectorAll('.bar')) {
-        if (`${bar.dataset.worker}\u0000${bar.dataset.stage}\u0000${bar.getAttribute('y')}` === focusKey) {
+        if (barKey(bar) === focusKey) {
           bar.focus({ preventScroll: true });
           break;
         }
       }
     }
+    const bars = [...svg.querySelectorAll('.bar')];
+    rove(bars.find((bar) => barKey(bar) === activeKey) || bars[0]);
+  }
+
+  function barKey(bar) {
+    return `${bar.dataset.worker}\u0000${bar.dataset.stage}\u0000${bar.getAttribute('y')}`;
+  }
+
+  // One Tab stop for all the bars (a big run has hundreds): the bar last focused, or the first.
+  // The arrows move between bars: left and right along a lane, up and down to the bar of the
+  // next lane that starts nearest; Home and End go to the first and last bar.
+  function rove(target) {
+    if (!target) return;
+    for (const bar of svg.querySelectorAll('.bar[tabindex="0"]')) {
+      if (bar !== target) bar.setAttribute('tabindex', '-1');
+    }
+    target.setAttribute('tabindex', '0');
+    activeKey = barKey(target);
+  }
+
+  function moveFrom(bar, e) {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const lanesEls = [...svg.querySelectorAll('g.lane')].filter((g) => g.querySelector('.bar'));
+    const lane = bar.closest('g.lane');
+    const inLane = [...lane.querySelectorAll('.bar')];
+    const all = [...svg.querySelectorAll('.bar')];
+    const xOf = (el) => Number(el.getAttribute('x'));
+    let next = null;
+    if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+      const sorted = inLane.sort((p, q) => xOf(p) - xOf(q));
+      next = sorted[sorted.indexOf(bar) + (e.key === 'ArrowRight' ? 1 : -1)];
+    } else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      const other = lanesEls[lanesEls.indexOf(lane) + (e.key === 'ArrowDown' ? 1 : -1)];
+      if (other) {
+        const x0 = xOf(bar);
+        next = [...other.querySelectorAll('.bar')]
+          .reduce((best, el) => (!best || Math.abs(xOf(el) - x0) < Math.abs(xOf(best) - x0) ? el : best), null);
+      }
+    } else if (e.key === 'Home') {
+      next = all[0];
+    } else if (e.key === 'End') {
+      next = all[all.length - 1];
+    } else {
+      return;
+    }
+    // The plot's own keys (pan) do not apply while a bar has the focus.
+    e.preventDefault();
+    e.stopPropagation();
+    if (next) next.focus();
   }
 
   // Zoom with ctrl (or ⌘) + wheel around the pointer; plain wheel scrolls the page as usual.
