@@ -121,18 +121,8 @@ class FailingStore final : public test::ForwardingStore {
 std::string event_line(std::string_view run, std::string_view kind, std::string_view stage,
                        std::string_view status, std::int64_t ts_ns,
                        const std::string& fields = "{}") {
-  OrderedJson j = OrderedJson::object();
-  j["ts_ns"] = ts_ns;
-  j["kind"] = kind;
-  j["level"] = "info";
-  j["run"] = run;
-  j["worker"] = "T0_00";
-  j["component"] = "app";
-  j["stage"] = stage;
-  j["status"] = status;
-  j["message"] = "";
-  j["fields"] = OrderedJson::parse(fields);
-  return j.dump();
+  return ndjson_line({.run = run, .kind = kind, .stage = stage, .status = status, .ts_ns = ts_ns,
+                      .fields = OrderedJson::parse(fields)});
 }
 
 class ServerTest : public ::testing::Test {
@@ -1111,20 +1101,12 @@ TEST_F(ServerTest, ListingRefusesBadParametersWithTheReason) {
 std::string worker_line(std::string_view run, std::string_view worker, std::string_view stage,
                         std::string_view status, std::int64_t ts_ns, std::int64_t elapsed_ms = -1,
                         std::string_view error = "") {
-  OrderedJson j = OrderedJson::object();
-  j["ts_ns"] = ts_ns;
-  j["kind"] = "stage";
-  j["level"] = status == "failed" ? "error" : "info";
-  j["run"] = run;
-  j["worker"] = worker;
-  j["component"] = "app";
-  j["stage"] = stage;
-  j["status"] = status;
-  j["message"] = error;
-  if (elapsed_ms >= 0) j["elapsed_ns"] = elapsed_ms * 1'000'000;
-  j["fields"] = OrderedJson::object();
-  if (!error.empty()) j["fields"]["error_details"] = error;
-  return j.dump() + "\n";
+  OrderedJson fields = OrderedJson::object();
+  if (!error.empty()) fields["error_details"] = error;
+  return ndjson_line({.run = run, .stage = stage, .status = status, .ts_ns = ts_ns,
+                      .worker = worker, .level = status == "failed" ? "error" : "info",
+                      .message = error, .elapsed_ms = elapsed_ms, .fields = std::move(fields)}) +
+         "\n";
 }
 
 class SearchAndStatsTest : public ServerTest {

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "events.hpp"
 #include "eventually.hpp"
 #include "fake_clock.hpp"
 #include "format/sse.hpp"
@@ -46,17 +47,9 @@ constexpr auto kPatience = kDefaultPatience;
 std::string line(const std::string& worker, const std::string& kind, const std::string& stage,
                  const std::string& status, std::int64_t ts_ns, const std::string& run = "job-1",
                  const std::string& message = "") {
-  Json j;
-  j["ts_ns"] = ts_ns;
-  j["kind"] = kind;
-  j["level"] = "info";
-  j["run"] = run;
-  j["worker"] = worker;
-  j["component"] = "app";
-  j["stage"] = stage;
-  j["status"] = status;
-  j["message"] = message;
-  return j.dump() + "\n";
+  return ndjson_line({.run = run, .kind = kind, .stage = stage, .status = status, .ts_ns = ts_ns,
+                      .worker = worker, .message = message}) +
+         "\n";
 }
 
 // One stream, read on the test's thread: what has arrived is parsed as it comes.

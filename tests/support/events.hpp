@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +42,37 @@ inline OwnedEvent run_event(std::string run, Kind kind, Status status, std::int6
   e.run = std::move(run);
   e.stage = std::move(stage);
   return e;
+}
+
+// One NDJSON line (no newline) as JsonlSink writes an event and POST /api/v1/events takes it:
+// for tests that feed the server. Component "app"; elapsed_ns written when elapsed_ms >= 0.
+struct EventLine {
+  std::string_view run{};
+  std::string_view kind = "stage";
+  std::string_view stage{};
+  std::string_view status{};
+  std::int64_t ts_ns = 0;
+  std::string_view worker = "T0_00";
+  std::string_view level = "info";
+  std::string_view message{};
+  std::int64_t elapsed_ms = -1;
+  nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+};
+
+inline std::string ndjson_line(const EventLine& e) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  j["ts_ns"] = e.ts_ns;
+  j["kind"] = e.kind;
+  j["level"] = e.level;
+  j["run"] = e.run;
+  j["worker"] = e.worker;
+  j["component"] = "app";
+  j["stage"] = e.stage;
+  j["status"] = e.status;
+  j["message"] = e.message;
+  if (e.elapsed_ms >= 0) j["elapsed_ns"] = e.elapsed_ms * 1'000'000;
+  j["fields"] = e.fields;
+  return j.dump();
 }
 
 }  // namespace stagelog::test
