@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "base/time_text.hpp"
 #include "bench_support.hpp"
 #include "format/format.hpp"
 #include "stagelog/parse.hpp"
@@ -46,7 +47,7 @@ void append_event(std::string& out, std::int64_t ts, const char* kind, const cha
                   const std::string& run, const std::string& worker, const char* stage,
                   const char* status, std::int64_t elapsed, const char* message) {
   out += R"({"ts":")";
-  stagelog::detail::append_timestamp(out, ts);
+  stagelog::detail::append_iso_timestamp(out, ts);
   out += R"(","ts_ns":)" + std::to_string(ts) + R"(,"kind":")" + kind + R"(","level":")" +
          level + R"(","run":")" + run + R"(","worker":")" + worker +
          R"(","component":"pipeline","stage":")" + stage + '"';
@@ -293,7 +294,7 @@ void bm_execution_log(benchmark::State& state) {
     stagelog::store::SqliteStore fill(path, fast);
     std::vector<stagelog::store::ExecutionWrite> writes;
     for (int i = 0; i < kExecutions; ++i) {
-      stagelog::server::Execution e;
+      stagelog::Execution e;
       e.tracking_id = "T" + std::to_string(i);
       e.execution_id = "exec_1767555015234_" + std::to_string(i);
       e.started_at_ns = kStart + std::int64_t{i} * 1'000'000;
@@ -304,7 +305,7 @@ void bm_execution_log(benchmark::State& state) {
                                            "orchestrator_execution", "orchestrator_execution",
                                            "storage", "error_handling"};
       for (int s = 0; s < 6; ++s) {
-        stagelog::server::Step step;
+        stagelog::Step step;
         step.step = kSteps[s];
         step.timestamp_ns = e.started_at_ns + std::int64_t{s} * 30'000'000'000;
         step.status = s == 5 ? "failed" : (s == 2 ? "in_progress" : "completed");

@@ -39,10 +39,10 @@ constexpr std::int64_t kMs = 1'000'000;
 constexpr int kAttempts = 125'000;
 constexpr int kStepsPerAttempt = 8;
 
-stagelog::server::Execution make_attempt(int i) {
+stagelog::Execution make_attempt(int i) {
   static const char* const kStages[] = {"WORKTREE", "AGENT", "JUDGE", "CLEANUP"};
   static const char* const kTiers[] = {"gold", "basic", "comprehensive"};
-  stagelog::server::Execution e;
+  stagelog::Execution e;
   e.tracking_id = "item-" + std::to_string(i);
   e.execution_id = "exec_1767555015234_" + std::to_string(i);
   e.started_at_ns = kStart + static_cast<std::int64_t>(i) * (7 * kDay / kAttempts);
@@ -52,7 +52,7 @@ stagelog::server::Execution make_attempt(int i) {
   std::int64_t t = e.started_at_ns;
   for (int s = 0; s < 4; ++s) {
     const char* stage = kStages[s];
-    stagelog::server::Step start;
+    stagelog::Step start;
     start.step = stage;
     start.timestamp_ns = t;
     start.status = "in_progress";
@@ -61,7 +61,7 @@ stagelog::server::Execution make_attempt(int i) {
     e.steps.push_back(start);
     std::int64_t ms = 200 + (i * 7919 + s * 104729) % (s == 1 ? 30'000 : 3'000);
     t += ms * kMs;
-    stagelog::server::Step end = start;
+    stagelog::Step end = start;
     end.timestamp_ns = t;
     end.custom_json = R"({"worker":")" + worker + R"(","duration_ms":)" + std::to_string(ms) + "}";
     if (fails && s == 2) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/errno_text.hpp"
 #include "commands.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
@@ -71,7 +72,7 @@ Command add_parse(CLI::App& app) {
         continue;
       }
       std::ifstream in(file, std::ios::binary);
-      if (!in) throw Error("cannot open " + file + ": " + std::strerror(errno));
+      if (!in) throw Error("cannot open " + file + ": " + detail::errno_text(errno));
       skipped += parse_stream(in, file, *options);
     }
     std::fflush(stdout);

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/errno_text.hpp"
 #include "commands.hpp"
 #include "duration.hpp"
 #include "stagelog/agent.hpp"
@@ -153,7 +154,7 @@ class Fd {
 // 1 and 2 never meets an end that already has that number (when we were started with stdout
 // closed).
 std::pair<Fd, Fd> make_pipe(bool nonblocking_read, bool nonblocking_write) {
-  auto fail = [] { throw Error(std::string("pipe: ") + std::strerror(errno)); };
+  auto fail = [] { throw Error(std::string("pipe: ") + detail::errno_text(errno)); };
   int ends[2];
   if (::pipe2(ends, O_CLOEXEC) != 0) fail();
   Fd read_end(ends[0]);
@@ -406,7 +407,7 @@ int run_command(const RunOptions& o) {
     err_write.reset();
     if (child.error != 0) {
       outcome.exit_code = child.error == ENOENT ? kNotFound : kNotExecutable;
-      outcome.failure = "cannot run " + o.command[0] + ": " + std::strerror(child.error);
+      outcome.failure = "cannot run " + o.command[0] + ": " + detail::errno_text(child.error);
       stage.fail(outcome.failure, kv("exit_code", outcome.exit_code));
       agent.shutdown();
       recorder.flush();
@@ -473,7 +474,7 @@ int run_command(const RunOptions& o) {
       auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_beat - Clock::now());
       int timeout = static_cast<int>(std::max<std::int64_t>(0, wait.count()));
       int ready = ::poll(fds.data(), fds.size(), timeout);
-      if (ready < 0 && errno != EINTR) throw Error(std::string("poll: ") + std::strerror(errno));
+      if (ready < 0 && errno != EINTR) throw Error(std::string("poll: ") + detail::errno_text(errno));
       if (ready > 0) {
         if (fds[0].revents != 0) on_signals();
         for (std::size_t i = 1; i < fds.size(); ++i) {

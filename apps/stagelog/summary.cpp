@@ -22,6 +22,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/duration.hpp"
+#include "base/errno_text.hpp"
+#include "base/time_text.hpp"
 #include "commands.hpp"
 #include "format/format.hpp"
 #include "stagelog/error.hpp"
@@ -52,25 +55,11 @@ std::int64_t saturating_sub(std::int64_t later, std::int64_t earlier) {
   return __builtin_sub_overflow(later, earlier, &difference) ? kInt64Max : difference;
 }
 
-// "13.2s" from one second up, "0.042s" below: as the text lines write elapsed times.
-std::string seconds_text(std::int64_t ns) {
-  std::string out;
-  detail::append_seconds(out, ns);
-  return out + "s";
-}
-
 // Seconds as a JSON number: exact to the nanosecond, shortest form ("13.2", "0.042").
 std::string seconds_json(std::int64_t ns) {
   char buf[32];
   auto r = std::to_chars(buf, buf + sizeof buf, static_cast<double>(ns) / 1e9);
   return std::string(buf, r.ptr);
-}
-
-// "2026-01-04T19:30:15.234Z", as the text lines write timestamps.
-std::string timestamp_text(std::int64_t ts_ns) {
-  std::string out;
-  detail::append_timestamp(out, ts_ns);
-  return out;
 }
 
 using detail::append_json_string;
@@ -228,10 +217,10 @@ class Summary {
       for (const auto* entry : order_) {
         const Durations& d = entry->second;
         auto time = [&](std::size_t p) {
-          return d.ns.empty() ? std::string("-") : seconds_text(d.percentile(p));
+          return d.ns.empty() ? std::string("-") : detail::elapsed_seconds_text(d.percentile(p));
         };
         table.add({cell(entry->first), std::to_string(d.count), std::to_string(d.failed), time(50),
-                   time(95), time(100), d.ns.empty() ? "-" : seconds_text(d.total)});
+                   time(95), time(100), d.ns.empty() ? "-" : detail::elapsed_seconds_text(d.total)});
       }
       table.print(out);
     }
@@ -242,8 +231,8 @@ class Summary {
     } else {
       out += std::to_string(runs_.count) + " ended, " + std::to_string(runs_.failed) + " failed";
       if (!runs_.ns.empty()) {
-        out += "; p50 " + seconds_text(runs_.percentile(50)) + ", p95 " +
-               seconds_text(runs_.percentile(95)) + ", max " + seconds_text(runs_.percentile(100));
+        out += "; p50 " + detail::elapsed_seconds_text(runs_.percentile(50)) + ", p95 " +
+               detail::elapsed_seconds_text(runs_.percentile(95)) + ", max " + detail::elapsed_seconds_text(runs_.percentile(100));
       }
       out += '\n';
     }
@@ -266,10 +255,10 @@ class Summary {
         std::vector<std::string> row = {cell(entry->first), std::to_string(w.items())};
         for (const auto* stage : order_) {
           auto it = w.stage_ns.find(stage->first);
-          row.push_back(it == w.stage_ns.end() ? "-" : seconds_text(it->second));
+          row.push_back(it == w.stage_ns.end() ? "-" : detail::elapsed_seconds_text(it->second));
         }
         row.push_back(w.slowest_ns < 0 ? "-"
-                                       : cell(w.slowest_stage) + " " + seconds_text(w.slowest_ns));
+                                       : cell(w.slowest_stage) + " " + detail::elapsed_seconds_text(w.slowest_ns));
         table.add(std::move(row));
       }
       table.print(out);
@@ -279,11 +268,11 @@ class Summary {
       out += "\nStuck candidates: none\n";
     } else {
       out += "\nStuck candidates, started and not ended by the last event (" +
-             timestamp_text(*last_ns_) + "):\n";
+             detail::iso_timestamp(*last_ns_) + "):\n";
       Table table({"WORKER", "STAGE", "STARTED", "OPEN FOR"}, {false, false, false, true});
       for (const auto& s : stuck_) {
-        table.add({cell(s.worker), cell(s.stage), timestamp_text(s.started_ns),
-                   seconds_text(saturating_sub(*last_ns_, s.started_ns))});
+        table.add({cell(s.worker), cell(s.stage), detail::iso_timestamp(s.started_ns),
+                   detail::elapsed_seconds_text(saturating_sub(*last_ns_, s.started_ns))});
       }
       table.print(out);
     }
@@ -351,7 +340,7 @@ class Summary {
       append_json_string(out, s.worker);
       out += ",\"stage\":";
       append_json_string(out, s.stage);
-      out += ",\"started\":\"" + timestamp_text(s.started_ns) +
+      out += ",\"started\":\"" + detail::iso_timestamp(s.started_ns) +
              "\",\"open_s\":" + seconds_json(saturating_sub(*last_ns_, s.started_ns)) + '}';
     }
     out += "],\"lines\":" + std::to_string(lines_) + ",\"skipped\":" + std::to_string(skipped_) +
@@ -471,10 +460,10 @@ Command add_summary(CLI::App& app) {
       }
       std::error_code ec;
       if (std::filesystem::is_directory(file, ec)) {
-        throw Error("cannot open " + file + ": " + std::strerror(EISDIR));
+        throw Error("cannot open " + file + ": " + detail::errno_text(EISDIR));
       }
       std::ifstream in(file, std::ios::binary);
-      if (!in) throw Error("cannot open " + file + ": " + std::strerror(errno));
+      if (!in) throw Error("cannot open " + file + ": " + detail::errno_text(errno));
       read_stream(in, file, *options, summary);
     }
     std::string out;

@@ -30,11 +30,14 @@
 #include <utility>
 #include <vector>
 
+#include "base/duration.hpp"
+#include "base/time.hpp"
+#include "base/time_text.hpp"
 #include "commands.hpp"
 #include "duration.hpp"
 #include "format/format.hpp"
 #include "format/sse.hpp"
-#include "sinks/http_client.hpp"
+#include "net/http_client.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/watchdog.hpp"
@@ -103,34 +106,6 @@ WatchdogOptions watchdog_options(const TailOptions& o) {
   add_overrides(w.request_thresholds, o.request_overrides, "--request");
   w.check_processes = !o.no_pid_check && !o.replay;
   return w;
-}
-
-std::int64_t realtime_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-std::string timestamp(std::int64_t ns) {
-  std::string out;
-  detail::append_timestamp(out, ns);
-  return out;
-}
-
-// "4.2s", "3m 05s", "1h 02m".
-std::string age(std::int64_t ns) {
-  if (ns < 0) ns = 0;
-  double s = static_cast<double>(ns) / 1e9;
-  char buf[32];
-  if (s < 60) {
-    std::snprintf(buf, sizeof buf, "%.1fs", s);
-  } else if (s < 3600) {
-    std::snprintf(buf, sizeof buf, "%dm %02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  } else {
-    std::snprintf(buf, sizeof buf, "%dh %02dm", static_cast<int>(s) / 3600,
-                  static_cast<int>(s) % 3600 / 60);
-  }
-  return buf;
 }
 
 // --- Following files ------------------------------------------------------------------------
@@ -522,7 +497,7 @@ class View {
       if (rule == "running") return;
       if (e.level >= Level::Warning) ++warnings_;
     }
-    std::string line = timestamp(e.ts_ns) + " " + std::string(level_name(e.level)) + " [" +
+    std::string line = detail::iso_timestamp(e.ts_ns) + " " + std::string(level_name(e.level)) + " [" +
                        std::string(e.worker) + "] " + std::string(e.message);
     if (terminal_) {
       if (e.level < Level::Warning) {
@@ -544,7 +519,7 @@ class View {
       if (it == states_.end()) {
         states_.emplace(w.worker, w.state);
         std::string what = w.stage.empty() ? "" : " (stage " + w.stage + ")";
-        std::printf("%s [%s] %s%s\n", timestamp(now).c_str(), w.worker.c_str(),
+        std::printf("%s [%s] %s%s\n", detail::iso_timestamp(now).c_str(), w.worker.c_str(),
                     std::string(worker_state_name(w.state)).c_str(), what.c_str());
         continue;
       }
@@ -553,7 +528,7 @@ class View {
       if (!options_.verbose && !interesting(was) && !interesting(w.state)) continue;
       std::string what = w.stage.empty() ? "" : " (stage " + w.stage + ")";
       if (w.stage.empty() && !w.task.empty()) what = " (task " + w.task + ")";
-      std::printf("%s [%s] %s -> %s%s\n", timestamp(now).c_str(), w.worker.c_str(),
+      std::printf("%s [%s] %s -> %s%s\n", detail::iso_timestamp(now).c_str(), w.worker.c_str(),
                   std::string(worker_state_name(was)).c_str(),
                   std::string(worker_state_name(w.state)).c_str(), what.c_str());
     }
@@ -584,7 +559,7 @@ class View {
       }
       out += "\r\n";
     };
-    std::string head = "stagelog tail  " + timestamp(now) + "  " + std::to_string(workers.size()) +
+    std::string head = "stagelog tail  " + detail::iso_timestamp(now) + "  " + std::to_string(workers.size()) +
                        " workers:";
     for (auto s : {WorkerState::Running, WorkerState::Idle, WorkerState::Stuck,
                    WorkerState::Silent, WorkerState::Crashed, WorkerState::Done}) {
@@ -624,10 +599,10 @@ class View {
         line("... " + std::to_string(workers.size() - static_cast<std::size_t>(shown)) + " more");
         break;
       }
-      std::string in_stage = w.stage.empty() ? "-" : age(now - w.stage_since_ns);
+      std::string in_stage = w.stage.empty() ? "-" : detail::compact_duration(now - w.stage_since_ns);
       std::snprintf(buf, sizeof buf, "%-14.14s %-8s %-22.22s %9s %9s %6llu %6llu  %s",
                     w.worker.c_str(), state.c_str(), stage.c_str(), in_stage.c_str(),
-                    age(now - w.last_event_ns).c_str(),
+                    detail::compact_duration(now - w.last_event_ns).c_str(),
                     static_cast<unsigned long long>(w.tasks_done + w.stages_done),
                     static_cast<unsigned long long>(w.tasks_failed + w.stages_failed),
                     w.last_message.c_str());
@@ -652,7 +627,7 @@ class View {
   void final_report(const Watchdog& watchdog, std::int64_t now) const {
     for (const auto& r : recent_) std::printf("%s\n", r.c_str());
     for (const auto& w : watchdog.workers(now)) {
-      std::string where = !w.stage.empty() ? " in stage " + w.stage + " for " + age(now - w.stage_since_ns)
+      std::string where = !w.stage.empty() ? " in stage " + w.stage + " for " + detail::compact_duration(now - w.stage_since_ns)
                                            : "";
       std::printf("%-14s %-8s done %llu, failed %llu%s\n", w.worker.c_str(),
                   std::string(worker_state_name(w.state)).c_str(),
@@ -763,7 +738,7 @@ int follow(const TailOptions& options) {
   bool typing = false;
   std::int64_t last_draw = 0;
   while (!g_stop.load()) {
-    std::int64_t now = realtime_ns();
+    std::int64_t now = detail::realtime_ns();
     auto observe = [&](const OwnedEvent& owned) {
       Event e = owned.view();
       if (e.component != "watchdog" && e.level >= Level::Warning) view.report(e);
@@ -784,14 +759,14 @@ int follow(const TailOptions& options) {
     } else if (server) {
       for (const auto& note : server->take_notes()) {
         Event e;
-        e.ts_ns = realtime_ns();
+        e.ts_ns = detail::realtime_ns();
         e.level = Level::Warning;
         e.worker = "server";
         e.message = note;
         view.report(e);  // Shown with the warnings (not counted: not the watchdog's).
       }
     }
-    now = realtime_ns();
+    now = detail::realtime_ns();
     watchdog.tick(now);
     view.transitions(watchdog, now);
     if (options.exit_when_done && all_finished(watchdog, now)) break;
@@ -826,7 +801,7 @@ int follow(const TailOptions& options) {
       last_draw = 0;
     }
   }
-  std::int64_t end = realtime_ns();
+  std::int64_t end = detail::realtime_ns();
   if (screen) {
     screen.reset();
     view.final_report(watchdog, end);

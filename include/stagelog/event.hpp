@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace stagelog {
 
@@ -68,6 +70,44 @@ struct Event {
   // The message already says what the fields hold ("Claimed task: d5de16d7 (load_llm)"):
   // text formats leave the fields out, JSON keeps them.
   bool fields_in_message = false;
+};
+
+// An event that owns its strings: one read back from a file or received over the network.
+// view() is valid while the OwnedEvent lives and is not modified.
+struct OwnedEvent {
+  std::int64_t ts_ns = 0;
+  Kind kind = Kind::Log;
+  Level level = Level::Info;
+  Status status = Status::None;
+  std::string run;
+  std::string worker;
+  std::string component;
+  std::string stage;
+  std::string message;
+  std::optional<std::int64_t> elapsed_ns;
+  std::int64_t pid = 0;
+  std::string host;
+  bool fields_in_message = false;
+
+  OwnedEvent() = default;
+  explicit OwnedEvent(const Event& event);  // A deep copy.
+  OwnedEvent(const OwnedEvent& other);
+  OwnedEvent& operator=(const OwnedEvent& other);
+  OwnedEvent(OwnedEvent&&) noexcept = default;
+  OwnedEvent& operator=(OwnedEvent&&) noexcept = default;
+  ~OwnedEvent() = default;
+
+  // Adds a field, copying the key and a string value.
+  void add_field(std::string_view key, FieldValue value);
+  std::span<const Field> fields() const noexcept { return fields_; }
+  // The first field with this key, or nullptr.
+  const FieldValue* field(std::string_view key) const noexcept;
+  // An Event whose views point into this object: valid while it lives unchanged.
+  Event view() const noexcept;
+
+ private:
+  std::deque<std::string> strings_;  // Keys and string values; a deque keeps their addresses.
+  std::vector<Field> fields_;
 };
 
 // The event a recorder writes when it closes normally (its destructor, or exit()): lifecycle,

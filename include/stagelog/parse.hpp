@@ -1,7 +1,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <span>
 #include <optional>
 #include <string>
@@ -39,44 +38,6 @@ std::string to_json(const ParsedLine& line);
 
 // "2026-01-04T19:30:15.234Z" (fraction optional, 1-9 digits) to ns since the epoch.
 std::optional<std::int64_t> parse_timestamp(std::string_view text) noexcept;
-
-// An event that owns its strings: one read back from a file or received over the network.
-// view() is valid while the OwnedEvent lives and is not modified.
-struct OwnedEvent {
-  std::int64_t ts_ns = 0;
-  Kind kind = Kind::Log;
-  Level level = Level::Info;
-  Status status = Status::None;
-  std::string run;
-  std::string worker;
-  std::string component;
-  std::string stage;
-  std::string message;
-  std::optional<std::int64_t> elapsed_ns;
-  std::int64_t pid = 0;
-  std::string host;
-  bool fields_in_message = false;
-
-  OwnedEvent() = default;
-  explicit OwnedEvent(const Event& event);  // A deep copy.
-  OwnedEvent(const OwnedEvent& other);
-  OwnedEvent& operator=(const OwnedEvent& other);
-  OwnedEvent(OwnedEvent&&) noexcept = default;
-  OwnedEvent& operator=(OwnedEvent&&) noexcept = default;
-  ~OwnedEvent() = default;
-
-  // Adds a field, copying the key and a string value.
-  void add_field(std::string_view key, FieldValue value);
-  std::span<const Field> fields() const noexcept { return fields_; }
-  // The first field with this key, or nullptr.
-  const FieldValue* field(std::string_view key) const noexcept;
-  // An Event whose views point into this object: valid while it lives unchanged.
-  Event view() const noexcept;
-
- private:
-  std::deque<std::string> strings_;  // Keys and string values; a deque keeps their addresses.
-  std::vector<Field> fields_;
-};
 
 // One JSONL line as JsonlSink writes it ({"ts", "ts_ns", "kind", "level", "run", "worker",
 // "component", "stage", "status", "elapsed_ns", "message", "fields", "pid", "host"}) read back.

@@ -2,25 +2,14 @@
 
 #include <atomic>
 #include <cstdint>
-#include <ctime>
+
+#include "base/time.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
 #endif
 
 namespace stagelog::detail {
-
-inline std::int64_t realtime_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-inline std::int64_t steady_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 // Ticks for the hot path: the time-stamp counter where the CPU has one, else CLOCK_MONOTONIC
 // in ns.

@@ -5,7 +5,7 @@
 #include <cctype>
 #include <string>
 
-#include "format/ascii.hpp"
+#include "base/ascii.hpp"
 
 namespace stagelog {
 

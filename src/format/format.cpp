@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/duration.hpp"
+#include "base/time_text.hpp"
+
 namespace stagelog::detail {
 
 namespace {
@@ -14,31 +17,6 @@ void append_int(std::string& out, T v) {
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
 }
-
-void append_2(char* p, unsigned v) {
-  p[0] = static_cast<char>('0' + v / 10);
-  p[1] = static_cast<char>('0' + v % 10);
-}
-
-// Days since 1970-01-01 to a proleptic Gregorian date (era arithmetic over 400-year cycles).
-void civil_from_days(std::int64_t z, int& year, unsigned& month, unsigned& day) {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  day = doy - (153 * mp + 2) / 5 + 1;
-  month = mp < 10 ? mp + 3 : mp - 9;
-  year = static_cast<int>(yoe + era * 400 + (month <= 2 ? 1 : 0));
-}
-
-// The "YYYY-MM-DDTHH:MM:SS" part changes once a second: cache it per thread.
-struct SecondCache {
-  std::int64_t second = -1;
-  char text[20];
-};
-thread_local SecondCache t_second_cache;
 
 bool needs_quotes(std::string_view s) {
   if (s.empty()) return true;
@@ -146,56 +124,6 @@ std::size_t invalid_utf8_at(std::string_view s) {
   return std::string_view::npos;
 }
 
-void append_timestamp(std::string& out, std::int64_t ts_ns) {
-  if (ts_ns < 0) ts_ns = 0;
-  std::int64_t second = ts_ns / 1'000'000'000;
-  auto ms = static_cast<unsigned>((ts_ns / 1'000'000) % 1000);
-  SecondCache& cache = t_second_cache;
-  if (cache.second != second) {
-    int year;
-    unsigned month, day;
-    civil_from_days(second / 86400, year, month, day);
-    auto sod = static_cast<unsigned>(second % 86400);
-    char* p = cache.text;
-    auto y = static_cast<unsigned>(year % 10000);
-    p[0] = static_cast<char>('0' + y / 1000);
-    p[1] = static_cast<char>('0' + y / 100 % 10);
-    p[2] = static_cast<char>('0' + y / 10 % 10);
-    p[3] = static_cast<char>('0' + y % 10);
-    p[4] = '-';
-    append_2(p + 5, month);
-    p[7] = '-';
-    append_2(p + 8, day);
-    p[10] = 'T';
-    append_2(p + 11, sod / 3600);
-    p[13] = ':';
-    append_2(p + 14, sod / 60 % 60);
-    p[16] = ':';
-    append_2(p + 17, sod % 60);
-    cache.second = second;
-  }
-  char tail[6] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
-                  static_cast<char>('0' + ms % 10), 'Z', 0};
-  out.append(cache.text, 19);
-  out.append(tail, 5);
-}
-
-void append_seconds(std::string& out, std::int64_t ns) {
-  if (ns < 0) ns = 0;
-  // Rounded by halves without adding (an elapsed_ns read from a file may be near INT64_MAX).
-  std::int64_t ms = ns / 1'000'000 + (ns % 1'000'000 >= 500'000);
-  if (ms >= 1000) {  // One second or more once rounded: one decimal.
-    std::int64_t tenths = ns / 100'000'000 + (ns % 100'000'000 >= 50'000'000);
-    append_int(out, tenths / 10);
-    out += '.';
-    out += static_cast<char>('0' + tenths % 10);
-  } else {
-    char buf[6] = {'0', '.', static_cast<char>('0' + ms / 100 % 10),
-                   static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10), 0};
-    out.append(buf, 5);
-  }
-}
-
 void append_escaped_text(std::string& out, std::string_view s) {
   std::size_t start = 0;
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -223,7 +151,7 @@ namespace {
 void append_elapsed(const Event& e, std::string& out) {
   if (e.elapsed_ns) {
     out += " (";
-    append_seconds(out, *e.elapsed_ns);
+    append_elapsed_seconds(out, *e.elapsed_ns);
     out += "s)";
   }
 }
@@ -280,7 +208,7 @@ void append_stage_status(const Event& e, std::string& out) {
 
 bool format_text(const Event& e, std::string& out) {
   if (is_silent(e)) return false;
-  append_timestamp(out, e.ts_ns);
+  append_iso_timestamp(out, e.ts_ns);
   out += " [";
   append_escaped_text(out, e.worker);
   out += "] ";
@@ -298,17 +226,9 @@ bool format_text(const Event& e, std::string& out) {
   return true;
 }
 
-void append_python_timestamp(std::string& out, std::int64_t ts_ns) {
-  std::size_t at = out.size();
-  append_timestamp(out, ts_ns);  // 2026-02-04T19:36:20.123Z
-  out[at + 10] = ' ';
-  out[at + 19] = ',';
-  out.pop_back();  // The Z.
-}
-
 bool format_worker_line(const Event& e, std::string_view worker_label, std::string& out) {
   if (is_silent(e)) return false;
-  append_python_timestamp(out, e.ts_ns);
+  append_asctime(out, e.ts_ns);
   out += " - ";
   append_escaped_text(out, worker_label);
   out += " - ";
@@ -397,7 +317,7 @@ void append_json_fields(std::string& out, std::span<const Field> fields) {
 
 void format_json(const Event& e, std::string& out) {
   out += "{\"ts\":\"";
-  append_timestamp(out, e.ts_ns);
+  append_iso_timestamp(out, e.ts_ns);
   out += "\",\"ts_ns\":";
   append_int(out, e.ts_ns);
   out += ",\"kind\":\"";

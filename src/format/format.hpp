@@ -10,10 +10,6 @@
 
 namespace stagelog::detail {
 
-// "2026-01-04T19:30:15.234Z": UTC, milliseconds, Z.
-void append_timestamp(std::string& out, std::int64_t ts_ns);
-// "13.2" at or above one second, "0.042" below (no unit).
-void append_seconds(std::string& out, std::int64_t ns);
 // The seed-000 line for stage and run events, "<ts> [worker] LEVEL component: message k=v"
 // for the rest, with a trailing newline. Returns false (and appends nothing) for events that
 // have no text form (a run start, a recorder closing).
@@ -25,8 +21,6 @@ void append_stage_status(const Event& event, std::string& out);
 // message k=v" (UTC), with the stage part of a stage line as the message. Returns false for
 // events that have no text form (a run start).
 bool format_worker_line(const Event& event, std::string_view worker_label, std::string& out);
-// "2026-02-04 19:36:20,123": Python logging's asctime, in UTC.
-void append_python_timestamp(std::string& out, std::int64_t ts_ns);
 // One JSON object and a newline.
 void format_json(const Event& event, std::string& out);
 // A JSON string literal with quotes; control characters escaped, invalid UTF-8 replaced by

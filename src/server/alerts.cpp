@@ -14,10 +14,11 @@
 #include <sstream>
 #include <utility>
 
-#include "format/duration.hpp"
+#include "base/duration.hpp"
+#include "base/time_text.hpp"
 #include "format/format.hpp"
 #include "server/http_errors.hpp"
-#include "sinks/http_client.hpp"
+#include "net/http_client.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {
@@ -231,12 +232,6 @@ using Json = nlohmann::ordered_json;
 using server::AlertRule;
 using server::AlertType;
 
-std::string seconds_text(std::int64_t ns) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ns) / 1e9);
-  return buf;
-}
-
 std::string_view field_text(const Event& e, std::string_view key) {
   for (const Field& f : e.fields) {
     if (f.key != key) continue;
@@ -305,7 +300,7 @@ void AlertEngine::fire_locked(const AlertRule& rule, const std::string& incident
   body += R"(,"type":")";
   body += server::alert_type_name(rule.type);
   body += R"(","at":")";
-  append_timestamp(body, at_ns);
+  append_iso_timestamp(body, at_ns);
   body += R"(","summary":)";
   append_json_string(body, summary);
   body += json_fields;
@@ -353,7 +348,7 @@ void AlertEngine::observe(std::span<const OwnedEvent> events) {
       std::string_view error = field_text(e.view(), "error_details");
       append_json_string(fields, error.empty() ? std::string_view(e.message) : error);
       std::string summary = std::to_string(times.size()) + " failures of stage " + e.stage +
-                            " within " + seconds_text(rule.window.count()) + " (rule " + rule.name +
+                            " within " + one_decimal_seconds(rule.window.count()) + " (rule " + rule.name +
                             ")";
       fire_locked(rule, incident, e.ts_ns, std::move(fields), summary);
     }

@@ -18,9 +18,11 @@
 #include <string_view>
 #include <utility>
 
+#include "base/ascii.hpp"
+#include "base/errno_text.hpp"
+#include "base/hex.hpp"
+#include "base/sha256.hpp"
 #include "stagelog/error.hpp"
-#include "format/ascii.hpp"
-#include "workflow/sha256.hpp"
 
 namespace stagelog::server {
 
@@ -34,13 +36,6 @@ constexpr std::size_t kMaxPresentedToken = 1024;
 constexpr std::string_view kScopeList = "ingest, read or admin";
 
 using Digest = detail::Sha256;
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Base64url (RFC 4648 section 5) without padding.
 std::string base64url(const unsigned char* bytes, std::size_t size) {
@@ -193,10 +188,10 @@ std::string token_hash(std::string_view token) {
 TokenFile TokenFile::load(const std::filesystem::path& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
-    throw Error("cannot open " + path.string() + ": " + std::strerror(EISDIR));
+    throw Error("cannot open " + path.string() + ": " + detail::errno_text(EISDIR));
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
+  if (!in) throw Error("cannot open " + path.string() + ": " + detail::errno_text(errno));
   TokenFile file;
   std::size_t number = 0;
   for (std::string line; std::getline(in, line);) {
@@ -212,8 +207,8 @@ TokenFile TokenFile::load(const std::filesystem::path& path) {
     Entry entry;
     entry.hash.resize(kHashBytes);
     for (std::size_t i = 0; i < kHashBytes; ++i) {
-      int high = hex_value(hash[2 * i]);
-      int low = hex_value(hash[2 * i + 1]);
+      int high = detail::hex_value(hash[2 * i]);
+      int low = detail::hex_value(hash[2 * i + 1]);
       if (high < 0 || low < 0) fail(bad_hash_reason(hash));
       entry.hash[i] = static_cast<char>(high * 16 + low);
     }
@@ -235,7 +230,7 @@ TokenFile TokenFile::load(const std::filesystem::path& path) {
     entry.label = std::string(trim(rest));
     file.entries_.push_back(std::move(entry));
   }
-  if (in.bad()) throw Error("cannot read " + path.string() + ": " + std::strerror(errno));
+  if (in.bad()) throw Error("cannot read " + path.string() + ": " + detail::errno_text(errno));
   return file;
 }
 
@@ -257,10 +252,10 @@ std::string TokenFile::create_token(const std::filesystem::path& path, Scope sco
     created = false;
     fd = ::open(name.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
   }
-  if (fd < 0) throw Error("cannot open " + name + ": " + std::strerror(errno));
+  if (fd < 0) throw Error("cannot open " + name + ": " + detail::errno_text(errno));
   Fd file(fd);
   auto fail = [&](const char* what) {
-    throw Error(std::string("cannot ") + what + " " + name + ": " + std::strerror(errno));
+    throw Error(std::string("cannot ") + what + " " + name + ": " + detail::errno_text(errno));
   };
   // The umask may have taken bits off 0600, never added any; a new file gets exactly 0600.
   if (created && ::fchmod(fd, 0600) != 0) fail("set the mode of");

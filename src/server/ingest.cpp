@@ -75,7 +75,7 @@ ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes) {
 
 struct IngestWriter::Request {
   std::span<const OwnedEvent> events;
-  std::optional<server::Execution> execution;  // A PUT, instead of events.
+  std::optional<Execution> execution;  // A PUT, instead of events.
   std::int64_t expires_at_ns = 0;
   std::optional<Error> error;  // Set with done.
   bool done = false;
@@ -131,7 +131,7 @@ bool IngestWriter::write_waiting() const {
   return pending_ != nullptr;
 }
 
-store::Result<void> IngestWriter::add_events(std::span<const OwnedEvent> events,
+stagelog::Result<void> IngestWriter::add_events(std::span<const OwnedEvent> events,
                                              std::int64_t expires_at_ns) {
   Request request;
   request.events = events;
@@ -139,7 +139,7 @@ store::Result<void> IngestWriter::add_events(std::span<const OwnedEvent> events,
   return submit(request);
 }
 
-store::Result<void> IngestWriter::put_execution(server::Execution execution,
+stagelog::Result<void> IngestWriter::put_execution(Execution execution,
                                                 std::int64_t expires_at_ns) {
   Request request;
   request.execution = std::move(execution);
@@ -147,7 +147,7 @@ store::Result<void> IngestWriter::put_execution(server::Execution execution,
   return submit(request);
 }
 
-store::Result<void> IngestWriter::submit(Request& request) {
+stagelog::Result<void> IngestWriter::submit(Request& request) {
   std::unique_lock lock(mutex_);
   if (stopping_) return Error("the server is stopping");
   queue_.push_back(&request);
@@ -242,7 +242,7 @@ void IngestWriter::store_loop() {
 }
 
 void IngestWriter::clear() {
-  folder_ = server::ExecutionFolder();
+  folder_ = ExecutionFolder();
   runs_.clear();
   lru_.clear();
 }
@@ -287,7 +287,7 @@ bool IngestWriter::load(const std::string& run, Group& group, Request& request) 
 // not stored yet.
 void IngestWriter::flush(const std::string& run, Run& state, Group& group) {
   if (!state.slot) return;
-  const server::Execution* current = folder_.find(run);
+  const Execution* current = folder_.find(run);
   store::ExecutionWrite& w = group.executions[*state.slot];
   state.slot.reset();
   if (current == nullptr) return;  // Cannot happen: a slot is made for a folded event.
@@ -316,13 +316,13 @@ void IngestWriter::fold_group(std::vector<Request*>& requests, Group& group) {
   group.now_ns = options_.clock();
   for (Request* r : requests) {
     if (r->execution) {  // A PUT.
-      const server::Execution& doc = *r->execution;
+      const Execution& doc = *r->execution;
       if (!load(doc.tracking_id, group, *r)) continue;
       Run& state = remember(doc.tracking_id, group);
       flush(doc.tracking_id, state, group);
       // Later events continue the document when it is the tracking id's latest attempt, as
       // Store::latest would say: no other, the same one, or one that started no later.
-      const server::Execution* current = folder_.find(doc.tracking_id);
+      const Execution* current = folder_.find(doc.tracking_id);
       bool latest = current == nullptr || current->execution_id == doc.execution_id ||
                     doc.started_at_ns >= current->started_at_ns;
       group.executions.push_back(store::ExecutionWrite{doc, r->expires_at_ns, 0});
@@ -357,9 +357,9 @@ void IngestWriter::fold_group(std::vector<Request*>& requests, Group& group) {
       if (e.kind == Kind::Run && (e.status == Status::Starting || e.status == Status::InProgress)) {
         flush(e.run, state, group);
       }
-      const server::Execution* before = folder_.find(e.run);
+      const Execution* before = folder_.find(e.run);
       std::string before_id = before != nullptr ? before->execution_id : std::string();
-      const server::Execution* changed = folder_.add(e.view());
+      const Execution* changed = folder_.add(e.view());
       if (changed == nullptr) continue;
       if (changed->execution_id != before_id) {  // A new attempt: nothing of it is stored.
         state.offset = 0;

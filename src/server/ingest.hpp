@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "stagelog/parse.hpp"
-#include "stagelog/server/execution.hpp"
+#include "stagelog/execution.hpp"
 #include "stagelog/store/store.hpp"
 
 namespace stagelog::detail {
@@ -93,9 +93,9 @@ class IngestWriter {
   // Stores the events (and the executions they change) expiring at expires_at_ns. Blocks
   // until stored; the error of the store, or "stopping" after stop(). The events stay the
   // caller's: they are read, not copied.
-  store::Result<void> add_events(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
+  stagelog::Result<void> add_events(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
   // Stores a document (Store::put_execution semantics) in order with the events.
-  store::Result<void> put_execution(server::Execution execution, std::int64_t expires_at_ns);
+  stagelog::Result<void> put_execution(Execution execution, std::int64_t expires_at_ns);
 
   // Writes what is queued, then stops the thread. Later calls fail. Idempotent.
   void stop();
@@ -116,7 +116,7 @@ class IngestWriter {
   struct Group;
   struct Batch;
 
-  store::Result<void> submit(Request& request);
+  stagelog::Result<void> submit(Request& request);
   void fold_loop();
   void store_loop();
   void fold_group(std::vector<Request*>& requests, Group& group);
@@ -156,7 +156,7 @@ class IngestWriter {
 
   // The fold thread's own state.
   std::uint64_t epoch_ = 0;  // Counts the times memory was dropped.
-  server::ExecutionFolder folder_;
+  ExecutionFolder folder_;
   std::map<std::string, Run, std::less<>> runs_;
   std::list<std::string> lru_;  // Most recently used first.
   std::size_t runs_count_ = 0;  // runs_.size(), readable under mutex_.

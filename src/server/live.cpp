@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/time_text.hpp"
 #include "format/format.hpp"
 
 namespace stagelog::detail {
@@ -66,7 +67,7 @@ void append_worker(std::string& out, const WorkerView& w, std::int64_t now_ns) {
       return;
     }
     out += '"';
-    append_timestamp(out, ns);
+    append_iso_timestamp(out, ns);
     out += '"';
   };
   out += R"({"worker":)";
@@ -162,7 +163,7 @@ void LiveState::publish_worker_changes(std::int64_t now_ns) {
     StreamEntry entry;
     entry.type = StreamType::Worker;
     entry.data = R"({"at":")";
-    append_timestamp(entry.data, now_ns);
+    append_iso_timestamp(entry.data, now_ns);
     entry.data += R"(","previous_state":)";
     if (previous.empty()) {
       entry.data += "null";

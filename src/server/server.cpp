@@ -27,8 +27,12 @@
 #include <variant>
 #include <vector>
 
-#include "core/clock.hpp"
-#include "format/duration.hpp"
+#include "base/duration.hpp"
+#include "base/errno_text.hpp"
+#include "base/hex.hpp"
+#include "base/sha256.hpp"
+#include "base/time.hpp"
+#include "base/time_text.hpp"
 #include "format/format.hpp"
 #include "server/alerts.hpp"
 #include "server/http_errors.hpp"
@@ -38,8 +42,7 @@
 #include "server/web.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
-#include "stagelog/server/execution.hpp"
-#include "workflow/sha256.hpp"
+#include "stagelog/server/execution_log.hpp"
 
 namespace stagelog::server {
 
@@ -59,12 +62,6 @@ constexpr std::chrono::milliseconds kTickInterval{250};
 // seed 004's Pages function, word for word.
 constexpr const char* kNotFound = "No execution log found for this tracking ID";
 constexpr const char* kRetrieveFailed = "Failed to retrieve execution log";
-
-std::string timestamp_text(std::int64_t ns) {
-  std::string out;
-  detail::append_timestamp(out, ns);
-  return out;
-}
 
 // ---- Routes ----------------------------------------------------------------------------------
 
@@ -91,13 +88,6 @@ struct Route {
   std::string tracking_id;  // Percent-decoded: any bytes.
 };
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // One path segment, percent-decoded ('+' stays '+': it is a space only in query strings).
 std::optional<std::string> percent_decode(std::string_view segment) {
   std::string out;
@@ -108,8 +98,8 @@ std::optional<std::string> percent_decode(std::string_view segment) {
       continue;
     }
     if (i + 2 >= segment.size()) return std::nullopt;
-    int hi = hex_value(segment[i + 1]);
-    int lo = hex_value(segment[i + 2]);
+    int hi = detail::hex_value(segment[i + 1]);
+    int lo = detail::hex_value(segment[i + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out += static_cast<char>(hi * 16 + lo);
     i += 2;
@@ -539,8 +529,8 @@ void Server::Impl::get_attempts(const std::string& id, httplib::Response& res) {
     Json item = Json::object();
     item["attempt"] = a.n;
     item["execution_id"] = a.execution_id;
-    item["started_at"] = timestamp_text(a.started_at_ns);
-    item["completed_at"] = a.completed_at_ns ? Json(timestamp_text(*a.completed_at_ns)) : Json();
+    item["started_at"] = detail::iso_timestamp(a.started_at_ns);
+    item["completed_at"] = a.completed_at_ns ? Json(detail::iso_timestamp(*a.completed_at_ns)) : Json();
     item["duration_ms"] = a.duration_ms ? Json(*a.duration_ms) : Json();
     item["final_status"] = a.final_status;
     item["total_steps"] = a.step_count;
@@ -756,8 +746,8 @@ void Server::Impl::list_executions(const httplib::Request& req, httplib::Respons
     item["tracking_id"] = row.tracking_id;
     item["attempt"] = a.n;
     item["execution_id"] = a.execution_id;
-    item["started_at"] = timestamp_text(a.started_at_ns);
-    item["completed_at"] = a.completed_at_ns ? Json(timestamp_text(*a.completed_at_ns)) : Json();
+    item["started_at"] = detail::iso_timestamp(a.started_at_ns);
+    item["completed_at"] = a.completed_at_ns ? Json(detail::iso_timestamp(*a.completed_at_ns)) : Json();
     item["duration_ms"] = a.duration_ms ? Json(*a.duration_ms) : Json();
     item["duration_readable"] = a.duration_ms ? Json(readable_duration(*a.duration_ms)) : Json();
     item["final_status"] = a.final_status;
@@ -820,9 +810,9 @@ void Server::Impl::export_csv(const httplib::Request& req, httplib::Response& re
           prefix += ',';
           append_csv_field(prefix, a.execution_id);
           prefix += ',';
-          detail::append_timestamp(prefix, a.started_at_ns);
+          detail::append_iso_timestamp(prefix, a.started_at_ns);
           prefix += ',';
-          if (a.completed_at_ns) detail::append_timestamp(prefix, *a.completed_at_ns);
+          if (a.completed_at_ns) detail::append_iso_timestamp(prefix, *a.completed_at_ns);
           prefix += ',';
           if (a.duration_ms) prefix += std::to_string(*a.duration_ms);
           prefix += ',';
@@ -830,7 +820,7 @@ void Server::Impl::export_csv(const httplib::Request& req, httplib::Response& re
           prefix += ',';
           metadata.clear();
           append_csv_field(metadata, row.metadata_json);
-          auto line = [&](std::size_t n, const server::Step* step) {
+          auto line = [&](std::size_t n, const Step* step) {
             out += prefix;
             if (step != nullptr) {
               out += std::to_string(n);
@@ -839,7 +829,7 @@ void Server::Impl::export_csv(const httplib::Request& req, httplib::Response& re
               out += ',';
               append_csv_field(out, step->status);
               out += ',';
-              detail::append_timestamp(out, step->timestamp_ns);
+              detail::append_iso_timestamp(out, step->timestamp_ns);
               out += ',';
               out += std::to_string((step->timestamp_ns - a.started_at_ns) / 1'000'000);
               out += ',';
@@ -998,7 +988,7 @@ void Server::Impl::get_stage_stats(const httplib::Request& req, httplib::Respons
     Json series = Json::array();
     for (const store::StageStatsPoint& point : s.series) {
       Json p = Json::object();
-      p["start"] = timestamp_text(point.start_ns);
+      p["start"] = detail::iso_timestamp(point.start_ns);
       p.update(duration_stats_json(point.stats));
       series.push_back(std::move(p));
     }
@@ -1007,8 +997,8 @@ void Server::Impl::get_stage_stats(const httplib::Request& req, httplib::Respons
   }
   Json body = Json::object();
   body["success"] = true;
-  body["since"] = timestamp_text(q.since_ns);
-  body["until"] = timestamp_text(q.until_ns);
+  body["since"] = detail::iso_timestamp(q.since_ns);
+  body["until"] = detail::iso_timestamp(q.until_ns);
   body["group"] = group;
   body["interval"] = interval;
   body["percentile_error"] = store::DurationStats::kPercentileError;
@@ -1035,8 +1025,8 @@ void Server::Impl::get_failure_stats(const httplib::Request& req, httplib::Respo
     Json row = Json::object();
     row["pattern"] = p.pattern;
     row["count"] = p.count;
-    row["first_seen"] = timestamp_text(p.first_seen_ns);
-    row["last_seen"] = timestamp_text(p.last_seen_ns);
+    row["first_seen"] = detail::iso_timestamp(p.first_seen_ns);
+    row["last_seen"] = detail::iso_timestamp(p.last_seen_ns);
     row["stages"] = p.stages;
     row["example_tracking_ids"] = p.tracking_ids;
     row["example_error"] = p.example;
@@ -1044,8 +1034,8 @@ void Server::Impl::get_failure_stats(const httplib::Request& req, httplib::Respo
   }
   Json body = Json::object();
   body["success"] = true;
-  body["since"] = timestamp_text(q.since_ns);
-  body["until"] = timestamp_text(q.until_ns);
+  body["since"] = detail::iso_timestamp(q.since_ns);
+  body["until"] = detail::iso_timestamp(q.until_ns);
   body["patterns"] = std::move(rows);
   reply_json(res, 200, detail::dump_json(body));
 }
@@ -1410,7 +1400,7 @@ void Server::bind() {
                          : (impl_->http.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port < 0) {
     int err = errno;
-    std::string why = err != 0 ? std::strerror(err) : "cannot resolve or bind the address";
+    std::string why = err != 0 ? detail::errno_text(err) : "cannot resolve or bind the address";
     throw Error("cannot listen on " + address + ": " + why);
   }
   impl_->port = port;
@@ -1481,6 +1471,6 @@ void Server::stop() {
   }
 }
 
-store::Result<std::size_t> Server::purge() { return impl_->store.purge(impl_->now()); }
+stagelog::Result<std::size_t> Server::purge() { return impl_->store.purge(impl_->now()); }
 
 }  // namespace stagelog::server

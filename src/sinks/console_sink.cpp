@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "format/format.hpp"
-#include "sinks/fd_io.hpp"
+#include "base/fd_io.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {
@@ -58,7 +58,7 @@ void ConsoleSink::write(const Event& event) {
     buffer_.insert(start, color);
     buffer_.insert(buffer_.size() - 1, kReset);  // Before the newline.
   }
-  if (buffer_.size() >= detail::kSinkBufferBytes) flush();
+  if (buffer_.size() >= detail::kWriteBufferBytes) flush();
 }
 
 void ConsoleSink::flush() {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "format/format.hpp"
-#include "sinks/fd_io.hpp"
+#include "base/fd_io.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/sinks/jsonl_sink.hpp"
 #include "stagelog/sinks/text_sink.hpp"
@@ -34,7 +34,7 @@ FileSink::FileSink(const std::filesystem::path& path, Level level, Rotation rota
   fd_ = detail::open_append(path);
   file_size_ = size_of(fd_);
   opened_non_empty_ = file_size_ > 0;
-  buffer_.reserve(detail::kSinkBufferBytes * 2);
+  buffer_.reserve(detail::kWriteBufferBytes * 2);
 }
 
 FileSink::~FileSink() {
@@ -57,7 +57,7 @@ void FileSink::write(const Event& event) {
     rotate();
     buffer_ = std::move(line);
   }
-  if (buffer_.size() >= detail::kSinkBufferBytes) flush();
+  if (buffer_.size() >= detail::kWriteBufferBytes) flush();
 }
 
 void FileSink::flush() {

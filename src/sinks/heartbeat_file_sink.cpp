@@ -8,8 +8,9 @@
 #include <cstring>
 #include <system_error>
 
+#include "base/fd_io.hpp"
+#include "base/time_text.hpp"
 #include "format/format.hpp"
-#include "sinks/fd_io.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {
@@ -44,7 +45,7 @@ void HeartbeatFileSink::write(const Event& e) {
   buffer_ += "{\"worker\":";
   detail::append_json_string(buffer_, e.worker);
   buffer_ += ",\"timestamp\":\"";
-  detail::append_timestamp(buffer_, e.ts_ns);
+  detail::append_iso_timestamp(buffer_, e.ts_ns);
   buffer_ += "\",\"ts_ns\":";
   buffer_ += std::to_string(e.ts_ns);
   for (const auto& f : e.fields) {

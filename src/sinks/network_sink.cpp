@@ -35,8 +35,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/errno_text.hpp"
 #include "format/format.hpp"
-#include "sinks/http_client.hpp"
+#include "net/http_client.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {
@@ -62,8 +63,6 @@ constexpr std::size_t kReadChunk = 256 * 1024;
 constexpr std::uint64_t kPunchBytes = 4u << 20;
 constexpr std::size_t kMaxQueuedReports = 32;
 constexpr int kMaxSpoolAlternatives = 16;
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 std::string header_text(std::uint64_t sent) {
   char digits[kHeaderDigits + 1];
@@ -153,7 +152,7 @@ void load_spool(SpoolFile& f, std::uint64_t size, std::string& note) {
   }
   if (last_line_end < size) {
     if (::ftruncate(f.fd, static_cast<off_t>(last_line_end)) != 0) {
-      throw Error("cannot truncate spool " + f.path.string() + ": " + errno_text(errno));
+      throw Error("cannot truncate spool " + f.path.string() + ": " + detail::errno_text(errno));
     }
     note = "network sink: cut an incomplete last line (" + std::to_string(size - last_line_end) +
            " bytes) off " + f.path.string();
@@ -168,17 +167,17 @@ void load_spool(SpoolFile& f, std::uint64_t size, std::string& note) {
 std::unique_ptr<SpoolFile> open_spool(const std::filesystem::path& path, std::string& note) {
   for (int attempt = 0; attempt < 5; ++attempt) {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) throw Error("cannot open spool " + path.string() + ": " + errno_text(errno));
+    if (fd < 0) throw Error("cannot open spool " + path.string() + ": " + detail::errno_text(errno));
     auto f = std::make_unique<SpoolFile>();
     f->path = path;
     f->fd = fd;
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) return nullptr;
-      throw Error("cannot lock spool " + path.string() + ": " + errno_text(errno));
+      throw Error("cannot lock spool " + path.string() + ": " + detail::errno_text(errno));
     }
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
-      throw Error("cannot stat spool " + path.string() + ": " + errno_text(errno));
+      throw Error("cannot stat spool " + path.string() + ": " + detail::errno_text(errno));
     }
     if (st.st_nlink == 0) continue;  // Its owner removed it between our open and our lock.
     if (!S_ISREG(st.st_mode)) throw Error("spool " + path.string() + " is not a regular file");
@@ -707,7 +706,7 @@ void NetworkSinkImpl::spill_locked() {
       failure = "cannot write spool " + own->path.string() + ": " + e.code().message();
       // Cut a partly written line so the file stays whole lines.
       if (::ftruncate(own->fd, static_cast<off_t>(own->end)) != 0) {
-        failure += " (and cannot truncate it back: " + errno_text(errno) + ")";
+        failure += " (and cannot truncate it back: " + detail::errno_text(errno) + ")";
       }
     }
   }

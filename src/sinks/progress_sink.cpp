@@ -4,8 +4,9 @@
 
 #include <cstdio>
 
+#include "base/duration.hpp"
+#include "base/fd_io.hpp"
 #include "format/format.hpp"
-#include "sinks/fd_io.hpp"
 
 namespace stagelog {
 
@@ -13,19 +14,6 @@ namespace {
 
 constexpr std::string_view kUp = "\x1b[1A";         // Cursor up one line.
 constexpr std::string_view kClearLine = "\x1b[2K";  // Erase the whole line.
-
-std::string seconds_text(double s) {
-  char buf[32];
-  if (s < 60) {
-    std::snprintf(buf, sizeof buf, "%.1fs", s);
-  } else if (s < 3600) {
-    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  } else {
-    std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600,
-                  static_cast<int>(s) / 60 % 60);
-  }
-  return buf;
-}
 
 std::string padded(std::string_view s, std::size_t width) {
   std::string out(s.substr(0, width));
@@ -145,7 +133,7 @@ std::string ProgressSink::bar_line(std::int64_t now_ns, bool plain) const {
   char buf[96];
   std::snprintf(buf, sizeof buf, "[%d/%d] %d%% %.1f nodes/s", done_, total_, percent, rate);
   line += buf;
-  if (rate > 0 && done_ < total_) line += " ETA " + seconds_text((total_ - done_) / rate);
+  if (rate > 0 && done_ < total_) line += " ETA " + detail::compact_duration(static_cast<std::int64_t>((total_ - done_) / rate * 1e9));
   if (failed_ > 0) line += " (" + std::to_string(failed_) + " failed)";
   return line;
 }
@@ -175,7 +163,7 @@ void ProgressSink::draw(std::int64_t now_ns, bool final) {
         out += w.node.empty() ? padded("", 16) : "node " + padded(w.node, 11);
         out += " " + padded(w.stage, 14);
         if (!w.stage.empty()) {
-          out += " " + seconds_text(static_cast<double>(now_ns - w.stage_since_ns) / 1e9);
+          out += " " + detail::compact_duration(now_ns - w.stage_since_ns);
         }
         out += '\n';
         ++panel_lines_;

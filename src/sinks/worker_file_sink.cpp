@@ -2,6 +2,7 @@
 
 #include <system_error>
 
+#include "base/time_text.hpp"
 #include "format/format.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/sinks/network_sink.hpp"
@@ -44,7 +45,7 @@ void WorkerFileSink::format(const Event& event, std::string& out) {
   if (marker_pending_) {
     marker_pending_ = false;
     out += "=== Resume at ";
-    detail::append_timestamp(out, event.ts_ns);
+    detail::append_iso_timestamp(out, event.ts_ns);
     out += " ===\n";
   }
   detail::format_worker_line(event, label_, out);

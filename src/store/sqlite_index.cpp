@@ -291,7 +291,7 @@ bool SqliteStore::index_locked(std::int64_t max_attempts) {
   if (more) pending.pop_back();
 
   std::map<RollupKey, RollupDelta> deltas;
-  std::vector<server::Step> steps;
+  std::vector<Step> steps;
   for (const Pending& p : pending) {
     // The facts of the steps indexed again leave the rollups.
     {
@@ -333,7 +333,7 @@ bool SqliteStore::index_locked(std::int64_t max_attempts) {
     for (std::size_t i = 0; i < steps.size(); ++i) {
       std::int64_t n = first + static_cast<std::int64_t>(i);
       if (n < p.from) continue;
-      const server::Step& step = steps[i];
+      const Step& step = steps[i];
       detail::StepKeys keys = detail::read_step_keys(step.custom_json);
       std::string worker = keys.worker ? *keys.worker : p.worker.value_or("");
       std::optional<std::int64_t> duration_ms;

@@ -184,7 +184,7 @@ void migrate_from_1(Database& db) {
                    "INSERT INTO step_chunks (execution, seq, count, steps_json) "
                    "VALUES (?1, 0, ?2, ?3)");
   Statement summary(db, "UPDATE executions SET steps_count = ?2, final_status = ?3 WHERE id = ?1");
-  std::vector<server::Step> steps;
+  std::vector<Step> steps;
   std::int64_t execution = 0;
   auto flush = [&] {
     if (steps.empty()) return;
@@ -202,7 +202,7 @@ void migrate_from_1(Database& db) {
       flush();
       execution = rows.int64(0);
     }
-    server::Step& step = steps.emplace_back();
+    Step& step = steps.emplace_back();
     step.step = rows.text(1);
     step.timestamp_ns = rows.int64(2);
     step.status = rows.text(3);
@@ -484,7 +484,7 @@ Error SqliteStore::error(std::string_view operation) const {
   return Error(message);
 }
 
-void SqliteStore::put_locked(const server::Execution& execution, std::int64_t expires_at_ns,
+void SqliteStore::put_locked(const Execution& execution, std::int64_t expires_at_ns,
                              std::size_t steps_from) {
   constexpr auto kMaxSeq = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
   if (steps_from > kMaxSeq - execution.steps.size()) {
@@ -540,7 +540,7 @@ void SqliteStore::put_locked(const server::Execution& execution, std::int64_t ex
     s.bind(1, id).bind(2, first);
     if (s.step()) {
       std::int64_t seq = s.int64(0);
-      std::vector<server::Step> steps;
+      std::vector<Step> steps;
       if (!detail::decode_steps(s.text(2), steps) ||
           static_cast<std::int64_t>(steps.size()) != s.int64(1)) {
         throw std::runtime_error("attempt " + execution.execution_id +
@@ -575,7 +575,7 @@ void SqliteStore::put_locked(const server::Execution& execution, std::int64_t ex
   }
 }
 
-Result<void> SqliteStore::put_execution(const server::Execution& execution,
+Result<void> SqliteStore::put_execution(const Execution& execution,
                                         std::int64_t expires_at_ns) {
   std::lock_guard lock(mutex_);
   try {
@@ -589,9 +589,9 @@ Result<void> SqliteStore::put_execution(const server::Execution& execution,
   }
 }
 
-std::optional<server::Execution> SqliteStore::read_execution(Statement& row) {
+std::optional<Execution> SqliteStore::read_execution(Statement& row) {
   if (!row.step()) return std::nullopt;
-  server::Execution e;
+  Execution e;
   std::int64_t id = row.int64(0);
   e.tracking_id = row.text(1);
   e.execution_id = row.text(2);
@@ -610,7 +610,7 @@ std::optional<server::Execution> SqliteStore::read_execution(Statement& row) {
   return e;
 }
 
-Result<std::optional<server::Execution>> SqliteStore::latest(std::string_view tracking_id,
+Result<std::optional<Execution>> SqliteStore::latest(std::string_view tracking_id,
                                                              std::int64_t now_ns) {
   std::lock_guard lock(mutex_);
   try {
@@ -627,7 +627,7 @@ Result<std::optional<server::Execution>> SqliteStore::latest(std::string_view tr
   }
 }
 
-Result<std::optional<server::Execution>> SqliteStore::attempt(std::string_view tracking_id, int n,
+Result<std::optional<Execution>> SqliteStore::attempt(std::string_view tracking_id, int n,
                                                               std::int64_t now_ns) {
   std::lock_guard lock(mutex_);
   try {

@@ -47,11 +47,11 @@ class SqliteStore final : public Store {
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
-  Result<void> put_execution(const server::Execution& execution,
+  Result<void> put_execution(const Execution& execution,
                              std::int64_t expires_at_ns) override;
-  Result<std::optional<server::Execution>> latest(std::string_view tracking_id,
+  Result<std::optional<Execution>> latest(std::string_view tracking_id,
                                                   std::int64_t now_ns) override;
-  Result<std::optional<server::Execution>> attempt(std::string_view tracking_id, int n,
+  Result<std::optional<Execution>> attempt(std::string_view tracking_id, int n,
                                                    std::int64_t now_ns) override;
   Result<std::vector<AttemptSummary>> attempts(std::string_view tracking_id,
                                                std::int64_t now_ns) override;
@@ -84,10 +84,10 @@ class SqliteStore final : public Store {
   class Indexer;
 
   // With mutex_ held, inside a write transaction. Throw SqliteError or std::runtime_error.
-  void put_locked(const server::Execution& execution, std::int64_t expires_at_ns,
+  void put_locked(const Execution& execution, std::int64_t expires_at_ns,
                   std::size_t steps_from);
   void append_locked(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
-  std::optional<server::Execution> read_execution(detail::Statement& row);
+  std::optional<Execution> read_execution(detail::Statement& row);
   Error error(std::string_view operation) const;
 
   // The step index (sqlite_index.cpp). index_locked indexes up to max_attempts marked

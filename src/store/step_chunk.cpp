@@ -8,9 +8,9 @@
 
 namespace stagelog::detail {
 
-void encode_steps(std::span<const server::Step> steps, std::string& out) {
+void encode_steps(std::span<const Step> steps, std::string& out) {
   out += '[';
-  for (const server::Step& s : steps) {
+  for (const Step& s : steps) {
     if (out.size() > 1) out += ',';
     out += R"({"step":)";
     append_json_string(out, s.step);
@@ -38,7 +38,7 @@ namespace {
 // Reads what encode_steps writes: an array of flat objects. Anything else stops the read.
 class ChunkReader {
  public:
-  explicit ChunkReader(std::vector<server::Step>& out) : out_(out) {}
+  explicit ChunkReader(std::vector<Step>& out) : out_(out) {}
 
   bool start_array() { return depth_++ == 0; }
   bool end_array() { return --depth_ == 0; }
@@ -73,7 +73,7 @@ class ChunkReader {
     return true;
   }
   bool string(std::string_view v) {
-    server::Step& s = out_.back();
+    Step& s = out_.back();
     switch (key_) {
       case kStep:
         s.step = v;
@@ -112,7 +112,7 @@ class ChunkReader {
   enum Key : unsigned { kStep = 1, kTs = 2, kStatus = 4, kMessage = 8, kError = 16, kCustom = 32 };
   static constexpr unsigned kRequired = kStep | kTs | kStatus | kMessage;
 
-  std::vector<server::Step>& out_;
+  std::vector<Step>& out_;
   int depth_ = 0;
   unsigned key_ = 0;
   unsigned seen_ = 0;
@@ -120,7 +120,7 @@ class ChunkReader {
 
 }  // namespace
 
-bool decode_steps(std::string_view chunk, std::vector<server::Step>& out) {
+bool decode_steps(std::string_view chunk, std::vector<Step>& out) {
   std::size_t before = out.size();
   ChunkReader reader(out);
   if (read_json(chunk, reader, nullptr)) return true;

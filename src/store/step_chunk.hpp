@@ -14,13 +14,13 @@
 #include <string_view>
 #include <vector>
 
-#include "stagelog/server/execution.hpp"
+#include "stagelog/execution.hpp"
 
 namespace stagelog::detail {
 
-void encode_steps(std::span<const server::Step> steps, std::string& out);
+void encode_steps(std::span<const Step> steps, std::string& out);
 
 // Appends the chunk's steps to `out`. False (out unchanged) when the text is not a chunk.
-bool decode_steps(std::string_view chunk, std::vector<server::Step>& out);
+bool decode_steps(std::string_view chunk, std::vector<Step>& out);
 
 }  // namespace stagelog::detail

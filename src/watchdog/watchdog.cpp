@@ -11,6 +11,8 @@
 #include <limits>
 #include <utility>
 
+#include "base/duration.hpp"
+
 namespace stagelog {
 
 namespace {
@@ -63,18 +65,6 @@ struct Worker {
   bool alive() const noexcept { return !done && !crashed; }
   std::int64_t beat_base_ns() const noexcept { return last_beat_ns != 0 ? last_beat_ns : first_ns; }
 };
-
-// "2.5s" below ten seconds, "90s" above.
-std::string seconds_text(std::int64_t ns) {
-  char buf[32];
-  double s = static_cast<double>(ns) / 1e9;
-  if (s < 10) {
-    std::snprintf(buf, sizeof buf, "%.1fs", s);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0fs", s);
-  }
-  return buf;
-}
 
 double seconds_of(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
 
@@ -236,11 +226,11 @@ struct Watchdog::State {
     std::string out;
     for (const auto& s : w.stages) {
       out += (out.empty() ? "" : ", ") + std::string("stage ") + s.name + " " +
-             seconds_text(now - s.since_ns);
+             detail::rounded_seconds(now - s.since_ns);
     }
     for (const auto& t : w.tasks) {
       out += (out.empty() ? "" : ", ") + std::string("task ") + t.name +
-             (t.cls.empty() ? "" : " (" + t.cls + ")") + " " + seconds_text(now - t.since_ns);
+             (t.cls.empty() ? "" : " (" + t.cls + ")") + " " + detail::rounded_seconds(now - t.since_ns);
     }
     return out.empty() ? "nothing open" : out;
   }
@@ -290,7 +280,7 @@ struct Watchdog::State {
     if (!item.cls.empty()) message += " (" + item.cls + ")";
     if (w != nullptr) message += " on " + w->name;
     message += " ended " + std::string(status_name(e.status)) + " after " +
-               seconds_text(e.ts_ns - item.since_ns);
+               detail::rounded_seconds(e.ts_ns - item.since_ns);
     Finding f{.level = Level::Info, .rule = "recovered", .worker = w, .run = item.run,
               .stage = what == "Stage" ? std::string_view(item.name) : std::string_view(),
               .message = std::move(message)};
@@ -434,7 +424,7 @@ struct Watchdog::State {
     if (!w.alive()) return;  // Late beats after a shutdown or crash say nothing.
     if (w.silent_warnings > 0) {
       std::string message = "recovered: Worker " + w.name + " heartbeat resumed after " +
-                            seconds_text(e.ts_ns - w.beat_base_ns());
+                            detail::rounded_seconds(e.ts_ns - w.beat_base_ns());
       Finding f{.level = Level::Info, .rule = "recovered", .worker = &w,
                 .message = std::move(message)};
       f.extra.push_back({"recovered", FieldValue{std::string_view("silent")}});
@@ -525,8 +515,8 @@ struct Watchdog::State {
     if (!due(item, w, now)) return;
     std::string message = std::string(what) + item.name;
     if (!item.cls.empty()) message += " (" + item.cls + ")";
-    message += " on " + w.name + where(w) + " open for " + seconds_text(now - item.since_ns) +
-               " (threshold: " + seconds_text(item.threshold_ns) + ")" + last_words(w);
+    message += " on " + w.name + where(w) + " open for " + detail::rounded_seconds(now - item.since_ns) +
+               " (threshold: " + detail::rounded_seconds(item.threshold_ns) + ")" + last_words(w);
     Finding f{.rule = rule, .worker = &w, .run = item.run,
               .stage = rule == "stuck_stage" ? std::string_view(item.name) : std::string_view(),
               .message = std::move(message)};
@@ -551,12 +541,12 @@ struct Watchdog::State {
   void check_silence(Worker& w, std::int64_t now) {
     if (now < silent_deadline(w)) return;
     std::int64_t quiet = now - w.beat_base_ns();
-    std::string timeout = seconds_text(options.heartbeat_timeout.count());
+    std::string timeout = detail::rounded_seconds(options.heartbeat_timeout.count());
     std::string message =
         w.last_beat_ns != 0
-            ? "Worker " + w.name + " last heartbeat " + seconds_text(quiet) + " ago (threshold: " +
+            ? "Worker " + w.name + " last heartbeat " + detail::rounded_seconds(quiet) + " ago (threshold: " +
                   timeout + ")"
-            : "Worker " + w.name + " has sent no heartbeat in the " + seconds_text(quiet) +
+            : "Worker " + w.name + " has sent no heartbeat in the " + detail::rounded_seconds(quiet) +
                   " since it started (threshold: " + timeout + ")";
     message += last_words(w);
     Finding f{.rule = "silent", .worker = &w, .message = std::move(message)};
@@ -587,10 +577,10 @@ struct Watchdog::State {
     std::string list;
     for (auto name : waiting) list += (list.empty() ? "" : ", ") + std::string(name);
     std::string message = "Request " + r.name + (r.cls.empty() ? "" : " (" + r.cls + ")") +
-                          " open for " + seconds_text(now - r.since_ns);
+                          " open for " + detail::rounded_seconds(now - r.since_ns);
     message += waiting.empty() ? std::string(" and nobody has taken it")
                                : " but workers [" + list + "] still wait for it";
-    message += " (threshold: " + seconds_text(r.threshold_ns) + ")";
+    message += " (threshold: " + detail::rounded_seconds(r.threshold_ns) + ")";
     auto owner = workers.find(r.owner);
     Finding f{.rule = "stale_request",
               .worker = owner == workers.end() ? nullptr : &owner->second,

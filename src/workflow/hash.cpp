@@ -1,7 +1,5 @@
 #include "stagelog/hash.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -18,7 +16,8 @@
 
 #include "stagelog/error.hpp"
 #include "workflow/py_json.hpp"
-#include "workflow/sha256.hpp"
+#include "base/hex.hpp"
+#include "base/sha256.hpp"
 
 namespace stagelog {
 
@@ -410,27 +409,3 @@ std::string hash_output_json(std::string_view json_object) {
 }
 
 }  // namespace stagelog
-
-namespace stagelog::detail {
-
-Sha256 sha256(std::string_view data) {
-  Sha256 digest{};
-  unsigned int length = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &length, EVP_sha256(), nullptr) != 1 ||
-      length != digest.size()) {
-    throw Error("SHA-256 failed (OpenSSL EVP_Digest)");
-  }
-  return digest;
-}
-
-std::string to_hex(std::span<const unsigned char> bytes) {
-  static constexpr std::string_view kDigits = "0123456789abcdef";
-  std::string out(bytes.size() * 2, '\0');
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    out[2 * i] = kDigits[bytes[i] >> 4];
-    out[2 * i + 1] = kDigits[bytes[i] & 0x0F];
-  }
-  return out;
-}
-
-}  // namespace stagelog::detail

@@ -10,8 +10,8 @@
 #include <regex>
 #include <system_error>
 
-#include "core/clock.hpp"
-#include "sinks/fd_io.hpp"
+#include "base/fd_io.hpp"
+#include "base/time.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/field.hpp"
 #include "workflow/py_json.hpp"

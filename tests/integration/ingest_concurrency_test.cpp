@@ -34,7 +34,7 @@ class FlakyStore final : public test::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
 
-  store::Result<void> write(std::span<const store::EventsWrite> events,
+  stagelog::Result<void> write(std::span<const store::EventsWrite> events,
                             std::span<const store::ExecutionWrite> executions) override {
     if (++writes_ % 7 == 0) return Error("sqlite store x.db: cannot store: disk I/O error");
     return inner_.write(events, executions);
@@ -107,7 +107,7 @@ TEST(IngestConcurrencyTest, AcknowledgedEventsAreStoredAndFailedOnesAreNot) {
       EXPECT_EQ(events->size(), 6u);
       auto latest = sqlite.latest(run, t);
       ASSERT_TRUE(latest && *latest);
-      const server::Execution& e = **latest;
+      const Execution& e = **latest;
       ASSERT_EQ(e.steps.size(), 4u);
       EXPECT_EQ(e.steps[0].step, "AGENT");
       EXPECT_EQ(e.steps[0].status, "in_progress");

@@ -117,7 +117,7 @@ std::optional<std::int64_t> seq_of(const OwnedEvent& event) {
 struct Stored {
   std::vector<OwnedEvent> events;
   std::vector<std::int64_t> stage_seqs;  // The seq of each stage event, in stored order.
-  std::optional<server::Execution> execution;
+  std::optional<Execution> execution;
   std::size_t attempts = 0;
 };
 
@@ -136,9 +136,9 @@ Stored read_store(const fs::path& data, const std::string& run) {
 }
 
 // The seq of each step of an execution folded from the events, in step order.
-std::vector<std::int64_t> step_seqs(const server::Execution& execution) {
+std::vector<std::int64_t> step_seqs(const Execution& execution) {
   std::vector<std::int64_t> out;
-  for (const server::Step& step : execution.steps) {
+  for (const Step& step : execution.steps) {
     Json custom = Json::parse(step.custom_json);
     out.push_back(custom.contains("seq") ? custom["seq"].get<std::int64_t>() : -1);
   }

@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/time_text.hpp"
 #include "events.hpp"
 #include "eventually.hpp"
 #include "fake_clock.hpp"
@@ -48,7 +49,7 @@
 #include "server/web.hpp"
 #include "stagelog/server/alerts.hpp"
 #include "stagelog/server/auth.hpp"
-#include "stagelog/server/execution.hpp"
+#include "stagelog/server/execution_log.hpp"
 #include "store/sqlite.hpp"
 #include "store/sqlite_store.hpp"
 #include "temp_dir.hpp"
@@ -76,35 +77,35 @@ class FailingStore final : public test::ForwardingStore {
   std::atomic<bool> fail_reads{false};
   std::atomic<bool> fail_writes{false};
 
-  store::Result<void> put_execution(const server::Execution& e, std::int64_t x) override {
+  stagelog::Result<void> put_execution(const Execution& e, std::int64_t x) override {
     if (fail_writes) return write_error();
     return inner_.put_execution(e, x);
   }
-  store::Result<std::optional<server::Execution>> latest(std::string_view id,
+  stagelog::Result<std::optional<Execution>> latest(std::string_view id,
                                                          std::int64_t now) override {
     if (fail_reads) return read_error();
     return inner_.latest(id, now);
   }
-  store::Result<std::optional<server::Execution>> attempt(std::string_view id, int n,
+  stagelog::Result<std::optional<Execution>> attempt(std::string_view id, int n,
                                                           std::int64_t now) override {
     if (fail_reads) return read_error();
     return inner_.attempt(id, n, now);
   }
-  store::Result<std::vector<store::AttemptSummary>> attempts(std::string_view id,
+  stagelog::Result<std::vector<store::AttemptSummary>> attempts(std::string_view id,
                                                              std::int64_t now) override {
     if (fail_reads) return read_error();
     return inner_.attempts(id, now);
   }
-  store::Result<void> append_events(std::span<const OwnedEvent> events, std::int64_t x) override {
+  stagelog::Result<void> append_events(std::span<const OwnedEvent> events, std::int64_t x) override {
     if (fail_writes) return write_error();
     return inner_.append_events(events, x);
   }
-  store::Result<void> write(std::span<const store::EventsWrite> events,
+  stagelog::Result<void> write(std::span<const store::EventsWrite> events,
                             std::span<const store::ExecutionWrite> executions) override {
     if (fail_writes) return write_error();
     return inner_.write(events, executions);
   }
-  store::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
+  stagelog::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
                                                 std::size_t limit) override {
     if (fail_reads) return read_error();
     return inner_.events(run, now, limit);
@@ -823,7 +824,7 @@ TEST_F(ServerTest, ConcurrentBatchesAreAllStoredAndFoldedInOrder) {
   ASSERT_TRUE(latest && *latest);
   ASSERT_EQ((*latest)->steps.size(), std::size_t{kClients * kBatches * kPerBatch});
   std::set<int> seen;
-  for (const server::Step& s : (*latest)->steps) {
+  for (const Step& s : (*latest)->steps) {
     seen.insert(Json::parse(s.custom_json)["n"].get<int>());
   }
   EXPECT_EQ(seen.size(), std::size_t{kClients * kBatches * kPerBatch});
@@ -857,7 +858,7 @@ class GatedStore final : public test::ForwardingStore {
     return writes_;
   }
 
-  store::Result<void> write(std::span<const store::EventsWrite> events,
+  stagelog::Result<void> write(std::span<const store::EventsWrite> events,
                             std::span<const store::ExecutionWrite> executions) override {
     bool fail = false;
     {
@@ -903,13 +904,13 @@ TEST(IngestWriterTest, AWriteFoldedOnAFailedOneFailsAndTheRetryStartsFromTheStor
   ASSERT_TRUE(writer.add_events(std::move(a), t + kDay));
 
   store.hold();
-  store::Result<void> b_result;
+  stagelog::Result<void> b_result;
   std::thread b([&] {
     std::vector<OwnedEvent> b_events = {writer_event("job", Kind::Stage, Status::Completed, t + 2)};
     b_result = writer.add_events(b_events, t + kDay);
   });
   ASSERT_TRUE(eventually([&] { return store.holding_a_write(); }));
-  store::Result<void> c_result;
+  stagelog::Result<void> c_result;
   std::thread c([&] {
     std::vector<OwnedEvent> c_events = {writer_event("job", Kind::Run, Status::Completed, t + 3)};
     c_result = writer.add_events(c_events, t + kDay);
@@ -987,7 +988,7 @@ TEST(IngestWriterTest, ClosedRunsLeaveMemoryAndOpenOnesAreCappedWithoutLosingSte
 
 std::string timestamp_text(std::int64_t ns) {
   std::string out;
-  detail::append_timestamp(out, ns);
+  detail::append_iso_timestamp(out, ns);
   return out;
 }
 
@@ -1387,11 +1388,11 @@ TEST_F(AlertsTest, ASlowStageIsJudgedAgainstTheWeekBeforeTheLastHour) {
   const std::int64_t now = clock_.now();
   auto put = [&](const std::string& id, const std::string& stage, std::int64_t at,
                  std::int64_t ms) {
-    server::Execution e;
+    Execution e;
     e.tracking_id = id;
     e.execution_id = "exec_" + id;
     e.started_at_ns = at - ms * kMs;
-    server::Step s;
+    Step s;
     s.step = stage;
     s.timestamp_ns = at;
     s.status = "completed";

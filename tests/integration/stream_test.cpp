@@ -21,7 +21,7 @@
 #include "eventually.hpp"
 #include "fake_clock.hpp"
 #include "format/sse.hpp"
-#include "sinks/http_client.hpp"
+#include "net/http_client.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/server/alerts.hpp"

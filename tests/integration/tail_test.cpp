@@ -20,7 +20,7 @@
 
 #include "scoped_env.hpp"
 #include "serve_process.hpp"
-#include "sinks/http_client.hpp"
+#include "net/http_client.hpp"
 #include "temp_dir.hpp"
 
 namespace {

@@ -56,10 +56,10 @@ constexpr std::int64_t kT0 = 1'767'555'015'234'000'000;  // 2026-01-04T19:30:15.
 constexpr std::int64_t kDay = 86'400 * kSecond;
 
 // Seed 004's example: three completed steps and a failure with a stack trace.
-inline server::Execution seed_execution(std::string tracking_id = "60B3RNTB",
+inline Execution seed_execution(std::string tracking_id = "60B3RNTB",
                                         std::string execution_id = "exec_1703123456789_xyz123abc",
                                         std::int64_t started_at_ns = kT0) {
-  server::Execution e;
+  Execution e;
   e.tracking_id = std::move(tracking_id);
   e.execution_id = std::move(execution_id);
   e.started_at_ns = started_at_ns;
@@ -82,7 +82,7 @@ inline server::Execution seed_execution(std::string tracking_id = "60B3RNTB",
   return e;
 }
 
-inline void expect_same(const server::Execution& got, const server::Execution& want) {
+inline void expect_same(const Execution& got, const Execution& want) {
   EXPECT_EQ(got.tracking_id, want.tracking_id);
   EXPECT_EQ(got.execution_id, want.execution_id);
   EXPECT_EQ(got.started_at_ns, want.started_at_ns);
@@ -151,14 +151,14 @@ class StoreConformanceTest : public ::testing::TestWithParam<StoreBackendFactory
 
   // Unwraps a Result, failing the test with its error.
   template <typename T>
-  static T ok(store::Result<T> r) {
+  static T ok(stagelog::Result<T> r) {
     if (!r) {
       ADD_FAILURE() << r.error().what();
       throw std::runtime_error(r.error().what());
     }
     return std::move(*r);
   }
-  static void ok(store::Result<void> r) {
+  static void ok(stagelog::Result<void> r) {
     if (!r) {
       ADD_FAILURE() << r.error().what();
       throw std::runtime_error(r.error().what());
@@ -175,7 +175,7 @@ using ::testing::ElementsAre;
 
 TEST_P(StoreConformanceTest, PutThenLatestKeepsEveryField) {
   using namespace conformance;
-  server::Execution e = seed_execution();
+  Execution e = seed_execution();
   ok(store_->put_execution(e, kT0 + 7 * kDay));
   auto got = ok(store_->latest(e.tracking_id, kT0));
   ASSERT_TRUE(got.has_value());
@@ -184,7 +184,7 @@ TEST_P(StoreConformanceTest, PutThenLatestKeepsEveryField) {
 
 TEST_P(StoreConformanceTest, KeepsOptionalFieldsAbsentAndEmptyStepLists) {
   using namespace conformance;
-  server::Execution e;
+  Execution e;
   e.tracking_id = "running";
   e.execution_id = "exec_1";
   e.started_at_ns = kT0;
@@ -206,8 +206,8 @@ TEST_P(StoreConformanceTest, UnknownTrackingIdIsNotAnError) {
 
 TEST_P(StoreConformanceTest, KeepsEveryAttemptNumberedFromOne) {
   using namespace conformance;
-  server::Execution first = seed_execution("T1", "exec_a", kT0);
-  server::Execution second = seed_execution("T1", "exec_b", kT0 + 60 * kSecond);
+  Execution first = seed_execution("T1", "exec_a", kT0);
+  Execution second = seed_execution("T1", "exec_b", kT0 + 60 * kSecond);
   second.steps.resize(2);
   second.completed_at_ns.reset();
   ok(store_->put_execution(first, kT0 + kDay));
@@ -242,7 +242,7 @@ TEST_P(StoreConformanceTest, KeepsEveryAttemptNumberedFromOne) {
 
 TEST_P(StoreConformanceTest, AttemptWithoutStepsHasUnknownFinalStatus) {
   using namespace conformance;
-  server::Execution e = seed_execution();
+  Execution e = seed_execution();
   e.steps.clear();
   ok(store_->put_execution(e, kT0 + kDay));
   auto list = ok(store_->attempts(e.tracking_id, kT0));
@@ -253,9 +253,9 @@ TEST_P(StoreConformanceTest, AttemptWithoutStepsHasUnknownFinalStatus) {
 
 TEST_P(StoreConformanceTest, SameExecutionIdReplacesThatAttempt) {
   using namespace conformance;
-  server::Execution a = seed_execution("T1", "exec_a", kT0);
-  server::Execution b = seed_execution("T1", "exec_b", kT0 + kSecond);
-  server::Execution growing = a;
+  Execution a = seed_execution("T1", "exec_a", kT0);
+  Execution b = seed_execution("T1", "exec_b", kT0 + kSecond);
+  Execution growing = a;
   growing.steps.resize(1);
   growing.completed_at_ns.reset();
   growing.duration_ms.reset();
@@ -281,7 +281,7 @@ TEST_P(StoreConformanceTest, SameExecutionIdReplacesThatAttempt) {
 
 TEST_P(StoreConformanceTest, ReplacingAnAttemptRenewsItsExpiry) {
   using namespace conformance;
-  server::Execution e = seed_execution();
+  Execution e = seed_execution();
   ok(store_->put_execution(e, kT0 + kSecond));
   ok(store_->put_execution(e, kT0 + kDay));
   EXPECT_TRUE(ok(store_->latest(e.tracking_id, kT0 + 2 * kSecond)).has_value());
@@ -502,14 +502,14 @@ inline std::vector<std::string> ids(const std::vector<store::ExecutionSummary>& 
 
 TEST_P(StoreConformanceTest, ListsLiveAttemptsNewestFirstFilteredByStatusTimeAndMetadata) {
   using namespace conformance;
-  server::Execution failed = seed_execution("A", "exec_a", kT0);  // Last step failed.
-  server::Execution done = seed_execution("B", "exec_b", kT0 + kSecond);
+  Execution failed = seed_execution("A", "exec_a", kT0);  // Last step failed.
+  Execution done = seed_execution("B", "exec_b", kT0 + kSecond);
   done.steps.resize(2);  // Last step completed.
   done.metadata_json = R"({"tier":"basic","n":3,"ok":true,"ratio":2.5,"none":null})";
-  server::Execution open = seed_execution("C", "exec_c", kT0 + 2 * kSecond);
+  Execution open = seed_execution("C", "exec_c", kT0 + 2 * kSecond);
   open.steps.clear();
   open.completed_at_ns.reset();
-  server::Execution expired = seed_execution("D", "exec_d", kT0 + 3 * kSecond);
+  Execution expired = seed_execution("D", "exec_d", kT0 + 3 * kSecond);
   ok(store_->put_execution(failed, kT0 + kDay));
   ok(store_->put_execution(done, kT0 + kDay));
   ok(store_->put_execution(open, kT0 + kDay));
@@ -603,7 +603,7 @@ TEST_P(StoreConformanceTest, EventPagesContinueAfterTheLastEventRead) {
 
 TEST_P(StoreConformanceTest, ReopenedStoreHasEverything) {
   using namespace conformance;
-  server::Execution e = seed_execution();
+  Execution e = seed_execution();
   ok(store_->put_execution(e, kT0 + kDay));
   ok(store_->put_execution(seed_execution(e.tracking_id, "exec_2", kT0 + kSecond), kT0 + kDay));
   std::vector<OwnedEvent> events = {event("run-1", kT0), event("run-1", kT0 + 1)};
@@ -657,7 +657,7 @@ TEST_P(StoreConformanceTest, WriteStoresEventsAndAttemptsTogetherEachWithItsExpi
 
 TEST_P(StoreConformanceTest, WriteAppliesAttemptsInOrder) {
   using namespace conformance;
-  server::Execution growing = seed_execution("T1", "exec_a", kT0);
+  Execution growing = seed_execution("T1", "exec_a", kT0);
   growing.steps.resize(1);
   std::vector<store::ExecutionWrite> attempts = {
       {growing, kT0 + kDay, 0},
@@ -674,15 +674,15 @@ TEST_P(StoreConformanceTest, WriteAppliesAttemptsInOrder) {
 
 TEST_P(StoreConformanceTest, WriteFromAStepKeepsTheStepsBeforeIt) {
   using namespace conformance;
-  server::Execution full = seed_execution();
-  server::Execution first_two = full;
+  Execution full = seed_execution();
+  Execution first_two = full;
   first_two.steps.resize(2);
   first_two.completed_at_ns.reset();
   first_two.duration_ms.reset();
   ok(store_->put_execution(first_two, kT0 + kDay));
 
   // Steps 2 and 3 appended, the attempt's other columns replaced.
-  server::Execution rest = full;
+  Execution rest = full;
   rest.steps.erase(rest.steps.begin(), rest.steps.begin() + 2);
   std::vector<store::ExecutionWrite> append = {{rest, kT0 + kDay, 2}};
   ok(store_->write({}, append));
@@ -691,7 +691,7 @@ TEST_P(StoreConformanceTest, WriteFromAStepKeepsTheStepsBeforeIt) {
   expect_same(*got, full);
 
   // From step 3: step 3 replaced, a fifth added.
-  server::Execution tail = full;
+  Execution tail = full;
   tail.steps.erase(tail.steps.begin(), tail.steps.begin() + 3);
   tail.steps[0].message = "replaced";
   tail.steps.push_back(tail.steps[0]);
@@ -709,7 +709,7 @@ TEST_P(StoreConformanceTest, WriteFromAStepKeepsTheStepsBeforeIt) {
   EXPECT_EQ(summary[0].final_status, full.steps[3].status);
 
   // From step 2 with no steps: the attempt is cut to its first two, and says so.
-  server::Execution none = full;
+  Execution none = full;
   none.steps.clear();
   std::vector<store::ExecutionWrite> cut = {{none, kT0 + kDay, 2}};
   ok(store_->write({}, cut));
@@ -725,14 +725,14 @@ TEST_P(StoreConformanceTest, WriteFromAStepKeepsTheStepsBeforeIt) {
 
 TEST_P(StoreConformanceTest, AFailedWriteStoresNothing) {
   using namespace conformance;
-  server::Execution stored = seed_execution("T1", "exec_a", kT0);
+  Execution stored = seed_execution("T1", "exec_a", kT0);
   stored.steps.resize(2);
   ok(store_->put_execution(stored, kT0 + kDay));
 
   // The second attempt claims five steps stored where there are two: the whole write fails.
   std::vector<OwnedEvent> batch = {event("r", kT0)};
   std::vector<store::EventsWrite> events = {{batch, kT0 + kDay}};
-  server::Execution gap = seed_execution("T1", "exec_a", kT0);
+  Execution gap = seed_execution("T1", "exec_a", kT0);
   std::vector<store::ExecutionWrite> attempts = {
       {seed_execution("T2", "exec_x", kT0), kT0 + kDay, 0},
       {gap, kT0 + kDay, 5},
@@ -763,17 +763,17 @@ TEST_P(StoreConformanceTest, TwoStoresOnOneBackendSeeEachOthersWrites) {
 
 namespace conformance {
 
-inline server::Step step(std::string name, std::int64_t ts_ns, std::string status,
+inline Step step(std::string name, std::int64_t ts_ns, std::string status,
                          std::string message = "", std::optional<std::string> error = std::nullopt,
                          std::string custom = "{}") {
-  return server::Step{std::move(name),   ts_ns,
+  return Step{std::move(name),   ts_ns,
                       std::move(status), std::move(message),
                       std::move(error),  std::move(custom)};
 }
 
-inline server::Execution with_steps(std::string tracking_id, std::int64_t started_at_ns,
-                                    std::vector<server::Step> steps, std::string metadata = "{}") {
-  server::Execution e;
+inline Execution with_steps(std::string tracking_id, std::int64_t started_at_ns,
+                                    std::vector<Step> steps, std::string metadata = "{}") {
+  Execution e;
   e.tracking_id = tracking_id;
   e.execution_id = "exec_" + tracking_id;
   e.started_at_ns = started_at_ns;
@@ -915,7 +915,7 @@ TEST_P(StoreConformanceTest, AnyTextIsSearchedAsWordsNeverAsQuerySyntax) {
 TEST_P(StoreConformanceTest, ListFiltersByAWorkerAndStageOfManySteps) {
   using namespace conformance;
   for (int a = 0; a < 4; ++a) {
-    std::vector<server::Step> steps;
+    std::vector<Step> steps;
     std::string worker = a == 3 ? R"({"worker":"other"})" : R"({"worker":"busy"})";
     for (int i = 0; i < 800; ++i) {
       steps.push_back(step(i == 799 && a == 1 ? "rare" : "common", kT0 + i * kMs, "completed", "",

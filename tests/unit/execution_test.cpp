@@ -1,4 +1,4 @@
-#include "stagelog/server/execution.hpp"
+#include "stagelog/server/execution_log.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

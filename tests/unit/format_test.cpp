@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/duration.hpp"
+#include "base/time_text.hpp"
 #include "events.hpp"
 #include "fake_clock.hpp"
 #include "stagelog/event.hpp"
@@ -74,13 +76,13 @@ std::string text(const Event& e) {
 
 std::string seconds(std::int64_t ns) {
   std::string out;
-  detail::append_seconds(out, ns);
+  detail::append_elapsed_seconds(out, ns);
   return out;
 }
 
 std::string timestamp(std::int64_t ns) {
   std::string out;
-  detail::append_timestamp(out, ns);
+  detail::append_iso_timestamp(out, ns);
   return out;
 }
 

@@ -25,7 +25,7 @@
 #include "format/format.hpp"
 #include "ndjson_receiver.hpp"
 #include "scoped_env.hpp"
-#include "sinks/http_client.hpp"
+#include "net/http_client.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/recorder.hpp"

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/time_text.hpp"
 #include "events.hpp"
 #include "fake_clock.hpp"
 #include "format/format.hpp"
@@ -497,7 +498,7 @@ TEST(ParseTest, FormatTextThenParseLineRoundTrips) {
     ASSERT_TRUE(p.has_value()) << error;
     EXPECT_EQ(p->ts_ns, e.ts_ns / kMs * kMs);
     std::string ts;
-    detail::append_timestamp(ts, e.ts_ns);
+    detail::append_iso_timestamp(ts, e.ts_ns);
     EXPECT_EQ(p->timestamp, ts);
     EXPECT_EQ(p->worker, e.worker);
     EXPECT_EQ(p->message, c.expected_message);

@@ -179,7 +179,7 @@ void write_version_1_store(const std::filesystem::path& path) {
     CREATE INDEX events_by_run ON events (run, ts_ns, id);
     CREATE INDEX events_by_expiry ON events (expires_at_ns);
   )sql");
-  server::Execution e = conformance::seed_execution();
+  Execution e = conformance::seed_execution();
   detail::Statement execution(db,
                               "INSERT INTO executions VALUES (1, ?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)");
   execution.bind(1, std::string_view(e.tracking_id))
@@ -197,7 +197,7 @@ void write_version_1_store(const std::filesystem::path& path) {
   detail::Statement step(db, "INSERT INTO steps VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   // Inserted out of order: seq decides.
   for (std::int64_t seq : {2, 0, 3, 1}) {
-    const server::Step& s = e.steps[static_cast<std::size_t>(seq)];
+    const Step& s = e.steps[static_cast<std::size_t>(seq)];
     step.bind(1, seq)
         .bind(2, std::string_view(s.step))
         .bind(3, s.timestamp_ns)
@@ -336,12 +336,12 @@ TEST(SqliteStoreTest, ACorruptedFileGivesErrorsNotCrashes) {
 }
 
 TEST(SqliteStoreTest, AnErrorResultThrowsItsErrorFromValue) {
-  store::Result<int> r(Error("boom"));
+  stagelog::Result<int> r(Error("boom"));
   EXPECT_FALSE(r);
   EXPECT_THROW(r.value(), Error);
-  store::Result<void> v(Error("bang"));
+  stagelog::Result<void> v(Error("bang"));
   EXPECT_THROW(v.value(), Error);
-  store::Result<int> fine(3);
+  stagelog::Result<int> fine(3);
   EXPECT_EQ(*fine, 3);
 }
 

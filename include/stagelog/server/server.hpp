@@ -136,7 +136,7 @@ class Server {
 
   // Removes expired data now, as the purge thread does every purge_interval. Returns how
   // many attempts and events it removed.
-  store::Result<std::size_t> purge();
+  Result<std::size_t> purge();
 
  private:
   struct Impl;

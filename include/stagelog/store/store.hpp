@@ -11,73 +11,11 @@
 #include <vector>
 
 #include "stagelog/error.hpp"
+#include "stagelog/result.hpp"
 #include "stagelog/parse.hpp"
-#include "stagelog/server/execution.hpp"
+#include "stagelog/execution.hpp"
 
 namespace stagelog::store {
-
-// What a store operation returns: a value, or the Error that stopped it (an I/O error, a
-// database locked past the busy timeout, a corrupt file, a lost connection). Store failures
-// are a normal outcome for a server, so they are values, not exceptions; this is the subset of
-// tl::expected<T, Error> the callers need, kept here because a public header includes only
-// the standard library and stagelog/ headers. Converting is one line at the edge:
-//   auto r = store.latest(id, now);
-//   if (!r) return tl::make_unexpected(r.error());
-template <typename T>
-class [[nodiscard]] Result {
- public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit
-  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
-
-  bool has_value() const noexcept { return v_.index() == 0; }
-  explicit operator bool() const noexcept { return has_value(); }
-
-  // The value; throws the Error when there is none.
-  T& value() & {
-    check();
-    return std::get<0>(v_);
-  }
-  const T& value() const& {
-    check();
-    return std::get<0>(v_);
-  }
-  T&& value() && {
-    check();
-    return std::get<0>(std::move(v_));
-  }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-
-  // Precondition: !has_value().
-  const Error& error() const { return std::get<1>(v_); }
-
- private:
-  void check() const {
-    if (!has_value()) throw std::get<1>(v_);
-  }
-  std::variant<T, Error> v_;
-};
-
-template <>
-class [[nodiscard]] Result<void> {
- public:
-  Result() = default;
-  Result(Error error) : error_(std::move(error)) {}  // NOLINT: implicit
-
-  bool has_value() const noexcept { return !error_.has_value(); }
-  explicit operator bool() const noexcept { return has_value(); }
-  // Throws the Error when the operation failed.
-  void value() const {
-    if (error_) throw *error_;
-  }
-  // Precondition: !has_value().
-  const Error& error() const { return *error_; }
-
- private:
-  std::optional<Error> error_;
-};
 
 // One line of an attempts() listing.
 struct AttemptSummary {
@@ -138,7 +76,7 @@ struct ExecutionSummary {
   AttemptSummary attempt;
   std::string metadata_json;
   Position position;
-  std::vector<server::Step> steps;  // With ExecutionQuery::with_steps, read in one snapshot.
+  std::vector<Step> steps;  // With ExecutionQuery::with_steps, read in one snapshot.
 };
 
 // What stage_stats aggregates: steps that ended (completed or failed; skipped ones are only
@@ -217,7 +155,7 @@ struct EventsWrite {
 // long-running execution folded from events grows without being rewritten on every batch.
 // The attempt must then be stored with at least k steps; otherwise the write fails.
 struct ExecutionWrite {
-  server::Execution execution;
+  Execution execution;
   std::int64_t expires_at_ns = 0;
   std::size_t steps_from = 0;
 };
@@ -250,16 +188,16 @@ class Store {
   // for this tracking id replaces that attempt entirely (steps, metadata, expiry), keeping its
   // number and its place in insertion order: a worker re-posts the whole document as steps
   // are added.
-  virtual Result<void> put_execution(const server::Execution& execution,
+  virtual Result<void> put_execution(const Execution& execution,
                                      std::int64_t expires_at_ns) = 0;
 
   // The most recent live attempt: greatest started_at_ns, ties broken by insertion order
   // (the later first put wins). nullopt when the tracking id has no live attempt.
-  virtual Result<std::optional<server::Execution>> latest(std::string_view tracking_id,
+  virtual Result<std::optional<Execution>> latest(std::string_view tracking_id,
                                                           std::int64_t now_ns) = 0;
 
   // Attempt number n (1 = the first), if it is live.
-  virtual Result<std::optional<server::Execution>> attempt(std::string_view tracking_id, int n,
+  virtual Result<std::optional<Execution>> attempt(std::string_view tracking_id, int n,
                                                            std::int64_t now_ns) = 0;
 
   // The live attempts of a tracking id, by number.

@@ -11,7 +11,11 @@
 
 #include "stagelog/event.hpp"
 
-namespace stagelog::server {
+namespace stagelog {
+
+// The execution model: seed 004's execution logs, and executions folded from recorder events.
+// The store keeps them and the server serves them; neither the model nor the store knows HTTP
+// (the seed's response shape is stagelog/server/execution_log.hpp).
 
 // One step of an execution, as seed 004's worker pushes it: {step, timestamp, status,
 // message, error_details?, any custom fields}.
@@ -58,16 +62,6 @@ std::optional<Execution> parse_execution(std::string_view json,
 // The document again (what PUT stored), keys in seed order, metadata after execution_id.
 std::string execution_document(const Execution& execution);
 
-// GET /api/execution-logs/{trackingId}, exactly as seed 004's Pages function formats it:
-// {"success": true, "data": {tracking_id, execution_id, <metadata keys>, started_at,
-// completed_at, duration_ms, duration_readable, total_steps, final_status, steps: [{step,
-// status, timestamp, message, time_from_start, error_details}]}}.
-std::string execution_log_response(const Execution& execution);
-
-// "850ms", "12.3s", "2m 30s", "1h 2m 5s".
-std::string readable_duration(std::int64_t ms);
-// "+2m 30s" from started_at to a step's timestamp ("-1.2s" if the step is earlier).
-std::string time_from_start(std::int64_t started_at_ns, std::int64_t timestamp_ns);
 // The last step's status, or "unknown" without steps.
 std::string_view final_status(const Execution& execution);
 
@@ -124,4 +118,4 @@ class ExecutionFolder {
   std::map<std::string, Entry, std::less<>> executions_;
 };
 
-}  // namespace stagelog::server
+}  // namespace stagelog

@@ -15,6 +15,7 @@ void write_all(int fd, std::string_view data, std::string_view what);
 // file or the new one, never part of either. Throws Error naming the file on failure.
 void write_file_atomically(const std::filesystem::path& path, std::string_view data);
 
-inline constexpr std::size_t kSinkBufferBytes = 64 * 1024;
+// How much a buffered writer (a file or console sink) gathers before one write().
+inline constexpr std::size_t kWriteBufferBytes = 64 * 1024;
 
 }  // namespace stagelog::detail

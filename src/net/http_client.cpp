@@ -1,4 +1,4 @@
-#include "sinks/http_client.hpp"
+#include "net/http_client.hpp"
 
 #include <netdb.h>
 #include <netinet/in.h>
@@ -13,7 +13,8 @@
 #include <cstring>
 #include <string>
 
-#include "format/ascii.hpp"
+#include "base/ascii.hpp"
+#include "base/errno_text.hpp"
 
 namespace stagelog::detail {
 
@@ -53,8 +54,6 @@ int remaining_ms(HttpClient::Clock::time_point deadline) {
   if (left.count() <= 0) return 0;
   return static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30));
 }
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 }  // namespace
 
@@ -161,7 +160,7 @@ void HttpClient::wait_ready(short events, Clock::time_point deadline, std::strin
     if (r < 0 && errno != EINTR) {
       int err = errno;
       close();
-      throw HttpError("poll: " + errno_text(err));
+      throw HttpError("poll: " + detail::errno_text(err));
     }
   }
 }
@@ -184,7 +183,7 @@ void HttpClient::connect(Clock::time_point deadline) {
     int fd =
         ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
-      last_error = errno_text(errno);
+      last_error = detail::errno_text(errno);
       continue;
     }
     fd_ = fd;
@@ -208,7 +207,7 @@ void HttpClient::connect(Clock::time_point deadline) {
       ::freeaddrinfo(list);
       return;
     }
-    last_error = errno_text(errno);
+    last_error = detail::errno_text(errno);
     close();
   }
   ::freeaddrinfo(list);
@@ -229,7 +228,7 @@ void HttpClient::send_all(std::string_view data, Clock::time_point deadline) {
     }
     int err = errno;
     close();
-    throw HttpError("cannot send to " + url_.host_header + ": " + errno_text(err));
+    throw HttpError("cannot send to " + url_.host_header + ": " + detail::errno_text(err));
   }
 }
 
@@ -255,7 +254,7 @@ bool HttpClient::read_some(Clock::time_point deadline) {
     }
     int err = errno;
     close();
-    throw HttpError("cannot read from " + url_.host_header + ": " + errno_text(err));
+    throw HttpError("cannot read from " + url_.host_header + ": " + detail::errno_text(err));
   }
 }
 
@@ -579,7 +578,7 @@ bool HttpClient::read_stream(std::string& out, Clock::time_point until) {
     if (r < 0) {
       int err = errno;
       close();
-      throw HttpError("poll: " + errno_text(err));
+      throw HttpError("poll: " + detail::errno_text(err));
     }
     char buf[16 * 1024];
     ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
@@ -595,7 +594,7 @@ bool HttpClient::read_stream(std::string& out, Clock::time_point until) {
     if (n == 0 && to_close) return false;
     throw HttpError(n == 0 ? "connection closed by " + url_.host_header +
                                  " in the middle of the stream"
-                           : "cannot read from " + url_.host_header + ": " + errno_text(err));
+                           : "cannot read from " + url_.host_header + ": " + detail::errno_text(err));
   }
 }
 
