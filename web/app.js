@@ -4,6 +4,7 @@
 
 import { token, signOut } from './js/api.js';
 import { failure, replace } from './js/dom.js';
+import { parseHash } from './js/route.js';
 import * as signIn from './js/pages/sign-in.js';
 import * as executions from './js/pages/executions.js';
 import * as execution from './js/pages/execution.js';
@@ -20,21 +21,6 @@ const ROUTES = [
   ['workers', 1, workers, 'workers'],
   ['stages', 1, stages, 'stages'],
 ];
-
-// "#/executions/item%2013?attempt=2" → {path: ['executions', 'item 13'], query}.
-export function parseHash(hash) {
-  const text = hash.replace(/^#\/?/, '');
-  const q = text.indexOf('?');
-  const pathText = q < 0 ? text : text.slice(0, q);
-  const path = pathText.split('/').filter((p) => p !== '').map((p) => {
-    try {
-      return decodeURIComponent(p);
-    } catch {
-      return p;
-    }
-  });
-  return { path, query: new URLSearchParams(q < 0 ? '' : text.slice(q + 1)) };
-}
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
