@@ -6,7 +6,9 @@ include(CMakePackageConfigHelpers)
 install(TARGETS stagelog EXPORT stagelogTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(TARGETS stagelog_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(STAGELOG_BUILD_SERVER)
+  install(TARGETS stagelog_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(DIRECTORY include/stagelog DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT stagelogTargets NAMESPACE stagelog::
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/stagelog)
