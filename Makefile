@@ -26,7 +26,8 @@ setup-browser:
 STAGELOG := ./build/release/apps/stagelog/stagelog
 demo: setup
 	@$(CMAKE) --preset release >/dev/null
-	@$(CMAKE) --build build/release --target pipeline gpu_agents stagelog_cli
+	@$(CMAKE) --build build/release --target stagelog_example_pipeline stagelog_example_gpu_agents \
+	  stagelog_cli
 	@scripts/demo-serve start $(STAGELOG) demo-out/serve
 	. demo-out/serve/env && ./build/release/examples/pipeline demo-out
 	$(STAGELOG) parse demo-out/pipeline.log > demo-out/parsed.jsonl
@@ -66,7 +67,8 @@ test-tsan:
 # rate for the server's ingest); results in bench-results/.
 bench: setup
 	@$(CMAKE) --preset release >/dev/null
-	@$(CMAKE) --build build/release --target hot_path_latency backend_throughput ingest query
+	@$(CMAKE) --build build/release --target stagelog_bench_hot_path_latency \
+	  stagelog_bench_backend_throughput stagelog_bench_ingest stagelog_bench_query
 	@mkdir -p bench-results
 	./build/release/bench/hot_path_latency --benchmark_out=bench-results/hot_path_latency.json
 	./build/release/bench/backend_throughput --benchmark_out=bench-results/backend_throughput.json
