@@ -3,8 +3,9 @@
 
 CMAKE ?= cmake
 CTEST ?= ctest
+CLANG_FORMAT ?= clang-format
 
-.PHONY: all setup setup-browser demo test test-dev test-asan test-tsan bench format clean
+.PHONY: all setup setup-browser demo test lint test-dev test-asan test-tsan bench format clean
 
 all: demo
 
@@ -26,7 +27,8 @@ setup-browser:
 STAGELOG := ./build/release/apps/stagelog/stagelog
 demo: setup
 	@$(CMAKE) --preset release >/dev/null
-	@$(CMAKE) --build build/release --target pipeline gpu_agents stagelog_cli
+	@$(CMAKE) --build build/release --target stagelog_example_pipeline stagelog_example_gpu_agents \
+	  stagelog_cli
 	@scripts/demo-serve start $(STAGELOG) demo-out/serve
 	. demo-out/serve/env && ./build/release/examples/pipeline demo-out
 	$(STAGELOG) parse demo-out/pipeline.log > demo-out/parsed.jsonl
@@ -42,10 +44,27 @@ demo: setup
 	@echo "--- the pipeline's item 13 as stagelog serve keeps it (seed 004's execution log)"
 	@scripts/demo-serve show demo-out/serve item-13
 
-# Unit, integration, CLI and browser tests in the dev build (screenshots of each web UI page in
-# build/dev/e2e-artifacts), again under ASan + UBSan but the browser, and the concurrency tests
-# under TSan.
-test: setup-browser test-dev test-asan test-tsan
+# The formatting check, then unit, integration, CLI and browser tests in the dev build
+# (screenshots of each web UI page in build/dev/e2e-artifacts), again under ASan + UBSan but the
+# browser, and the concurrency tests under TSan.
+test: setup-browser lint test-dev test-asan test-tsan
+
+# Every tracked .cpp and .hpp file as .clang-format wants it, checked with clang-format 14 (other
+# versions format some constructs differently); the first difference in each file is shown.
+# Changes nothing: `make format` does.
+lint:
+	@command -v $(CLANG_FORMAT) >/dev/null || { \
+	  echo "make lint: $(CLANG_FORMAT) not found (scripts/setup installs it)" >&2; exit 1; }
+	@version=$$($(CLANG_FORMAT) --version | sed -n 's/.*version \([0-9]*\).*/\1/p'); \
+	if [ "$$version" != 14 ]; then \
+	  echo "make lint: warning: $(CLANG_FORMAT) is version $$version, the style is checked" \
+	    "with 14; other versions may disagree (CLANG_FORMAT=clang-format-14 make lint)" >&2; \
+	fi
+	@git ls-files -z '*.cpp' '*.hpp' | \
+	  xargs -0 -r $(CLANG_FORMAT) --dry-run -Werror --ferror-limit=1 || { \
+	  echo "make lint: the files above are not formatted as .clang-format says;" \
+	    "'make format' formats every tracked .cpp and .hpp file in place" >&2; \
+	  exit 1; }
 
 test-dev:
 	@$(CMAKE) --preset dev >/dev/null
@@ -66,7 +85,8 @@ test-tsan:
 # rate for the server's ingest); results in bench-results/.
 bench: setup
 	@$(CMAKE) --preset release >/dev/null
-	@$(CMAKE) --build build/release --target hot_path_latency backend_throughput ingest query
+	@$(CMAKE) --build build/release --target stagelog_bench_hot_path_latency \
+	  stagelog_bench_backend_throughput stagelog_bench_ingest stagelog_bench_query
 	@mkdir -p bench-results
 	./build/release/bench/hot_path_latency --benchmark_out=bench-results/hot_path_latency.json
 	./build/release/bench/backend_throughput --benchmark_out=bench-results/backend_throughput.json
@@ -74,7 +94,7 @@ bench: setup
 	./build/release/bench/query --benchmark_out=bench-results/query.json
 
 format:
-	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+	git ls-files -z '*.cpp' '*.hpp' | xargs -0 $(CLANG_FORMAT) -i
 
 clean:
 	rm -rf build demo-out bench-results
