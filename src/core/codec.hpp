@@ -13,6 +13,9 @@
 
 namespace stagelog::detail {
 
+// In a Structured record's kind word, above the Kind.
+inline constexpr std::uint64_t kFieldsInMessage = 1u << 8;
+
 inline constexpr std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
 
 // memcpy for the short strings of the hot path (names, keys, short messages), inline: a call
@@ -73,11 +76,21 @@ class Encoder {
     u8(static_cast<std::uint8_t>(f.type));
     str(f.key.substr(0, max_string));
     switch (f.type) {
-      case Kv::Type::Int: i64(f.i); break;
-      case Kv::Type::Uint: u64(f.u); break;
-      case Kv::Type::Double: raw(&f.d, 8); break;
-      case Kv::Type::Bool: u64(f.b ? 1 : 0); break;
-      case Kv::Type::String: str(f.s.substr(0, max_string)); break;
+      case Kv::Type::Int:
+        i64(f.i);
+        break;
+      case Kv::Type::Uint:
+        u64(f.u);
+        break;
+      case Kv::Type::Double:
+        raw(&f.d, 8);
+        break;
+      case Kv::Type::Bool:
+        u64(f.b ? 1 : 0);
+        break;
+      case Kv::Type::String:
+        str(f.s.substr(0, max_string));
+        break;
     }
   }
 
@@ -115,11 +128,21 @@ class Decoder {
       auto type = static_cast<Kv::Type>(u8());
       Field f{str(), FieldValue{}};
       switch (type) {
-        case Kv::Type::Int: f.value = i64(); break;
-        case Kv::Type::Uint: f.value = u64(); break;
-        case Kv::Type::Double: f.value = f64(); break;
-        case Kv::Type::Bool: f.value = u64() != 0; break;
-        case Kv::Type::String: f.value = str(); break;
+        case Kv::Type::Int:
+          f.value = i64();
+          break;
+        case Kv::Type::Uint:
+          f.value = u64();
+          break;
+        case Kv::Type::Double:
+          f.value = f64();
+          break;
+        case Kv::Type::Bool:
+          f.value = u64() != 0;
+          break;
+        case Kv::Type::String:
+          f.value = str();
+          break;
       }
       out.push_back(f);
     }
