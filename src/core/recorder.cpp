@@ -64,8 +64,9 @@ Logger Recorder::component(std::string_view name) {
       c->level.store(*level, std::memory_order_relaxed);
     } else {
       c->level.store(Level::Info, std::memory_order_relaxed);
-      std::string message = variable + "=" + value + " is not a log level (valid: " +
-                            std::string(kValidLevels) + "); using INFO";
+      std::string message = variable + "=" + value +
+                            " is not a log level (valid: " + std::string(kValidLevels) +
+                            "); using INFO";
       Logger internal(this, core_->component("stagelog"));
       internal.log(Level::Warning, message);
     }
@@ -85,7 +86,8 @@ const std::string& Recorder::host() const noexcept { return core_->host(); }
 void StageScope::begin(std::string_view name, std::span<const Kv> fields) noexcept {
   name_len_ = static_cast<std::uint8_t>(std::min(name.size(), sizeof name_));
   std::memcpy(name_, name.data(), name_len_);
-  auto [id, ts] = logger_.recorder().core().emit_stage_begin(logger_.component_, this->name(), fields);
+  auto [id, ts] =
+      logger_.recorder().core().emit_stage_begin(logger_.component_, this->name(), fields);
   id_ = id;
   begin_ts_ = ts;
 }
@@ -157,8 +159,8 @@ void describe_current_exception(char* out, std::size_t size) noexcept {
   } catch (...) {
     std::type_info* type = abi::__cxa_current_exception_type();
     int status = 0;
-    char* name = type != nullptr ? abi::__cxa_demangle(type->name(), nullptr, nullptr, &status)
-                                 : nullptr;
+    char* name =
+        type != nullptr ? abi::__cxa_demangle(type->name(), nullptr, nullptr, &status) : nullptr;
     put(name != nullptr ? name : "unknown exception", "");
     std::free(name);
   }
