@@ -145,7 +145,6 @@ std::size_t Core::drain(bool to_snapshot, std::size_t limit) {
 }
 
 void Core::process(ThreadQueue& q, const RecordHeader* h) {
-  Decoder d(h);
   Event e;
   e.ts_ns = to_ns(h->ts);
   e.level = h->level;
@@ -154,69 +153,71 @@ void Core::process(ThreadQueue& q, const RecordHeader* h) {
   e.host = host_;
   e.worker = q.worker;
   e.run = q.run_id;
-  fields_.clear();
   switch (h->type) {
     case RecordType::Pad:
-      return;
+      return;  // peek() skips them.
     case RecordType::Context: {
-      std::string_view value = d.str();
-      if (static_cast<std::uint8_t>(h->status) == 0) {
-        q.worker.assign(value);
-      } else {
-        q.run_id.assign(value);
-      }
+      const auto r = decode<ContextRecord>(h, fields_);
+      (r.key == ContextKey::Worker ? q.worker : q.run_id).assign(r.value);
       return;
     }
-    case RecordType::Log:
-    case RecordType::Lifecycle:
-      e.kind = h->type == RecordType::Log ? Kind::Log : Kind::Lifecycle;
-      e.component = d.ptr<Component>()->name;
-      e.message = d.str();
-      d.fields(h->field_count, fields_);
+    case RecordType::Log: {
+      const auto r = decode<LogRecord>(h, fields_);
+      e.kind = Kind::Log;
+      e.component = r.component->name;
+      e.message = r.message;
       break;
-    case RecordType::StageBegin:
+    }
+    case RecordType::Lifecycle: {
+      const auto r = decode<LifecycleRecord>(h, fields_);
+      e.kind = Kind::Lifecycle;
+      e.component = r.component->name;
+      e.message = r.message;
+      break;
+    }
+    case RecordType::StageBegin: {
+      const auto r = decode<StageBeginRecord>(h, fields_);
       e.kind = Kind::Stage;
-      e.component = d.ptr<Component>()->name;
-      (void)d.u64();
-      e.stage = d.str();
-      d.fields(h->field_count, fields_);
+      e.component = r.component->name;
+      e.stage = r.name;
       break;
+    }
     case RecordType::StageEnd: {
+      const auto r = decode<StageEndRecord>(h, fields_);
       e.kind = Kind::Stage;
-      e.component = d.ptr<Component>()->name;
-      (void)d.u64();
-      std::int64_t begin = d.i64();
-      e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - begin));
-      e.stage = d.str();
-      e.message = d.str();
-      d.fields(h->field_count, fields_);
+      e.component = r.component->name;
+      e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - r.begin_ts));
+      e.stage = r.name;
+      e.message = r.message;
       break;
     }
     case RecordType::Structured: {
-      e.component = d.ptr<Component>()->name;
-      std::uint64_t kind = d.u64();
-      e.kind = static_cast<Kind>(kind & 0xff);
-      e.fields_in_message = (kind & kFieldsInMessage) != 0;
-      std::int64_t begin = d.i64();
-      if (begin != 0) e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - begin));
-      e.stage = d.str();
-      e.message = d.str();
-      if (std::string_view worker = d.str(); !worker.empty()) e.worker = worker;
-      d.fields(h->field_count, fields_);
+      const auto r = decode<StructuredRecord>(h, fields_);
+      e.kind = r.kind;
+      e.fields_in_message = r.fields_in_message;
+      e.component = r.component->name;
+      if (r.begin_ts != 0) {
+        e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - r.begin_ts));
+      }
+      e.stage = r.subject;
+      e.message = r.message;
+      if (!r.worker.empty()) e.worker = r.worker;
       break;
     }
-    case RecordType::RunBegin:
+    case RecordType::RunBegin: {
+      const auto r = decode<RunBeginRecord>(h, fields_);
       e.kind = Kind::Run;
-      e.component = d.ptr<Component>()->name;
+      e.component = r.component->name;
       e.stage = "COMPLETE";
       break;
+    }
     case RecordType::RunEnd: {
+      const auto r = decode<RunEndRecord>(h, fields_);
       e.kind = Kind::Run;
-      e.component = d.ptr<Component>()->name;
-      std::int64_t begin = d.i64();
-      e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - begin));
+      e.component = r.component->name;
+      e.elapsed_ns = std::max<std::int64_t>(0, duration_ns(h->ts - r.begin_ts));
       e.stage = "COMPLETE";
-      e.message = d.str();
+      e.message = r.message;
       if (e.message.empty() && e.status == Status::Completed) e.message = "All stages complete";
       break;
     }

@@ -72,8 +72,11 @@ class Core {
                        : static_cast<double>(t) * clock_.ns_per_tick() * 1e-9;
   }
 
-  void emit_log(RecordType type, Level level, const Component* component, std::string_view message,
+  void emit_log(Level level, const Component* component, std::string_view message,
                 std::span<const Kv> fields) noexcept;
+  // A lifecycle event from the terminate handler: like a log, but never filtered.
+  void emit_lifecycle(Level level, const Component* component, std::string_view message,
+                      std::span<const Kv> fields) noexcept;
   // Returns {stage id, begin ts}.
   std::pair<std::uint64_t, std::int64_t> emit_stage_begin(const Component* component,
                                                           std::string_view name,
@@ -90,7 +93,8 @@ class Core {
   std::int64_t emit_run_begin(const Component* component) noexcept;
   void emit_run_end(const Component* component, std::int64_t begin_ts, Status status,
                     std::string_view message) noexcept;
-  void set_context(std::uint8_t which, std::string_view value) noexcept;  // 0 worker, 1 run
+  // The calling thread's worker or run id from its next event on; never dropped.
+  void set_context(ContextKey key, std::string_view value) noexcept;
   std::string_view current_run() noexcept;
 
   // The recorder closes normally (its destructor, or exit()): one lifecycle event "recorder
@@ -125,6 +129,9 @@ class Core {
  private:
   // Producer (producer.cpp).
   ThreadQueue* queue_slow() noexcept;
+  template <typename R>
+  void emit_message(Level level, const Component* component, std::string_view message,
+                    std::span<const Kv> fields) noexcept;
   template <typename Fill>
   void push(ThreadQueue& q, std::size_t bytes, bool keep, Fill&& fill) noexcept;
   void wait_for_room(ThreadQueue& q, std::size_t bytes) noexcept;

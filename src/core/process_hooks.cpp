@@ -81,7 +81,7 @@ void on_terminate() {
     }
     for_each_core([&](Core& core) {
       Component* c = core.component("stagelog");
-      core.emit_log(RecordType::Lifecycle, Level::Critical, c, message, {});
+      core.emit_lifecycle(Level::Critical, c, message, {});
       core.flush();
     });
   }

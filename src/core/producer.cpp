@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <initializer_list>
-#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,6 +31,8 @@ struct ThreadHolder {
   }
 };
 thread_local ThreadHolder t_holder;
+
+constexpr std::size_t kMaxContextValue = 255;  // A worker or run id is cut to this.
 
 void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -65,7 +65,7 @@ ThreadQueue* Core::queue_slow() noexcept {
       q->worker = "t";
       q->worker += std::to_string(q->index);
       q->run_id = options_.run;
-      q->run_len = static_cast<std::uint8_t>(std::min<std::size_t>(options_.run.size(), 63));
+      q->run_len = static_cast<std::uint8_t>(std::min(options_.run.size(), sizeof q->run));
       std::memcpy(q->run, options_.run.data(), q->run_len);
       queues_.push_back(q);
       queues_version_.fetch_add(1, std::memory_order_release);
@@ -92,6 +92,8 @@ void Core::wait_for_room(ThreadQueue& q, std::size_t bytes) noexcept {
   }
 }
 
+// Reserves `bytes` in q's ring, has `fill` write the record there and publishes it. A full ring
+// waits for room (FullPolicy::Block, or `keep`) or drops the event and counts it.
 template <typename Fill>
 void Core::push(ThreadQueue& q, std::size_t bytes, bool keep, Fill&& fill) noexcept {
   q.in_push = 1;
@@ -110,74 +112,29 @@ void Core::push(ThreadQueue& q, std::size_t bytes, bool keep, Fill&& fill) noexc
   q.in_push = 0;
 }
 
-namespace {
-
-std::size_t fields_size(std::span<const Kv> fields, std::size_t limit) noexcept;
-
-[[gnu::noinline]] std::size_t fit_cut(std::size_t fixed,
-                                      std::initializer_list<std::string_view> strings,
-                                      std::span<const Kv> fields, std::size_t max_record,
-                                      std::size_t& limit) noexcept {
-  std::size_t pieces = strings.size() + 2 * fields.size();
-  std::size_t overhead = sizeof(RecordHeader) + fixed + 4 * strings.size() + 13 * fields.size() + 8;
-  limit = overhead < max_record ? (max_record - overhead) / std::max<std::size_t>(pieces, 1) : 0;
-  std::size_t n = sizeof(RecordHeader) + fixed + fields_size(fields, limit);
-  for (auto s : strings) n += 4 + std::min(s.size(), limit);
-  return align8(n);
-}
-
-std::size_t fields_size(std::span<const Kv> fields, std::size_t limit) noexcept {
-  std::size_t n = 0;
-  for (const auto& f : fields) {
-    n += 1 + 4 + std::min(f.key.size(), limit) +
-         (f.type == Kv::Type::String ? 4 + std::min(f.s.size(), limit) : 8);
-  }
-  return n;
-}
-
-// Total size of a record with a fixed part, strings and fields. Almost always it fits in half
-// the ring as is; otherwise `limit` is set to the length every string is cut to.
-inline std::size_t fit(std::size_t fixed, std::initializer_list<std::string_view> strings,
-                       std::span<const Kv> fields, std::size_t max_record,
-                       std::size_t& limit) noexcept {
-  limit = std::numeric_limits<std::size_t>::max();
-  std::size_t n = sizeof(RecordHeader) + fixed;
-  for (auto s : strings) n += 4 + s.size();
-  for (const auto& f : fields) {
-    n += 5 + f.key.size() + (f.type == Kv::Type::String ? 4 + f.s.size() : 8);
-  }
-  n = align8(n);
-  if (n <= max_record) [[likely]] {
-    return n;
-  }
-  return fit_cut(fixed, strings, fields, max_record, limit);
-}
-
-std::span<const Kv> cap_fields(std::span<const Kv> fields) noexcept {
-  return fields.size() > 255 ? fields.first(255) : fields;
-}
-
-}  // namespace
-
-void Core::emit_log(RecordType type, Level level, const Component* component,
-                    std::string_view message, std::span<const Kv> fields) noexcept {
+template <typename R>
+void Core::emit_message(Level level, const Component* component, std::string_view message,
+                        std::span<const Kv> fields) noexcept {
   ThreadQueue* q = queue();
   if (q == nullptr) [[unlikely]] {
     return;
   }
   fields = cap_fields(fields);
-  std::size_t limit;
-  std::size_t bytes = fit(8, {message}, fields, max_record_, limit);
+  const R record{component, message};
+  const RecordSize size = record_size(record, fields, max_record_);
   std::int64_t ts = now();
-  push(*q, bytes, false, [&](std::byte* p) {
-    auto* h = reinterpret_cast<RecordHeader*>(p);
-    *h = RecordHeader{static_cast<std::uint32_t>(bytes),        type, level, Status::None,
-                      static_cast<std::uint8_t>(fields.size()), ts};
-    Encoder e(p + sizeof(RecordHeader));
-    e.ptr(component);
-    e.str(message.substr(0, limit));
-    for (const auto& f : fields) e.field(f, limit);
-  });
+  push(*q, size.bytes, false,
+       [&](std::byte* p) { encode(p, size, level, Status::None, ts, record, fields); });
+}
+
+void Core::emit_log(Level level, const Component* component, std::string_view message,
+                    std::span<const Kv> fields) noexcept {
+  emit_message<LogRecord>(level, component, message, fields);
+}
+
+void Core::emit_lifecycle(Level level, const Component* component, std::string_view message,
+                          std::span<const Kv> fields) noexcept {
+  emit_message<LifecycleRecord>(level, component, message, fields);
 }
 
 std::pair<std::uint64_t, std::int64_t> Core::emit_stage_begin(const Component* component,
@@ -189,24 +146,11 @@ std::pair<std::uint64_t, std::int64_t> Core::emit_stage_begin(const Component* c
     return {0, ts};
   }
   fields = cap_fields(fields);
-  std::uint64_t id = q->next_stage_id++;
-  std::size_t limit;
-  std::size_t bytes = fit(16, {name}, fields, max_record_, limit);
-  push(*q, bytes, false, [&](std::byte* p) {
-    auto* h = reinterpret_cast<RecordHeader*>(p);
-    *h = RecordHeader{static_cast<std::uint32_t>(bytes),
-                      RecordType::StageBegin,
-                      Level::Info,
-                      Status::Starting,
-                      static_cast<std::uint8_t>(fields.size()),
-                      ts};
-    Encoder e(p + sizeof(RecordHeader));
-    e.ptr(component);
-    e.u64(id);
-    e.str(name.substr(0, limit));
-    for (const auto& f : fields) e.field(f, limit);
-  });
-  return {id, ts};
+  const StageBeginRecord record{component, q->next_stage_id++, name};
+  const RecordSize size = record_size(record, fields, max_record_);
+  push(*q, size.bytes, false,
+       [&](std::byte* p) { encode(p, size, Level::Info, Status::Starting, ts, record, fields); });
+  return {record.id, ts};
 }
 
 void Core::emit_stage_end(const Component* component, std::uint64_t id, std::int64_t begin_ts,
@@ -217,26 +161,12 @@ void Core::emit_stage_end(const Component* component, std::uint64_t id, std::int
     return;
   }
   fields = cap_fields(fields);
-  std::size_t limit;
-  std::size_t bytes = fit(24, {name, message}, fields, max_record_, limit);
+  const StageEndRecord record{component, id, begin_ts, name, message};
+  const RecordSize size = record_size(record, fields, max_record_);
   std::int64_t ts = now();
   Level level = status == Status::Failed ? Level::Error : Level::Info;
-  push(*q, bytes, false, [&](std::byte* p) {
-    auto* h = reinterpret_cast<RecordHeader*>(p);
-    *h = RecordHeader{static_cast<std::uint32_t>(bytes),
-                      RecordType::StageEnd,
-                      level,
-                      status,
-                      static_cast<std::uint8_t>(fields.size()),
-                      ts};
-    Encoder e(p + sizeof(RecordHeader));
-    e.ptr(component);
-    e.u64(id);
-    e.i64(begin_ts);
-    e.str(name.substr(0, limit));
-    e.str(message.substr(0, limit));
-    for (const auto& f : fields) e.field(f, limit);
-  });
+  push(*q, size.bytes, false,
+       [&](std::byte* p) { encode(p, size, level, status, ts, record, fields); });
 }
 
 void Core::emit_structured(Kind kind, Level level, Status status, const Component* component,
@@ -248,26 +178,12 @@ void Core::emit_structured(Kind kind, Level level, Status status, const Componen
     return;
   }
   fields = cap_fields(fields);
-  std::size_t limit;
-  std::size_t bytes = fit(24, {subject, message, worker}, fields, max_record_, limit);
+  const StructuredRecord record{component, kind,  fields_in_message, begin_ts, subject,
+                                message,   worker};
+  const RecordSize size = record_size(record, fields, max_record_);
   std::int64_t ts = now();
-  push(*q, bytes, false, [&](std::byte* p) {
-    auto* h = reinterpret_cast<RecordHeader*>(p);
-    *h = RecordHeader{static_cast<std::uint32_t>(bytes),
-                      RecordType::Structured,
-                      level,
-                      status,
-                      static_cast<std::uint8_t>(fields.size()),
-                      ts};
-    Encoder e(p + sizeof(RecordHeader));
-    e.ptr(component);
-    e.u64(static_cast<std::uint64_t>(kind) | (fields_in_message ? kFieldsInMessage : 0));
-    e.i64(begin_ts);
-    e.str(subject.substr(0, limit));
-    e.str(message.substr(0, limit));
-    e.str(worker.substr(0, limit));
-    for (const auto& f : fields) e.field(f, limit);
-  });
+  push(*q, size.bytes, false,
+       [&](std::byte* p) { encode(p, size, level, status, ts, record, fields); });
 }
 
 std::int64_t Core::emit_run_begin(const Component* component) noexcept {
@@ -276,17 +192,10 @@ std::int64_t Core::emit_run_begin(const Component* component) noexcept {
   if (q == nullptr) [[unlikely]] {
     return ts;
   }
-  std::size_t bytes = align8(sizeof(RecordHeader) + 8);
-  push(*q, bytes, false, [&](std::byte* p) {
-    auto* h = reinterpret_cast<RecordHeader*>(p);
-    *h = RecordHeader{static_cast<std::uint32_t>(bytes),
-                      RecordType::RunBegin,
-                      Level::Info,
-                      Status::Starting,
-                      0,
-                      ts};
-    Encoder(p + sizeof(RecordHeader)).ptr(component);
-  });
+  const RunBeginRecord record{component};
+  const RecordSize size = record_size(record, {}, max_record_);
+  push(*q, size.bytes, false,
+       [&](std::byte* p) { encode(p, size, Level::Info, Status::Starting, ts, record); });
   return ts;
 }
 
@@ -296,42 +205,28 @@ void Core::emit_run_end(const Component* component, std::int64_t begin_ts, Statu
   if (q == nullptr) [[unlikely]] {
     return;
   }
-  std::size_t limit;
-  std::size_t bytes = fit(16, {message}, {}, max_record_, limit);
+  const RunEndRecord record{component, begin_ts, message};
+  const RecordSize size = record_size(record, {}, max_record_);
   std::int64_t ts = now();
   Level level = status == Status::Failed ? Level::Error : Level::Info;
-  push(*q, bytes, false, [&](std::byte* p) {
-    auto* h = reinterpret_cast<RecordHeader*>(p);
-    *h = RecordHeader{static_cast<std::uint32_t>(bytes), RecordType::RunEnd, level, status, 0, ts};
-    Encoder e(p + sizeof(RecordHeader));
-    e.ptr(component);
-    e.i64(begin_ts);
-    e.str(message.substr(0, limit));
-  });
+  push(*q, size.bytes, false, [&](std::byte* p) { encode(p, size, level, status, ts, record); });
 }
 
-void Core::set_context(std::uint8_t which, std::string_view value) noexcept {
+void Core::set_context(ContextKey key, std::string_view value) noexcept {
   ThreadQueue* q = queue();
   if (q == nullptr) [[unlikely]] {
     return;
   }
-  value = value.substr(0, 255);
-  if (which == 1) {
-    q->run_len = static_cast<std::uint8_t>(std::min<std::size_t>(value.size(), 63));
+  value = value.substr(0, kMaxContextValue);
+  if (key == ContextKey::Run) {
+    q->run_len = static_cast<std::uint8_t>(std::min(value.size(), sizeof q->run));
     std::memcpy(q->run, value.data(), q->run_len);
   }
-  std::size_t bytes = align8(sizeof(RecordHeader) + 4 + value.size());
+  const ContextRecord record{key, value};
+  const RecordSize size = record_size(record, {}, max_record_);
   std::int64_t ts = now();
-  push(*q, bytes, true, [&](std::byte* p) {
-    auto* h = reinterpret_cast<RecordHeader*>(p);
-    *h = RecordHeader{static_cast<std::uint32_t>(bytes),
-                      RecordType::Context,
-                      Level::Info,
-                      static_cast<Status>(which),
-                      0,
-                      ts};
-    Encoder(p + sizeof(RecordHeader)).str(value);
-  });
+  push(*q, size.bytes, true,
+       [&](std::byte* p) { encode(p, size, Level::Info, Status::None, ts, record); });
 }
 
 std::string_view Core::current_run() noexcept {
@@ -349,19 +244,11 @@ void Core::emit_closed() noexcept {
 void Core::emit_crash_from_signal(std::string_view message) noexcept {
   if (t_core_id_ != id_ || t_queue_ == nullptr || t_queue_->in_push) return;
   ThreadQueue& q = *t_queue_;
-  std::size_t bytes = align8(sizeof(RecordHeader) + 8 + 4 + message.size());
-  std::byte* p = q.ring.try_reserve(bytes);
+  const LifecycleRecord record{internal_component_, message};
+  const RecordSize size = record_size(record, {}, max_record_);
+  std::byte* p = q.ring.try_reserve(size.bytes);
   if (p == nullptr) return;  // Never wait inside a signal handler.
-  auto* h = reinterpret_cast<RecordHeader*>(p);
-  *h = RecordHeader{static_cast<std::uint32_t>(bytes),
-                    RecordType::Lifecycle,
-                    Level::Critical,
-                    Status::Failed,
-                    0,
-                    now()};
-  Encoder e(p + sizeof(RecordHeader));
-  e.ptr(internal_component_);
-  e.str(message);
+  encode(p, size, Level::Critical, Status::Failed, now(), record);
   q.ring.commit();
 }
 
@@ -390,7 +277,7 @@ void Logger::log(Level level, std::string_view message, std::span<const Kv> fiel
 
 void Logger::record(Level level, std::string_view message,
                     std::span<const Kv> fields) const noexcept {
-  recorder_->core().emit_log(detail::RecordType::Log, level, component_, message, fields);
+  recorder_->core().emit_log(level, component_, message, fields);
 }
 
 }  // namespace stagelog

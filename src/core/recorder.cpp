@@ -74,8 +74,12 @@ Logger Recorder::component(std::string_view name) {
   return logger;
 }
 
-void Recorder::set_worker(std::string_view worker) noexcept { core_->set_context(0, worker); }
-void Recorder::set_run(std::string_view run) noexcept { core_->set_context(1, run); }
+void Recorder::set_worker(std::string_view worker) noexcept {
+  core_->set_context(detail::ContextKey::Worker, worker);
+}
+void Recorder::set_run(std::string_view run) noexcept {
+  core_->set_context(detail::ContextKey::Run, run);
+}
 void Recorder::flush() { core_->flush(); }
 std::uint64_t Recorder::dropped() const noexcept { return core_->dropped(); }
 std::int64_t Recorder::pid() const noexcept { return core_->pid(); }
@@ -120,7 +124,7 @@ RunScope::RunScope(const Logger& logger, std::string_view run_id) noexcept : log
   std::string_view prev = core.current_run();
   prev_len_ = static_cast<std::uint8_t>(std::min(prev.size(), sizeof prev_run_));
   std::memcpy(prev_run_, prev.data(), prev_len_);
-  core.set_context(1, run_id);
+  core.set_context(detail::ContextKey::Run, run_id);
   begin_ts_ = core.emit_run_begin(logger_.component_);
 }
 
@@ -138,7 +142,7 @@ void RunScope::end(Status status, std::string_view message) noexcept {
   ended_ = true;
   auto& core = logger_.recorder().core();
   core.emit_run_end(logger_.component_, begin_ts_, status, message);
-  core.set_context(1, std::string_view(prev_run_, prev_len_));
+  core.set_context(detail::ContextKey::Run, std::string_view(prev_run_, prev_len_));
 }
 
 namespace detail {

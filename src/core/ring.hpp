@@ -3,38 +3,14 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 
-#include "stagelog/event.hpp"
+#include "core/codec.hpp"
 
 namespace stagelog::detail {
 
-enum class RecordType : std::uint8_t {
-  Pad,         // Filler up to the end of the buffer; the next record starts at offset 0.
-  Log,         // component, message, fields
-  StageBegin,  // component, stage id, name, fields
-  StageEnd,    // component, stage id, begin ts, name, message, fields
-  RunBegin,    // component, run id
-  RunEnd,      // component, begin ts, message
-  Context,     // worker and run id of the thread's following records
-  Lifecycle,   // component, message, fields (crash records from signal handlers)
-  Structured,  // component, kind, begin ts (0: none), subject, message, worker, fields
-};
-
-// Every record starts with this header and is a multiple of 8 bytes long.
-struct RecordHeader {
-  std::uint32_t size;
-  RecordType type;
-  Level level;
-  Status status;
-  std::uint8_t field_count;
-  std::int64_t ts;  // TSC ticks, or ns when a clock is injected.
-};
-static_assert(sizeof(RecordHeader) == 16);
-
-// A single-producer single-consumer ring of variable-sized records. The producer is the
-// thread that owns it; the consumer is the backend thread. A record never wraps: when it
+// A single-producer single-consumer ring of variable-sized records (codec.hpp). The producer is
+// the thread that owns it; the consumer is the backend thread. A record never wraps: when it
 // does not fit before the end, a Pad record fills the gap.
 class Ring {
  public:
@@ -53,11 +29,7 @@ class Ring {
       cached_read_ = read_.load(std::memory_order_acquire);
       if (write_pos_ + total - cached_read_ > capacity_) return nullptr;
     }
-    if (pad != 0) {
-      auto* header = reinterpret_cast<RecordHeader*>(buffer_.get() + offset);
-      header->size = static_cast<std::uint32_t>(pad);
-      header->type = RecordType::Pad;
-    }
+    if (pad != 0) encode_pad(buffer_.get() + offset, pad);
     pending_ = total;
     return buffer_.get() + ((write_pos_ + pad) & mask_);
   }
