@@ -46,6 +46,11 @@ struct ThreadQueue {
   std::uint64_t dropped_reported = 0;
 };
 
+// One recorder's machinery. Its code is in three files along the hot path / backend seam:
+// producer.cpp (the emit_* calls of the logging threads: find the thread's ring, size, reserve,
+// encode, publish), backend.cpp (the one backend thread: merge the rings, decode, call the sinks
+// and the watchdog, flush) and core.cpp (construction, and the calls from any thread that set
+// up or steer the backend: add_sink, flush, crash and fork handling).
 class Core {
  public:
   Core(Recorder* owner, Options options);
@@ -54,18 +59,24 @@ class Core {
   void start_backend();
   void stop_backend() noexcept;
 
-  // --- Hot path (any thread) ---
+  // --- Hot path (any thread; producer.cpp) ---
   ThreadQueue* queue() noexcept {
-    if (t_core_id_ == id_) [[likely]] return t_queue_;
+    if (t_core_id_ == id_) [[likely]] {
+      return t_queue_;
+    }
     return queue_slow();
   }
   std::int64_t now() const noexcept { return fake_clock_ ? options_.clock() : ticks(); }
   double ticks_to_seconds(std::int64_t t) const noexcept {
-    return fake_clock_ ? static_cast<double>(t) * 1e-9 : static_cast<double>(t) * clock_.ns_per_tick() * 1e-9;
+    return fake_clock_ ? static_cast<double>(t) * 1e-9
+                       : static_cast<double>(t) * clock_.ns_per_tick() * 1e-9;
   }
 
-  void emit_log(RecordType type, Level level, const Component* component, std::string_view message,
+  void emit_log(Level level, const Component* component, std::string_view message,
                 std::span<const Kv> fields) noexcept;
+  // A lifecycle event from the terminate handler: like a log, but never filtered.
+  void emit_lifecycle(Level level, const Component* component, std::string_view message,
+                      std::span<const Kv> fields) noexcept;
   // Returns {stage id, begin ts}.
   std::pair<std::uint64_t, std::int64_t> emit_stage_begin(const Component* component,
                                                           std::string_view name,
@@ -82,7 +93,8 @@ class Core {
   std::int64_t emit_run_begin(const Component* component) noexcept;
   void emit_run_end(const Component* component, std::int64_t begin_ts, Status status,
                     std::string_view message) noexcept;
-  void set_context(std::uint8_t which, std::string_view value) noexcept;  // 0 worker, 1 run
+  // The calling thread's worker or run id from its next event on; never dropped.
+  void set_context(ContextKey key, std::string_view value) noexcept;
   std::string_view current_run() noexcept;
 
   // The recorder closes normally (its destructor, or exit()): one lifecycle event "recorder
@@ -94,7 +106,7 @@ class Core {
   // For signal handlers: record a crash on the calling thread's queue if it is safe to.
   void emit_crash_from_signal(std::string_view message) noexcept;
 
-  // --- Setup and control (any thread) ---
+  // --- Setup and control (any thread; core.cpp) ---
   void add_sink(std::shared_ptr<Sink> sink);
   Component* component(std::string_view name, bool* created = nullptr);
   void flush();
@@ -115,11 +127,16 @@ class Core {
   bool is_backend_thread() const noexcept;
 
  private:
+  // Producer (producer.cpp).
   ThreadQueue* queue_slow() noexcept;
+  template <typename R>
+  void emit_message(Level level, const Component* component, std::string_view message,
+                    std::span<const Kv> fields) noexcept;
   template <typename Fill>
   void push(ThreadQueue& q, std::size_t bytes, bool keep, Fill&& fill) noexcept;
   void wait_for_room(ThreadQueue& q, std::size_t bytes) noexcept;
 
+  // Backend thread (backend.cpp).
   void backend_main();
   void refresh_queues();
   void adopt_sinks();
@@ -193,8 +210,17 @@ class Core {
   std::atomic<bool> fork_paused_{false};
 };
 
-// Process-wide: crash handlers, fork handlers and the list of live cores they act on.
+// Process-wide: crash handlers, fork handlers and the list of live cores they act on
+// (process_hooks.cpp).
 void register_core(Core* core, bool install_crash_handlers);
 void unregister_core(Core* core) noexcept;
+
+// Whether `q` is one of the calling thread's queues (producer.cpp): after fork(), the child
+// keeps only the forking thread's.
+bool held_by_calling_thread(const ThreadQueue& q) noexcept;
+
+// Small system calls shared by the three files (core.cpp). sleep_ns is async-signal-safe.
+void sleep_ns(long ns) noexcept;
+pid_t current_tid() noexcept;
 
 }  // namespace stagelog::detail

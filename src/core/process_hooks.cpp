@@ -33,12 +33,18 @@ std::atomic<int> g_in_fatal{0};
 
 const char* signal_label(int sig) {
   switch (sig) {
-    case SIGSEGV: return "SIGSEGV (segmentation fault)";
-    case SIGABRT: return "SIGABRT (aborted)";
-    case SIGBUS: return "SIGBUS (bus error)";
-    case SIGFPE: return "SIGFPE (arithmetic exception)";
-    case SIGILL: return "SIGILL (illegal instruction)";
-    default: return "fatal signal";
+    case SIGSEGV:
+      return "SIGSEGV (segmentation fault)";
+    case SIGABRT:
+      return "SIGABRT (aborted)";
+    case SIGBUS:
+      return "SIGBUS (bus error)";
+    case SIGFPE:
+      return "SIGFPE (arithmetic exception)";
+    case SIGILL:
+      return "SIGILL (illegal instruction)";
+    default:
+      return "fatal signal";
   }
 }
 
@@ -75,7 +81,7 @@ void on_terminate() {
     }
     for_each_core([&](Core& core) {
       Component* c = core.component("stagelog");
-      core.emit_log(RecordType::Lifecycle, Level::Critical, c, message, {});
+      core.emit_lifecycle(Level::Critical, c, message, {});
       core.flush();
     });
   }

@@ -64,8 +64,9 @@ Logger Recorder::component(std::string_view name) {
       c->level.store(*level, std::memory_order_relaxed);
     } else {
       c->level.store(Level::Info, std::memory_order_relaxed);
-      std::string message = variable + "=" + value + " is not a log level (valid: " +
-                            std::string(kValidLevels) + "); using INFO";
+      std::string message = variable + "=" + value +
+                            " is not a log level (valid: " + std::string(kValidLevels) +
+                            "); using INFO";
       Logger internal(this, core_->component("stagelog"));
       internal.log(Level::Warning, message);
     }
@@ -73,8 +74,12 @@ Logger Recorder::component(std::string_view name) {
   return logger;
 }
 
-void Recorder::set_worker(std::string_view worker) noexcept { core_->set_context(0, worker); }
-void Recorder::set_run(std::string_view run) noexcept { core_->set_context(1, run); }
+void Recorder::set_worker(std::string_view worker) noexcept {
+  core_->set_context(detail::ContextKey::Worker, worker);
+}
+void Recorder::set_run(std::string_view run) noexcept {
+  core_->set_context(detail::ContextKey::Run, run);
+}
 void Recorder::flush() { core_->flush(); }
 std::uint64_t Recorder::dropped() const noexcept { return core_->dropped(); }
 std::int64_t Recorder::pid() const noexcept { return core_->pid(); }
@@ -85,7 +90,8 @@ const std::string& Recorder::host() const noexcept { return core_->host(); }
 void StageScope::begin(std::string_view name, std::span<const Kv> fields) noexcept {
   name_len_ = static_cast<std::uint8_t>(std::min(name.size(), sizeof name_));
   std::memcpy(name_, name.data(), name_len_);
-  auto [id, ts] = logger_.recorder().core().emit_stage_begin(logger_.component_, this->name(), fields);
+  auto [id, ts] =
+      logger_.recorder().core().emit_stage_begin(logger_.component_, this->name(), fields);
   id_ = id;
   begin_ts_ = ts;
 }
@@ -118,7 +124,7 @@ RunScope::RunScope(const Logger& logger, std::string_view run_id) noexcept : log
   std::string_view prev = core.current_run();
   prev_len_ = static_cast<std::uint8_t>(std::min(prev.size(), sizeof prev_run_));
   std::memcpy(prev_run_, prev.data(), prev_len_);
-  core.set_context(1, run_id);
+  core.set_context(detail::ContextKey::Run, run_id);
   begin_ts_ = core.emit_run_begin(logger_.component_);
 }
 
@@ -136,7 +142,7 @@ void RunScope::end(Status status, std::string_view message) noexcept {
   ended_ = true;
   auto& core = logger_.recorder().core();
   core.emit_run_end(logger_.component_, begin_ts_, status, message);
-  core.set_context(1, std::string_view(prev_run_, prev_len_));
+  core.set_context(detail::ContextKey::Run, std::string_view(prev_run_, prev_len_));
 }
 
 namespace detail {
@@ -157,8 +163,8 @@ void describe_current_exception(char* out, std::size_t size) noexcept {
   } catch (...) {
     std::type_info* type = abi::__cxa_current_exception_type();
     int status = 0;
-    char* name = type != nullptr ? abi::__cxa_demangle(type->name(), nullptr, nullptr, &status)
-                                 : nullptr;
+    char* name =
+        type != nullptr ? abi::__cxa_demangle(type->name(), nullptr, nullptr, &status) : nullptr;
     put(name != nullptr ? name : "unknown exception", "");
     std::free(name);
   }
