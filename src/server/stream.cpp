@@ -230,7 +230,7 @@ bool StreamQuery::matches(const StreamEntry& e) const {
   return true;
 }
 
-std::variant<StreamQuery, std::string> parse_stream_query(
+Result<StreamQuery, std::string> parse_stream_query(
     const std::multimap<std::string, std::string>& params, std::string_view last_event_id) {
   static constexpr const char* kSupported = "worker, stage, run, kind, types, from, last_event_id";
   StreamQuery q;
@@ -291,7 +291,7 @@ std::variant<StreamQuery, std::string> parse_stream_query(
 
 // ---- StreamSession ---------------------------------------------------------------------------
 
-std::variant<StreamSession, std::string> StreamSession::open(const StreamHub& hub,
+Result<StreamSession, std::string> StreamSession::open(const StreamHub& hub,
                                                              StreamQuery query) {
   StreamSession s(hub, std::move(query));
   const StreamHub::Span span = hub.span();

@@ -25,6 +25,7 @@
 
 #include "stagelog/event.hpp"
 #include "stagelog/parse.hpp"
+#include "stagelog/result.hpp"
 
 namespace stagelog::detail {
 
@@ -134,7 +135,7 @@ struct StreamQuery {
 
 // The parameters (worker, stage, run, kind, types, from, last_event_id) and the Last-Event-ID
 // header ("" when absent; it wins over the parameter). An error says which parameter and why.
-std::variant<StreamQuery, std::string> parse_stream_query(
+Result<StreamQuery, std::string> parse_stream_query(
     const std::multimap<std::string, std::string>& params, std::string_view last_event_id);
 
 // One client's stream. next() gives the response's next piece of text: first, when the client
@@ -145,7 +146,7 @@ class StreamSession {
  public:
   // An error (400) for a Last-Event-ID this server cannot have given: same epoch, not yet
   // published.
-  static std::variant<StreamSession, std::string> open(const StreamHub& hub, StreamQuery query);
+  static Result<StreamSession, std::string> open(const StreamHub& hub, StreamQuery query);
 
   std::string next(std::chrono::milliseconds keep_alive);
 

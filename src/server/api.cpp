@@ -1,0 +1,179 @@
+// The route table, and what every request goes through before its route answers: the route,
+// the method, the token, the body's type and encoding.
+
+#include "server/api.hpp"
+
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <limits>
+#include <utility>
+
+#include "base/duration.hpp"
+
+namespace stagelog::detail {
+
+namespace {
+
+using server::AuthResult;
+using server::Scope;
+
+// Every route, one row each (see routes.hpp). The web UI takes every path outside /api/ but
+// the two fixed ones; a path under /api/ that no row names is a 404.
+constexpr std::array kRoutes = {
+    Route{"/healthz", kGetHead, Access::Public, &Api::healthz},
+    Route{"/metrics", kGetHead, Access::Read, &Api::metrics},
+    Route{"/api/v1/events", kPost, Access::Ingest, &Api::post_events},
+    Route{"/api/v1/executions", kGetHead, Access::Read, &Api::list_executions},
+    Route{"/api/v1/executions.csv", kGetHead, Access::Read, &Api::export_csv},
+    Route{"/api/v1/executions/{id}", kGetHead, Access::Read, &Api::get_execution},
+    Route{"/api/v1/executions/{id}", kPut, Access::Ingest, &Api::put_execution},
+    Route{"/api/v1/executions/{id}/attempts", kGetHead, Access::Read, &Api::attempts},
+    Route{"/api/v1/executions/{id}/events", kGetHead, Access::Read, &Api::execution_events},
+    Route{"/api/execution-logs/{id}", kGetHead, Access::Read, &Api::execution_log},
+    Route{"/api/v1/workers", kGetHead, Access::Read, &Api::workers},
+    Route{"/api/v1/stats/stages", kGetHead, Access::Read, &Api::stage_stats},
+    Route{"/api/v1/stats/failures", kGetHead, Access::Read, &Api::failure_stats},
+    Route{"/api/v1/alerts", kGetHead, Access::Read, &Api::alerts},
+    Route{"/api/v1/stream", kGet, Access::Read, &Api::stream},
+    Route{"/api/{*rest}", 0, Access::Public, nullptr},  // No other row: 404.
+    Route{"/{*file}", kGetHead, Access::Public, &Api::web_file},
+};
+
+}  // namespace
+
+Api::Api(store::Store& store, server::TokenFile tokens, const server::ServerOptions& options)
+    : store_(store),
+      tokens_(std::move(tokens)),
+      options_(options),
+      writer_(store, IngestWriter::Options{options.max_open_runs, options.clock}),
+      alert_engine_(options.alerts.empty()
+                        ? nullptr
+                        : std::make_unique<AlertEngine>(
+                              options.alerts, store,
+                              AlertEngine::Hooks{options.clock, options.on_error,
+                                                 [this](const std::string& alert) {
+                                                   hub_.publish({alert_entry(alert)});
+                                                 }})),
+      hub_(options.stream_history, options.stream_history_bytes),
+      live_(options.watchdog, &hub_, [this](const Event& report) {
+        if (alert_engine_) alert_engine_->watchdog_report(report);
+      }) {}
+
+std::span<const Route> Api::routes() { return kRoutes; }
+
+std::optional<ApiError> Api::authorize(const HttpRequest& request, Access access) const {
+  // The UI's files hold no data: the page asks for a token, then sends it to the API.
+  if (!options_.require_auth || access == Access::Public) return std::nullopt;
+  Scope needed = access == Access::Read ? Scope::Read : Scope::Ingest;
+  std::optional<std::string_view> header;
+  if (request.has_header("Authorization")) header = request.header("Authorization");
+  switch (tokens_.check(header, needed)) {
+    case AuthResult::Allowed:
+      return std::nullopt;
+    case AuthResult::Missing:
+      return ApiError{ApiErrorKind::Unauthorized,
+                      "missing token: send \"Authorization: Bearer <token>\"", nullptr};
+    case AuthResult::Unknown:
+      return ApiError{ApiErrorKind::Unauthorized, "unknown token", nullptr};
+    case AuthResult::Forbidden:
+      return ApiError{ApiErrorKind::Forbidden,
+                      "this token does not have the " + std::string(scope_name(needed)) + " scope",
+                      nullptr};
+  }
+  return ApiError{ApiErrorKind::Unauthorized, "unknown token", nullptr};
+}
+
+Api::Admission Api::admit(const HttpRequest& request) const {
+  Admission admission;
+  // A refusal comes before the body is read: what is left of it is still on the connection,
+  // so the connection is closed after the answer.
+  auto refuse = [&](HttpResponse response) {
+    response.close = has_body(request);
+    admission.refusal = std::move(response);
+    return std::move(admission);
+  };
+  auto routed = route(kRoutes, request.method, request.target);
+  if (!routed) {
+    HttpResponse response = error_response(routed.error().error);
+    if (!routed.error().allow.empty()) response.set_header("Allow", routed.error().allow);
+    return refuse(std::move(response));
+  }
+  if (auto error = authorize(request, routed->route->access)) {
+    return refuse(error_response(*error));
+  }
+  if (request.method == "POST" || request.method == "PUT") {
+    if (request.header("Content-Type").starts_with("multipart/")) {
+      return refuse(error_response(
+          ApiError{ApiErrorKind::UnsupportedMediaType,
+                   "multipart bodies are not accepted: send NDJSON or JSON", nullptr}));
+    }
+    std::string_view encoding = request.header("Content-Encoding");
+    if (!encoding.empty() && encoding != "identity" && encoding != "gzip" &&
+        encoding != "deflate" && encoding != "br") {
+      return refuse(
+          error_response(ApiError{ApiErrorKind::UnsupportedMediaType,
+                                  "unsupported Content-Encoding \"" + std::string(encoding) +
+                                      "\" (accepted: gzip, deflate, br)",
+                                  nullptr}));
+    }
+    if (auto expires = expiry(request); !expires) {
+      HttpResponse response = error_response(expires.error());
+      response.close = true;  // The body is not read.
+      admission.refusal = std::move(response);
+      return admission;
+    }
+    admission.takes_body = true;
+  }
+  admission.routed = std::move(*routed);
+  return admission;
+}
+
+HttpResponse Api::answer(HttpRequest& request, const Routed& routed) {
+  std::string what = "unknown exception";
+  try {
+    return (this->*routed.route->handler)(request, routed.match);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  report("request failed: " + what);
+  return error_response(ApiError{ApiErrorKind::Internal, "internal error: " + what, nullptr});
+}
+
+Result<std::int64_t, ApiError> Api::expiry(const HttpRequest& request) const {
+  std::chrono::nanoseconds retention = options_.retention;
+  if (const std::string* text = request.param("retention")) {
+    auto asked = parse_duration(*text);
+    if (!asked || asked->count() <= 0) {
+      return ApiError{
+          ApiErrorKind::BadRequest,
+          "retention: \"" + *text + "\" is not a duration above zero (examples: 12h, 3d, 30d)",
+          nullptr};
+    }
+    retention = std::min(*asked, options_.max_retention);
+  }
+  std::int64_t expires = 0;
+  if (__builtin_add_overflow(now(), retention.count(), &expires)) {
+    expires = std::numeric_limits<std::int64_t>::max();
+  }
+  return expires;
+}
+
+ApiError not_found(const std::string& tracking_id) {
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+  extra["tracking_id"] = tracking_id;
+  return ApiError{ApiErrorKind::NotFound, kNotFound, std::move(extra)};
+}
+
+ApiError store_failure(const Error& error) {
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+  extra["details"] = error.what();
+  return ApiError{ApiErrorKind::StoreFailure, kRetrieveFailed, std::move(extra)};
+}
+
+ApiError bad_request(std::string message) {
+  return ApiError{ApiErrorKind::BadRequest, std::move(message), nullptr};
+}
+
+}  // namespace stagelog::detail

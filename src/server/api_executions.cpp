@@ -1,0 +1,200 @@
+// The routes of one execution: seed 004's execution log, the document, its attempts and its
+// raw events; and the two writes, POST /api/v1/events and PUT /api/v1/executions/{id}.
+
+#include <charconv>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "base/time_text.hpp"
+#include "format/format.hpp"
+#include "server/api.hpp"
+#include "server/api_params.hpp"
+#include "stagelog/execution.hpp"
+#include "stagelog/server/execution_log.hpp"
+
+namespace stagelog::detail {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+}  // namespace
+
+HttpResponse Api::execution_log(HttpRequest&, const RouteMatch& match) {
+  const std::string& id = match.id;
+  auto latest = store_.latest(id, now());
+  if (!latest) return error_response(store_failure(latest.error()));
+  if (!*latest) return error_response(not_found(id));
+  return json_response(server::execution_log_response(**latest));
+}
+
+HttpResponse Api::get_execution(HttpRequest& req, const RouteMatch& match) {
+  const std::string& id = match.id;
+  std::optional<int> attempt;
+  if (const std::string* text = req.param("attempt")) {
+    int n = 0;
+    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
+    if (ec != std::errc() || end != text->data() + text->size() || n < 1) {
+      return error_response(
+          bad_request("attempt: expected a whole number from 1, got \"" + *text + "\""));
+    }
+    attempt = n;
+  }
+  auto found = attempt ? store_.attempt(id, *attempt, now()) : store_.latest(id, now());
+  if (!found) return error_response(store_failure(found.error()));
+  if (!*found) {
+    ApiError error = not_found(id);
+    if (attempt) error.extra["attempt"] = *attempt;
+    return error_response(error);
+  }
+  return json_response(execution_document(**found));
+}
+
+HttpResponse Api::attempts(HttpRequest&, const RouteMatch& match) {
+  const std::string& id = match.id;
+  auto list = store_.attempts(id, now());
+  if (!list) return error_response(store_failure(list.error()));
+  if (list->empty()) return error_response(not_found(id));
+  Json attempts = Json::array();
+  for (const store::AttemptSummary& a : *list) {
+    Json item = Json::object();
+    item["attempt"] = a.n;
+    item["execution_id"] = a.execution_id;
+    item["started_at"] = iso_timestamp(a.started_at_ns);
+    item["completed_at"] = a.completed_at_ns ? Json(iso_timestamp(*a.completed_at_ns)) : Json();
+    item["duration_ms"] = a.duration_ms ? Json(*a.duration_ms) : Json();
+    item["final_status"] = a.final_status;
+    item["total_steps"] = a.step_count;
+    attempts.push_back(std::move(item));
+  }
+  Json body = Json::object();
+  body["success"] = true;
+  body["tracking_id"] = id;
+  body["attempts"] = std::move(attempts);
+  return json_response(dump_json(body));
+}
+
+HttpResponse Api::execution_events(HttpRequest& req, const RouteMatch& match) {
+  const std::string& id = match.id;
+  for (const auto& [name, value] : req.params) {
+    if (name != "limit" && name != "cursor") {
+      return error_response(
+          bad_request("unknown parameter \"" + name + "\" (supported: limit, cursor)"));
+    }
+  }
+  const std::string canonical = "events&" + id;
+  auto limit = parse_limit(req);
+  if (!limit) return error_response(limit.error());
+  std::optional<store::Position> after;
+  if (const std::string* cursor = req.param("cursor")) {
+    auto at = parse_cursor(*cursor, canonical);
+    if (!at) return error_response(at.error());
+    after = *at;
+  }
+  std::size_t n = *limit;
+  auto page = store_.event_page(id, after, n + 1, now());
+  if (!page) return error_response(store_failure(page.error()));
+  bool more = page->size() > n;
+  if (more) page->pop_back();
+  // The events as JSONL writes them, one object each, written straight into the body.
+  std::string body = R"({"success":true,"tracking_id":)";
+  append_json_string(body, id);
+  body += R"(,"events":[)";
+  for (std::size_t i = 0; i < page->size(); ++i) {
+    if (i > 0) body += ',';
+    format_json((*page)[i].event.view(), body);
+    body.pop_back();  // Its newline.
+  }
+  body += R"(],"next_cursor":)";
+  if (more) {
+    append_json_string(body, make_cursor(page->back().position, canonical));
+  } else {
+    body += "null";
+  }
+  body += '}';
+  return json_response(std::move(body));
+}
+
+// ---- Writes ----------------------------------------------------------------------------------
+
+HttpResponse Api::post_events(HttpRequest& req, const RouteMatch&) {
+  std::int64_t expires_at_ns = expiry(req).value();  // admit() checked it.
+  ParsedBatch batch = parse_batch(req.body, options_.max_event_bytes);
+  req.body = std::string();  // Not held while waiting for the store.
+
+  Json answer = Json::object();
+  answer["accepted"] = batch.events.size();
+  Json rejected = Json::array();
+  for (RejectedLine& r : batch.rejected) {
+    Json item = Json::object();
+    item["line"] = r.line;
+    item["error"] = std::move(r.error);
+    rejected.push_back(std::move(item));
+  }
+  answer["rejected"] = std::move(rejected);
+  if (batch.rejected_count > batch.rejected.size()) {
+    answer["rejected_not_listed"] = batch.rejected_count - batch.rejected.size();
+  }
+  if (batch.events.empty()) {
+    return error_response(ApiError{
+        ApiErrorKind::BadRequest,
+        batch.rejected_count == 0 ? "no event in the request body" : "no valid event in the batch",
+        std::move(answer)});
+  }
+  auto stored = writer_.add_events(batch.events, expires_at_ns);
+  if (stored) {
+    // The batch goes to the live state as it is: the stream keeps it, not a copy.
+    auto events = std::make_shared<const std::vector<OwnedEvent>>(std::move(batch.events));
+    live_.observe(events);
+    if (alert_engine_) alert_engine_->observe(*events);
+  }
+  if (!stored) {
+    Json extra = Json::object();
+    extra["details"] = stored.error().what();
+    return error_response(ApiError{ApiErrorKind::StoreFailure,
+                                   "cannot store the events; nothing "
+                                   "of this batch was stored",
+                                   std::move(extra)});
+  }
+  return json_response(dump_json(answer));
+}
+
+// The tracking id comes from the URL; the document may leave it out (then it is the URL's)
+// or repeat it, but a different one is refused: a PUT to one id never writes another.
+HttpResponse Api::put_execution(HttpRequest& req, const RouteMatch& match) {
+  const std::string& id = match.id;
+  std::int64_t expires_at_ns = expiry(req).value();  // admit() checked it.
+  if (invalid_utf8_at(id) != std::string_view::npos) {
+    return error_response(bad_request("the tracking id in the URL is not valid UTF-8"));
+  }
+  std::string why;
+  auto execution = parse_execution(req.body, id, &why);
+  if (!execution) return error_response(bad_request("not an execution log: " + why));
+  if (execution->tracking_id != id) {
+    Json extra = Json::object();
+    extra["tracking_id"] = id;
+    extra["document_tracking_id"] = execution->tracking_id;
+    return error_response(ApiError{ApiErrorKind::BadRequest,
+                                   "the document's tracking_id does not match the URL's",
+                                   std::move(extra)});
+  }
+  std::string execution_id = execution->execution_id;
+  auto stored = writer_.put_execution(std::move(*execution), expires_at_ns);
+  if (!stored) {
+    Json extra = Json::object();
+    extra["details"] = stored.error().what();
+    return error_response(
+        ApiError{ApiErrorKind::StoreFailure, "cannot store the execution log", std::move(extra)});
+  }
+  Json answer = Json::object();
+  answer["success"] = true;
+  answer["tracking_id"] = id;
+  answer["execution_id"] = execution_id;
+  return json_response(dump_json(answer));
+}
+
+}  // namespace stagelog::detail

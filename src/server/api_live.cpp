@@ -1,0 +1,108 @@
+// What monitoring and the web UI read: /healthz, the live workers, /metrics, the alerts, the
+// event stream, and the UI's own files.
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "server/api.hpp"
+#include "server/api_params.hpp"
+#include "server/web.hpp"
+
+namespace stagelog::detail {
+
+HttpResponse Api::healthz(HttpRequest&, const RouteMatch&) {
+  return json_response(R"({"status":"ok"})");
+}
+
+HttpResponse Api::workers(HttpRequest&, const RouteMatch&) {
+  return json_response(live_.workers_json(now()));
+}
+
+HttpResponse Api::metrics(HttpRequest&, const RouteMatch&) {
+  HttpResponse response;
+  response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  response.body = live_.metrics_text(now());
+  return response;
+}
+
+HttpResponse Api::alerts(HttpRequest& req, const RouteMatch&) {
+  if (auto e = check_params(req, {})) return error_response(*e);
+  return json_response(alert_engine_ ? alert_engine_->recent_json()
+                                     : R"({"success":true,"alerts":[]})");
+}
+
+// Holds a request thread while open: capped by max_streams, woken by the hub's close(), and a
+// client that stops reading is dropped after write_timeout. See stream.hpp.
+HttpResponse Api::stream(HttpRequest& req, const RouteMatch&) {
+  auto query = parse_stream_query(req.params, req.header("Last-Event-ID"));
+  if (!query) return error_response(bad_request(query.error()));
+  auto opened = StreamSession::open(hub_, std::move(*query));
+  if (!opened) return error_response(bad_request(opened.error()));
+  if (hub_.closed()) {
+    return error_response(ApiError{ApiErrorKind::Unavailable, "the server is stopping", nullptr});
+  }
+  const std::size_t max = *options_.max_streams;
+  if (max == 0) {
+    return error_response(ApiError{ApiErrorKind::Unavailable,
+                                   "streams are off on this server (max_streams 0: it has too "
+                                   "few request threads to lend one to a stream)",
+                                   nullptr});
+  }
+  StreamHub::Slot slot = hub_.acquire(max);
+  if (!slot) {
+    nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+    extra["max_streams"] = max;
+    return error_response(ApiError{ApiErrorKind::Unavailable,
+                                   "too many open streams (at most " + std::to_string(max) +
+                                       " on this server); try again later",
+                                   std::move(extra)});
+  }
+  struct Open {
+    StreamSession session;
+    StreamHub::Slot slot;
+  };
+  auto state = std::make_shared<Open>(Open{std::move(*opened), std::move(slot)});
+  HttpResponse response;
+  // Exactly "text/event-stream": never compressed (a gzip stream would hold events back until
+  // its buffer fills). SSE is UTF-8 by definition.
+  response.content_type = "text/event-stream";
+  response.set_header("Cache-Control", "no-cache");
+  response.set_header("X-Accel-Buffering", "no");  // nginx: pass each event on at once.
+  response.producer = [state, keep_alive = options_.stream_keep_alive](std::string& piece) {
+    piece = state->session.next(keep_alive);
+    return piece.empty() ? StreamStep::Done : StreamStep::More;  // Empty: the server stops.
+  };
+  return response;
+}
+
+// The UI's files, revalidated on every load (an ETag makes that a 304), with a policy that lets
+// the page run only its own scripts and talk only to this server.
+HttpResponse Api::web_file(HttpRequest& req, const RouteMatch& match) {
+  auto file = find_web_file(match.id, options_.web_dir);
+  if (!file) {
+    return error_response(ApiError{ApiErrorKind::NotFound, "no such file: /" + match.id, nullptr});
+  }
+  HttpResponse response;
+  response.set_header("Content-Security-Policy",
+                      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' "
+                      "data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+                      "frame-ancestors 'none'");
+  response.set_header("X-Content-Type-Options", "nosniff");
+  response.set_header("Referrer-Policy", "no-referrer");
+  if (file->etag.empty()) {
+    response.set_header("Cache-Control", "no-store");  // --web-dir: always the file as it is now.
+  } else {
+    response.set_header("Cache-Control", "no-cache");
+    response.set_header("ETag", file->etag);
+    if (req.header("If-None-Match") == file->etag) {
+      response.status = 304;
+      return response;
+    }
+  }
+  response.content_type = std::string(file->content_type);
+  response.body = std::move(file->bytes);
+  return response;
+}
+
+}  // namespace stagelog::detail
