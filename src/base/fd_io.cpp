@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <system_error>
 
 #include "base/errno_text.hpp"
 #include "stagelog/error.hpp"
@@ -28,6 +29,29 @@ void write_all(int fd, std::string_view data, std::string_view what) {
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
+}
+
+void pwrite_all(int fd, std::string_view data, std::uint64_t offset) {
+  while (!data.empty()) {
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::system_error(n < 0 ? errno : EIO, std::generic_category());
+    data.remove_prefix(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+}
+
+bool pread_all(int fd, char* out, std::size_t n, std::uint64_t offset) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, out, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) throw std::system_error(errno, std::generic_category());
+    if (r == 0) return false;
+    out += r;
+    n -= static_cast<std::size_t>(r);
+    offset += static_cast<std::uint64_t>(r);
+  }
+  return true;
 }
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view data) {

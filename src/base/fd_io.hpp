@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -10,6 +12,13 @@ namespace stagelog::detail {
 int open_append(const std::filesystem::path& path);
 // Writes all of data, retrying on EINTR and short writes; throws Error naming `what` on failure.
 void write_all(int fd, std::string_view data, std::string_view what);
+
+// Writes all of data at `offset` (pwrite), retrying on EINTR and short writes. Throws
+// std::system_error with the errno, for the caller to word the message.
+void pwrite_all(int fd, std::string_view data, std::uint64_t offset);
+// Reads exactly n bytes at `offset` (pread), retrying likewise; false if the file ends first.
+// Throws std::system_error with the errno.
+bool pread_all(int fd, char* out, std::size_t n, std::uint64_t offset);
 
 // Replaces path's content with data through <path>.tmp and rename(), so a reader sees the old
 // file or the new one, never part of either. Throws Error naming the file on failure.

@@ -1,3 +1,6 @@
+// NetworkSink's sending side: URLs, the HTTP client, batching, retries and rejections, the
+// recorder and the environment. The spool's side is in network_spool_test.cpp.
+
 #include "stagelog/sinks/network_sink.hpp"
 
 #include <arpa/inet.h>
@@ -5,14 +8,13 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -24,8 +26,9 @@
 #include "eventually.hpp"
 #include "format/format.hpp"
 #include "ndjson_receiver.hpp"
-#include "scoped_env.hpp"
 #include "net/http_client.hpp"
+#include "network_sink_harness.hpp"
+#include "scoped_env.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/recorder.hpp"
@@ -41,11 +44,18 @@ using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
+using test::Events;
 using test::eventually;
+using test::free_port;
+using test::numbered;
+using test::options_for;
 using test::Received;
 using test::Receiver;
 using test::Reply;
+using test::Reports;
 using test::ScopedEnv;
+using test::url_of;
+using test::write_numbered;
 
 constexpr auto kPatience = test::kDefaultPatience;  // Upper bound on any wait (20 s).
 
@@ -77,84 +87,6 @@ class SilentServer {
   int fd_ = -1;
   int port_ = 0;
 };
-
-// A port nothing listens on (yet): the receiver is bound, then stopped.
-int free_port() {
-  Receiver r;
-  return r.port();
-}
-
-std::string url_of(int port) { return "http://127.0.0.1:" + std::to_string(port); }
-
-// Events as the recorder hands them to a sink: message "<prefix><i>".
-class Events {
- public:
-  const Event& make(const std::string& message) {
-    messages_.push_back(std::make_unique<std::string>(message));
-    Event e;
-    e.ts_ns = 1767555015234000000 + static_cast<std::int64_t>(messages_.size()) * 1000000;
-    e.kind = Kind::Log;
-    e.level = Level::Info;
-    e.run = "run-1";
-    e.worker = "T0_00";
-    e.component = "worker";
-    e.message = *messages_.back();
-    e.pid = 4242;
-    e.host = "gpu-box";
-    event_ = e;
-    return event_;
-  }
-
- private:
-  std::vector<std::unique_ptr<std::string>> messages_;
-  Event event_;
-};
-
-std::vector<std::string> numbered(const std::string& prefix, int from, int to) {
-  std::vector<std::string> out;
-  for (int i = from; i < to; ++i) out.push_back(prefix + std::to_string(i));
-  return out;
-}
-
-void write_numbered(NetworkSink& sink, Events& events, const std::string& prefix, int from,
-                    int to) {
-  for (int i = from; i < to; ++i) sink.write(events.make(prefix + std::to_string(i)));
-}
-
-// Collects on_error reports from any thread.
-struct Reports {
-  std::function<void(std::string_view)> fn() {
-    return [this](std::string_view m) {
-      std::lock_guard lock(mu);
-      list.emplace_back(m);
-    };
-  }
-  std::vector<std::string> all() {
-    std::lock_guard lock(mu);
-    return list;
-  }
-  bool any_contains(std::string_view needle) {
-    for (const auto& m : all()) {
-      if (m.find(needle) != std::string::npos) return true;
-    }
-    return false;
-  }
-  std::mutex mu;
-  std::vector<std::string> list;
-};
-
-NetworkSinkOptions options_for(const std::string& url, const fs::path& spool) {
-  NetworkSinkOptions o;
-  o.url = url;
-  o.spool_path = spool;
-  o.flush_interval = 20ms;
-  o.retry_initial = 10ms;
-  o.retry_max = 100ms;
-  o.request_timeout = 5s;
-  o.shutdown_timeout = 5s;
-  o.on_error = [](std::string_view) {};  // Else flush() throws the reports, for a recorder.
-  return o;
-}
 
 // ---- URLs ------------------------------------------------------------------------------------
 
@@ -648,212 +580,6 @@ TEST(NetworkSinkTest, TimesOutOnASilentServerThenRetries) {
   Receiver receiver(port);
   ASSERT_TRUE(sink.wait_sent(kPatience));
   EXPECT_EQ(receiver.messages(), numbered("e", 0, 3));
-}
-
-// ---- The spool across processes -----------------------------------------------------------
-
-TEST(NetworkSinkTest, ReplaysTheSpoolOfAProcessThatDied) {
-  test::TempDir dir;
-  const fs::path spool = dir.path() / "spool";
-  const int port = free_port();
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    int code = 1;
-    try {
-      Events events;
-      NetworkSink sink(options_for(url_of(port), spool));
-      write_numbered(sink, events, "old", 0, 500);
-      sink.flush();
-      _exit(0);  // Dies without closing the sink.
-    } catch (...) {
-    }
-    _exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-
-  Receiver receiver(port);
-  Events events;
-  NetworkSink sink(options_for(receiver.url(), spool));
-  EXPECT_EQ(sink.stats().replayed, 500u);
-  write_numbered(sink, events, "new", 0, 5);
-  ASSERT_TRUE(sink.wait_sent(kPatience));
-  auto expected = numbered("old", 0, 500);
-  for (auto& m : numbered("new", 0, 5)) expected.push_back(m);
-  EXPECT_EQ(receiver.messages(), expected);
-}
-
-TEST(NetworkSinkTest, ASecondSinkOnTheSameSpoolUsesAPerProcessFile) {
-  test::TempDir dir;
-  const fs::path spool = dir.path() / "spool";
-  Receiver receiver;
-  Events events;
-  NetworkSink first(options_for(receiver.url(), spool));
-  NetworkSink second(options_for(receiver.url(), spool));
-  EXPECT_EQ(first.spool_path(), spool);
-  EXPECT_EQ(second.spool_path(), spool.string() + "." + std::to_string(getpid()));
-  write_numbered(first, events, "a", 0, 3);
-  write_numbered(second, events, "b", 0, 3);
-  ASSERT_TRUE(first.wait_sent(kPatience));
-  ASSERT_TRUE(second.wait_sent(kPatience));
-  EXPECT_EQ(receiver.lines().size(), 6u);
-}
-
-TEST(NetworkSinkTest, AdoptsAnOrphanedPerProcessSpoolBeforeAnythingNew) {
-  test::TempDir dir;
-  const fs::path spool = dir.path() / "spool";
-  Receiver receiver;
-  Events events;
-  NetworkSink holder(options_for(receiver.url(), spool));  // Holds `spool` itself.
-  // Left by a process that ran beside `holder` and died: header, then lines, the first sent.
-  const fs::path orphan = spool.string() + ".999999";
-  {
-    std::string lines;
-    for (int i = 0; i < 4; ++i)
-      detail::format_json(events.make("orphan" + std::to_string(i)), lines);
-    std::string first_line = lines.substr(0, lines.find('\n') + 1);
-    char header[64];
-    std::snprintf(header, sizeof header, "#stagelog-spool v1 sent=%020llu\n",
-                  static_cast<unsigned long long>(45 + first_line.size()));
-    std::ofstream(orphan, std::ios::binary) << header << lines;
-  }
-  NetworkSink sink(options_for(receiver.url(), spool));
-  EXPECT_EQ(sink.stats().replayed, 3u);
-  write_numbered(sink, events, "new", 0, 2);
-  ASSERT_TRUE(sink.wait_sent(kPatience));
-  EXPECT_THAT(receiver.messages(), ElementsAre("orphan1", "orphan2", "orphan3", "new0", "new1"));
-  EXPECT_FALSE(fs::exists(orphan));
-}
-
-TEST(NetworkSinkTest, KeepsWhatItCouldNotSendAtCloseForTheNextProcess) {
-  test::TempDir dir;
-  const fs::path spool = dir.path() / "spool";
-  const int port = free_port();
-  Events events;
-  {
-    auto options = options_for(url_of(port), spool);
-    options.shutdown_timeout = 100ms;
-    NetworkSink sink(options);
-    write_numbered(sink, events, "e", 0, 50);
-    sink.close();
-    EXPECT_EQ(sink.stats().queued, 50u);
-    write_numbered(sink, events, "e", 50, 60);  // After close: straight to the spool.
-    EXPECT_EQ(sink.stats().queued, 60u);
-  }
-  Receiver receiver(port);
-  NetworkSink next(options_for(receiver.url(), spool));
-  ASSERT_TRUE(next.wait_sent(kPatience));
-  EXPECT_EQ(receiver.messages(), numbered("e", 0, 60));
-}
-
-TEST(NetworkSinkTest, RefusesAFileThatIsNotASpool) {
-  test::TempDir dir;
-  const fs::path spool = dir.path() / "notes.txt";
-  std::ofstream(spool) << "my notes\n";
-  try {
-    NetworkSink sink(options_for(url_of(free_port()), spool));
-    FAIL() << "took over a foreign file";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr(spool.string()));
-    EXPECT_THAT(e.what(), HasSubstr("not a stagelog spool file"));
-  }
-  EXPECT_EQ(test::read_file(spool), "my notes\n");
-}
-
-TEST(NetworkSinkTest, CutsAnIncompleteLastLineLeftByACrash) {
-  test::TempDir dir;
-  const fs::path spool = dir.path() / "spool";
-  Events events;
-  {
-    std::string lines;
-    detail::format_json(events.make("whole"), lines);
-    std::ofstream(spool, std::ios::binary) << "#stagelog-spool v1 sent=00000000000000000045\n"
-                                           << lines << R"({"ts":"2026-)";
-  }
-  Receiver receiver;
-  Reports reports;
-  auto options = options_for(receiver.url(), spool);
-  options.on_error = reports.fn();
-  NetworkSink sink(options);
-  ASSERT_TRUE(sink.wait_sent(kPatience));
-  EXPECT_THAT(receiver.messages(), ElementsAre("whole"));
-  EXPECT_TRUE(reports.any_contains("incomplete last line"));
-}
-
-TEST(NetworkSinkTest, AForkedChildSendsThroughASpoolOfItsOwn) {
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer cannot start threads after a multi-threaded fork";
-#endif
-  test::TempDir dir;
-  const fs::path spool = dir.path() / "spool";
-  Receiver receiver;
-  Events events;
-  NetworkSink sink(options_for(receiver.url(), spool));
-  write_numbered(sink, events, "parent", 0, 5);
-  ASSERT_TRUE(sink.wait_sent(kPatience));
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    bool ok = sink.spool_path() == fs::path(spool.string() + "." + std::to_string(getpid()));
-    write_numbered(sink, events, "child", 0, 5);
-    ok = sink.wait_sent(kPatience) && ok;
-    ok = sink.stats().sent == 5 && ok;
-    sink.close();
-    _exit(ok ? 0 : 1);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  EXPECT_EQ(sink.spool_path(), spool);
-  write_numbered(sink, events, "parent", 5, 10);
-  ASSERT_TRUE(sink.wait_sent(kPatience));
-  std::vector<std::string> parent, child_messages;
-  for (const auto& m : receiver.messages()) {
-    (m.rfind("parent", 0) == 0 ? parent : child_messages).push_back(m);
-  }
-  EXPECT_EQ(parent, numbered("parent", 0, 10));
-  EXPECT_EQ(child_messages, numbered("child", 0, 5));
-  EXPECT_EQ(sink.stats().sent, 10u);
-}
-
-TEST(NetworkSinkTest, AForkedChildOfARecorderKeepsLoggingToTheServer) {
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer cannot start threads after a multi-threaded fork";
-#endif
-  test::TempDir dir;
-  Receiver receiver;
-  Options options;
-  options.watchdog = std::nullopt;
-  options.install_crash_handlers = false;
-  Recorder recorder(options);
-  auto sink = std::make_shared<NetworkSink>(options_for(receiver.url(), dir.path() / "spool"));
-  recorder.add_sink(sink);
-  recorder.set_worker("main");
-  recorder.logger().info("before fork");
-  pid_t child = fork();  // The recorder's backend and the sink's sender are both running.
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    recorder.set_worker("child");
-    recorder.logger().info("in the child");
-    recorder.flush();
-    _exit(sink->wait_sent(kPatience) ? 0 : 1);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  recorder.logger().info("after fork");
-  recorder.flush();
-  ASSERT_TRUE(sink->wait_sent(kPatience));
-  std::vector<std::string> parent, in_child;
-  for (const auto& line : receiver.lines()) {
-    auto e = parse_json_event(line);
-    ASSERT_TRUE(e);
-    (e->pid == child ? in_child : parent).push_back(e->message);
-  }
-  EXPECT_THAT(parent, ElementsAre("before fork", "after fork"));
-  EXPECT_THAT(in_child, ElementsAre("in the child"));
 }
 
 // ---- With a recorder -------------------------------------------------------------------------
