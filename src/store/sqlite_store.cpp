@@ -575,8 +575,7 @@ void SqliteStore::put_locked(const Execution& execution, std::int64_t expires_at
   }
 }
 
-Result<void> SqliteStore::put_execution(const Execution& execution,
-                                        std::int64_t expires_at_ns) {
+Result<void> SqliteStore::put_execution(const Execution& execution, std::int64_t expires_at_ns) {
   std::lock_guard lock(mutex_);
   try {
     Transaction tx(*db_);
@@ -611,7 +610,7 @@ std::optional<Execution> SqliteStore::read_execution(Statement& row) {
 }
 
 Result<std::optional<Execution>> SqliteStore::latest(std::string_view tracking_id,
-                                                             std::int64_t now_ns) {
+                                                     std::int64_t now_ns) {
   std::lock_guard lock(mutex_);
   try {
     // The row and its steps from one snapshot.
@@ -628,7 +627,7 @@ Result<std::optional<Execution>> SqliteStore::latest(std::string_view tracking_i
 }
 
 Result<std::optional<Execution>> SqliteStore::attempt(std::string_view tracking_id, int n,
-                                                              std::int64_t now_ns) {
+                                                      std::int64_t now_ns) {
   std::lock_guard lock(mutex_);
   try {
     Transaction tx(*db_, Transaction::Mode::Read);

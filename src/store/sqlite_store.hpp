@@ -47,12 +47,11 @@ class SqliteStore final : public Store {
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
-  Result<void> put_execution(const Execution& execution,
-                             std::int64_t expires_at_ns) override;
+  Result<void> put_execution(const Execution& execution, std::int64_t expires_at_ns) override;
   Result<std::optional<Execution>> latest(std::string_view tracking_id,
-                                                  std::int64_t now_ns) override;
+                                          std::int64_t now_ns) override;
   Result<std::optional<Execution>> attempt(std::string_view tracking_id, int n,
-                                                   std::int64_t now_ns) override;
+                                           std::int64_t now_ns) override;
   Result<std::vector<AttemptSummary>> attempts(std::string_view tracking_id,
                                                std::int64_t now_ns) override;
   Result<void> append_events(std::span<const OwnedEvent> events,
@@ -84,8 +83,7 @@ class SqliteStore final : public Store {
   class Indexer;
 
   // With mutex_ held, inside a write transaction. Throw SqliteError or std::runtime_error.
-  void put_locked(const Execution& execution, std::int64_t expires_at_ns,
-                  std::size_t steps_from);
+  void put_locked(const Execution& execution, std::int64_t expires_at_ns, std::size_t steps_from);
   void append_locked(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
   std::optional<Execution> read_execution(detail::Statement& row);
   Error error(std::string_view operation) const;
