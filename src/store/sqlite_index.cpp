@@ -7,9 +7,9 @@
 //   step_facts     one row per step: its stage, worker, status, duration, error pattern;
 //   step_text      an FTS5 table over each step's message and error details (rowid = fact);
 //   stage_rollups  per hour, stage and worker: counts and a duration histogram.
-// All three are derived from step_chunks and can be rebuilt from them (migrate_from_2 does).
-// Facts go with their attempt (ON DELETE CASCADE, and a trigger for their text); rollups
-// expire with the last attempt that added to them.
+// All three are derived from step_chunks and can be rebuilt from them (sqlite_schema.cpp's
+// migrate_from_2 does). Facts go with their attempt (ON DELETE CASCADE, and a trigger for
+// their text); rollups expire with the last attempt that added to them.
 
 #include "store/sqlite_index.hpp"
 
@@ -89,35 +89,7 @@ struct RollupDelta {
 
 using RollupKey = std::tuple<std::int64_t, std::string, std::string>;  // hour, stage, worker
 
-// "time* out" as an FTS5 query that is only ever words: each word quoted ("time"* "out"), so
-// that no character of the text is FTS5 syntax. Words are runs of letters, digits and any
-// byte of a multi-byte UTF-8 character (unicode61 decides which of those are letters); '*'
-// right after a word makes it a prefix. "" when the text has no word.
-std::string fts_query(std::string_view text) {
-  std::string out;
-  auto is_word = [](unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
-  };
-  for (std::size_t i = 0; i < text.size();) {
-    if (!is_word(static_cast<unsigned char>(text[i]))) {
-      ++i;
-      continue;
-    }
-    std::size_t end = i;
-    while (end < text.size() && is_word(static_cast<unsigned char>(text[end]))) ++end;
-    if (!out.empty()) out += ' ';
-    out += '"';
-    out.append(text.substr(i, end - i));
-    out += '"';
-    if (end < text.size() && text[end] == '*') out += '*';
-    i = end;
-  }
-  return out;
-}
-
 }  // namespace
-
-std::string SqliteStore::search_query(std::string_view text) { return fts_query(text); }
 
 SqliteStore::IndexStatements::IndexStatements(Database& db)
     : pending(db,

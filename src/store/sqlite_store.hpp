@@ -12,6 +12,8 @@
 namespace stagelog::detail {
 class Database;
 class Statement;
+class Checkpointer;
+class Purger;
 }  // namespace stagelog::detail
 
 namespace stagelog::store {
@@ -47,12 +49,11 @@ class SqliteStore final : public Store {
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
-  Result<void> put_execution(const Execution& execution,
-                             std::int64_t expires_at_ns) override;
+  Result<void> put_execution(const Execution& execution, std::int64_t expires_at_ns) override;
   Result<std::optional<Execution>> latest(std::string_view tracking_id,
-                                                  std::int64_t now_ns) override;
+                                          std::int64_t now_ns) override;
   Result<std::optional<Execution>> attempt(std::string_view tracking_id, int n,
-                                                   std::int64_t now_ns) override;
+                                           std::int64_t now_ns) override;
   Result<std::vector<AttemptSummary>> attempts(std::string_view tracking_id,
                                                std::int64_t now_ns) override;
   Result<void> append_events(std::span<const OwnedEvent> events,
@@ -79,15 +80,18 @@ class SqliteStore final : public Store {
 
  private:
   struct Statements;
+  struct EventStatements;
   struct IndexStatements;
-  class Checkpointer;
   class Indexer;
 
   // With mutex_ held, inside a write transaction. Throw SqliteError or std::runtime_error.
-  void put_locked(const Execution& execution, std::int64_t expires_at_ns,
-                  std::size_t steps_from);
+  // append_locked, like append_events, events and event_page, is in sqlite_events.cpp.
+  void put_locked(const Execution& execution, std::int64_t expires_at_ns, std::size_t steps_from);
   void append_locked(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
+  // With mutex_ held. Throw SqliteError or std::runtime_error.
   std::optional<Execution> read_execution(detail::Statement& row);
+  void read_steps(std::int64_t id, const std::string& execution_id, std::vector<Step>& steps);
+  // In a catch block: the exception being handled as the Result error of `operation`.
   Error error(std::string_view operation) const;
 
   // The step index (sqlite_index.cpp). index_locked indexes up to max_attempts marked
@@ -109,11 +113,13 @@ class SqliteStore final : public Store {
   std::mutex mutex_;
   std::unique_ptr<detail::Database> db_;
   std::unique_ptr<Statements> st_;  // Prepared once; destroyed before db_.
+  std::unique_ptr<EventStatements> ev_;
   std::unique_ptr<IndexStatements> ix_;
-  std::unique_ptr<Indexer> indexer_;  // Stopped first by the destructor.
+  std::unique_ptr<detail::Purger> purger_;  // Prepared at the first purge().
+  std::unique_ptr<Indexer> indexer_;        // Stopped first by the destructor.
   // Copies the WAL into the database file on a connection and thread of its own, so that
   // commits do not; declared last: it is stopped before the writing connection closes.
-  std::unique_ptr<Checkpointer> checkpointer_;
+  std::unique_ptr<detail::Checkpointer> checkpointer_;
 };
 
 }  // namespace stagelog::store

@@ -3,7 +3,7 @@
 // What a store derives from stored steps to answer the query side of the API: each failed
 // step's error pattern (GET /api/v1/stats/failures groups by it) and duration histograms with
 // a stated error bound (GET /api/v1/stats/stages reads percentiles from them). Pure functions
-// and values, no storage: the SQLite store's step index (sqlite_store.cpp) keeps them.
+// and values, no storage: the SQLite store's step index (sqlite_index.cpp) keeps them.
 
 #include <cstdint>
 #include <map>
