@@ -24,7 +24,7 @@
 #include "stagelog/error.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/server.hpp"
-#include "store/sqlite_store.hpp"
+#include "stagelog/store/sqlite_store.hpp"
 
 namespace stagelog::cli {
 
@@ -157,9 +157,9 @@ int serve(const ServeOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  store::SqliteStore store(data / "stagelog.db");
+  std::unique_ptr<store::Store> store = store::open_sqlite_store(data / "stagelog.db");
 
-  server::Server server(store, std::move(tokens), options);
+  server::Server server(*store, std::move(tokens), options);
   server.bind();
   print_line("listening on http://" + url_host(options.host) + ":" + std::to_string(server.port()));
 

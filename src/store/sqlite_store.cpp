@@ -411,4 +411,9 @@ Result<std::size_t> SqliteStore::purge(std::int64_t now_ns) {
 
 std::string SqliteStore::search_query(std::string_view text) { return detail::fts5_query(text); }
 
+std::unique_ptr<Store> open_sqlite_store(const std::filesystem::path& path,
+                                         SqliteStoreOptions options) {
+  return std::make_unique<SqliteStore>(path, options);
+}
+
 }  // namespace stagelog::store

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "stagelog/store/sqlite_store.hpp"
 #include "stagelog/store/store.hpp"
 
 namespace stagelog::detail {
@@ -26,19 +27,12 @@ namespace stagelog::store {
 //
 // The file carries its schema version; a file written by a newer stagelog is refused rather
 // than altered, and so is a file that is not SQLite or is another application's database.
-//
-// TODO(store): move this declaration to include/stagelog/store/sqlite_store.hpp once that file
-// is part of the public API; it includes no third-party header already.
+// open_sqlite_store() (stagelog/store/sqlite_store.hpp) makes one for users of the library.
 class SqliteStore final : public Store {
  public:
   static constexpr int kSchemaVersion = 3;
 
-  struct Options {
-    std::chrono::milliseconds busy_timeout{5000};
-    // false: synchronous=NORMAL. Still consistent after any crash, but a power cut may lose
-    // the last acknowledged writes. For benchmarks and throwaway stores.
-    bool synchronous_full = true;
-  };
+  using Options = SqliteStoreOptions;
 
   // Opens the file, creating it (and its schema) when missing. Throws stagelog::Error naming
   // the path: its folder does not exist, the file is not a stagelog store, its schema is

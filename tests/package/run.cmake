@@ -30,11 +30,14 @@ unset(ENV{PKG_CONFIG_LIBDIR})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/core)
 check_consumer(${WORK_DIR}/core/consumer)
 
-# The server component, linked (not run).
+# The server and store components: a SQLite store served on a free port, then stopped.
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/server -G ${GENERATOR}
     -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${prefix} -DWITH_SERVER=ON)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/server --target server_consumer)
-run(${WORK_DIR}/server/server_consumer)
+run(${WORK_DIR}/server/server_consumer ${WORK_DIR})
+if(NOT out MATCHES "^served on [1-9][0-9]*")
+  message(FATAL_ERROR "unexpected output of server_consumer:\n${out}")
+endif()
 
 # pkg-config, which leaves the C++ standard to the consumer.
 file(GLOB_RECURSE pc_file ${prefix}/stagelog.pc)
