@@ -47,7 +47,6 @@ using stagelog::bench::TempDir;
 
 const TempDir* g_dir = nullptr;
 
-
 double ratio_for(std::int64_t i) { return static_cast<double>(i & 1023) / 1024.0; }
 
 enum class SinkKind { Text, Jsonl };

@@ -108,7 +108,6 @@ void calibrate_timer() {
 using stagelog::bench::FlushCountingSink;
 using stagelog::bench::TempDir;
 
-
 struct Env {
   explicit Env(const std::filesystem::path& dir)
       : recorder(stagelog_options()),

@@ -48,8 +48,8 @@ void append_event(std::string& out, std::int64_t ts, const char* kind, const cha
                   const char* status, std::int64_t elapsed, const char* message) {
   out += R"({"ts":")";
   stagelog::detail::append_iso_timestamp(out, ts);
-  out += R"(","ts_ns":)" + std::to_string(ts) + R"(,"kind":")" + kind + R"(","level":")" +
-         level + R"(","run":")" + run + R"(","worker":")" + worker +
+  out += R"(","ts_ns":)" + std::to_string(ts) + R"(,"kind":")" + kind + R"(","level":")" + level +
+         R"(","run":")" + run + R"(","worker":")" + worker +
          R"(","component":"pipeline","stage":")" + stage + '"';
   if (status != nullptr) out += R"(,"status":")" + std::string(status) + '"';
   if (elapsed >= 0) out += R"(,"elapsed_ns":)" + std::to_string(elapsed);
@@ -79,8 +79,7 @@ std::string make_batch(std::uint64_t batch, const std::string& client) {
     append_event(out, ts++, "run", "info", run, worker, "", "starting", -1, "");
     for (const char* stage : kStages) {
       append_event(out, ts++, "stage", "info", run, worker, stage, "starting", -1, "");
-      append_event(out, ts++, "stage", "info", run, worker, stage, "completed", 1'500'000'000,
-                   "");
+      append_event(out, ts++, "stage", "info", run, worker, stage, "completed", 1'500'000'000, "");
     }
     append_event(out, ts++, "log", "info", run, worker, "AGENT", nullptr, -1,
                  "generated 1247 tokens in 13.2s");
@@ -280,7 +279,13 @@ void bm_sqlite_raw(benchmark::State& state) {
   sqlite3_finalize(insert_one);
   sqlite3_close(db);
 }
-BENCHMARK(bm_sqlite_raw)->ArgName("sync_full")->Arg(1)->Arg(0)->UseRealTime()->MinTime(3.0)->Unit(benchmark::kMillisecond);
+BENCHMARK(bm_sqlite_raw)
+    ->ArgName("sync_full")
+    ->Arg(1)
+    ->Arg(0)
+    ->UseRealTime()
+    ->MinTime(3.0)
+    ->Unit(benchmark::kMillisecond);
 
 // 100k executions of six steps each, stored in batches (synchronous=NORMAL: only the reads
 // are measured), then read back through the seed's API.
@@ -301,9 +306,9 @@ void bm_execution_log(benchmark::State& state) {
       e.completed_at_ns = e.started_at_ns + 150'000'000'000;
       e.duration_ms = 150'000;
       e.metadata_json = R"({"tier":"comprehensive","company":"Acme Corp"})";
-      static const char* const kSteps[] = {"initialization", "status_update",
-                                           "orchestrator_execution", "orchestrator_execution",
-                                           "storage", "error_handling"};
+      static const char* const kSteps[] = {
+          "initialization",         "status_update", "orchestrator_execution",
+          "orchestrator_execution", "storage",       "error_handling"};
       for (int s = 0; s < 6; ++s) {
         stagelog::Step step;
         step.step = kSteps[s];

@@ -59,9 +59,9 @@ constexpr std::string_view kModel = "qwen2.5:7b";
 constexpr int kBasePort = 11434;
 constexpr int kMaxAgents = 64;
 constexpr int kMaxTasks = 100000;
-constexpr int kFailEvery = 13;    // Task indexes 12, 25, 38 ... run out of GPU memory.
-constexpr int kCrashOnClaim = 4;  // --crash-agent K: gpu-K dies on its 4th task.
-constexpr double kHangMs = 120'000;  // --stuck-agent K: gpu-K's first task hangs this long
+constexpr int kFailEvery = 13;          // Task indexes 12, 25, 38 ... run out of GPU memory.
+constexpr int kCrashOnClaim = 4;        // --crash-agent K: gpu-K dies on its 4th task.
+constexpr double kHangMs = 120'000;     // --stuck-agent K: gpu-K's first task hangs this long
 constexpr double kHangFloorMs = 6'000;  // (--fast: 6 s), alive and heartbeating.
 constexpr std::string_view kOom = "CUDA out of memory";
 
@@ -255,10 +255,10 @@ struct AgentConfig {
   std::vector<std::string_view> preferred;
   fs::path dir;
   Timing timing;
-  bool crash = false;  // --crash-agent names this one
-  bool stuck = false;  // --stuck-agent names this one
+  bool crash = false;     // --crash-agent names this one
+  bool stuck = false;     // --stuck-agent names this one
   bool no_model = false;  // --no-model: nobody can load the model
-  int start_fd = -1;   // Read end of the start pipe: EOF means go.
+  int start_fd = -1;      // Read end of the start pipe: EOF means go.
 };
 
 // gpu-1 does llm work only (a lone gpu-0 does everything); the others share the rest.

@@ -66,7 +66,8 @@ void worker_main(stagelog::Recorder& recorder, stagelog::Workflow& workflow, int
       stagelog::StageScope stage(log, ExecutionStage::CLEANUP);
       work(rng, 5, 30, scale);
     }
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (judged) {
       workflow.node_success(run_id, seconds, stagelog::hash_output(run_id));
     } else {
@@ -87,9 +88,10 @@ int main(int argc, char** argv) {
     if (arg == "--fast") {
       scale = 0.05;
     } else if (arg == "-h" || arg == "--help") {
-      std::puts("usage: pipeline [OUTPUT_DIR] [--fast]\n"
-                "4 workers push 20 items through WORKTREE, AGENT, JUDGE and CLEANUP.\n"
-                "Writes OUTPUT_DIR/pipeline.log and OUTPUT_DIR/pipeline.jsonl (default demo-out).");
+      std::puts(
+          "usage: pipeline [OUTPUT_DIR] [--fast]\n"
+          "4 workers push 20 items through WORKTREE, AGENT, JUDGE and CLEANUP.\n"
+          "Writes OUTPUT_DIR/pipeline.log and OUTPUT_DIR/pipeline.jsonl (default demo-out).");
       return 0;
     } else {
       out = arg;

@@ -8,6 +8,13 @@ int main() {
   recorder.add_sink(std::make_shared<stagelog::ConsoleSink>());
   recorder.set_worker("T0_00");
   stagelog::RunScope run(recorder, "tier-T0");
-  { stagelog::StageScope agent(recorder, Stage::AGENT); work(1300); agent.complete(stagelog::kv("tokens", 1247)); }
-  { stagelog::StageScope judge(recorder, Stage::JUDGE); work(420); }
+  {
+    stagelog::StageScope agent(recorder, Stage::AGENT);
+    work(1300);
+    agent.complete(stagelog::kv("tokens", 1247));
+  }
+  {
+    stagelog::StageScope judge(recorder, Stage::JUDGE);
+    work(420);
+  }
 }

@@ -474,7 +474,8 @@ int run_command(const RunOptions& o) {
       auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_beat - Clock::now());
       int timeout = static_cast<int>(std::max<std::int64_t>(0, wait.count()));
       int ready = ::poll(fds.data(), fds.size(), timeout);
-      if (ready < 0 && errno != EINTR) throw Error(std::string("poll: ") + detail::errno_text(errno));
+      if (ready < 0 && errno != EINTR)
+        throw Error(std::string("poll: ") + detail::errno_text(errno));
       if (ready > 0) {
         if (fds[0].revents != 0) on_signals();
         for (std::size_t i = 1; i < fds.size(); ++i) {

@@ -3,13 +3,9 @@
 // that started and never ended, from text or JSONL logs.
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -23,11 +19,10 @@
 #include <vector>
 
 #include "base/duration.hpp"
-#include "base/errno_text.hpp"
 #include "base/time_text.hpp"
 #include "commands.hpp"
 #include "format/format.hpp"
-#include "stagelog/error.hpp"
+#include "log_lines.hpp"
 #include "stagelog/parse.hpp"
 
 namespace stagelog::cli {
@@ -220,7 +215,8 @@ class Summary {
           return d.ns.empty() ? std::string("-") : detail::elapsed_seconds_text(d.percentile(p));
         };
         table.add({cell(entry->first), std::to_string(d.count), std::to_string(d.failed), time(50),
-                   time(95), time(100), d.ns.empty() ? "-" : detail::elapsed_seconds_text(d.total)});
+                   time(95), time(100),
+                   d.ns.empty() ? "-" : detail::elapsed_seconds_text(d.total)});
       }
       table.print(out);
     }
@@ -232,7 +228,8 @@ class Summary {
       out += std::to_string(runs_.count) + " ended, " + std::to_string(runs_.failed) + " failed";
       if (!runs_.ns.empty()) {
         out += "; p50 " + detail::elapsed_seconds_text(runs_.percentile(50)) + ", p95 " +
-               detail::elapsed_seconds_text(runs_.percentile(95)) + ", max " + detail::elapsed_seconds_text(runs_.percentile(100));
+               detail::elapsed_seconds_text(runs_.percentile(95)) + ", max " +
+               detail::elapsed_seconds_text(runs_.percentile(100));
       }
       out += '\n';
     }
@@ -258,7 +255,8 @@ class Summary {
           row.push_back(it == w.stage_ns.end() ? "-" : detail::elapsed_seconds_text(it->second));
         }
         row.push_back(w.slowest_ns < 0 ? "-"
-                                       : cell(w.slowest_stage) + " " + detail::elapsed_seconds_text(w.slowest_ns));
+                                       : cell(w.slowest_stage) + " " +
+                                             detail::elapsed_seconds_text(w.slowest_ns));
         table.add(std::move(row));
       }
       table.print(out);
@@ -388,26 +386,6 @@ class Summary {
   std::vector<StuckCandidate> stuck_;
 };
 
-void read_stream(std::istream& in, const std::string& name, const SummaryOptions& options,
-                 Summary& summary) {
-  std::size_t number = 0;
-  std::string line;
-  std::string error;
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.empty() || line == "\r") continue;
-    summary.count_line();
-    if (auto event = parse_event(line, &error)) {
-      summary.add(*event);
-    } else {
-      summary.count_skipped();
-      if (!options.quiet) {
-        std::fprintf(stderr, "stagelog summary: %s:%zu: %s\n", name.c_str(), number, error.c_str());
-      }
-    }
-  }
-}
-
 }  // namespace
 
 Command add_summary(CLI::App& app) {
@@ -452,20 +430,17 @@ Command add_summary(CLI::App& app) {
   return [options]() -> int {
     std::ios::sync_with_stdio(false);  // Only std::cin is read; output goes through stdio.
     Summary summary;
-    if (options->files.empty()) options->files.push_back("-");
-    for (const auto& file : options->files) {
-      if (file == "-") {
-        read_stream(std::cin, "<stdin>", *options, summary);
-        continue;
-      }
-      std::error_code ec;
-      if (std::filesystem::is_directory(file, ec)) {
-        throw Error("cannot open " + file + ": " + detail::errno_text(EISDIR));
-      }
-      std::ifstream in(file, std::ios::binary);
-      if (!in) throw Error("cannot open " + file + ": " + detail::errno_text(errno));
-      read_stream(in, file, *options, summary);
-    }
+    read_log_lines(options->files, "summary", options->quiet,
+                   [&summary](std::string_view line, std::string& error) {
+                     summary.count_line();
+                     auto event = parse_event(line, &error);
+                     if (!event) {
+                       summary.count_skipped();
+                       return false;
+                     }
+                     summary.add(*event);
+                     return true;
+                   });
     std::string out;
     if (options->format == "json") {
       summary.print_json(out);

@@ -1,8 +1,8 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,16 +15,16 @@ namespace stagelog {
 // run's last line ("Stage: COMPLETE - All stages complete (20.7s)") or a log line
 // ("... [gpu-1] WARNING worker: message k=v").
 struct ParsedLine {
-  Kind kind = Kind::Log;     // Stage, Run or Log.
-  std::string timestamp;     // As written: "2026-01-04T19:30:15.234Z".
+  Kind kind = Kind::Log;  // Stage, Run or Log.
+  std::string timestamp;  // As written: "2026-01-04T19:30:15.234Z".
   std::int64_t ts_ns = 0;
-  std::string worker;        // Any characters but ']' and whitespace: "T0_00", "gpu-1", "w.3".
-  std::string stage;         // Stage and run lines.
+  std::string worker;  // Any characters but ']' and whitespace: "T0_00", "gpu-1", "w.3".
+  std::string stage;   // Stage and run lines.
   Status status = Status::None;
   std::optional<double> duration;  // Seconds, when the line has "(13.2s)".
   Level level = Level::Info;
-  std::string component;     // Log lines.
-  std::string message;       // "All stages complete", a failure's message, a log message.
+  std::string component;  // Log lines.
+  std::string message;    // "All stages complete", a failure's message, a log message.
 };
 
 // Reads one line (without its newline). On failure returns nullopt and, if `error` is given,

@@ -47,7 +47,7 @@ inline constexpr auto kEnumNames =
 
 // The name of an enumerator known at compile time ("AGENT"), or "" if it has none.
 template <typename E>
-  requires std::is_enum_v<E>
+requires std::is_enum_v<E>
 constexpr std::string_view enum_name(E value) noexcept {
   auto index = static_cast<std::int64_t>(static_cast<std::underlying_type_t<E>>(value));
   if (index < 0 || index > detail::kMaxEnumValue) return {};
@@ -69,13 +69,12 @@ class StageScope {
     begin(name, std::span<const Kv>(list, sizeof...(F)));
   }
   template <typename E, typename... F>
-    requires std::is_enum_v<E>
-  StageScope(const Logger& logger, E stage, const F&... fields) noexcept
-      : StageScope(logger, enum_name(stage), fields...) {}
+  requires std::is_enum_v<E> StageScope(const Logger& logger, E stage, const F&... fields)
+  noexcept : StageScope(logger, enum_name(stage), fields...) {}
   template <typename S, typename... F>
-    requires(std::is_enum_v<S> || std::is_convertible_v<const S&, std::string_view>)
-  StageScope(Recorder& recorder, const S& stage, const F&... fields) noexcept
-      : StageScope(recorder.logger(), stage, fields...) {}
+  requires(std::is_enum_v<S> || std::is_convertible_v<const S&, std::string_view>)
+      StageScope(Recorder& recorder, const S& stage, const F&... fields)
+  noexcept : StageScope(recorder.logger(), stage, fields...) {}
 
   ~StageScope();
   StageScope(const StageScope&) = delete;

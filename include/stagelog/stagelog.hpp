@@ -7,6 +7,7 @@
 #include "stagelog/error.hpp"
 #include "stagelog/event.hpp"
 #include "stagelog/field.hpp"
+#include "stagelog/hash.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/recorder.hpp"
 #include "stagelog/sink.hpp"
@@ -22,4 +23,3 @@
 #include "stagelog/watchdog.hpp"
 #include "stagelog/worker_logging.hpp"
 #include "stagelog/workflow.hpp"
-#include "stagelog/hash.hpp"

@@ -52,9 +52,9 @@ std::string_view worker_state_name(WorkerState state) noexcept;  // "running", "
 struct WorkerView {
   std::string worker;
   WorkerState state = WorkerState::Idle;
-  std::string stage;            // The innermost open stage, or "".
+  std::string stage;  // The innermost open stage, or "".
   std::int64_t stage_since_ns = 0;
-  std::string task;             // The open task's id, or "".
+  std::string task;  // The open task's id, or "".
   std::string task_class;
   std::int64_t first_event_ns = 0;
   std::int64_t last_event_ns = 0;
@@ -80,7 +80,8 @@ struct WorkerView {
 //   Worker gpu-2 (pid 815, host h1) crashed: process gone without a shutdown; open: ...
 //   Request 7f3a (load_llm) open for 62s but workers [gpu-1] still wait for it (threshold: 60s)
 //   recovered: Stage AGENT on gpu-1 ended completed after 412s
-//   MONITOR: Workers: 3/4 alive, Stages: AGENT:2 JUDGE:1, Tasks: processing 2, stuck 1, Queue: llm:123
+//   MONITOR: Workers: 3/4 alive, Stages: AGENT:2 JUDGE:1, Tasks: processing 2, stuck 1, Queue:
+//   llm:123
 //
 // Durations read "2.5s" below ten seconds and "90s" above; "; last message" appears when the
 // worker has said anything. A warning that still holds repeats at 2x, 4x, 8x ... its threshold

@@ -64,7 +64,9 @@ class Workflow {
   const std::filesystem::path& audit_dir() const noexcept { return audit_dir_; }
   const std::filesystem::path& audit_log_file() const noexcept { return audit_log_path_; }
   const std::filesystem::path& audit_trace_file() const noexcept { return audit_trace_path_; }
-  std::filesystem::path metadata_file() const { return audit_dir_ / ("metadata_" + step_ + ".json"); }
+  std::filesystem::path metadata_file() const {
+    return audit_dir_ / ("metadata_" + step_ + ".json");
+  }
   int nodes_completed() const;
   int nodes_failed() const;
   // Writes that failed (disk full ...); 0 when every file is complete.

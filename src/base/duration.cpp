@@ -1,9 +1,9 @@
 #include "base/duration.hpp"
 
 #include <charconv>
-#include <cstdio>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <system_error>
 
@@ -49,8 +49,12 @@ void append_elapsed_seconds(std::string& out, std::int64_t ns) {
     out += '.';
     out += static_cast<char>('0' + tenths % 10);
   } else {
-    char buf[6] = {'0', '.', static_cast<char>('0' + ms / 100 % 10),
-                   static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10), 0};
+    char buf[6] = {'0',
+                   '.',
+                   static_cast<char>('0' + ms / 100 % 10),
+                   static_cast<char>('0' + ms / 10 % 10),
+                   static_cast<char>('0' + ms % 10),
+                   0};
     out.append(buf, 5);
   }
 }

@@ -59,8 +59,12 @@ void append_iso_timestamp(std::string& out, std::int64_t ts_ns) {
     append_2(p + 17, sod % 60);
     cache.second = second;
   }
-  char tail[6] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
-                  static_cast<char>('0' + ms % 10), 'Z', 0};
+  char tail[6] = {'.',
+                  static_cast<char>('0' + ms / 100),
+                  static_cast<char>('0' + ms / 10 % 10),
+                  static_cast<char>('0' + ms % 10),
+                  'Z',
+                  0};
   out.append(cache.text, 19);
   out.append(tail, 5);
 }

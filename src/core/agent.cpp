@@ -94,7 +94,8 @@ void Agent::shutdown() noexcept {
   shut_down_ = true;
   Line line;
   line << "shutting down - completed " << completed_.load() << ", failed " << failed_.load();
-  const Kv fields[] = {kv("tasks_completed", completed_.load()), kv("tasks_failed", failed_.load())};
+  const Kv fields[] = {kv("tasks_completed", completed_.load()),
+                       kv("tasks_failed", failed_.load())};
   log_.event(Kind::Lifecycle, Level::Info, Status::Completed, {}, line.view(), fields, 0, true);
 }
 
@@ -122,8 +123,7 @@ void Agent::claimed(std::string_view task_id, std::string_view task_class) noexc
   Line line;
   line << "Claimed task: " << task_id << " (" << task_class << ")";
   const Kv fields[] = {kv("task", task_id), kv("class", task_class)};
-  log_.event(Kind::Task, Level::Info, Status::InProgress, task_class, line.view(), fields, 0,
-             true);
+  log_.event(Kind::Task, Level::Info, Status::InProgress, task_class, line.view(), fields, 0, true);
 }
 
 void Agent::task_end(std::string_view task_id, Status status, std::string_view error) noexcept {
@@ -136,8 +136,8 @@ void Agent::task_end(std::string_view task_id, Status status, std::string_view e
   line << (status == Status::Completed ? "Completed task: " : "Failed task: ") << task_id;
   if (!error.empty()) line << ": " << error;
   const Kv fields[] = {kv("task", task_id), kv("class", task_class), kv("error", error)};
-  log_.event(Kind::Task, status == Status::Failed ? Level::Error : Level::Info, status,
-             task_class, line.view(), std::span<const Kv>(fields, error.empty() ? 2 : 3),
+  log_.event(Kind::Task, status == Status::Failed ? Level::Error : Level::Info, status, task_class,
+             line.view(), std::span<const Kv>(fields, error.empty() ? 2 : 3),
              current ? claim_ticks_ : 0, true);
   if (current) task_id_len_ = 0;
 }

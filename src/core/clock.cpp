@@ -14,9 +14,9 @@ TickClock::TickClock() {
   while (now - first_steady_ < kCalibrationNs) now = steady_ns();
   std::int64_t tick = ticks();
   if (tick != first_tick_) {
-    ns_per_tick_.store(static_cast<double>(now - first_steady_) /
-                           static_cast<double>(tick - first_tick_),
-                       std::memory_order_relaxed);
+    ns_per_tick_.store(
+        static_cast<double>(now - first_steady_) / static_cast<double>(tick - first_tick_),
+        std::memory_order_relaxed);
   }
   anchor_tick_ = ticks();
   anchor_ns_ = realtime_ns();
@@ -29,9 +29,9 @@ void TickClock::maybe_resync() noexcept {
   std::int64_t tick = ticks();
   std::int64_t wall = realtime_ns();
   if (tick != first_tick_) {
-    ns_per_tick_.store(static_cast<double>(steady - first_steady_) /
-                           static_cast<double>(tick - first_tick_),
-                       std::memory_order_relaxed);
+    ns_per_tick_.store(
+        static_cast<double>(steady - first_steady_) / static_cast<double>(tick - first_tick_),
+        std::memory_order_relaxed);
   }
   anchor_tick_ = tick;
   anchor_ns_ = wall;

@@ -19,12 +19,12 @@ std::string_view trim(std::string_view s) noexcept {
   return s;
 }
 
-constexpr std::array<std::string_view, 7> kLevelNames = {"TRACE", "DEBUG", "INFO",   "WARNING",
+constexpr std::array<std::string_view, 7> kLevelNames = {"TRACE", "DEBUG",    "INFO", "WARNING",
                                                          "ERROR", "CRITICAL", "OFF"};
 constexpr std::array<std::string_view, 7> kLevelJson = {"trace", "debug",    "info", "warning",
                                                         "error", "critical", "off"};
-constexpr std::array<std::string_view, 8> kKindNames = {
-    "stage", "log", "heartbeat", "lifecycle", "node", "run", "task", "request"};
+constexpr std::array<std::string_view, 8> kKindNames = {"stage", "log", "heartbeat", "lifecycle",
+                                                        "node",  "run", "task",      "request"};
 constexpr std::array<std::string_view, 7> kStatusNames = {
     "", "starting", "running", "completed", "failed", "skipped", "in_progress"};
 

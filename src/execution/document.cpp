@@ -22,7 +22,9 @@ namespace stagelog {
 
 namespace detail {
 
-std::string dump(const ExecutionJson& j) { return j.dump(-1, ' ', false, ExecutionJson::error_handler_t::replace); }
+std::string dump(const ExecutionJson& j) {
+  return j.dump(-1, ' ', false, ExecutionJson::error_handler_t::replace);
+}
 
 std::int64_t floor_ms(std::int64_t ns) {
   std::int64_t q = ns / kNsPerMs;
@@ -47,20 +49,9 @@ ExecutionJson object_of(const std::string& text) {
   return j.is_object() ? j : ExecutionJson::object();
 }
 
-}  // namespace detail
-
 namespace {
 
-using Json = detail::ExecutionJson;
-using detail::contains;
-using detail::document_ns;
-using detail::dump;
-using detail::floor_ms;
-using detail::kDocumentKeys;
-using detail::kNsPerMs;
-using detail::kStepKeys;
-using detail::object_of;
-using detail::valid_utf8;
+using Json = ExecutionJson;
 
 // Deeper documents are rejected: nlohmann's dump() recurses, and no execution log nests this far.
 constexpr int kMaxDepth = 64;
@@ -347,6 +338,14 @@ Execution parse_checked(std::string_view text, std::string_view default_tracking
 
 }  // namespace
 
+}  // namespace detail
+
+namespace {
+
+using Json = detail::ExecutionJson;
+
+}  // namespace
+
 std::optional<Execution> parse_execution(std::string_view json, std::string* error) {
   return parse_execution(json, std::string_view(), error);
 }
@@ -354,8 +353,8 @@ std::optional<Execution> parse_execution(std::string_view json, std::string* err
 std::optional<Execution> parse_execution(std::string_view json,
                                          std::string_view default_tracking_id, std::string* error) {
   try {
-    return parse_checked(json, default_tracking_id);
-  } catch (const Rejected& ex) {
+    return detail::parse_checked(json, default_tracking_id);
+  } catch (const detail::Rejected& ex) {
     if (error != nullptr) *error = ex.what();
     return std::nullopt;
   }
@@ -365,12 +364,14 @@ std::string execution_document(const Execution& execution) {
   Json doc = Json::object();
   doc["tracking_id"] = execution.tracking_id;
   doc["execution_id"] = execution.execution_id;
-  const Json metadata = object_of(execution.metadata_json);  // Not a temporary: items() views it.
+  const Json metadata =
+      detail::object_of(execution.metadata_json);  // Not a temporary: items() views it.
   for (const auto& [key, value] : metadata.items()) {
-    if (!contains(kDocumentKeys, key)) doc[key] = value;
+    if (!detail::contains(detail::kDocumentKeys, key)) doc[key] = value;
   }
   doc["started_at"] = detail::iso_timestamp(execution.started_at_ns);
-  if (execution.completed_at_ns) doc["completed_at"] = detail::iso_timestamp(*execution.completed_at_ns);
+  if (execution.completed_at_ns)
+    doc["completed_at"] = detail::iso_timestamp(*execution.completed_at_ns);
   if (execution.duration_ms) doc["duration_ms"] = *execution.duration_ms;
   Json steps = Json::array();
   for (const Step& s : execution.steps) {
@@ -380,14 +381,14 @@ std::string execution_document(const Execution& execution) {
     step["status"] = s.status;
     step["message"] = s.message;
     if (s.error_details) step["error_details"] = *s.error_details;
-    const Json custom = object_of(s.custom_json);
+    const Json custom = detail::object_of(s.custom_json);
     for (const auto& [key, value] : custom.items()) {
-      if (!contains(kStepKeys, key)) step[key] = value;
+      if (!detail::contains(detail::kStepKeys, key)) step[key] = value;
     }
     steps.push_back(std::move(step));
   }
   doc["steps"] = std::move(steps);
-  return dump(doc);
+  return detail::dump(doc);
 }
 
 std::string_view final_status(const Execution& execution) {
@@ -399,7 +400,7 @@ std::string new_execution_id(std::int64_t now_ns) {
   static constexpr std::string_view kDigits = "0123456789abcdefghijklmnopqrstuvwxyz";
   thread_local std::mt19937_64 random{std::random_device{}()};
   std::uniform_int_distribution<std::size_t> digit(0, kDigits.size() - 1);
-  std::string id = "exec_" + std::to_string(now_ns < 0 ? 0 : floor_ms(now_ns)) + "_";
+  std::string id = "exec_" + std::to_string(now_ns < 0 ? 0 : detail::floor_ms(now_ns)) + "_";
   for (int i = 0; i < 9; ++i) id += kDigits[digit(random)];
   return id;
 }

@@ -14,18 +14,11 @@
 
 namespace stagelog {
 
+namespace detail {
+
 namespace {
 
-using Json = detail::ExecutionJson;
-using detail::contains;
-using detail::document_ns;
-using detail::dump;
-using detail::floor_ms;
-using detail::kDocumentKeys;
-using detail::kNsPerMs;
-using detail::kStepKeys;
-using detail::object_of;
-using detail::valid_utf8;
+using Json = ExecutionJson;
 
 // ---- Folding ---------------------------------------------------------------------------------
 
@@ -130,6 +123,8 @@ void add_metadata(Execution& execution, const Event& event) {
 
 }  // namespace
 
+}  // namespace detail
+
 // ---- ExecutionFolder -------------------------------------------------------------------------
 
 ExecutionFolder::Entry& ExecutionFolder::entry_for(const Event& event) {
@@ -143,9 +138,9 @@ ExecutionFolder::Entry& ExecutionFolder::entry_for(const Event& event) {
     began = event.ts_ns;
   }
   Entry entry;
-  entry.execution.tracking_id = valid_utf8(event.run);
+  entry.execution.tracking_id = detail::valid_utf8(event.run);
   entry.execution.execution_id = new_execution_id(began);
-  entry.execution.started_at_ns = document_ns(began);
+  entry.execution.started_at_ns = detail::document_ns(began);
   return executions_.emplace(std::string(event.run), std::move(entry)).first->second;
 }
 
@@ -157,55 +152,57 @@ const Execution* ExecutionFolder::add(const Event& event) {
         auto it = executions_.find(event.run);
         if (it != executions_.end() && it->second.open_runs > 0) {  // Nested.
           ++it->second.open_runs;
-          it->second.execution.steps.push_back(make_step(event, event.stage, "in_progress"));
+          it->second.execution.steps.push_back(
+              detail::make_step(event, event.stage, "in_progress"));
           return &it->second.execution;
         }
         Entry fresh;
         fresh.open_runs = 1;
-        fresh.execution.tracking_id = valid_utf8(event.run);
+        fresh.execution.tracking_id = detail::valid_utf8(event.run);
         fresh.execution.execution_id = new_execution_id(event.ts_ns);
-        fresh.execution.started_at_ns = document_ns(event.ts_ns);
-        add_metadata(fresh.execution, event);
+        fresh.execution.started_at_ns = detail::document_ns(event.ts_ns);
+        detail::add_metadata(fresh.execution, event);
         auto [pos, inserted] =
             executions_.insert_or_assign(std::string(event.run), std::move(fresh));
         return &pos->second.execution;
       }
-      auto status = step_status(event.status);
+      auto status = detail::step_status(event.status);
       if (!status || *status == "in_progress") return nullptr;
       Entry& entry = entry_for(event);
       Execution& execution = entry.execution;
       if (entry.open_runs > 1) {  // A nested run's end.
         --entry.open_runs;
-        execution.steps.push_back(make_step(event, event.stage, *status));
+        execution.steps.push_back(detail::make_step(event, event.stage, *status));
         return &execution;
       }
       entry.open_runs = 0;
-      execution.completed_at_ns = document_ns(event.ts_ns);
+      execution.completed_at_ns = detail::document_ns(event.ts_ns);
       execution.duration_ms =
-          event.elapsed_ns ? std::max<std::int64_t>(0, *event.elapsed_ns / kNsPerMs)
-                           : std::max<std::int64_t>(0, floor_ms(*execution.completed_at_ns) -
-                                                           floor_ms(execution.started_at_ns));
-      add_metadata(execution, event);
+          event.elapsed_ns
+              ? std::max<std::int64_t>(0, *event.elapsed_ns / detail::kNsPerMs)
+              : std::max<std::int64_t>(0, detail::floor_ms(*execution.completed_at_ns) -
+                                              detail::floor_ms(execution.started_at_ns));
+      detail::add_metadata(execution, event);
       if (*status == "failed" &&
           (execution.steps.empty() || execution.steps.back().status != "failed")) {
         std::string_view name = event.component.empty() ? std::string_view("run") : event.component;
-        execution.steps.push_back(make_step(event, name, "failed"));
+        execution.steps.push_back(detail::make_step(event, name, "failed"));
       }
       return &execution;
     }
     case Kind::Stage:
     case Kind::Node: {
-      auto status = step_status(event.status);
+      auto status = detail::step_status(event.status);
       if (!status) return nullptr;
       Execution& execution = entry_for(event).execution;
-      execution.steps.push_back(make_step(event, event.stage, *status));
+      execution.steps.push_back(detail::make_step(event, event.stage, *status));
       return &execution;
     }
     case Kind::Log: {
       if (event.level < Level::Error || event.level == Level::Off) return nullptr;
       std::string_view name = event.component.empty() ? std::string_view("log") : event.component;
       Execution& execution = entry_for(event).execution;
-      execution.steps.push_back(make_step(event, name, "failed"));
+      execution.steps.push_back(detail::make_step(event, name, "failed"));
       return &execution;
     }
     default:

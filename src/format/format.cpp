@@ -28,8 +28,12 @@ bool needs_quotes(std::string_view s) {
 
 void append_field_value(std::string& out, const FieldValue& value) {
   switch (value.index()) {
-    case 0: append_int(out, std::get<std::int64_t>(value)); break;
-    case 1: append_int(out, std::get<std::uint64_t>(value)); break;
+    case 0:
+      append_int(out, std::get<std::int64_t>(value));
+      break;
+    case 1:
+      append_int(out, std::get<std::uint64_t>(value));
+      break;
     case 2: {
       double d = std::get<double>(value);
       if (std::isfinite(d)) {
@@ -41,7 +45,9 @@ void append_field_value(std::string& out, const FieldValue& value) {
       }
       break;
     }
-    case 3: out += std::get<bool>(value) ? "true" : "false"; break;
+    case 3:
+      out += std::get<bool>(value) ? "true" : "false";
+      break;
     case 4: {
       std::string_view s = std::get<std::string_view>(value);
       if (!needs_quotes(s)) {
@@ -75,11 +81,21 @@ void append_fields_text(std::string& out, const Event& e) {
 
 void append_json_value(std::string& out, const FieldValue& value) {
   switch (value.index()) {
-    case 0: append_int(out, std::get<std::int64_t>(value)); break;
-    case 1: append_int(out, std::get<std::uint64_t>(value)); break;
-    case 2: append_json_double(out, std::get<double>(value)); break;
-    case 3: out += std::get<bool>(value) ? "true" : "false"; break;
-    case 4: append_json_string(out, std::get<std::string_view>(value)); break;
+    case 0:
+      append_int(out, std::get<std::int64_t>(value));
+      break;
+    case 1:
+      append_int(out, std::get<std::uint64_t>(value));
+      break;
+    case 2:
+      append_json_double(out, std::get<double>(value));
+      break;
+    case 3:
+      out += std::get<bool>(value) ? "true" : "false";
+      break;
+    case 4:
+      append_json_string(out, std::get<std::string_view>(value));
+      break;
   }
 }
 
@@ -128,13 +144,20 @@ void append_escaped_text(std::string& out, std::string_view s) {
   std::size_t start = 0;
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto u = static_cast<unsigned char>(s[i]);
-    if (u >= 0x20 && u != 0x7f) [[likely]] continue;
+    if (u >= 0x20 && u != 0x7f) [[likely]]
+      continue;
     out.append(s.data() + start, i - start);
     start = i + 1;
     switch (s[i]) {
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default: {
         static constexpr char kHex[] = "0123456789abcdef";
         char buf[4] = {'\\', 'x', kHex[u >> 4], kHex[u & 15]};
@@ -162,8 +185,8 @@ void append_stage_body(const Event& e, std::string& out) {
   append_escaped_text(out, e.stage);
   out += " - ";
   if (e.kind == Kind::Run && e.status == Status::Completed) {
-    append_escaped_text(out, e.message.empty() ? std::string_view("All stages complete")
-                                               : e.message);
+    append_escaped_text(out,
+                        e.message.empty() ? std::string_view("All stages complete") : e.message);
     append_elapsed(e, out);
     return;
   }
@@ -195,13 +218,27 @@ void append_message(const Event& e, std::string& out) {
 
 void append_stage_status(const Event& e, std::string& out) {
   switch (e.status) {
-    case Status::Starting: out += "Starting"; break;
-    case Status::Running: out += "Running"; break;
-    case Status::Completed: out += "Complete"; break;
-    case Status::Failed: out += "Failed"; break;
-    case Status::Skipped: out += "Skipped"; break;
-    case Status::InProgress: out += "InProgress"; break;
-    case Status::None: out += "Event"; break;
+    case Status::Starting:
+      out += "Starting";
+      break;
+    case Status::Running:
+      out += "Running";
+      break;
+    case Status::Completed:
+      out += "Complete";
+      break;
+    case Status::Failed:
+      out += "Failed";
+      break;
+    case Status::Skipped:
+      out += "Skipped";
+      break;
+    case Status::InProgress:
+      out += "InProgress";
+      break;
+    case Status::None:
+      out += "Event";
+      break;
   }
   append_elapsed(e, out);
 }
@@ -265,13 +302,27 @@ void append_json_string(std::string& out, std::string_view s) {
     }
     if (c < 0x80) {
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
         default: {
           char buf[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
           out.append(buf, 6);

@@ -94,7 +94,8 @@ std::optional<std::int64_t> parse_timestamp(std::string_view t) noexcept {
     if (pos == start) return std::nullopt;
   }
   if (pos + 1 != t.size() || t[pos] != 'Z') return std::nullopt;
-  std::int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  std::int64_t days =
+      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second;
   std::int64_t ns;
   if (__builtin_mul_overflow(seconds, std::int64_t{1'000'000'000}, &ns) ||

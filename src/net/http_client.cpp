@@ -592,9 +592,9 @@ bool HttpClient::read_stream(std::string& out, Clock::time_point until) {
     close();
     body_ = Body::None;
     if (n == 0 && to_close) return false;
-    throw HttpError(n == 0 ? "connection closed by " + url_.host_header +
-                                 " in the middle of the stream"
-                           : "cannot read from " + url_.host_header + ": " + detail::errno_text(err));
+    throw HttpError(
+        n == 0 ? "connection closed by " + url_.host_header + " in the middle of the stream"
+               : "cannot read from " + url_.host_header + ": " + detail::errno_text(err));
   }
 }
 

@@ -17,8 +17,8 @@
 #include "base/duration.hpp"
 #include "base/time_text.hpp"
 #include "format/format.hpp"
-#include "server/http_errors.hpp"
 #include "net/http_client.hpp"
+#include "server/http_errors.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {
@@ -348,8 +348,8 @@ void AlertEngine::observe(std::span<const OwnedEvent> events) {
       std::string_view error = field_text(e.view(), "error_details");
       append_json_string(fields, error.empty() ? std::string_view(e.message) : error);
       std::string summary = std::to_string(times.size()) + " failures of stage " + e.stage +
-                            " within " + one_decimal_seconds(rule.window.count()) + " (rule " + rule.name +
-                            ")";
+                            " within " + one_decimal_seconds(rule.window.count()) + " (rule " +
+                            rule.name + ")";
       fire_locked(rule, incident, e.ts_ns, std::move(fields), summary);
     }
   }

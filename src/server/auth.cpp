@@ -181,9 +181,7 @@ std::string new_token() {
   return token;
 }
 
-std::string token_hash(std::string_view token) {
-  return detail::to_hex(detail::sha256(token));
-}
+std::string token_hash(std::string_view token) { return detail::to_hex(detail::sha256(token)); }
 
 TokenFile TokenFile::load(const std::filesystem::path& path) {
   std::error_code ec;

@@ -45,8 +45,9 @@ std::string execution_log_response(const Execution& execution) {
     }
   }
   data["started_at"] = detail::iso_timestamp(execution.started_at_ns);
-  data["completed_at"] =
-      execution.completed_at_ns ? Json(detail::iso_timestamp(*execution.completed_at_ns)) : Json(nullptr);
+  data["completed_at"] = execution.completed_at_ns
+                             ? Json(detail::iso_timestamp(*execution.completed_at_ns))
+                             : Json(nullptr);
   data["duration_ms"] = execution.duration_ms ? Json(*execution.duration_ms) : Json(nullptr);
   data["duration_readable"] =
       execution.duration_ms ? Json(readable_duration(*execution.duration_ms)) : Json(nullptr);

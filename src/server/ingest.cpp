@@ -132,7 +132,7 @@ bool IngestWriter::write_waiting() const {
 }
 
 stagelog::Result<void> IngestWriter::add_events(std::span<const OwnedEvent> events,
-                                             std::int64_t expires_at_ns) {
+                                                std::int64_t expires_at_ns) {
   Request request;
   request.events = events;
   request.expires_at_ns = expires_at_ns;
@@ -140,7 +140,7 @@ stagelog::Result<void> IngestWriter::add_events(std::span<const OwnedEvent> even
 }
 
 stagelog::Result<void> IngestWriter::put_execution(Execution execution,
-                                                std::int64_t expires_at_ns) {
+                                                   std::int64_t expires_at_ns) {
   Request request;
   request.execution = std::move(execution);
   request.expires_at_ns = expires_at_ns;

@@ -18,8 +18,8 @@
 #include <thread>
 #include <vector>
 
-#include "stagelog/parse.hpp"
 #include "stagelog/execution.hpp"
+#include "stagelog/parse.hpp"
 #include "stagelog/store/store.hpp"
 
 namespace stagelog::detail {
@@ -146,8 +146,8 @@ class IngestWriter {
   std::unique_ptr<Batch> pending_;      // Folded, not yet taken by the store thread.
   // Written batches, freed by the fold thread: freeing is not the store thread's work.
   std::vector<std::unique_ptr<Batch>> spent_;
-  bool writing_ = false;                // The store thread is writing a batch.
-  bool folding_done_ = false;           // The fold thread ended: nothing more comes.
+  bool writing_ = false;       // The store thread is writing a batch.
+  bool folding_done_ = false;  // The fold thread ended: nothing more comes.
   // A write failed: the fold thread must drop its memory. Batches folded in failed_epoch_ or
   // before fail without being written.
   bool poisoned_ = false;

@@ -291,8 +291,7 @@ Result<StreamQuery, std::string> parse_stream_query(
 
 // ---- StreamSession ---------------------------------------------------------------------------
 
-Result<StreamSession, std::string> StreamSession::open(const StreamHub& hub,
-                                                             StreamQuery query) {
+Result<StreamSession, std::string> StreamSession::open(const StreamHub& hub, StreamQuery query) {
   StreamSession s(hub, std::move(query));
   const StreamHub::Span span = hub.span();
   if (s.query_.resume && s.query_.resume->epoch != hub.epoch()) {

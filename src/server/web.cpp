@@ -1,11 +1,11 @@
 #include "server/web.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <system_error>
-#include <filesystem>
 
 namespace stagelog::detail {
 

@@ -4,8 +4,8 @@
 
 #include <cstdlib>
 
-#include "format/format.hpp"
 #include "base/fd_io.hpp"
+#include "format/format.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {

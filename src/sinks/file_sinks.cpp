@@ -5,8 +5,8 @@
 #include <cstring>
 #include <string>
 
-#include "format/format.hpp"
 #include "base/fd_io.hpp"
+#include "format/format.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/sinks/jsonl_sink.hpp"
 #include "stagelog/sinks/text_sink.hpp"

@@ -53,11 +53,21 @@ void HeartbeatFileSink::write(const Event& e) {
     detail::append_json_string(buffer_, f.key);
     buffer_ += ':';
     switch (f.value.index()) {
-      case 0: buffer_ += std::to_string(std::get<0>(f.value)); break;
-      case 1: buffer_ += std::to_string(std::get<1>(f.value)); break;
-      case 2: detail::append_json_double(buffer_, std::get<2>(f.value)); break;
-      case 3: buffer_ += std::get<3>(f.value) ? "true" : "false"; break;
-      case 4: detail::append_json_string(buffer_, std::get<4>(f.value)); break;
+      case 0:
+        buffer_ += std::to_string(std::get<0>(f.value));
+        break;
+      case 1:
+        buffer_ += std::to_string(std::get<1>(f.value));
+        break;
+      case 2:
+        detail::append_json_double(buffer_, std::get<2>(f.value));
+        break;
+      case 3:
+        buffer_ += std::get<3>(f.value) ? "true" : "false";
+        break;
+      case 4:
+        detail::append_json_string(buffer_, std::get<4>(f.value));
+        break;
     }
   }
   buffer_ += ",\"pid\":";

@@ -133,7 +133,9 @@ std::string ProgressSink::bar_line(std::int64_t now_ns, bool plain) const {
   char buf[96];
   std::snprintf(buf, sizeof buf, "[%d/%d] %d%% %.1f nodes/s", done_, total_, percent, rate);
   line += buf;
-  if (rate > 0 && done_ < total_) line += " ETA " + detail::compact_duration(static_cast<std::int64_t>((total_ - done_) / rate * 1e9));
+  if (rate > 0 && done_ < total_)
+    line += " ETA " +
+            detail::compact_duration(static_cast<std::int64_t>((total_ - done_) / rate * 1e9));
   if (failed_ > 0) line += " (" + std::to_string(failed_) + " failed)";
   return line;
 }

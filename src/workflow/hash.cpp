@@ -8,16 +8,16 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <string>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "stagelog/error.hpp"
-#include "workflow/py_json.hpp"
 #include "base/hex.hpp"
 #include "base/sha256.hpp"
+#include "stagelog/error.hpp"
+#include "workflow/py_json.hpp"
 
 namespace stagelog {
 

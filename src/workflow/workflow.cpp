@@ -197,17 +197,15 @@ Workflow::Workflow(std::string workflow_id, const std::filesystem::path& output_
   if (options_.recorder != nullptr) {
     log_ = options_.recorder->component("workflow");
     const Kv fields[] = {kv("workflow_id", id_), kv("total_nodes", total_)};
-    log_.event(Kind::Run, Level::Info, Status::Starting, id_, "Workflow execution started",
-               fields);
+    log_.event(Kind::Run, Level::Info, Status::Starting, id_, "Workflow execution started", fields);
   }
 
   std::string header;
-  for (const auto& line :
-       {std::string(), kSeparator, "[RUN] Executing: " + id_,
-        "[DIR] Output: " + std::filesystem::absolute(output_dir_).string(),
-        " PID: " + std::to_string(pid_),
-        " Started: " + local_format(start_wall_ns_, "%Y-%m-%d %H:%M:%S"), kSeparator,
-        std::string()}) {
+  for (const auto& line : {std::string(), kSeparator, "[RUN] Executing: " + id_,
+                           "[DIR] Output: " + std::filesystem::absolute(output_dir_).string(),
+                           " PID: " + std::to_string(pid_),
+                           " Started: " + local_format(start_wall_ns_, "%Y-%m-%d %H:%M:%S"),
+                           kSeparator, std::string()}) {
     header += line;
     header += '\n';
   }
@@ -337,10 +335,9 @@ void Workflow::progress_snapshot(bool force) {
   int done = completed_ + failed_;
   double elapsed = elapsed_seconds();
   double rate = elapsed > 0 ? done / elapsed : 0;
-  std::string line = "Executing " + id_ + " [" + std::to_string(done) + "/" +
-                     std::to_string(total_) + "] " +
-                     std::to_string(total_ > 0 ? done * 100 / total_ : 100) + "% " +
-                     fixed(rate, 1) + " nodes/s";
+  std::string line =
+      "Executing " + id_ + " [" + std::to_string(done) + "/" + std::to_string(total_) + "] " +
+      std::to_string(total_ > 0 ? done * 100 / total_ : 100) + "% " + fixed(rate, 1) + " nodes/s";
   if (failed_ > 0) line += ", " + std::to_string(failed_) + " failed";
   files_->log(line + "\n");
 }
@@ -374,7 +371,8 @@ void Workflow::finish(bool ok, std::string_view error, double cost) {
   std::vector<std::string> lines = {std::string(), kSeparator};
   if (ok) {
     lines.push_back(" Workflow completed: " + id_);
-    lines.push_back(" Nodes executed: " + std::to_string(completed_) + "/" + std::to_string(total_));
+    lines.push_back(" Nodes executed: " + std::to_string(completed_) + "/" +
+                    std::to_string(total_));
     if (failed_ > 0) lines.push_back(" Nodes failed: " + std::to_string(failed_));
     lines.push_back(" Total time: " + fixed(elapsed, 2) + "s (" + fixed(elapsed / 60, 2) + "m)");
     if (cost > 0) lines.push_back(" Cost: $" + fixed(cost, 4));

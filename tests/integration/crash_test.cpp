@@ -105,9 +105,8 @@ TEST(CrashTest, AbortingChildLeavesItsLastEventsAndDiesOfSigabrt) {
 
 TEST(CrashTest, UncaughtExceptionRecordsWhatTerminateSaw) {
   test::TempDir dir;
-  int status = run_child(dir, [] {
-    std::thread([] { throw std::runtime_error("model_name missing"); }).join();
-  });
+  int status = run_child(
+      dir, [] { std::thread([] { throw std::runtime_error("model_name missing"); }).join(); });
   if (!kSanitized) {
     ASSERT_TRUE(WIFSIGNALED(status));
     EXPECT_EQ(WTERMSIG(status), SIGABRT);

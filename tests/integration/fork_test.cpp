@@ -3,12 +3,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "stagelog/sinks/jsonl_sink.hpp"

@@ -35,7 +35,7 @@ class FlakyStore final : public test::ForwardingStore {
   using ForwardingStore::ForwardingStore;
 
   stagelog::Result<void> write(std::span<const store::EventsWrite> events,
-                            std::span<const store::ExecutionWrite> executions) override {
+                               std::span<const store::ExecutionWrite> executions) override {
     if (++writes_ % 7 == 0) return Error("sqlite store x.db: cannot store: disk I/O error");
     return inner_.write(events, executions);
   }
@@ -52,7 +52,6 @@ std::string job_name(int client, int job) {
   name += std::to_string(job);
   return name;
 }
-
 
 TEST(IngestConcurrencyTest, AcknowledgedEventsAreStoredAndFailedOnesAreNot) {
   constexpr int kClients = 4;

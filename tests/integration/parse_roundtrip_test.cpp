@@ -3,10 +3,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "fake_clock.hpp"
@@ -50,7 +50,8 @@ TEST(ParseRoundTripTest, TextSinkOutputParsesBackToTheSameEvents) {
   std::vector<test::OwnedEvent> written;
   for (const auto& e : events) {
     // A run's start and the recorder's close have no text form.
-    if (!(e.kind == Kind::Run && e.status == Status::Starting) && e.field("recorder_closed").empty()) {
+    if (!(e.kind == Kind::Run && e.status == Status::Starting) &&
+        e.field("recorder_closed").empty()) {
       written.push_back(e);
     }
   }

@@ -82,31 +82,32 @@ class FailingStore final : public test::ForwardingStore {
     return inner_.put_execution(e, x);
   }
   stagelog::Result<std::optional<Execution>> latest(std::string_view id,
-                                                         std::int64_t now) override {
+                                                    std::int64_t now) override {
     if (fail_reads) return read_error();
     return inner_.latest(id, now);
   }
   stagelog::Result<std::optional<Execution>> attempt(std::string_view id, int n,
-                                                          std::int64_t now) override {
+                                                     std::int64_t now) override {
     if (fail_reads) return read_error();
     return inner_.attempt(id, n, now);
   }
   stagelog::Result<std::vector<store::AttemptSummary>> attempts(std::string_view id,
-                                                             std::int64_t now) override {
+                                                                std::int64_t now) override {
     if (fail_reads) return read_error();
     return inner_.attempts(id, now);
   }
-  stagelog::Result<void> append_events(std::span<const OwnedEvent> events, std::int64_t x) override {
+  stagelog::Result<void> append_events(std::span<const OwnedEvent> events,
+                                       std::int64_t x) override {
     if (fail_writes) return write_error();
     return inner_.append_events(events, x);
   }
   stagelog::Result<void> write(std::span<const store::EventsWrite> events,
-                            std::span<const store::ExecutionWrite> executions) override {
+                               std::span<const store::ExecutionWrite> executions) override {
     if (fail_writes) return write_error();
     return inner_.write(events, executions);
   }
   stagelog::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
-                                                std::size_t limit) override {
+                                                   std::size_t limit) override {
     if (fail_reads) return read_error();
     return inner_.events(run, now, limit);
   }
@@ -122,7 +123,11 @@ class FailingStore final : public test::ForwardingStore {
 std::string event_line(std::string_view run, std::string_view kind, std::string_view stage,
                        std::string_view status, std::int64_t ts_ns,
                        const std::string& fields = "{}") {
-  return ndjson_line({.run = run, .kind = kind, .stage = stage, .status = status, .ts_ns = ts_ns,
+  return ndjson_line({.run = run,
+                      .kind = kind,
+                      .stage = stage,
+                      .status = status,
+                      .ts_ns = ts_ns,
                       .fields = OrderedJson::parse(fields)});
 }
 
@@ -859,7 +864,7 @@ class GatedStore final : public test::ForwardingStore {
   }
 
   stagelog::Result<void> write(std::span<const store::EventsWrite> events,
-                            std::span<const store::ExecutionWrite> executions) override {
+                               std::span<const store::ExecutionWrite> executions) override {
     bool fail = false;
     {
       std::unique_lock lock(mutex_);
@@ -1104,9 +1109,15 @@ std::string worker_line(std::string_view run, std::string_view worker, std::stri
                         std::string_view error = "") {
   OrderedJson fields = OrderedJson::object();
   if (!error.empty()) fields["error_details"] = error;
-  return ndjson_line({.run = run, .stage = stage, .status = status, .ts_ns = ts_ns,
-                      .worker = worker, .level = status == "failed" ? "error" : "info",
-                      .message = error, .elapsed_ms = elapsed_ms, .fields = std::move(fields)}) +
+  return ndjson_line({.run = run,
+                      .stage = stage,
+                      .status = status,
+                      .ts_ns = ts_ns,
+                      .worker = worker,
+                      .level = status == "failed" ? "error" : "info",
+                      .message = error,
+                      .elapsed_ms = elapsed_ms,
+                      .fields = std::move(fields)}) +
          "\n";
 }
 

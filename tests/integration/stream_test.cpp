@@ -47,8 +47,13 @@ constexpr auto kPatience = kDefaultPatience;
 std::string line(const std::string& worker, const std::string& kind, const std::string& stage,
                  const std::string& status, std::int64_t ts_ns, const std::string& run = "job-1",
                  const std::string& message = "") {
-  return ndjson_line({.run = run, .kind = kind, .stage = stage, .status = status, .ts_ns = ts_ns,
-                      .worker = worker, .message = message}) +
+  return ndjson_line({.run = run,
+                      .kind = kind,
+                      .stage = stage,
+                      .status = status,
+                      .ts_ns = ts_ns,
+                      .worker = worker,
+                      .message = message}) +
          "\n";
 }
 

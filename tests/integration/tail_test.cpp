@@ -3,6 +3,7 @@
 // is bounded; none asserts on timing.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
@@ -16,11 +17,9 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
+#include "net/http_client.hpp"
 #include "scoped_env.hpp"
 #include "serve_process.hpp"
-#include "net/http_client.hpp"
 #include "temp_dir.hpp"
 
 namespace {
@@ -85,7 +84,9 @@ class Tail {
     return true;
   }
 
-  void write(const std::string& keys) { ASSERT_EQ(::write(fd_, keys.data(), keys.size()), static_cast<ssize_t>(keys.size())); }
+  void write(const std::string& keys) {
+    ASSERT_EQ(::write(fd_, keys.data(), keys.size()), static_cast<ssize_t>(keys.size()));
+  }
 
   // Waits for the exit (bounded) and returns the wait status, reading what is left.
   int wait_exit() {
@@ -257,8 +258,9 @@ TEST(TailTest, FollowsAServerAndReconnectsWhenItRestarts) {
   ASSERT_TRUE(serve->wait_until_listening());
   ASSERT_TRUE(tail.wait_for("reconnected to " + url)) << tail.output();
   EXPECT_TRUE(tail.wait_for("the server restarted")) << tail.output();
-  post_events(port, token, event("w1", "stage", "FETCH", "completed") +
-                               event("w3", "stage", "SAVE", "starting"));
+  post_events(
+      port, token,
+      event("w1", "stage", "FETCH", "completed") + event("w3", "stage", "SAVE", "starting"));
   ASSERT_TRUE(tail.wait_for("[w3] running (stage SAVE)")) << tail.output();
 
   tail.signal(SIGTERM);

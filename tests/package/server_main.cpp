@@ -1,11 +1,10 @@
 // Built against the installed package's server and store_sqlite components, from the installed
 // files alone: opens a SQLite store in the folder given, serves it on a free loopback port and
 // stops. Prints "served on <port>".
-#include <stagelog/server/server.hpp>
-#include <stagelog/store/sqlite_store.hpp>
-
 #include <cstdio>
 #include <filesystem>
+#include <stagelog/server/server.hpp>
+#include <stagelog/store/sqlite_store.hpp>
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;

@@ -17,8 +17,7 @@ namespace stagelog::test {
 // need no recorder. Component "app"; the views must outlive the event.
 inline Event stage_event(std::string_view stage, Status status,
                          std::optional<std::int64_t> elapsed_ns = std::nullopt,
-                         std::string_view message = {},
-                         std::int64_t ts_ns = FakeClock::kSeedStart,
+                         std::string_view message = {}, std::int64_t ts_ns = FakeClock::kSeedStart,
                          std::string_view worker = "T0_00") {
   Event e;
   e.ts_ns = ts_ns;

@@ -19,31 +19,31 @@ class ForwardingStore : public store::Store {
   explicit ForwardingStore(store::Store& inner) : inner_(inner) {}
 
   stagelog::Result<void> put_execution(const Execution& execution,
-                                    std::int64_t expires_at_ns) override {
+                                       std::int64_t expires_at_ns) override {
     return inner_.put_execution(execution, expires_at_ns);
   }
   stagelog::Result<std::optional<Execution>> latest(std::string_view tracking_id,
-                                                         std::int64_t now_ns) override {
+                                                    std::int64_t now_ns) override {
     return inner_.latest(tracking_id, now_ns);
   }
   stagelog::Result<std::optional<Execution>> attempt(std::string_view tracking_id, int n,
-                                                          std::int64_t now_ns) override {
+                                                     std::int64_t now_ns) override {
     return inner_.attempt(tracking_id, n, now_ns);
   }
   stagelog::Result<std::vector<store::AttemptSummary>> attempts(std::string_view tracking_id,
-                                                             std::int64_t now_ns) override {
+                                                                std::int64_t now_ns) override {
     return inner_.attempts(tracking_id, now_ns);
   }
   stagelog::Result<void> append_events(std::span<const OwnedEvent> events,
-                                    std::int64_t expires_at_ns) override {
+                                       std::int64_t expires_at_ns) override {
     return inner_.append_events(events, expires_at_ns);
   }
   stagelog::Result<void> write(std::span<const store::EventsWrite> events,
-                            std::span<const store::ExecutionWrite> executions) override {
+                               std::span<const store::ExecutionWrite> executions) override {
     return inner_.write(events, executions);
   }
   stagelog::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
-                                                std::size_t limit) override {
+                                                   std::size_t limit) override {
     return inner_.events(run, now_ns, limit);
   }
   stagelog::Result<std::vector<store::ExecutionSummary>> list_executions(
@@ -51,13 +51,13 @@ class ForwardingStore : public store::Store {
     return inner_.list_executions(query, now_ns);
   }
   stagelog::Result<std::vector<store::StoredEvent>> event_page(std::string_view run,
-                                                            std::optional<store::Position> after,
-                                                            std::size_t limit,
-                                                            std::int64_t now_ns) override {
+                                                               std::optional<store::Position> after,
+                                                               std::size_t limit,
+                                                               std::int64_t now_ns) override {
     return inner_.event_page(run, after, limit, now_ns);
   }
   stagelog::Result<std::vector<store::StageStats>> stage_stats(const store::StageStatsQuery& query,
-                                                            std::int64_t now_ns) override {
+                                                               std::int64_t now_ns) override {
     return inner_.stage_stats(query, now_ns);
   }
   stagelog::Result<std::vector<store::FailurePattern>> failure_patterns(

@@ -20,8 +20,8 @@ struct OwnedEvent {
   Status status = Status::None;
   std::string run, worker, component, stage, message, host;
   std::optional<std::int64_t> elapsed_ns;
-  std::vector<std::pair<std::string, std::variant<std::int64_t, std::uint64_t, double, bool,
-                                                  std::string>>>
+  std::vector<
+      std::pair<std::string, std::variant<std::int64_t, std::uint64_t, double, bool, std::string>>>
       fields;
   std::int64_t pid = 0;
   bool fields_in_message = false;
@@ -70,11 +70,21 @@ class MemorySink : public Sink {
     for (const auto& f : e.fields) {
       std::variant<std::int64_t, std::uint64_t, double, bool, std::string> v;
       switch (f.value.index()) {
-        case 0: v = std::get<0>(f.value); break;
-        case 1: v = std::get<1>(f.value); break;
-        case 2: v = std::get<2>(f.value); break;
-        case 3: v = std::get<3>(f.value); break;
-        case 4: v = std::string(std::get<4>(f.value)); break;
+        case 0:
+          v = std::get<0>(f.value);
+          break;
+        case 1:
+          v = std::get<1>(f.value);
+          break;
+        case 2:
+          v = std::get<2>(f.value);
+          break;
+        case 3:
+          v = std::get<3>(f.value);
+          break;
+        case 4:
+          v = std::string(std::get<4>(f.value));
+          break;
       }
       o.fields.emplace_back(std::string(f.key), std::move(v));
     }

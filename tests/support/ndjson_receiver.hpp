@@ -128,9 +128,8 @@ class Receiver {
   void listen_on(int port) {
     server_ = std::make_unique<httplib::Server>();
     server_->set_keep_alive_timeout(1);  // stop() waits for kept connections to time out.
-    server_->Post(path_, [this](const httplib::Request& req, httplib::Response& res) {
-      handle(req, res);
-    });
+    server_->Post(
+        path_, [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
     if (port == 0) {
       port_ = server_->bind_to_any_port("127.0.0.1");
       ASSERT_GT(port_, 0);

@@ -1,6 +1,6 @@
 #pragma once
 
-// The Store conformance suite: what every Store implementation (SQLite, Redis) must do. A
+// The Store conformance suite: what every Store implementation (SQLite, PostgreSQL) must do. A
 // store's test file instantiates it with a way to make a fresh, empty backing storage:
 //
 //   INSTANTIATE_TEST_SUITE_P(SqliteStore, StoreConformanceTest,
@@ -27,7 +27,7 @@
 
 namespace stagelog::test {
 
-// One fresh, empty backing storage (a new SQLite file, a flushed Redis database). Each open()
+// One fresh, empty backing storage (a new SQLite file, an empty PostgreSQL schema). Each open()
 // connects a new Store to it; every Store it returns sees what the others wrote, also after
 // they are destroyed (the "reopen" test).
 class StoreBackend {
@@ -57,8 +57,8 @@ constexpr std::int64_t kDay = 86'400 * kSecond;
 
 // Seed 004's example: three completed steps and a failure with a stack trace.
 inline Execution seed_execution(std::string tracking_id = "60B3RNTB",
-                                        std::string execution_id = "exec_1703123456789_xyz123abc",
-                                        std::int64_t started_at_ns = kT0) {
+                                std::string execution_id = "exec_1703123456789_xyz123abc",
+                                std::int64_t started_at_ns = kT0) {
   Execution e;
   e.tracking_id = std::move(tracking_id);
   e.execution_id = std::move(execution_id);
@@ -763,16 +763,14 @@ TEST_P(StoreConformanceTest, TwoStoresOnOneBackendSeeEachOthersWrites) {
 
 namespace conformance {
 
-inline Step step(std::string name, std::int64_t ts_ns, std::string status,
-                         std::string message = "", std::optional<std::string> error = std::nullopt,
-                         std::string custom = "{}") {
-  return Step{std::move(name),   ts_ns,
-                      std::move(status), std::move(message),
-                      std::move(error),  std::move(custom)};
+inline Step step(std::string name, std::int64_t ts_ns, std::string status, std::string message = "",
+                 std::optional<std::string> error = std::nullopt, std::string custom = "{}") {
+  return Step{std::move(name),  ts_ns, std::move(status), std::move(message), std::move(error),
+              std::move(custom)};
 }
 
 inline Execution with_steps(std::string tracking_id, std::int64_t started_at_ns,
-                                    std::vector<Step> steps, std::string metadata = "{}") {
+                            std::vector<Step> steps, std::string metadata = "{}") {
   Execution e;
   e.tracking_id = tracking_id;
   e.execution_id = "exec_" + tracking_id;

@@ -15,7 +15,8 @@ namespace stagelog::test {
 class TempDir {
  public:
   TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "stagelog-test-XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "stagelog-test-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     path_ = pattern;
   }

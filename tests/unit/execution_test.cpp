@@ -1,5 +1,3 @@
-#include "stagelog/server/execution_log.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -18,6 +16,7 @@
 #include "recording.hpp"
 #include "seed_004.hpp"
 #include "stagelog/parse.hpp"
+#include "stagelog/server/execution_log.hpp"
 #include "stagelog/sink.hpp"
 #include "stagelog/stage.hpp"
 

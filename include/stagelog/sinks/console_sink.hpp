@@ -7,7 +7,7 @@
 namespace stagelog {
 
 enum class ColorMode : std::uint8_t {
-  Auto,    // Colours when the stream is a terminal and NO_COLOR is unset or empty.
+  Auto,  // Colours when the stream is a terminal and NO_COLOR is unset or empty.
   Always,
   Never,
 };

@@ -12,7 +12,7 @@ namespace stagelog {
 class JsonlSink : public FileSink {
  public:
   explicit JsonlSink(const std::filesystem::path& path, Level level = Level::Trace,
-                    Rotation rotation = {})
+                     Rotation rotation = {})
       : FileSink(path, level, rotation) {}
 
  protected:

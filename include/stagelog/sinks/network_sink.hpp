@@ -118,7 +118,8 @@ class NetworkSink : public Sink {
   void close();
   // Any thread. Hands what write() buffered to the sender, asks it not to wait for
   // flush_interval, and waits until every event written so far is sent, rejected or dropped
-  // and the reports about them have reached on_error. False on timeout. (Call Recorder::flush() first for events still in the recorder.)
+  // and the reports about them have reached on_error. False on timeout. (Call Recorder::flush()
+  // first for events still in the recorder.)
   bool wait_sent(std::chrono::milliseconds timeout);
 
   NetworkSinkStats stats() const;

@@ -10,11 +10,11 @@
 namespace stagelog {
 
 struct ProgressOptions {
-  int fd = 2;                   // The terminal (or file, or pipe) to draw on.
-  Level level = Level::Info;    // Log lines at or above this scroll above the display.
+  int fd = 2;                 // The terminal (or file, or pipe) to draw on.
+  Level level = Level::Info;  // Log lines at or above this scroll above the display.
   // Auto: a live display on a terminal, plain lines otherwise. Always/Never force it.
   enum class Mode : std::uint8_t { Auto, Live, Plain } mode = Mode::Auto;
-  std::chrono::milliseconds redraw_interval{100};  // Live: at most 10 redraws a second.
+  std::chrono::milliseconds redraw_interval{100};   // Live: at most 10 redraws a second.
   std::chrono::milliseconds plain_interval{10000};  // Plain: a progress line at most this often
                                                     // (and one at every node end).
   int bar_width = 24;

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "stagelog/error.hpp"
-#include "stagelog/result.hpp"
-#include "stagelog/parse.hpp"
 #include "stagelog/execution.hpp"
+#include "stagelog/parse.hpp"
+#include "stagelog/result.hpp"
 
 namespace stagelog::store {
 
@@ -161,7 +161,7 @@ struct ExecutionWrite {
 };
 
 // Where `stagelog serve` keeps execution logs (seed 004) and raw events, each with an expiry
-// time. Two implementations (SQLite, Redis) pass one conformance suite
+// time. Two implementations (SQLite, PostgreSQL) pass one conformance suite
 // (tests/support/store_conformance.hpp), which is the precise specification of what follows.
 //
 // Time: nothing here reads a clock. Writes take an absolute expires_at_ns, reads take now_ns;
@@ -188,17 +188,16 @@ class Store {
   // for this tracking id replaces that attempt entirely (steps, metadata, expiry), keeping its
   // number and its place in insertion order: a worker re-posts the whole document as steps
   // are added.
-  virtual Result<void> put_execution(const Execution& execution,
-                                     std::int64_t expires_at_ns) = 0;
+  virtual Result<void> put_execution(const Execution& execution, std::int64_t expires_at_ns) = 0;
 
   // The most recent live attempt: greatest started_at_ns, ties broken by insertion order
   // (the later first put wins). nullopt when the tracking id has no live attempt.
   virtual Result<std::optional<Execution>> latest(std::string_view tracking_id,
-                                                          std::int64_t now_ns) = 0;
+                                                  std::int64_t now_ns) = 0;
 
   // Attempt number n (1 = the first), if it is live.
   virtual Result<std::optional<Execution>> attempt(std::string_view tracking_id, int n,
-                                                           std::int64_t now_ns) = 0;
+                                                   std::int64_t now_ns) = 0;
 
   // The live attempts of a tracking id, by number.
   virtual Result<std::vector<AttemptSummary>> attempts(std::string_view tracking_id,
