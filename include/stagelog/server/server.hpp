@@ -44,6 +44,11 @@ struct ServerOptions {
   // Requests served at once; more connections wait for a thread.
   std::size_t threads = 8;
 
+  // HTTPS: PEM files of the certificate (with its chain) and of its private key, both or
+  // neither. Empty: plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+
   // Bearer tokens with scopes (auth.hpp) on every route but /healthz. Off only for
   // in-process benchmarks and tests that are not about auth.
   bool require_auth = true;
