@@ -78,7 +78,7 @@ test-asan:
 
 test-tsan:
 	@$(CMAKE) --preset tsan >/dev/null
-	@$(CMAKE) --build build/tsan
+	@$(CMAKE) --build build/tsan --target stagelog_concurrency_tests
 	$(CTEST) --preset tsan
 
 # Benchmarks against their peers in the same run (spdlog for the recorder, SQLite's own insert

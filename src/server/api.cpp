@@ -62,7 +62,7 @@ Api::Api(store::Store& store, server::TokenFile tokens, const server::ServerOpti
 
 std::span<const Route> Api::routes() { return kRoutes; }
 
-std::optional<ApiError> Api::authorize(const HttpRequest& request, Access access) const {
+std::optional<ApiError> Api::authorize(const ApiRequest& request, Access access) const {
   // The UI's files hold no data: the page asks for a token, then sends it to the API.
   if (!options_.require_auth || access == Access::Public) return std::nullopt;
   Scope needed = access == Access::Read ? Scope::Read : Scope::Ingest;
@@ -84,18 +84,18 @@ std::optional<ApiError> Api::authorize(const HttpRequest& request, Access access
   return ApiError{ApiErrorKind::Unauthorized, "unknown token", nullptr};
 }
 
-Api::Admission Api::admit(const HttpRequest& request) const {
+Api::Admission Api::admit(const ApiRequest& request) const {
   Admission admission;
   // A refusal comes before the body is read: what is left of it is still on the connection,
   // so the connection is closed after the answer.
-  auto refuse = [&](HttpResponse response) {
+  auto refuse = [&](ApiResponse response) {
     response.close = has_body(request);
     admission.refusal = std::move(response);
     return std::move(admission);
   };
   auto routed = route(kRoutes, request.method, request.target);
   if (!routed) {
-    HttpResponse response = error_response(routed.error().error);
+    ApiResponse response = error_response(routed.error().error);
     if (!routed.error().allow.empty()) response.set_header("Allow", routed.error().allow);
     return refuse(std::move(response));
   }
@@ -118,7 +118,7 @@ Api::Admission Api::admit(const HttpRequest& request) const {
                                   nullptr}));
     }
     if (auto expires = expiry(request); !expires) {
-      HttpResponse response = error_response(expires.error());
+      ApiResponse response = error_response(expires.error());
       response.close = true;  // The body is not read.
       admission.refusal = std::move(response);
       return admission;
@@ -129,7 +129,7 @@ Api::Admission Api::admit(const HttpRequest& request) const {
   return admission;
 }
 
-HttpResponse Api::answer(HttpRequest& request, const Routed& routed) {
+ApiResponse Api::answer(ApiRequest& request, const Routed& routed) {
   std::string what = "unknown exception";
   try {
     return (this->*routed.route->handler)(request, routed.match);
@@ -141,7 +141,7 @@ HttpResponse Api::answer(HttpRequest& request, const Routed& routed) {
   return error_response(ApiError{ApiErrorKind::Internal, "internal error: " + what, nullptr});
 }
 
-Result<std::int64_t, ApiError> Api::expiry(const HttpRequest& request) const {
+Result<std::int64_t, ApiError> Api::expiry(const ApiRequest& request) const {
   std::chrono::nanoseconds retention = options_.retention;
   if (const std::string* text = request.param("retention")) {
     auto asked = parse_duration(*text);

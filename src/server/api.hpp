@@ -37,12 +37,12 @@ class Api {
   // ?retention=) before any body is read.
   struct Admission {
     std::optional<Routed> routed;
-    HttpResponse refusal;     // When !routed.
+    ApiResponse refusal;     // When !routed.
     bool takes_body = false;  // POST and PUT: the transport reads the body, then answer().
   };
-  Admission admit(const HttpRequest& request) const;
+  Admission admit(const ApiRequest& request) const;
   // The route's answer. `request.body` is read when admit() said takes_body.
-  HttpResponse answer(HttpRequest& request, const Routed& routed);
+  ApiResponse answer(ApiRequest& request, const Routed& routed);
 
   // The routes, in the order they are tried.
   static std::span<const Route> routes();
@@ -56,27 +56,27 @@ class Api {
   IngestWriter& writer() { return writer_; }
 
   // ---- The routes (api_*.cpp) ----
-  HttpResponse healthz(HttpRequest&, const RouteMatch&);
-  HttpResponse web_file(HttpRequest&, const RouteMatch&);
-  HttpResponse workers(HttpRequest&, const RouteMatch&);
-  HttpResponse metrics(HttpRequest&, const RouteMatch&);
-  HttpResponse alerts(HttpRequest&, const RouteMatch&);
-  HttpResponse stream(HttpRequest&, const RouteMatch&);
-  HttpResponse execution_log(HttpRequest&, const RouteMatch&);
-  HttpResponse get_execution(HttpRequest&, const RouteMatch&);
-  HttpResponse put_execution(HttpRequest&, const RouteMatch&);
-  HttpResponse attempts(HttpRequest&, const RouteMatch&);
-  HttpResponse execution_events(HttpRequest&, const RouteMatch&);
-  HttpResponse post_events(HttpRequest&, const RouteMatch&);
-  HttpResponse list_executions(HttpRequest&, const RouteMatch&);
-  HttpResponse export_csv(HttpRequest&, const RouteMatch&);
-  HttpResponse stage_stats(HttpRequest&, const RouteMatch&);
-  HttpResponse failure_stats(HttpRequest&, const RouteMatch&);
+  ApiResponse healthz(ApiRequest&, const RouteMatch&);
+  ApiResponse web_file(ApiRequest&, const RouteMatch&);
+  ApiResponse workers(ApiRequest&, const RouteMatch&);
+  ApiResponse metrics(ApiRequest&, const RouteMatch&);
+  ApiResponse alerts(ApiRequest&, const RouteMatch&);
+  ApiResponse stream(ApiRequest&, const RouteMatch&);
+  ApiResponse execution_log(ApiRequest&, const RouteMatch&);
+  ApiResponse get_execution(ApiRequest&, const RouteMatch&);
+  ApiResponse put_execution(ApiRequest&, const RouteMatch&);
+  ApiResponse attempts(ApiRequest&, const RouteMatch&);
+  ApiResponse execution_events(ApiRequest&, const RouteMatch&);
+  ApiResponse post_events(ApiRequest&, const RouteMatch&);
+  ApiResponse list_executions(ApiRequest&, const RouteMatch&);
+  ApiResponse export_csv(ApiRequest&, const RouteMatch&);
+  ApiResponse stage_stats(ApiRequest&, const RouteMatch&);
+  ApiResponse failure_stats(ApiRequest&, const RouteMatch&);
 
  private:
-  std::optional<ApiError> authorize(const HttpRequest& request, Access access) const;
+  std::optional<ApiError> authorize(const ApiRequest& request, Access access) const;
   // When what a write stores expires: now + ?retention= (capped), or the default retention.
-  Result<std::int64_t, ApiError> expiry(const HttpRequest& request) const;
+  Result<std::int64_t, ApiError> expiry(const ApiRequest& request) const;
 
   store::Store& store_;
   const server::TokenFile tokens_;

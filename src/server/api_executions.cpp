@@ -24,7 +24,7 @@ using Json = nlohmann::ordered_json;
 
 }  // namespace
 
-HttpResponse Api::execution_log(HttpRequest&, const RouteMatch& match) {
+ApiResponse Api::execution_log(ApiRequest&, const RouteMatch& match) {
   const std::string& id = match.id;
   auto latest = store_.latest(id, now());
   if (!latest) return error_response(store_failure(latest.error()));
@@ -32,7 +32,7 @@ HttpResponse Api::execution_log(HttpRequest&, const RouteMatch& match) {
   return json_response(server::execution_log_response(**latest));
 }
 
-HttpResponse Api::get_execution(HttpRequest& req, const RouteMatch& match) {
+ApiResponse Api::get_execution(ApiRequest& req, const RouteMatch& match) {
   const std::string& id = match.id;
   std::optional<int> attempt;
   if (const std::string* text = req.param("attempt")) {
@@ -54,7 +54,7 @@ HttpResponse Api::get_execution(HttpRequest& req, const RouteMatch& match) {
   return json_response(execution_document(**found));
 }
 
-HttpResponse Api::attempts(HttpRequest&, const RouteMatch& match) {
+ApiResponse Api::attempts(ApiRequest&, const RouteMatch& match) {
   const std::string& id = match.id;
   auto list = store_.attempts(id, now());
   if (!list) return error_response(store_failure(list.error()));
@@ -78,7 +78,7 @@ HttpResponse Api::attempts(HttpRequest&, const RouteMatch& match) {
   return json_response(dump_json(body));
 }
 
-HttpResponse Api::execution_events(HttpRequest& req, const RouteMatch& match) {
+ApiResponse Api::execution_events(ApiRequest& req, const RouteMatch& match) {
   const std::string& id = match.id;
   for (const auto& [name, value] : req.params) {
     if (name != "limit" && name != "cursor") {
@@ -121,7 +121,7 @@ HttpResponse Api::execution_events(HttpRequest& req, const RouteMatch& match) {
 
 // ---- Writes ----------------------------------------------------------------------------------
 
-HttpResponse Api::post_events(HttpRequest& req, const RouteMatch&) {
+ApiResponse Api::post_events(ApiRequest& req, const RouteMatch&) {
   std::int64_t expires_at_ns = expiry(req).value();  // admit() checked it.
   ParsedBatch batch = parse_batch(req.body, options_.max_event_bytes);
   req.body = std::string();  // Not held while waiting for the store.
@@ -165,7 +165,7 @@ HttpResponse Api::post_events(HttpRequest& req, const RouteMatch&) {
 
 // The tracking id comes from the URL; the document may leave it out (then it is the URL's)
 // or repeat it, but a different one is refused: a PUT to one id never writes another.
-HttpResponse Api::put_execution(HttpRequest& req, const RouteMatch& match) {
+ApiResponse Api::put_execution(ApiRequest& req, const RouteMatch& match) {
   const std::string& id = match.id;
   std::int64_t expires_at_ns = expiry(req).value();  // admit() checked it.
   if (invalid_utf8_at(id) != std::string_view::npos) {

@@ -88,7 +88,7 @@ void append_csv_rows(std::string& out, const std::vector<store::ExecutionSummary
 
 }  // namespace
 
-HttpResponse Api::list_executions(HttpRequest& req, const RouteMatch&) {
+ApiResponse Api::list_executions(ApiRequest& req, const RouteMatch&) {
   const std::int64_t now_ns = now();
   auto filters = parse_filters(req, now_ns, /*paging=*/true);
   if (!filters) return error_response(filters.error());
@@ -133,7 +133,7 @@ HttpResponse Api::list_executions(HttpRequest& req, const RouteMatch&) {
 
 // One row per step (an attempt without steps: one row with the step columns empty), attempts
 // newest first, streamed a page of attempts at a time: memory stays flat whatever the size.
-HttpResponse Api::export_csv(HttpRequest& req, const RouteMatch&) {
+ApiResponse Api::export_csv(ApiRequest& req, const RouteMatch&) {
   const std::int64_t now_ns = now();
   auto filters = parse_filters(req, now_ns, /*paging=*/false);
   if (!filters) return error_response(filters.error());
@@ -150,7 +150,7 @@ HttpResponse Api::export_csv(HttpRequest& req, const RouteMatch&) {
   auto first = store_.list_executions(state->query, now_ns);
   if (!first) return error_response(store_failure(first.error()));
   state->rows = std::move(*first);
-  HttpResponse response;
+  ApiResponse response;
   response.content_type = "text/csv; charset=utf-8";
   response.set_header("Content-Disposition", "attachment; filename=\"executions.csv\"");
   response.producer = [this, state, now_ns](std::string& out) {

@@ -11,22 +11,22 @@
 
 namespace stagelog::detail {
 
-HttpResponse Api::healthz(HttpRequest&, const RouteMatch&) {
+ApiResponse Api::healthz(ApiRequest&, const RouteMatch&) {
   return json_response(R"({"status":"ok"})");
 }
 
-HttpResponse Api::workers(HttpRequest&, const RouteMatch&) {
+ApiResponse Api::workers(ApiRequest&, const RouteMatch&) {
   return json_response(live_.workers_json(now()));
 }
 
-HttpResponse Api::metrics(HttpRequest&, const RouteMatch&) {
-  HttpResponse response;
+ApiResponse Api::metrics(ApiRequest&, const RouteMatch&) {
+  ApiResponse response;
   response.content_type = "text/plain; version=0.0.4; charset=utf-8";
   response.body = live_.metrics_text(now());
   return response;
 }
 
-HttpResponse Api::alerts(HttpRequest& req, const RouteMatch&) {
+ApiResponse Api::alerts(ApiRequest& req, const RouteMatch&) {
   if (auto e = check_params(req, {})) return error_response(*e);
   return json_response(alert_engine_ ? alert_engine_->recent_json()
                                      : R"({"success":true,"alerts":[]})");
@@ -34,7 +34,7 @@ HttpResponse Api::alerts(HttpRequest& req, const RouteMatch&) {
 
 // Holds a request thread while open: capped by max_streams, woken by the hub's close(), and a
 // client that stops reading is dropped after write_timeout. See stream.hpp.
-HttpResponse Api::stream(HttpRequest& req, const RouteMatch&) {
+ApiResponse Api::stream(ApiRequest& req, const RouteMatch&) {
   auto query = parse_stream_query(req.params, req.header("Last-Event-ID"));
   if (!query) return error_response(bad_request(query.error()));
   auto opened = StreamSession::open(hub_, std::move(*query));
@@ -63,7 +63,7 @@ HttpResponse Api::stream(HttpRequest& req, const RouteMatch&) {
     StreamHub::Slot slot;
   };
   auto state = std::make_shared<Open>(Open{std::move(*opened), std::move(slot)});
-  HttpResponse response;
+  ApiResponse response;
   // Exactly "text/event-stream": never compressed (a gzip stream would hold events back until
   // its buffer fills). SSE is UTF-8 by definition.
   response.content_type = "text/event-stream";
@@ -78,12 +78,12 @@ HttpResponse Api::stream(HttpRequest& req, const RouteMatch&) {
 
 // The UI's files, revalidated on every load (an ETag makes that a 304), with a policy that lets
 // the page run only its own scripts and talk only to this server.
-HttpResponse Api::web_file(HttpRequest& req, const RouteMatch& match) {
+ApiResponse Api::web_file(ApiRequest& req, const RouteMatch& match) {
   auto file = find_web_file(match.id, options_.web_dir);
   if (!file) {
     return error_response(ApiError{ApiErrorKind::NotFound, "no such file: /" + match.id, nullptr});
   }
-  HttpResponse response;
+  ApiResponse response;
   response.set_header("Content-Security-Policy",
                       "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' "
                       "data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "

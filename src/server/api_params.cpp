@@ -36,7 +36,7 @@ bool has_word(std::string_view text) {
 
 }  // namespace
 
-Result<std::size_t, ApiError> parse_limit(const HttpRequest& req) {
+Result<std::size_t, ApiError> parse_limit(const ApiRequest& req) {
   if (!req.has_param("limit")) return kDefaultLimit;
   std::string text = *req.param("limit");
   std::size_t n = 0;
@@ -86,7 +86,7 @@ Result<store::Position, ApiError> parse_cursor(const std::string& text,
   return at;
 }
 
-std::optional<ApiError> check_params(const HttpRequest& req,
+std::optional<ApiError> check_params(const ApiRequest& req,
                                      std::initializer_list<std::string_view> supported) {
   for (const auto& [name, value] : req.params) {
     if (std::find(supported.begin(), supported.end(), name) == supported.end()) {
@@ -103,7 +103,7 @@ std::optional<ApiError> check_params(const HttpRequest& req,
   return std::nullopt;
 }
 
-Result<std::pair<std::int64_t, std::int64_t>, ApiError> parse_range(const HttpRequest& req,
+Result<std::pair<std::int64_t, std::int64_t>, ApiError> parse_range(const ApiRequest& req,
                                                                     std::int64_t now_ns) {
   std::pair<std::int64_t, std::int64_t> range{now_ns - 7 * kDayNs, now_ns};
   for (auto [name, out] : {std::pair{"since", &range.first}, std::pair{"until", &range.second}}) {
@@ -116,7 +116,7 @@ Result<std::pair<std::int64_t, std::int64_t>, ApiError> parse_range(const HttpRe
   return range;
 }
 
-Result<Filters, ApiError> parse_filters(const HttpRequest& req, std::int64_t now_ns, bool paging) {
+Result<Filters, ApiError> parse_filters(const ApiRequest& req, std::int64_t now_ns, bool paging) {
   const std::string supported =
       std::string("status, q, worker, stage, since, until, metadata.<key>") +
       (paging ? ", limit, cursor" : "");

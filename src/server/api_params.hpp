@@ -22,7 +22,7 @@ inline constexpr std::size_t kMaxLimit = 1000;
 inline constexpr std::int64_t kDayNs = std::int64_t{86'400} * 1'000'000'000;
 
 // limit=N: 1 to kMaxLimit, kDefaultLimit when absent.
-Result<std::size_t, ApiError> parse_limit(const HttpRequest& req);
+Result<std::size_t, ApiError> parse_limit(const ApiRequest& req);
 
 // A point in time: a UTC timestamp (2026-01-04T19:30:15.234Z) or a duration before now (7d).
 Result<std::int64_t, ApiError> parse_time(std::string_view name, const std::string& text,
@@ -34,11 +34,11 @@ std::string make_cursor(const store::Position& at, std::string_view canonical);
 Result<store::Position, ApiError> parse_cursor(const std::string& text, std::string_view canonical);
 
 // A 400 for a parameter not in `supported` or given twice.
-std::optional<ApiError> check_params(const HttpRequest& req,
+std::optional<ApiError> check_params(const ApiRequest& req,
                                      std::initializer_list<std::string_view> supported);
 
 // since (default: 7 days before now) and until (default: now), since before until.
-Result<std::pair<std::int64_t, std::int64_t>, ApiError> parse_range(const HttpRequest& req,
+Result<std::pair<std::int64_t, std::int64_t>, ApiError> parse_range(const ApiRequest& req,
                                                                     std::int64_t now_ns);
 
 // The filters of a listing (JSON or CSV) and what they were, in one order whatever the order
@@ -50,6 +50,6 @@ struct Filters {
 
 // status, q, worker, stage, since, until and metadata.<key>; `paging` also lets limit and
 // cursor through (the caller reads them). Anything else is a 400 that says what is supported.
-Result<Filters, ApiError> parse_filters(const HttpRequest& req, std::int64_t now_ns, bool paging);
+Result<Filters, ApiError> parse_filters(const ApiRequest& req, std::int64_t now_ns, bool paging);
 
 }  // namespace stagelog::detail

@@ -36,7 +36,7 @@ Json duration_stats_json(const store::DurationStats& s) {
 // Per stage (or stage and worker): count, failures, p50 / p95 / p99 / max, and a series per
 // hour or day. Percentiles come from histograms kept per hour: within 1% of the exact value,
 // and the range is widened to whole hours.
-HttpResponse Api::stage_stats(HttpRequest& req, const RouteMatch&) {
+ApiResponse Api::stage_stats(ApiRequest& req, const RouteMatch&) {
   const std::int64_t now_ns = now();
   if (auto e = check_params(req, {"since", "until", "group", "interval"})) {
     return error_response(*e);
@@ -89,7 +89,7 @@ HttpResponse Api::stage_stats(HttpRequest& req, const RouteMatch&) {
 
 // Failed steps grouped by their error with numbers, ids, hex and paths masked: seed 004's
 // error pattern analysis.
-HttpResponse Api::failure_stats(HttpRequest& req, const RouteMatch&) {
+ApiResponse Api::failure_stats(ApiRequest& req, const RouteMatch&) {
   const std::int64_t now_ns = now();
   if (auto e = check_params(req, {"since", "until", "limit"})) return error_response(*e);
   auto range = parse_range(req, now_ns);

@@ -2,7 +2,7 @@
 
 // A request and its response as the routes see them, whatever transport carried them: the
 // transport reads the request (the body too, decompressed and within the limits) into an
-// HttpRequest, and writes the HttpResponse a route returns.
+// ApiRequest, and writes the ApiResponse a route returns.
 
 #include <functional>
 #include <map>
@@ -18,7 +18,7 @@ namespace stagelog::detail {
 // The query's parameters, percent-decoded, in name order (a name may repeat).
 using Params = std::multimap<std::string, std::string>;
 
-struct HttpRequest {
+struct ApiRequest {
   std::string method;  // "GET", "HEAD", "POST", "PUT" ...
   std::string target;  // As sent: "/api/v1/executions/a%2Fb?attempt=2".
   Params params;
@@ -39,7 +39,7 @@ struct HttpRequest {
 enum class StreamStep { More, Done, Abort };
 using BodyProducer = std::function<StreamStep(std::string& piece)>;
 
-struct HttpResponse {
+struct ApiResponse {
   int status = 200;
   std::string content_type;  // Empty: no body (304).
   std::string body;
@@ -57,11 +57,11 @@ struct HttpResponse {
 };
 
 // Whether the request came with a body (Transfer-Encoding, or a Content-Length above 0).
-bool has_body(const HttpRequest& request);
+bool has_body(const ApiRequest& request);
 
 // 200 (or `status`) with a JSON body.
-HttpResponse json_response(std::string body, int status = 200);
+ApiResponse json_response(std::string body, int status = 200);
 // The error as its status and JSON body (to_http), with WWW-Authenticate on a 401.
-HttpResponse error_response(const ApiError& error);
+ApiResponse error_response(const ApiError& error);
 
 }  // namespace stagelog::detail

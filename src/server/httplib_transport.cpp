@@ -22,8 +22,8 @@ namespace {
 // keep-alive connection costs little, and no connection holds a thread for ever.
 constexpr std::size_t kKeepAliveMaxCount = 1000;
 
-HttpRequest request_of(const httplib::Request& req) {
-  HttpRequest request;
+ApiRequest request_of(const httplib::Request& req) {
+  ApiRequest request;
   request.method = req.method;
   request.target = req.target;
   request.params = Params(req.params.begin(), req.params.end());
@@ -31,7 +31,7 @@ HttpRequest request_of(const httplib::Request& req) {
   return request;
 }
 
-void write(HttpResponse response, httplib::Response& res) {
+void write(ApiResponse response, httplib::Response& res) {
   res.status = response.status;
   for (auto& [name, value] : response.headers) res.set_header(name, value);
   if (response.close) res.set_header("Connection", "close");
@@ -122,14 +122,14 @@ void HttpTransport::Impl::setup() {
 
 httplib::Server::HandlerResponse HttpTransport::Impl::pre_route(const httplib::Request& req,
                                                                 httplib::Response& res) {
-  HttpRequest request = request_of(req);
+  ApiRequest request = request_of(req);
   Api::Admission admission = api.admit(request);
   if (!admission.routed) {
     write(std::move(admission.refusal), res);
     return httplib::Server::HandlerResponse::Handled;
   }
   if (admission.takes_body) return httplib::Server::HandlerResponse::Unhandled;  // with_body().
-  HttpResponse response = api.answer(request, *admission.routed);
+  ApiResponse response = api.answer(request, *admission.routed);
   response.close = response.close || has_body(request);  // A GET with a body: unread.
   write(std::move(response), res);
   return httplib::Server::HandlerResponse::Handled;
@@ -137,17 +137,17 @@ httplib::Server::HandlerResponse HttpTransport::Impl::pre_route(const httplib::R
 
 void HttpTransport::Impl::with_body(const httplib::Request& req, httplib::Response& res,
                                     const httplib::ContentReader& reader) {
-  HttpRequest request = request_of(req);
+  ApiRequest request = request_of(req);
   auto routed = route(Api::routes(), request.method, request.target);  // pre_route() took it.
   if (!routed) {
-    HttpResponse response =
+    ApiResponse response =
         error_response(ApiError{ApiErrorKind::Internal, "no handler for this route", nullptr});
     response.close = true;
     return write(std::move(response), res);
   }
   auto body = read_body(req, res, reader);
   if (!body) {
-    HttpResponse response = error_response(body.error());
+    ApiResponse response = error_response(body.error());
     response.close = true;  // The body was not read to its end.
     return write(std::move(response), res);
   }

@@ -28,7 +28,7 @@ struct RouteMatch {
 };
 
 // A handler may take the request's body (a write frees it before it waits for the store).
-using Handler = HttpResponse (Api::*)(HttpRequest&, const RouteMatch&);
+using Handler = ApiResponse (Api::*)(ApiRequest&, const RouteMatch&);
 
 // A pattern's segments are literal, "{id}" (one segment, not empty) or, last, "{*rest}" (what
 // is left, maybe nothing). Rows are tried in order: the first pattern that matches decides,

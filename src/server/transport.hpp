@@ -1,7 +1,7 @@
 #pragma once
 
 // The HTTP transport of `stagelog serve`: accepts connections, reads each request into an
-// HttpRequest, asks the Api whether to take it (before any body is read), reads the body
+// ApiRequest, asks the Api whether to take it (before any body is read), reads the body
 // within the limits, and writes the Api's answer. Timeouts and limits come from ServerOptions.
 //
 // Threads: bind() and run() from one thread (run() blocks until stop()); stop() and running()
