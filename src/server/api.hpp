@@ -37,7 +37,7 @@ class Api {
   // ?retention=) before any body is read.
   struct Admission {
     std::optional<Routed> routed;
-    ApiResponse refusal;     // When !routed.
+    ApiResponse refusal;      // When !routed.
     bool takes_body = false;  // POST and PUT: the transport reads the body, then answer().
   };
   Admission admit(const ApiRequest& request) const;
