@@ -6,12 +6,14 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -21,6 +23,8 @@
 #include "eventually.hpp"
 #include "fake_clock.hpp"
 #include "forwarding_store.hpp"
+#include "ndjson_receiver.hpp"
+#include "network_sink_harness.hpp"
 #include "server/ingest.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/server.hpp"
@@ -342,6 +346,59 @@ TEST_F(IdempotencyKeyTest, ABatchRefusedWholeIsNotRememberedUnderItsKey) {
   EXPECT_EQ(stored->status, 200) << stored->body;
   EXPECT_FALSE(stored->has_header("Idempotent-Replayed"));
   EXPECT_EQ(rows("r"), 2u);
+}
+
+// A NetworkSink posts through a stand-in proxy to the real server: the proxy passes each
+// request on, but loses the server's answer to every batch's first sending (answering 503 in
+// its place) after the server stored it. The sink retries with the same key; the server
+// answers the retry as the first time, from the stored key, and stores nothing more.
+TEST_F(IdempotencyKeyTest, ASinkRetryingAfterALostAnswerStoresEachBatchOnce) {
+  constexpr int kEvents = 200;
+  httplib::Client upstream("127.0.0.1", server_->port());
+  upstream.set_read_timeout(10, 0);
+  std::mutex mu;
+  std::set<std::string> seen_keys;
+  std::atomic<int> lost{0};
+  std::atomic<int> replayed{0};
+  std::atomic<int> without_key{0};
+  Receiver proxy;
+  proxy.set_policy([&](const Received& r) {
+    std::string body;
+    for (const std::string& line : r.lines) body += line + "\n";
+    const std::string key = r.header("Idempotency-Key");
+    if (key.empty()) ++without_key;
+    httplib::Headers headers = {{"Authorization", "Bearer " + token_}};
+    if (!key.empty()) headers.emplace("Idempotency-Key", key);
+    auto answer = upstream.Post("/api/v1/events", headers, body, "application/x-ndjson");
+    if (!answer) return Reply{502, "no answer from upstream"};
+    if (answer->get_header_value("Idempotent-Replayed") == "true") ++replayed;
+    bool first_sending = false;
+    {
+      std::lock_guard lock(mu);
+      first_sending = seen_keys.insert(key).second;
+    }
+    if (first_sending && answer->status == 200) {
+      ++lost;
+      return Reply{503, "answer lost"};
+    }
+    return Reply{answer->status, answer->body};
+  });
+
+  auto o = options_for(proxy.url(), dir_.path() / "sink.spool");
+  o.batch_events = 20;
+  Events events;
+  NetworkSink sink(o);
+  for (int i = 0; i < kEvents; ++i) {
+    Event e = events.make("e" + std::to_string(i));
+    e.run = "sink-run";
+    sink.write(e);
+  }
+  ASSERT_TRUE(sink.wait_sent(kDefaultPatience)) << "queued " << sink.stats().queued;
+  EXPECT_EQ(sink.stats().sent, std::uint64_t{kEvents});
+  EXPECT_EQ(without_key.load(), 0);
+  EXPECT_GT(lost.load(), 0);
+  EXPECT_EQ(replayed.load(), lost.load());  // Every lost answer's batch was sent again.
+  EXPECT_EQ(rows("sink-run"), std::size_t{kEvents});
 }
 
 }  // namespace
