@@ -123,6 +123,8 @@ ApiResponse Api::execution_events(ApiRequest& req, const RouteMatch& match) {
 
 ApiResponse Api::post_events(ApiRequest& req, const RouteMatch&) {
   std::int64_t expires_at_ns = expiry(req).value();  // admit() checked it.
+  auto key = batch_key(req);
+  if (!key) return error_response(key.error());
   ParsedBatch batch = parse_batch(req.body, options_.max_event_bytes);
   req.body = std::string();  // Not held while waiting for the store.
 
@@ -145,7 +147,20 @@ ApiResponse Api::post_events(ApiRequest& req, const RouteMatch&) {
         batch.rejected_count == 0 ? "no event in the request body" : "no valid event in the batch",
         std::move(answer)});
   }
-  auto stored = writer_.add_events(batch.events, expires_at_ns);
+  // With a key, the answer is kept with the events, and a repeat of the batch gets it again.
+  std::optional<store::BatchRecord> record;
+  Result<std::optional<store::BatchRecord>> stored = std::optional<store::BatchRecord>();
+  if (*key) {
+    record = store::BatchRecord{(*key)->text(), 200, dump_json(answer), now()};
+    stored = writer_.add_batch(batch.events, expires_at_ns, *record);
+  } else if (auto written = writer_.add_events(batch.events, expires_at_ns); !written) {
+    stored = written.error();
+  }
+  if (stored && *stored) {  // A repeat: stored before, answered as then.
+    ApiResponse response = json_response(std::move((*stored)->body), (*stored)->status);
+    response.set_header("Idempotent-Replayed", "true");
+    return response;
+  }
   if (stored) {
     // The batch goes to the live state as it is: the stream keeps it, not a copy.
     auto events = std::make_shared<const std::vector<OwnedEvent>>(std::move(batch.events));
@@ -160,7 +175,7 @@ ApiResponse Api::post_events(ApiRequest& req, const RouteMatch&) {
                                    "of this batch was stored",
                                    std::move(extra)});
   }
-  return json_response(dump_json(answer));
+  return json_response(record ? std::move(record->body) : dump_json(answer));
 }
 
 // The tracking id comes from the URL; the document may leave it out (then it is the URL's)

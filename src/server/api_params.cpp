@@ -6,6 +6,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/ascii.hpp"
 #include "base/duration.hpp"
 #include "base/hex.hpp"
 #include "base/sha256.hpp"
@@ -175,6 +176,44 @@ Result<Filters, ApiError> parse_filters(const ApiRequest& req, std::int64_t now_
   f.canonical = "executions";
   for (const std::string& c : canonical) f.canonical += "&" + c;
   return f;
+}
+
+std::optional<BatchKey> parse_batch_key(std::string_view text) {
+  if (text.size() < kBatchProducerDigits + 2 || text[kBatchProducerDigits] != '-') {
+    return std::nullopt;
+  }
+  std::string_view producer = text.substr(0, kBatchProducerDigits);
+  bool hex = std::all_of(producer.begin(), producer.end(),
+                         [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  if (!hex) return std::nullopt;
+  std::string_view seq = text.substr(kBatchProducerDigits + 1);
+  if (seq.size() > 1 && seq[0] == '0') return std::nullopt;
+  BatchKey key;
+  auto [end, ec] = std::from_chars(seq.data(), seq.data() + seq.size(), key.seq);
+  if (ec != std::errc() || end != seq.data() + seq.size()) return std::nullopt;
+  key.producer = std::string(producer);
+  return key;
+}
+
+Result<std::optional<BatchKey>, ApiError> batch_key(const ApiRequest& req) {
+  constexpr std::string_view kName = "Idempotency-Key";
+  const std::string* value = nullptr;
+  for (const auto& [name, v] : req.headers) {
+    if (!iequals_ascii(name, kName)) continue;
+    if (value != nullptr) return bad_request("Idempotency-Key: given twice; a batch has one key");
+    value = &v;
+  }
+  if (value == nullptr) return std::optional<BatchKey>();
+  auto key = parse_batch_key(*value);
+  if (!key) {
+    std::string shown = value->size() > 100 ? value->substr(0, 100) + "..." : *value;
+    return bad_request(
+        "Idempotency-Key: expected <producer>-<seq>, producer being 32 lowercase hex digits and "
+        "seq a decimal number without leading zeros (like "
+        "0123456789abcdef0123456789abcdef-42), got \"" +
+        shown + "\"");
+  }
+  return std::optional<BatchKey>(std::move(*key));
 }
 
 }  // namespace stagelog::detail

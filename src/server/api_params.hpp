@@ -52,4 +52,23 @@ struct Filters {
 // cursor through (the caller reads them). Anything else is a 400 that says what is supported.
 Result<Filters, ApiError> parse_filters(const ApiRequest& req, std::int64_t now_ns, bool paging);
 
+// The Idempotency-Key of an ingest batch: "<producer>-<seq>", producer being 32 lowercase hex
+// digits (random, one per sender: a network sink's spool file) and seq a decimal number from 0
+// to 2^64-1 without leading zeros. A repeat of a key is a repeat of its batch.
+struct BatchKey {
+  std::string producer;
+  std::uint64_t seq = 0;
+
+  std::string text() const { return producer + "-" + std::to_string(seq); }
+};
+
+inline constexpr std::size_t kBatchProducerDigits = 32;
+
+// The key as a sender writes it, or nullopt when `text` is not one.
+std::optional<BatchKey> parse_batch_key(std::string_view text);
+
+// The request's Idempotency-Key: nullopt without one, a 400 that says what a key looks like
+// for one that does not parse or for two of them.
+Result<std::optional<BatchKey>, ApiError> batch_key(const ApiRequest& req);
+
 }  // namespace stagelog::detail

@@ -77,7 +77,11 @@ struct IngestWriter::Request {
   std::span<const OwnedEvent> events;
   std::optional<Execution> execution;  // A PUT, instead of events.
   std::int64_t expires_at_ns = 0;
-  std::optional<Error> error;  // Set with done.
+  const store::BatchRecord* batch = nullptr;  // The events' key (add_batch).
+  // The request with the same key earlier in the same write: this one is its repeat.
+  const Request* leader = nullptr;
+  std::optional<store::BatchRecord> repeat;  // Set with done: the key was stored before.
+  std::optional<Error> error;                // Set with done.
   bool done = false;
 };
 
@@ -87,6 +91,7 @@ struct IngestWriter::Group {
   std::vector<store::ExecutionWrite> executions;
   std::vector<std::string> touched;  // Runs loaded or changed, each once.
   std::set<std::string, std::less<>> touched_set;
+  std::map<std::string_view, Request*, std::less<>> keys;  // Batch keys, each stored once.
   std::int64_t now_ns = 0;
 };
 
@@ -131,12 +136,29 @@ bool IngestWriter::write_waiting() const {
   return pending_ != nullptr;
 }
 
+std::size_t IngestWriter::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
 stagelog::Result<void> IngestWriter::add_events(std::span<const OwnedEvent> events,
                                                 std::int64_t expires_at_ns) {
   Request request;
   request.events = events;
   request.expires_at_ns = expires_at_ns;
   return submit(request);
+}
+
+stagelog::Result<std::optional<store::BatchRecord>> IngestWriter::add_batch(
+    std::span<const OwnedEvent> events, std::int64_t expires_at_ns,
+    const store::BatchRecord& batch) {
+  Request request;
+  request.events = events;
+  request.expires_at_ns = expires_at_ns;
+  request.batch = &batch;
+  auto stored = submit(request);
+  if (!stored) return stored.error();
+  return std::move(request.repeat);
 }
 
 stagelog::Result<void> IngestWriter::put_execution(Execution execution,
@@ -194,6 +216,7 @@ void IngestWriter::fold_loop() {
     std::unique_lock lock(mutex_);
     runs_count_ = runs_.size();
     handed_.wait(lock, [&] { return pending_ == nullptr; });
+    for (const auto& [key, request] : batch->group.keys) keys_in_flight_.emplace(key);
     pending_ = std::move(batch);
     store_wake_.notify_one();
   }
@@ -230,8 +253,21 @@ void IngestWriter::store_loop() {
     {
       std::lock_guard lock(mutex_);
       for (Request* r : batch->requests) {
+        // A repeat comes after its leader, whose outcome is known by then.
+        if (r->leader != nullptr && !r->error) {
+          if (r->leader->error) {
+            r->error = r->leader->error;
+          } else {
+            r->repeat = *r->leader->batch;
+          }
+        }
         if (!r->error && error) r->error = *error;
         r->done = true;
+      }
+      for (const auto& [key, request] : batch->group.keys) {
+        if (auto it = keys_in_flight_.find(key); it != keys_in_flight_.end()) {
+          keys_in_flight_.erase(it);
+        }
       }
       writing_ = false;
       spent_.push_back(std::move(batch));
@@ -239,6 +275,31 @@ void IngestWriter::store_loop() {
     done_.notify_all();
     handed_.notify_all();
   }
+}
+
+bool IngestWriter::known(Request& request, Group& group) {
+  const std::string& key = request.batch->key;
+  if (auto it = group.keys.find(key); it != group.keys.end()) {
+    request.leader = it->second;
+    return true;
+  }
+  bool in_flight = false;
+  {
+    std::lock_guard lock(mutex_);
+    in_flight = keys_in_flight_.contains(key);
+  }
+  if (in_flight) drain();  // Sent again while being written: wait for the first's outcome.
+  auto found = store_.batch(key, group.now_ns);
+  if (!found) {
+    request.error = found.error();
+    return true;
+  }
+  if (*found) {
+    request.repeat = std::move(**found);
+    return true;
+  }
+  group.keys.emplace(key, &request);
+  return false;
 }
 
 void IngestWriter::clear() {
@@ -333,6 +394,7 @@ void IngestWriter::fold_group(std::vector<Request*>& requests, Group& group) {
       }
       continue;
     }
+    if (r->batch != nullptr && known(*r, group)) continue;
     // Every run of the request is looked up before any of its events folds, so that a store
     // that cannot be read fails the request without leaving half of it in memory. A run whose
     // first event here is its start is not: a run start opens a fresh attempt whatever is
@@ -372,7 +434,7 @@ void IngestWriter::fold_group(std::vector<Request*>& requests, Group& group) {
         group.executions.push_back(store::ExecutionWrite{{}, r->expires_at_ns, 0});
       }
     }
-    group.events.push_back(store::EventsWrite{r->events, r->expires_at_ns});
+    group.events.push_back(store::EventsWrite{r->events, r->expires_at_ns, r->batch});
   }
   for (const std::string& run : group.touched) {
     auto it = runs_.find(run);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -76,6 +77,12 @@ ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes);
 // Durability: a submit call returns only after the store write that holds its data
 // returned.
 //
+// Batch keys (add_batch): the fold thread looks each key up, in the write being built (a
+// repeat there follows the first: its answer, or its error), among the keys of the writes in
+// flight (then it waits for them, which only a repeat sent while its first is being written
+// costs), and in the store (Store::batch). Being the store's one writer, it needs no more to
+// store a batch once.
+//
 // Threads: submit calls come from any thread (the HTTP pool) and block. The Store must
 // outlive the IngestWriter.
 class IngestWriter {
@@ -94,6 +101,14 @@ class IngestWriter {
   // until stored; the error of the store, or "stopping" after stop(). The events stay the
   // caller's: they are read, not copied.
   stagelog::Result<void> add_events(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
+  // The same for an ingest batch with a key (an Idempotency-Key), stored once: the key goes
+  // into the transaction of the events (Store::write), and a batch whose key is stored, or
+  // on its way to the store from an earlier call, is not stored again. Returns nullopt when
+  // this call stored the batch, else the record of the call that did (after its write
+  // succeeded; its error when it failed). `batch` must outlive the call.
+  stagelog::Result<std::optional<store::BatchRecord>> add_batch(std::span<const OwnedEvent> events,
+                                                                std::int64_t expires_at_ns,
+                                                                const store::BatchRecord& batch);
   // Stores a document (Store::put_execution semantics) in order with the events.
   stagelog::Result<void> put_execution(Execution execution, std::int64_t expires_at_ns);
 
@@ -104,6 +119,8 @@ class IngestWriter {
   std::size_t runs_in_memory() const;
   // Whether a folded write waits for the store thread (for tests of the pipeline).
   bool write_waiting() const;
+  // Requests queued and not yet taken by the fold thread (for tests of the grouping).
+  std::size_t queued() const;
 
  private:
   struct Request;
@@ -120,6 +137,9 @@ class IngestWriter {
   void fold_loop();
   void store_loop();
   void fold_group(std::vector<Request*>& requests, Group& group);
+  // Whether the request's batch key is known: stored (then request.repeat is set), in the
+  // group (request.leader), or unreadable (request.error). Else it joins the group's keys.
+  bool known(Request& request, Group& group);
   // Drops every run held in memory.
   void clear();
   // Until the store thread has written everything handed over.
@@ -153,6 +173,8 @@ class IngestWriter {
   bool poisoned_ = false;
   std::optional<std::uint64_t> failed_epoch_;
   std::optional<Error> failed_error_;
+  // The batch keys of the batches handed to the store thread and not yet written.
+  std::set<std::string, std::less<>> keys_in_flight_;
 
   // The fold thread's own state.
   std::uint64_t epoch_ = 0;  // Counts the times memory was dropped.

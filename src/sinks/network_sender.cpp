@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <new>
 #include <optional>
 #include <system_error>
@@ -240,6 +241,7 @@ void NetworkSinkImpl::apply_locked(const PostOutcome& outcome, const SpoolRange&
     }
     case PostOutcome::Split:
       batch_limit_ = std::max<std::uint64_t>(1, batch.lines / 2);
+      spool_.abandon_batch(range);  // Nothing stored: smaller batches, new keys.
       break;
     case PostOutcome::Retry: {
       ++stats_.failed_requests;
@@ -293,12 +295,26 @@ void NetworkSinkImpl::sender_main() {
     std::string read_error;
     PostOutcome outcome;
     try {
-      NetworkSpool::read(*range, limit, options.max_batch_bytes, batch);
+      if (range->batch_end != 0) {  // Sent before without an answer: the same lines again.
+        SpoolRange same = *range;
+        same.end = range->batch_end;
+        NetworkSpool::read(same, UINT64_MAX, SIZE_MAX, batch);
+      } else {
+        NetworkSpool::read(*range, limit, options.max_batch_bytes, batch);
+      }
     } catch (const std::system_error& e) {
       read_error = e.code().message();
     }
     if (read_error.empty() && batch.lines == 0) read_error = "no whole line where one should be";
-    if (read_error.empty()) outcome = transport_.post(batch.body, batch.lines, deadline);
+    if (read_error.empty()) {
+      if (range->batch_end == 0) {
+        // The batch and its key are in the spool before the request goes out.
+        lock.lock();
+        spool_.begin_batch(*range, batch.body.size());
+        lock.unlock();
+      }
+      outcome = transport_.post(batch.body, batch.lines, range->key, deadline);
+    }
     lock.lock();
     if (!read_error.empty()) {
       // Unreadable: what is left of the file cannot be sent.

@@ -10,6 +10,8 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <random>
+#include <string>
 #include <system_error>
 #include <utility>
 
@@ -21,24 +23,45 @@ namespace stagelog::detail {
 
 namespace {
 
-// "#stagelog-spool v1 sent=00000000000000000045\n": the offset of the first unsent byte, in a
-// fixed width so it is rewritten in place.
-constexpr std::string_view kHeaderPrefix = "#stagelog-spool v1 sent=";
+// Version 1: "#stagelog-spool v1 sent=00000000000000000045\n": the offset of the first unsent
+// byte, in a fixed width so it is rewritten in place. Still read; a file is written as version
+// 2 once it is empty.
+constexpr std::string_view kHeaderPrefix1 = "#stagelog-spool v1 sent=";
+// Version 2: "#stagelog-spool v2 producer=<32 hex> seq=<20 digits> batch=<20 digits>
+// sent=<20 digits>\n": the file's producer id and the sequence number of its next batch (the
+// Idempotency-Key "<producer>-<seq>"), the end of the batch being sent (0: none), and the
+// offset of the first unsent byte.
+constexpr std::string_view kHeaderPrefix2 = "#stagelog-spool v2 producer=";
 constexpr std::size_t kHeaderDigits = 20;
-constexpr std::uint64_t kHeaderSize = kHeaderPrefix.size() + kHeaderDigits + 1;
+constexpr std::size_t kProducerDigits = 32;
+constexpr std::uint64_t kHeaderSize1 = kHeaderPrefix1.size() + kHeaderDigits + 1;
+constexpr std::uint64_t kHeaderSize2 = kHeaderPrefix2.size() + kProducerDigits +
+                                       std::string_view(" seq=").size() + kHeaderDigits +
+                                       std::string_view(" batch=").size() + kHeaderDigits +
+                                       std::string_view(" sent=").size() + kHeaderDigits + 1;
 constexpr std::size_t kReadChunk = 256 * 1024;
 // Sent bytes at the front of a spool that is never empty long enough to be truncated are
 // released with FALLOC_FL_PUNCH_HOLE once this many have accumulated.
 constexpr std::uint64_t kPunchBytes = 4u << 20;
 constexpr int kMaxSpoolAlternatives = 16;
 
-std::string header_text(std::uint64_t sent) {
+std::string digits20(std::uint64_t n) {
   char digits[kHeaderDigits + 1];
-  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(sent));
-  std::string out(kHeaderPrefix);
-  out += digits;
-  out += '\n';
+  std::snprintf(digits, sizeof digits, "%020llu", static_cast<unsigned long long>(n));
+  return digits;
+}
+
+std::string random_producer() {
+  std::random_device rd;
+  std::string out;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < kProducerDigits; ++i) out += kHex[rd() % 16];
   return out;
+}
+
+bool read_u64(std::string_view text, std::uint64_t& out) {
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && ptr == text.data() + text.size();
 }
 
 }  // namespace
@@ -47,10 +70,15 @@ std::string header_text(std::uint64_t sent) {
 struct SpoolFile {
   std::filesystem::path path;
   int fd = -1;
-  std::uint64_t sent = kHeaderSize;  // First byte not yet acknowledged.
-  std::uint64_t end = kHeaderSize;   // End of the last whole line.
-  std::uint64_t events = 0;          // Lines in [sent, end).
-  std::uint64_t punched = 0;         // Bytes released before this offset.
+  int version = 2;
+  std::uint64_t header = kHeaderSize2;  // Its size.
+  std::string producer;                 // Version 1: made up when opened, not kept.
+  std::uint64_t seq = 0;                // Of the next batch, or of the batch being sent.
+  std::uint64_t batch_end = 0;          // The batch being sent ends here; 0: none.
+  std::uint64_t sent = kHeaderSize2;    // First byte not yet acknowledged.
+  std::uint64_t end = kHeaderSize2;     // End of the last whole line.
+  std::uint64_t events = 0;             // Lines in [sent, end).
+  std::uint64_t punched = 0;            // Bytes released before this offset.
 
   SpoolFile() = default;
   SpoolFile(const SpoolFile&) = delete;
@@ -59,6 +87,12 @@ struct SpoolFile {
     if (fd >= 0) ::close(fd);
   }
   std::uint64_t backlog() const noexcept { return end - sent; }
+
+  std::string header_text() const {
+    if (version == 1) return std::string(kHeaderPrefix1) + digits20(sent) + "\n";
+    return std::string(kHeaderPrefix2) + producer + " seq=" + digits20(seq) +
+           " batch=" + digits20(batch_end) + " sent=" + digits20(sent) + "\n";
+  }
 };
 
 namespace {
@@ -67,20 +101,46 @@ namespace {
 // the middle of it) is cut off and said in `note`.
 void load_spool(SpoolFile& f, std::uint64_t size, std::string& note) {
   if (size == 0) {
-    pwrite_all(f.fd, header_text(kHeaderSize), 0);
+    f.producer = random_producer();
+    pwrite_all(f.fd, f.header_text(), 0);
     return;
   }
-  std::string header(kHeaderSize, '\0');
-  if (size < kHeaderSize || !pread_all(f.fd, header.data(), header.size(), 0) ||
-      header.compare(0, kHeaderPrefix.size(), kHeaderPrefix) != 0 || header.back() != '\n') {
-    throw Error(f.path.string() +
-                " is not a stagelog spool file: remove it or choose another spool path");
+  const std::string not_spool =
+      f.path.string() + " is not a stagelog spool file: remove it or choose another spool path";
+  std::string header(std::min<std::uint64_t>(size, kHeaderSize2), '\0');
+  if (!pread_all(f.fd, header.data(), header.size(), 0)) throw Error(not_spool);
+  std::uint64_t sent = 0;
+  if (header.starts_with(kHeaderPrefix1)) {
+    if (size < kHeaderSize1 || header[kHeaderSize1 - 1] != '\n') throw Error(not_spool);
+    f.version = 1;
+    f.header = kHeaderSize1;
+    f.producer = random_producer();  // Its batches get keys from here on.
+    if (!read_u64(std::string_view(header).substr(kHeaderPrefix1.size(), kHeaderDigits), sent)) {
+      sent = kHeaderSize1;  // Resend all.
+    }
+  } else if (header.starts_with(kHeaderPrefix2)) {
+    if (size < kHeaderSize2 || header.back() != '\n') throw Error(not_spool);
+    std::string_view h(header);
+    std::size_t at = kHeaderPrefix2.size();
+    f.producer = std::string(h.substr(at, kProducerDigits));
+    at += kProducerDigits;
+    auto field = [&](std::string_view name, std::uint64_t& out) {
+      bool ok = h.substr(at, name.size()) == name &&
+                read_u64(h.substr(at + name.size(), kHeaderDigits), out);
+      at += name.size() + kHeaderDigits;
+      return ok;
+    };
+    bool hex = std::all_of(f.producer.begin(), f.producer.end(),
+                           [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    if (!hex || !field(" seq=", f.seq) || !field(" batch=", f.batch_end) ||
+        !field(" sent=", sent)) {
+      throw Error(f.path.string() + " is a damaged stagelog spool file (its header does not " +
+                  "read): remove it or choose another spool path");
+    }
+  } else {
+    throw Error(not_spool);
   }
-  std::uint64_t sent = kHeaderSize;
-  const char* digits = header.data() + kHeaderPrefix.size();
-  auto [ptr, ec] = std::from_chars(digits, digits + kHeaderDigits, sent);
-  if (ec != std::errc() || ptr != digits + kHeaderDigits) sent = kHeaderSize;  // Resend all.
-  sent = std::clamp<std::uint64_t>(sent, kHeaderSize, size);
+  sent = std::clamp<std::uint64_t>(sent, f.header, size);
   std::uint64_t last_line_end = sent;
   std::uint64_t lines = 0;
   std::string buf;
@@ -108,6 +168,8 @@ void load_spool(SpoolFile& f, std::uint64_t size, std::string& note) {
   f.sent = sent;
   f.end = last_line_end;
   f.events = lines;
+  // A batch being sent ends on a whole line after `sent`; anything else is no batch.
+  if (f.batch_end <= f.sent || f.batch_end > f.end) f.batch_end = 0;
 }
 
 // Opens and locks a spool file; nullptr when another open file (another process or sink)
@@ -265,7 +327,9 @@ std::optional<SpoolRange> NetworkSpool::next() noexcept {
   } else {
     return std::nullopt;
   }
-  return SpoolRange{file, file->fd, file->sent, file->end, file != own_.get()};
+  std::string key = file->producer + "-" + std::to_string(file->seq);
+  return SpoolRange{file,           file->fd,       file->sent, file->end, file != own_.get(),
+                    std::move(key), file->batch_end};
 }
 
 void NetworkSpool::read(const SpoolRange& range, std::uint64_t limit, std::size_t max_bytes,
@@ -307,10 +371,38 @@ void NetworkSpool::read(const SpoolRange& range, std::uint64_t limit, std::size_
   batch.body.resize(whole);
 }
 
+void NetworkSpool::begin_batch(const SpoolRange& range, std::uint64_t bytes) {
+  SpoolFile& file = *range.file;
+  if (file.batch_end != 0) return;  // Being sent already: as it was.
+  file.batch_end = file.sent + bytes;
+  write_header(file);
+}
+
+void NetworkSpool::abandon_batch(const SpoolRange& range) {
+  SpoolFile& file = *range.file;
+  if (file.batch_end == 0) return;
+  file.batch_end = 0;
+  ++file.seq;
+  write_header(file);
+}
+
+void NetworkSpool::write_header(SpoolFile& file) {
+  try {
+    pwrite_all(file.fd, file.header_text(), 0);
+  } catch (const std::system_error& e) {
+    report_("network sink: cannot update spool " + file.path.string() + ": " + e.code().message() +
+            " (its events may be sent again)");
+  }
+}
+
 void NetworkSpool::consume(const SpoolRange& range, std::uint64_t lines, std::uint64_t bytes) {
   SpoolFile& file = *range.file;
   file.sent += bytes;
   file.events -= std::min(lines, file.events);
+  if (file.batch_end != 0) {  // The batch is answered: its key is spent.
+    file.batch_end = 0;
+    ++file.seq;
+  }
   try {
     if (file.events == 0 && &file != own_.get()) {
       ::unlink(file.path.c_str());  // Still locked: whoever opens it next sees it is gone.
@@ -318,10 +410,12 @@ void NetworkSpool::consume(const SpoolRange& range, std::uint64_t lines, std::ui
       return;
     }
     if (file.events == 0) {
-      // All sent: start the file over.
-      file.sent = file.end = kHeaderSize;
+      // All sent: start the file over (as version 2, whatever it was).
+      file.version = 2;
+      file.header = kHeaderSize2;
+      file.sent = file.end = kHeaderSize2;
       file.punched = 0;
-      if (::ftruncate(file.fd, static_cast<off_t>(kHeaderSize)) != 0) {
+      if (::ftruncate(file.fd, static_cast<off_t>(kHeaderSize2)) != 0) {
         throw std::system_error(errno, std::generic_category());
       }
     } else if (file.sent - file.punched >= kPunchBytes) {
@@ -335,7 +429,7 @@ void NetworkSpool::consume(const SpoolRange& range, std::uint64_t lines, std::ui
       }
       file.punched = file.sent;
     }
-    pwrite_all(file.fd, header_text(file.sent), 0);
+    pwrite_all(file.fd, file.header_text(), 0);
   } catch (const std::system_error& e) {
     report_("network sink: cannot update spool " + file.path.string() + ": " + e.code().message() +
             " (its events may be sent again)");

@@ -30,13 +30,19 @@ struct SpoolRange {
   int fd = -1;
   std::uint64_t from = 0;
   std::uint64_t end = 0;
-  bool adopted = false;  // Left by a dead process: nothing will be added to it, send it now.
+  bool adopted = false;         // Left by a dead process: nothing will be added to it, send it now.
+  std::string key;              // The Idempotency-Key of the batch at `from`.
+  std::uint64_t batch_end = 0;  // Set: that batch is [from, batch_end), sent before as it is.
 };
 
 // The network sink's spool: the on-disk queue of NDJSON lines on their way to the server, a
-// write-ahead log. Files hold a fixed-width header (the offset of the first unsent byte,
-// rewritten in place) and whole lines. Each is flock()ed by one open file, so one process (or
-// sink) per file: the own file is `base`, or "<base>.<pid>[-N]" when another holds that. Files
+// write-ahead log. Files hold a fixed-width header (the file's producer id, the sequence number
+// of its next batch, the end of the batch being sent and the offset of the first unsent byte,
+// rewritten in place) and whole lines. Each batch is sent with the Idempotency-Key
+// "<producer>-<seq>", the same on every retry and after a restart, so the server stores it
+// once. Version 1 files (no producer) are still read; they are given a producer while open. Each is
+// flock()ed by one open file, so one process (or sink) per file: the own file is `base`, or
+// "<base>.<pid>[-N]" when another holds that. Files
 // "<base>.<N>" that no live process holds are adopted and sent first, oldest first. A fully
 // sent own file is truncated to its header, an adopted one removed.
 //
@@ -85,8 +91,15 @@ class NetworkSpool {
   // of them unless the first line alone is longer. Throws std::system_error.
   static void read(const SpoolRange& range, std::uint64_t limit, std::size_t max_bytes,
                    SpoolBatch& batch);
-  // Marks `lines` lines (`bytes` bytes) at the range's front as done (sent or rejected). A
-  // file left empty is truncated (own) or removed (adopted); the range is then spent.
+  // The range's first `bytes` bytes are the batch being sent under the range's key: written
+  // in the file's header before the request goes out, so that a retry, by this process or the
+  // next, sends the same lines under the same key (unless the range has a batch already).
+  void begin_batch(const SpoolRange& range, std::uint64_t bytes);
+  // The server refused the batch whole, storing nothing (413): its key is not used again.
+  void abandon_batch(const SpoolRange& range);
+  // Marks `lines` lines (`bytes` bytes) at the range's front as done (sent or rejected), the
+  // batch's key spent. A file left empty is truncated (own) or removed (adopted); the range is
+  // then spent.
   void consume(const SpoolRange& range, std::uint64_t lines, std::uint64_t bytes);
   // The range's file could not be read: reports it and gives up all its unsent lines, whose
   // number it returns.
@@ -113,6 +126,7 @@ class NetworkSpool {
 
  private:
   std::uint64_t own_backlog() const noexcept;
+  void write_header(SpoolFile& file);  // Reports a failure.
 
   const std::filesystem::path base_;
   const std::uint64_t max_bytes_;

@@ -64,12 +64,13 @@ std::chrono::milliseconds retry_after(const HttpResponse& response) {
 NetworkTransport::NetworkTransport(HttpUrl url, std::string auth)
     : url_(std::move(url)), auth_(std::move(auth)), client_(std::make_unique<HttpClient>(url_)) {}
 
-PostOutcome NetworkTransport::post(std::string_view body, std::uint64_t lines,
+PostOutcome NetworkTransport::post(std::string_view body, std::uint64_t lines, std::string_view key,
                                    Clock::time_point deadline) {
   PostOutcome out;
-  HttpClient::Header headers[1];
+  HttpClient::Header headers[2];
   std::size_t n = 0;
   if (!auth_.empty()) headers[n++] = {"Authorization", auth_};
+  if (!key.empty()) headers[n++] = {"Idempotency-Key", key};
   HttpResponse response;
   try {
     response = client_->post(kEventsPath, kContentType, body,

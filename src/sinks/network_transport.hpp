@@ -33,9 +33,11 @@ class NetworkTransport {
   // `auth` is the Authorization value ("Bearer ..."), or empty for none.
   NetworkTransport(HttpUrl url, std::string auth);
 
-  // One request for `lines` lines in `body`, given up at `deadline`. Never throws HttpError:
-  // a request without an answer is a Retry.
-  PostOutcome post(std::string_view body, std::uint64_t lines, Clock::time_point deadline);
+  // One request for `lines` lines in `body` with the batch's Idempotency-Key (none when
+  // empty), given up at `deadline`. Never throws HttpError: a request without an answer is a
+  // Retry.
+  PostOutcome post(std::string_view body, std::uint64_t lines, std::string_view key,
+                   Clock::time_point deadline);
   void close() noexcept;
   // In a forked child, whose sender thread is gone (perhaps inside the client): closes this
   // process's copy of the socket, leaves the old client as it is, and starts a new one.

@@ -63,7 +63,8 @@ void Checkpointer::loop() {
 Purger::Purger(Database& db)
     : db_(db),
       executions_(db, "DELETE FROM executions WHERE expires_at_ns <= ?1"),
-      events_(db, "DELETE FROM events WHERE expires_at_ns <= ?1") {}
+      events_(db, "DELETE FROM events WHERE expires_at_ns <= ?1"),
+      batches_(db, "DELETE FROM batches WHERE expires_at_ns <= ?1") {}
 
 std::size_t Purger::purge(std::int64_t now_ns) {
   std::size_t removed = 0;
@@ -72,6 +73,8 @@ std::size_t Purger::purge(std::int64_t now_ns) {
     s->bind(1, now_ns).run();
     removed += static_cast<std::size_t>(db_.changes());  // Cascaded rows not counted.
   }
+  ScopedReset reset(batches_);
+  batches_.bind(1, now_ns).run();
   return removed;
 }
 

@@ -50,8 +50,8 @@ class Checkpointer {
 };
 
 // Removes expired attempts (their step chunks and step index facts go with them: ON DELETE
-// CASCADE) and expired events; the step index purges its rollups itself. Runs in the caller's
-// write transaction, from the thread that holds the store's mutex.
+// CASCADE), expired events and expired batch keys; the step index purges its rollups itself. Runs
+// in the caller's write transaction, from the thread that holds the store's mutex.
 class Purger {
  public:
   // Prepared at the first purge rather than when the store opens: deleting attempts cascades
@@ -67,6 +67,7 @@ class Purger {
   Database& db_;
   Statement executions_;
   Statement events_;
+  Statement batches_;  // Not counted.
 };
 
 }  // namespace stagelog::detail

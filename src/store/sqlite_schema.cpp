@@ -109,6 +109,20 @@ CREATE TABLE IF NOT EXISTS stage_rollups (
 CREATE INDEX IF NOT EXISTS stage_rollups_by_expiry ON stage_rollups (expires_at_ns);
 )sql";
 
+// Version 4: ingest batch keys (Store::write's EventsWrite::batch), each with the first answer
+// to its batch, expiring with the batch's events.
+constexpr const char* kBatchSchema = R"sql(
+CREATE TABLE IF NOT EXISTS batches (
+  id INTEGER PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE,
+  status INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  stored_at_ns INTEGER NOT NULL,
+  expires_at_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_expiry ON batches (expires_at_ns);
+)sql";
+
 // Version 1 kept one row per step (table steps); version 2 keeps them in chunks. Each attempt's
 // steps become one chunk, in the open write transaction.
 void migrate_from_1(Database& db) {
@@ -208,12 +222,17 @@ void create_or_migrate(Database& db, const std::string& where) {
   if (version == 0) {
     db.exec(kSchema);
     db.exec(kIndexSchema);
+    db.exec(kBatchSchema);
     Statement insert(db, "INSERT INTO schema_version (version) VALUES (?1)");
     insert.bind(1, std::int64_t{store::SqliteStore::kSchemaVersion}).run();
     return;
   }
   if (version == 1) migrate_from_1(db);
   if (version <= 2) migrate_from_2(db);
+  if (version <= 3) {
+    db.exec(kBatchSchema);
+    db.exec("UPDATE schema_version SET version = 4;");
+  }
 }
 
 }  // namespace stagelog::detail

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "store/sqlite.hpp"
+#include "store/sqlite_batches.hpp"
 #include "store/sqlite_events.hpp"
 #include "store/sqlite_index.hpp"
 #include "store/sqlite_maintenance.hpp"
@@ -134,6 +135,8 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Options options) : p
     tx.commit();
     st_ = std::make_unique<Statements>(*db_);
     ev_ = std::make_unique<EventStatements>(*db_);
+    bt_ = std::make_unique<BatchStatements>(*db_);
+    batch_reader_ = std::make_unique<BatchReader>(path.string(), options.busy_timeout);
     start_indexer();
     checkpointer_ =
         std::make_unique<detail::Checkpointer>(*db_, path.string(), options.busy_timeout);
@@ -341,7 +344,10 @@ Result<void> SqliteStore::write(std::span<const EventsWrite> events,
   std::lock_guard lock(mutex_);
   try {
     Transaction tx(*db_);
-    for (const EventsWrite& w : events) append_locked(w.events, w.expires_at_ns);
+    for (const EventsWrite& w : events) {
+      if (w.batch != nullptr) put_batch_locked(*w.batch, w.expires_at_ns);
+      append_locked(w.events, w.expires_at_ns);
+    }
     for (const ExecutionWrite& w : executions) {
       put_locked(w.execution, w.expires_at_ns, w.steps_from);
     }

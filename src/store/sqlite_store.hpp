@@ -30,7 +30,7 @@ namespace stagelog::store {
 // open_sqlite_store() (stagelog/store/sqlite_store.hpp) makes one for users of the library.
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   using Options = SqliteStoreOptions;
 
@@ -54,6 +54,7 @@ class SqliteStore final : public Store {
                              std::int64_t expires_at_ns) override;
   Result<void> write(std::span<const EventsWrite> events,
                      std::span<const ExecutionWrite> executions) override;
+  Result<std::optional<BatchRecord>> batch(std::string_view key, std::int64_t now_ns) override;
   Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
                                          std::size_t limit) override;
   Result<std::vector<ExecutionSummary>> list_executions(const ExecutionQuery& query,
@@ -76,12 +77,16 @@ class SqliteStore final : public Store {
   struct Statements;
   struct EventStatements;
   struct IndexStatements;
+  struct BatchStatements;
+  class BatchReader;
   class Indexer;
 
   // With mutex_ held, inside a write transaction. Throw SqliteError or std::runtime_error.
   // append_locked, like append_events, events and event_page, is in sqlite_events.cpp.
   void put_locked(const Execution& execution, std::int64_t expires_at_ns, std::size_t steps_from);
   void append_locked(std::span<const OwnedEvent> events, std::int64_t expires_at_ns);
+  // Stores a batch key (sqlite_batches.cpp); throws std::runtime_error when it is taken.
+  void put_batch_locked(const BatchRecord& batch, std::int64_t expires_at_ns);
   // With mutex_ held. Throw SqliteError or std::runtime_error.
   std::optional<Execution> read_execution(detail::Statement& row);
   void read_steps(std::int64_t id, const std::string& execution_id, std::vector<Step>& steps);
@@ -109,6 +114,10 @@ class SqliteStore final : public Store {
   std::unique_ptr<Statements> st_;  // Prepared once; destroyed before db_.
   std::unique_ptr<EventStatements> ev_;
   std::unique_ptr<IndexStatements> ix_;
+  std::unique_ptr<BatchStatements> bt_;
+  // batch() reads on a connection of its own, so that looking a key up never waits for a
+  // commit on the writing connection (WAL: readers see the last commit).
+  std::unique_ptr<BatchReader> batch_reader_;
   std::unique_ptr<detail::Purger> purger_;  // Prepared at the first purge().
   std::unique_ptr<Indexer> indexer_;        // Stopped first by the destructor.
   // Copies the WAL into the database file on a connection and thread of its own, so that

@@ -42,6 +42,10 @@ class ForwardingStore : public store::Store {
                                std::span<const store::ExecutionWrite> executions) override {
     return inner_.write(events, executions);
   }
+  stagelog::Result<std::optional<store::BatchRecord>> batch(std::string_view key,
+                                                            std::int64_t now_ns) override {
+    return inner_.batch(key, now_ns);
+  }
   stagelog::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
                                                    std::size_t limit) override {
     return inner_.events(run, now_ns, limit);

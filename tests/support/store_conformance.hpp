@@ -759,6 +759,109 @@ TEST_P(StoreConformanceTest, TwoStoresOnOneBackendSeeEachOthersWrites) {
   EXPECT_EQ(got->execution_id, "from_other");
 }
 
+// ---- Ingest batch keys: a batch is stored once
+// ---------------------------------------------------
+
+namespace conformance {
+
+inline store::BatchRecord batch_record(std::string key, std::int64_t stored_at_ns = kT0) {
+  return store::BatchRecord{std::move(key), 200, R"({"accepted":1,"rejected":[]})", stored_at_ns};
+}
+
+}  // namespace conformance
+
+TEST_P(StoreConformanceTest, WriteKeepsABatchKeyWithItsFirstAnswer) {
+  using namespace conformance;
+  std::vector<OwnedEvent> batch = {event("r", kT0, "a"), event("r", kT0 + 1, "b")};
+  std::vector<OwnedEvent> other = {event("r", kT0 + 2, "c")};
+  const std::string key = "0123456789abcdef0123456789abcdef-7";
+  const auto record = batch_record(key);
+  std::vector<store::EventsWrite> events = {{batch, kT0 + kDay, &record}, {other, kT0 + kDay}};
+  EXPECT_FALSE(ok(store_->batch(key, kT0)).has_value());
+  ok(store_->write(events, {}));
+  auto got = ok(store_->batch(key, kT0 + 5));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, batch_record(key));
+  EXPECT_FALSE(ok(store_->batch(key + "0", kT0)).has_value());
+  EXPECT_FALSE(ok(store_->batch("", kT0)).has_value());
+  EXPECT_EQ(ok(store_->events("r", kT0, 10)).size(), 3u);
+  // A key with no events (every line of its batch rejected) is kept as well.
+  const auto p1 = batch_record("p-1");
+  std::vector<store::EventsWrite> empty = {{{}, kT0 + kDay, &p1}};
+  ok(store_->write(empty, {}));
+  EXPECT_TRUE(ok(store_->batch("p-1", kT0)).has_value());
+}
+
+TEST_P(StoreConformanceTest, ABatchKeyAlreadyStoredFailsTheWholeWriteStoringNothing) {
+  using namespace conformance;
+  std::vector<OwnedEvent> first = {event("r", kT0, "a")};
+  const auto p1 = batch_record("p-1");
+  const auto p2 = batch_record("p-2");
+  const auto p3 = batch_record("p-3");
+  std::vector<store::EventsWrite> once = {{first, kT0 + kDay, &p1}};
+  ok(store_->write(once, {}));
+
+  std::vector<OwnedEvent> again = {event("r", kT0 + 1, "b")};
+  std::vector<OwnedEvent> fresh = {event("r", kT0 + 2, "c")};
+  auto repeat = batch_record("p-1", kT0 + kSecond);
+  repeat.body = "{}";
+  std::vector<store::EventsWrite> events = {{fresh, kT0 + kDay, &p2}, {again, kT0 + kDay, &repeat}};
+  std::vector<store::ExecutionWrite> attempts = {{seed_execution("T1", "x", kT0), kT0 + kDay, 0}};
+  auto written = store_->write(events, attempts);
+  ASSERT_FALSE(written);
+  EXPECT_THAT(written.error().what(), ::testing::HasSubstr("p-1"));
+  EXPECT_EQ(ok(store_->events("r", kT0, 10)).size(), 1u);
+  EXPECT_FALSE(ok(store_->latest("T1", kT0)).has_value());
+  EXPECT_FALSE(ok(store_->batch("p-2", kT0)).has_value());
+  EXPECT_EQ(ok(store_->batch("p-1", kT0)), batch_record("p-1"));  // The first answer stays.
+
+  // The same key twice in one write fails it too.
+  std::vector<store::EventsWrite> twice = {{fresh, kT0 + kDay, &p3}, {again, kT0 + kDay, &p3}};
+  EXPECT_FALSE(store_->write(twice, {}));
+  EXPECT_FALSE(ok(store_->batch("p-3", kT0)).has_value());
+  EXPECT_EQ(ok(store_->events("r", kT0, 10)).size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, BatchKeysExpireWithTheirEventsAndArePurged) {
+  using namespace conformance;
+  std::vector<OwnedEvent> batch = {event("r", kT0)};
+  const auto p1 = batch_record("p-1");
+  const auto p2 = batch_record("p-2");
+  std::vector<store::EventsWrite> short_lived = {{batch, kT0 + kSecond, &p1}};
+  std::vector<store::EventsWrite> long_lived = {{batch, kT0 + kDay, &p2}};
+  ok(store_->write(short_lived, {}));
+  ok(store_->write(long_lived, {}));
+  EXPECT_TRUE(ok(store_->batch("p-1", kT0 + kSecond - 1)).has_value());
+  EXPECT_FALSE(ok(store_->batch("p-1", kT0 + kSecond)).has_value());  // Before any purge.
+
+  // An expired key is taken again by a batch first answered after it expired.
+  const auto later = batch_record("p-1", kT0 + 2 * kSecond);
+  std::vector<store::EventsWrite> reuse = {{batch, kT0 + kDay, &later}};
+  ok(store_->write(reuse, {}));
+  auto got = ok(store_->batch("p-1", kT0 + 3 * kSecond));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->stored_at_ns, kT0 + 2 * kSecond);
+
+  EXPECT_EQ(ok(store_->purge(kT0 + 2 * kDay)), 3u);  // Three events; keys are not counted.
+  EXPECT_FALSE(ok(store_->batch("p-1", kT0)).has_value());
+  EXPECT_FALSE(ok(store_->batch("p-2", kT0)).has_value());
+  // Once purged, the key can be stored again whatever the time.
+  ok(store_->write(long_lived, {}));
+  EXPECT_TRUE(ok(store_->batch("p-2", kT0)).has_value());
+}
+
+TEST_P(StoreConformanceTest, TwoStoresOnOneBackendShareBatchKeys) {
+  using namespace conformance;
+  auto other = backend_->open();
+  std::vector<OwnedEvent> batch = {event("r", kT0)};
+  const auto p1 = batch_record("p-1");
+  std::vector<store::EventsWrite> events = {{batch, kT0 + kDay, &p1}};
+  ok(other->write(events, {}));
+  EXPECT_TRUE(ok(store_->batch("p-1", kT0)).has_value());
+  EXPECT_FALSE(store_->write(events, {}));
+  EXPECT_EQ(ok(store_->events("r", kT0, 10)).size(), 1u);
+}
+
 // ---- The query side: search, stage statistics, failure patterns ------------------------------
 
 namespace conformance {

@@ -48,7 +48,8 @@ constexpr auto kPatience = test::kDefaultPatience;  // Upper bound on any wait (
 
 // ---- NetworkSpool on its own -----------------------------------------------------------------
 
-constexpr std::uint64_t kHeaderBytes = 45;  // "#stagelog-spool v1 sent=<20 digits>\n"
+// "#stagelog-spool v2 producer=<32 hex> seq=<20 digits> batch=<20 digits> sent=<20 digits>\n"
+constexpr std::uint64_t kHeaderBytes = 139;
 
 // A spool whose reports land in a vector.
 struct Spool {
@@ -94,7 +95,7 @@ TEST(NetworkSpoolTest, CutsAHalfWrittenLastLineAndSaysSo) {
                                         << "whole\nhal";
   Spool s(base);
   EXPECT_EQ(s.spool.open_own(getpid()), 1u);
-  EXPECT_EQ(fs::file_size(base), kHeaderBytes + 6);
+  EXPECT_EQ(fs::file_size(base), 45u + 6);  // A version 1 header.
   ASSERT_EQ(s.reports.size(), 1u);
   EXPECT_THAT(s.reports[0],
               HasSubstr("cut an incomplete last line (3 bytes) off " + base.string()));
@@ -141,8 +142,89 @@ TEST(NetworkSpoolTest, AFullySentOwnFileIsCutBackToItsHeader) {
   EXPECT_EQ(fs::file_size(base), kHeaderBytes);
   EXPECT_TRUE(s.spool.append("d\n", 1));  // Starts over right after the header.
   EXPECT_EQ(read_next(s.spool), "d\n");
-  EXPECT_EQ(test::read_file(base).substr(0, kHeaderBytes),
-            "#stagelog-spool v1 sent=00000000000000000045\n");
+  EXPECT_THAT(test::read_file(base).substr(0, kHeaderBytes),
+              ::testing::MatchesRegex("#stagelog-spool v2 producer=[0-9a-f]{32} "
+                                      "seq=00000000000000000000 batch=00000000000000000000 "
+                                      "sent=00000000000000000139\n"));
+}
+
+// The exactly-once half of the spool: a batch being sent keeps its lines and its key across a
+// crash, an answered one spends its key, a refused one gives its key up.
+TEST(NetworkSpoolTest, ABatchBeingSentKeepsItsLinesAndKeyAcrossAReopen) {
+  test::TempDir dir;
+  const fs::path base = dir.path() / "spool";
+  std::string key;
+  {
+    Spool s(base);
+    s.spool.open_own(getpid());
+    s.spool.append("a\nb\nc\n", 3);
+    auto range = s.spool.next();
+    ASSERT_TRUE(range);
+    EXPECT_THAT(range->key, ::testing::MatchesRegex("[0-9a-f]{32}-0"));
+    EXPECT_EQ(range->batch_end, 0u);
+    key = range->key;
+    s.spool.begin_batch(*range, 4);  // "a\nb\n" goes out, no answer comes: the process dies.
+    s.spool.append("d\n", 1);
+  }
+  Spool s(base);
+  EXPECT_EQ(s.spool.open_own(getpid()), 4u);
+  auto range = s.spool.next();
+  ASSERT_TRUE(range);
+  EXPECT_EQ(range->key, key);
+  EXPECT_EQ(range->batch_end, kHeaderBytes + 4);
+  s.spool.begin_batch(*range, 8);  // Already being sent: stays as it was.
+  range = s.spool.next();
+  ASSERT_TRUE(range);
+  EXPECT_EQ(range->batch_end, kHeaderBytes + 4);
+  s.spool.consume(*range, 2, 4);
+  range = s.spool.next();
+  ASSERT_TRUE(range);
+  const std::string producer = key.substr(0, 32);
+  EXPECT_EQ(range->key, producer + "-1");
+  EXPECT_EQ(range->batch_end, 0u);
+  s.spool.begin_batch(*range, 4);
+  s.spool.abandon_batch(*range);  // 413: nothing stored, the key is not used again.
+  range = s.spool.next();
+  ASSERT_TRUE(range);
+  EXPECT_EQ(range->key, producer + "-2");
+  EXPECT_EQ(range->batch_end, 0u);
+  EXPECT_EQ(read_next(s.spool), "c\nd\n");
+}
+
+TEST(NetworkSpoolTest, AVersion1FileIsSentWithKeysAndStartsOverAsVersion2) {
+  test::TempDir dir;
+  const fs::path base = dir.path() / "spool";
+  std::ofstream(base, std::ios::binary) << "#stagelog-spool v1 sent=00000000000000000045\n"
+                                        << "old\n";
+  Spool s(base);
+  EXPECT_EQ(s.spool.open_own(getpid()), 1u);
+  auto range = s.spool.next();
+  ASSERT_TRUE(range);
+  EXPECT_THAT(range->key, ::testing::MatchesRegex("[0-9a-f]{32}-0"));
+  EXPECT_EQ(read_next(s.spool), "old\n");
+  s.spool.begin_batch(*range, 4);
+  s.spool.consume(*range, 1, 4);
+  EXPECT_EQ(fs::file_size(base), kHeaderBytes);
+  EXPECT_THAT(test::read_file(base), ::testing::StartsWith("#stagelog-spool v2 producer="));
+  EXPECT_TRUE(s.spool.append("new\n", 1));
+  EXPECT_EQ(read_next(s.spool), "new\n");
+}
+
+TEST(NetworkSpoolTest, ADamagedVersion2HeaderIsRefusedWithAClearMessage) {
+  test::TempDir dir;
+  const fs::path base = dir.path() / "spool";
+  std::string header = "#stagelog-spool v2 producer=" + std::string(32, 'x') +
+                       " seq=00000000000000000000 batch=00000000000000000000 "
+                       "sent=00000000000000000139\n";
+  std::ofstream(base, std::ios::binary) << header << "line\n";
+  Spool s(base);
+  try {
+    s.spool.open_own(getpid());
+    ADD_FAILURE() << "opened";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(::testing::HasSubstr(base.string()),
+                                ::testing::HasSubstr("damaged stagelog spool")));
+  }
 }
 
 TEST(NetworkSpoolTest, AdoptsOrphansOldestFirstBeforeItsOwnAndRemovesThemWhenSent) {

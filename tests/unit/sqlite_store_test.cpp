@@ -240,6 +240,13 @@ TEST(SqliteStoreTest, AVersion1StoreIsMigratedWithEveryStepKept) {
     ASSERT_TRUE(patterns) << patterns.error().what();
     ASSERT_EQ(patterns->size(), 1u);
     EXPECT_EQ((*patterns)[0].stages, std::vector<std::string>{"error_handling"});
+    // Batch keys (version 4) are kept from now on.
+    const auto record = conformance::batch_record("p-1");
+    std::vector<store::EventsWrite> keyed = {{{}, conformance::kT0 + conformance::kDay, &record}};
+    ASSERT_TRUE(store.write(keyed, {}));
+    auto key = store.batch("p-1", conformance::kT0);
+    ASSERT_TRUE(key) << key.error().what();
+    EXPECT_TRUE(key->has_value());
   }
   detail::Database db(path.string(), false);
   detail::Statement version(db, "SELECT version FROM schema_version");

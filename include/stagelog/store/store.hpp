@@ -144,10 +144,25 @@ struct StoredEvent {
   Position position;
 };
 
+// An ingest batch's id (its Idempotency-Key) and the answer the server gave it the first
+// time, kept with the batch's rows so that a repeat of the batch is answered the same way
+// instead of being stored again.
+struct BatchRecord {
+  std::string key;  // Opaque, not empty.
+  int status = 0;
+  std::string body;
+  std::int64_t stored_at_ns = 0;  // When it was first answered.
+  friend bool operator==(const BatchRecord&, const BatchRecord&) = default;
+};
+
 // Events for Store::write, all expiring at once.
 struct EventsWrite {
   std::span<const OwnedEvent> events;
   std::int64_t expires_at_ns = 0;
+  // Set: the events are the ingest batch of this key. The key is stored in the same
+  // transaction as the events, expiring with them (see Store::write). Not owned: it must
+  // outlive the write.
+  const BatchRecord* batch = nullptr;
 };
 
 // One attempt for Store::write. With steps_from = k > 0, execution.steps are the attempt's
@@ -214,8 +229,18 @@ class Store {
   // concurrent requests share a commit. Attempts are stored in order, each as put_execution
   // would (a later one with the same ids replaces an earlier one), but keeping the steps
   // before steps_from; events as append_events would, the spans in order.
+  //
+  // Batch keys (EventsWrite::batch) are stored with their events: batch(key) finds the record
+  // once the write returned, and never before. A key that is still stored and live at the
+  // record's stored_at_ns (also one stored earlier in the same write) fails the whole write,
+  // nothing stored: a batch is stored once, even by two servers sharing one backend. A key
+  // stored but expired at stored_at_ns is replaced.
   virtual Result<void> write(std::span<const EventsWrite> events,
                              std::span<const ExecutionWrite> executions) = 0;
+
+  // The record of an ingest batch stored with this key, if it is live at now_ns. Cheap (one
+  // lookup by key) and, for SQLite, not held up by a write in progress.
+  virtual Result<std::optional<BatchRecord>> batch(std::string_view key, std::int64_t now_ns) = 0;
 
   // Up to `limit` live events of a run, by ts_ns, then by order of appending.
   virtual Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now_ns,
@@ -243,7 +268,8 @@ class Store {
                                                                std::int64_t now_ns) = 0;
 
   // Removes everything expired at now_ns (expires_at_ns <= now_ns) and returns how many
-  // attempts and events it removed (an attempt counts once, whatever its step count).
+  // attempts and events it removed (an attempt counts once, whatever its step count; batch
+  // records are removed too, and not counted).
   virtual Result<std::size_t> purge(std::int64_t now_ns) = 0;
 };
 
