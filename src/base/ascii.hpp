@@ -15,4 +15,11 @@ constexpr bool iequals_ascii(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
+// `s` without the spaces and tabs at either end (HTTP's optional whitespace).
+constexpr std::string_view trim_ascii(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 }  // namespace stagelog::detail
