@@ -1,6 +1,9 @@
 // What monitoring and the web UI read: /healthz, the live workers, /metrics, the alerts, the
 // event stream, and the UI's own files.
 
+#include <algorithm>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -32,8 +35,9 @@ ApiResponse Api::alerts(ApiRequest& req, const RouteMatch&) {
                                      : R"({"success":true,"alerts":[]})");
 }
 
-// Holds a request thread while open: capped by max_streams, woken by the hub's close(), and a
-// client that stops reading is dropped after write_timeout. See stream.hpp.
+// A connection like any other while open (no thread waits for it): capped by max_streams,
+// woken by what the hub publishes and by its close(); a client that stops reading is dropped
+// after write_timeout. See stream.hpp.
 ApiResponse Api::stream(ApiRequest& req, const RouteMatch&) {
   auto query = parse_stream_query(req.params, req.header("Last-Event-ID"));
   if (!query) return error_response(bad_request(query.error()));
@@ -42,12 +46,10 @@ ApiResponse Api::stream(ApiRequest& req, const RouteMatch&) {
   if (hub_.closed()) {
     return error_response(ApiError{ApiErrorKind::Unavailable, "the server is stopping", nullptr});
   }
-  const std::size_t max = *options_.max_streams;
+  const std::size_t max = options_.max_streams;
   if (max == 0) {
     return error_response(ApiError{ApiErrorKind::Unavailable,
-                                   "streams are off on this server (max_streams 0: it has too "
-                                   "few request threads to lend one to a stream)",
-                                   nullptr});
+                                   "streams are off on this server (max_streams 0)", nullptr});
   }
   StreamHub::Slot slot = hub_.acquire(max);
   if (!slot) {
@@ -69,10 +71,17 @@ ApiResponse Api::stream(ApiRequest& req, const RouteMatch&) {
   response.content_type = "text/event-stream";
   response.set_header("Cache-Control", "no-cache");
   response.set_header("X-Accel-Buffering", "no");  // nginx: pass each event on at once.
-  response.producer = [state, keep_alive = options_.stream_keep_alive](std::string& piece) {
-    piece = state->session.next(keep_alive);
-    return piece.empty() ? StreamStep::Done : StreamStep::More;  // Empty: the server stops.
+  const std::chrono::milliseconds keep_alive = options_.stream_keep_alive;
+  response.producer = [state, keep_alive](std::string& piece) {
+    piece = state->session.poll(keep_alive);
+    if (state->session.ended()) return StreamStep::Done;  // The server stops.
+    return piece.empty() ? StreamStep::Idle : StreamStep::More;
   };
+  response.subscribe = [hub = &hub_](std::function<void()> wake) {
+    return hub->subscribe(std::move(wake));
+  };
+  // A keep-alive goes between keep_alive and 1.25 x keep_alive after the last piece.
+  response.idle_wait = std::max(std::chrono::milliseconds(1), keep_alive / 4);
   return response;
 }
 

@@ -167,6 +167,22 @@ void StreamHub::publish(std::vector<StreamEntry> entries) {
     }
   }
   wake_.notify_all();
+  wake_all();
+}
+
+void StreamHub::wake_all() {
+  std::lock_guard lock(wakers_mutex_);
+  for (const auto& [id, wake] : wakers_) wake();
+}
+
+std::shared_ptr<void> StreamHub::subscribe(Waker wake) {
+  std::lock_guard lock(wakers_mutex_);
+  const std::uint64_t id = next_waker_++;
+  wakers_.emplace(id, std::move(wake));
+  return std::shared_ptr<void>(nullptr, [this, id](void*) {
+    std::lock_guard unsubscribe(wakers_mutex_);
+    wakers_.erase(id);
+  });
 }
 
 StreamHub::Read StreamHub::read(std::uint64_t after, std::size_t max,
@@ -202,6 +218,7 @@ void StreamHub::close() {
     closed_ = true;
   }
   wake_.notify_all();
+  wake_all();
 }
 
 bool StreamHub::closed() const {
@@ -332,36 +349,59 @@ void StreamSession::append_reset(std::string& out, std::string_view reason,
   }
 }
 
+bool StreamSession::collect(std::string& out, std::chrono::steady_clock::time_point until) {
+  StreamHub::Read r = hub_->read(position_, kBatch, until);
+  if (r.closed) {
+    ended_ = true;
+    return false;
+  }
+  if (r.missed > 0) {
+    append_reset(out, "behind", r.missed);
+    position_ += r.missed;
+  }
+  for (const auto& e : r.entries) {
+    if (out.size() >= kMaxPiece) break;
+    position_ = e->id;
+    if (!query_.matches(*e)) continue;
+    out += "id: " + id_text(e->id) + "\nevent: ";
+    out += stream_type_name(e->type);
+    out += "\ndata: ";
+    e->append_data(out);
+    out += "\n\n";
+  }
+  return true;
+}
+
+std::string StreamSession::keep_alive_text() const {
+  return ": keep-alive\nid: " + id_text(position_) + "\n\n";
+}
+
 std::string StreamSession::next(std::chrono::milliseconds keep_alive) {
   if (ended_) return {};
   if (!opening_.empty()) return std::exchange(opening_, {});
   const auto until = std::chrono::steady_clock::now() + keep_alive;
   std::string out;
-  for (;;) {
-    StreamHub::Read r = hub_->read(position_, kBatch, until);
-    if (r.closed) {
-      ended_ = true;
-      return out;
-    }
-    if (r.missed > 0) {
-      append_reset(out, "behind", r.missed);
-      position_ += r.missed;
-    }
-    for (const auto& e : r.entries) {
-      if (out.size() >= kMaxPiece) break;
-      position_ = e->id;
-      if (!query_.matches(*e)) continue;
-      out += "id: " + id_text(e->id) + "\nevent: ";
-      out += stream_type_name(e->type);
-      out += "\ndata: ";
-      e->append_data(out);
-      out += "\n\n";
-    }
+  while (collect(out, until)) {
     if (!out.empty()) return out;
-    if (std::chrono::steady_clock::now() >= until) {
-      return ": keep-alive\nid: " + id_text(position_) + "\n\n";
-    }
+    if (std::chrono::steady_clock::now() >= until) return keep_alive_text();
   }
+  return out;
+}
+
+std::string StreamSession::poll(std::chrono::milliseconds keep_alive) {
+  if (ended_) return {};
+  const auto now = std::chrono::steady_clock::now();
+  std::string out = std::exchange(opening_, {});
+  // Entries the filter skips move the position without text: read on until something is
+  // to be sent or nothing is left.
+  for (;;) {
+    const std::uint64_t before = position_;
+    if (!collect(out, now)) break;
+    if (!out.empty() || position_ == before) break;
+  }
+  if (out.empty() && !ended_ && now - last_sent_ >= keep_alive) out = keep_alive_text();
+  if (!out.empty()) last_sent_ = now;
+  return out;
 }
 
 }  // namespace stagelog::detail

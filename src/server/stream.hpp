@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -95,6 +96,13 @@ class StreamHub {
 
   // Wakes every reader and ends their streams; later reads return closed at once.
   void close();
+
+  // For readers that wait without a thread of their own (the server's event loop): `wake` is
+  // called after every publish() and on close(), on the calling thread, outside the hub's
+  // lock; it must not block (it posts to the loop). Registered while the handle lives; the
+  // hub must outlive the handle.
+  using Waker = std::function<void()>;
+  std::shared_ptr<void> subscribe(Waker wake);
   bool closed() const;
 
   // A stream's hold on one of the `max` slots, released when the last copy goes.
@@ -114,6 +122,12 @@ class StreamHub {
   std::uint64_t last_ = 0;
   bool closed_ = false;
   std::size_t open_streams_ = 0;
+  // Apart from mutex_: wakers are called under it, so none is called once unsubscribed.
+  std::mutex wakers_mutex_;
+  std::map<std::uint64_t, Waker> wakers_;
+  std::uint64_t next_waker_ = 0;
+
+  void wake_all();
 };
 
 // What a client asked for: GET /api/v1/stream's parameters and its Last-Event-ID.
@@ -149,6 +163,11 @@ class StreamSession {
   static Result<StreamSession, std::string> open(const StreamHub& hub, StreamQuery query);
 
   std::string next(std::chrono::milliseconds keep_alive);
+  // As next(), without waiting: "" when nothing is there to send and no keep-alive is due (the
+  // last piece went less than `keep_alive` ago). For a reader woken by StreamHub::subscribe.
+  std::string poll(std::chrono::milliseconds keep_alive);
+  // Whether the hub closed: no piece will follow.
+  bool ended() const noexcept { return ended_; }
 
   // At most this many entries are read from the hub per next().
   static constexpr std::size_t kBatch = 256;
@@ -157,12 +176,17 @@ class StreamSession {
   StreamSession(const StreamHub& hub, StreamQuery query) : hub_(&hub), query_(std::move(query)) {}
   std::string id_text(std::uint64_t n) const;
   void append_reset(std::string& out, std::string_view reason, std::uint64_t missed) const;
+  // Appends what the hub has past position_ (a reset, the matching entries) to `out`, waiting
+  // until `until` for the first entry. False once the hub closed.
+  bool collect(std::string& out, std::chrono::steady_clock::time_point until);
+  std::string keep_alive_text() const;
 
   const StreamHub* hub_;
   StreamQuery query_;
   std::uint64_t position_ = 0;  // The id of the last entry this stream has passed.
   std::string opening_;         // reset and hello, sent by the first next().
   bool ended_ = false;
+  std::chrono::steady_clock::time_point last_sent_{};  // poll()'s last piece.
 };
 
 }  // namespace stagelog::detail
