@@ -36,8 +36,11 @@ struct ServeOptions {
   std::string retention = "7d";
   std::string max_retention = "365d";
   std::string tokens;  // Default: <data>/tokens.
-  std::string max_body = "64MiB";
-  std::size_t threads = 8;
+  std::string max_body = "8MiB";
+  std::size_t threads = 0;  // The number of cores, at least 2.
+  std::size_t max_connections = 10'000;
+  std::string tls_cert;
+  std::string tls_key;
   std::string alerts;   // An alerts file, or none.
   std::string web_dir;  // The UI's files from this folder instead of the embedded ones.
 };
@@ -111,6 +114,11 @@ std::string url_host(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
+// Whether a listen host is reachable from this machine only: localhost, 127.0.0.0/8, ::1.
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.starts_with("127.") || host == "::1";
+}
+
 void print_line(const std::string& line) {
   std::string text = line + "\n";
   std::fwrite(text.data(), 1, text.size(), stdout);
@@ -144,6 +152,9 @@ int serve(const ServeOptions& o) {
   options.max_retention = std::max(options.retention, *parse_duration(o.max_retention));
   options.max_body_bytes = *parse_size(o.max_body);
   options.threads = o.threads;
+  options.max_connections = o.max_connections;
+  options.tls_cert_file = o.tls_cert;
+  options.tls_key_file = o.tls_key;
   options.web_dir = o.web_dir;
   // Read before anything starts: a bad file stops serve with the key that is wrong.
   if (!o.alerts.empty()) options.alerts = server::load_alert_config(o.alerts);
@@ -161,7 +172,15 @@ int serve(const ServeOptions& o) {
 
   server::Server server(*store, std::move(tokens), options);
   server.bind();
-  print_line("listening on http://" + url_host(options.host) + ":" + std::to_string(server.port()));
+  const bool tls = !options.tls_cert_file.empty();
+  print_line(std::string("listening on ") + (tls ? "https://" : "http://") +
+             url_host(options.host) + ":" + std::to_string(server.port()));
+  if (!tls && !is_loopback(options.host)) {
+    std::fprintf(stderr,
+                 "stagelog serve: warning: listening on %s without TLS: tokens and events cross "
+                 "the network in clear text (--tls-cert and --tls-key serve HTTPS)\n",
+                 options.host.c_str());
+  }
 
   std::atomic<bool> signalled{false};
   std::thread waiter([&] {
@@ -205,9 +224,22 @@ Command add_serve(CLI::App& app) {
                   "Largest request body, after decompression (413 beyond)")
       ->check(CLI::Validator(check_size, "SIZE"))
       ->capture_default_str();
-  cmd->add_option("--threads", o->threads, "Requests served at once")
-      ->check(CLI::Range(1, 1024))
+  cmd->add_option("--threads", o->threads,
+                  "Threads that answer requests (0: one per core, at least 2); connections\n"
+                  "are read and written by one more thread and cost no thread each")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  cmd->add_option("--max-connections", o->max_connections,
+                  "Connections open at once; past it, 503 with Retry-After")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  auto* cert = cmd->add_option("--tls-cert", o->tls_cert,
+                               "Serve HTTPS: the certificate (PEM, with its chain)")
+                   ->check(CLI::ExistingFile);
+  auto* key = cmd->add_option("--tls-key", o->tls_key, "Serve HTTPS: the certificate's key (PEM)")
+                  ->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
   cmd->add_option("--alerts", o->alerts,
                   "Alert rules and webhooks, a JSON file (README: Alerts); none by default");
   cmd->add_option("--web-dir", o->web_dir,
@@ -215,12 +247,15 @@ Command add_serve(CLI::App& app) {
                   "copy built in (for working on web/)")
       ->check(CLI::ExistingDirectory);
   cmd->footer(
-      "Prints \"listening on http://HOST:PORT\" once it accepts connections. SIGINT or SIGTERM\n"
+      "Prints \"listening on http://HOST:PORT\" (https with --tls-cert) once it accepts "
+      "connections. SIGINT or SIGTERM\n"
       "stops it after the requests in progress.\n"
       "Examples:\n"
       "  stagelog serve --data /var/lib/stagelog\n"
       "  stagelog serve --data ./data --listen 0.0.0.0:8080 --retention 30d\n"
-      "  stagelog serve --data ./data --alerts alerts.json\n");
+      "  stagelog serve --data ./data --alerts alerts.json\n"
+      "  stagelog serve --data ./data --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key "
+      "key.pem\n");
   return [o]() -> int { return serve(*o); };
 }
 

@@ -20,6 +20,8 @@ int status_of(ApiErrorKind kind) {
       return 413;
     case ApiErrorKind::UnsupportedMediaType:
       return 415;
+    case ApiErrorKind::HeaderTooLarge:
+      return 431;
     case ApiErrorKind::Unavailable:
       return 503;
     case ApiErrorKind::StoreFailure:
@@ -62,6 +64,12 @@ std::string status_body(int status) {
       break;
     case 415:
       message = "unsupported media type";
+      break;
+    case 431:
+      message = "request headers too large";
+      break;
+    case 503:
+      message = "the server is busy; try again later";
       break;
     default:
       message = "HTTP status " + std::to_string(status);

@@ -17,6 +17,7 @@ enum class ApiErrorKind {
   MethodNotAllowed,      // 405: the route exists, not with this method.
   PayloadTooLarge,       // 413: a body over ServerOptions::max_body_bytes (decompressed).
   UnsupportedMediaType,  // 415: a Content-Encoding or Content-Type we do not read.
+  HeaderTooLarge,        // 431: headers over ServerOptions::max_header_bytes or _fields.
   StoreFailure,          // 500: the store returned an error.
   Internal,              // 500: anything else (a bug, out of memory).
   Unavailable,           // 503: busy (every stream slot taken) or stopping; try again later.
@@ -37,8 +38,8 @@ struct HttpAnswer {
 
 HttpAnswer to_http(const ApiError& error);
 
-// Any status httplib answers by itself (400 for a request line it cannot read, 414 for a
-// long URI ...) as the same kind of JSON body.
+// Any status the transport answers by itself (400 for a request line it cannot read, 431 for
+// headers over the limit ...) as the same kind of JSON body.
 std::string status_body(int status);
 
 // JSON text for responses: compact, invalid UTF-8 (from a percent-decoded id) replaced.

@@ -4,30 +4,11 @@
 #include <utility>
 #include <vector>
 
-#include "base/hex.hpp"
+#include "server/http.hpp"
 
 namespace stagelog::detail {
 
 namespace {
-
-// One path segment, percent-decoded ('+' stays '+': it is a space only in query strings).
-std::optional<std::string> percent_decode(std::string_view segment) {
-  std::string out;
-  out.reserve(segment.size());
-  for (std::size_t i = 0; i < segment.size(); ++i) {
-    if (segment[i] != '%') {
-      out += segment[i];
-      continue;
-    }
-    if (i + 2 >= segment.size()) return std::nullopt;
-    int hi = hex_value(segment[i + 1]);
-    int lo = hex_value(segment[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return out;
-}
 
 std::vector<std::string_view> split(std::string_view path) {
   std::vector<std::string_view> parts;

@@ -5,6 +5,8 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -26,19 +28,28 @@ namespace {
 constexpr std::chrono::milliseconds kTickInterval{250};
 
 ServerOptions checked(ServerOptions options) {
-  if (options.threads == 0) throw Error("server: threads must be at least 1");
+  if (options.threads == 0) {
+    options.threads = std::max<std::size_t>(2, std::thread::hardware_concurrency());
+  }
   if (options.max_body_bytes == 0) throw Error("server: max_body_bytes must be above 0");
+  if (options.max_inflight_bytes < options.max_body_bytes) {
+    throw Error("server: max_inflight_bytes (" + std::to_string(options.max_inflight_bytes) +
+                ") must be at least max_body_bytes (" + std::to_string(options.max_body_bytes) +
+                "): no body could be read");
+  }
+  if (options.max_connections == 0) throw Error("server: max_connections must be above 0");
+  if (options.max_header_bytes < 256) throw Error("server: max_header_bytes must be 256 or more");
+  if (options.max_header_fields == 0) throw Error("server: max_header_fields must be above 0");
   if (options.max_event_bytes == 0) throw Error("server: max_event_bytes must be above 0");
   if (options.max_open_runs == 0) throw Error("server: max_open_runs must be above 0");
   if (options.stream_history == 0) throw Error("server: stream_history must be above 0");
   if (options.stream_keep_alive.count() <= 0) {
     throw Error("server: stream_keep_alive must be above 0");
   }
-  if (!options.max_streams) options.max_streams = options.threads / 2;
-  if (*options.max_streams >= options.threads) {
-    throw Error("server: max_streams (" + std::to_string(*options.max_streams) +
-                ") must be below threads (" + std::to_string(options.threads) +
-                "): each open stream holds a request thread");
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    throw Error(
+        "server: HTTPS needs both a certificate file and its key file (tls_cert_file, "
+        "tls_key_file), or neither");
   }
   if (options.retention.count() <= 0) throw Error("server: retention must be above 0");
   if (options.max_retention < options.retention) options.max_retention = options.retention;
@@ -70,7 +81,6 @@ struct Server::Impl {
   std::condition_variable purge_wake;  // Also wakes the live thread to stop.
   bool bound = false;
   bool stopping = false;
-  bool in_run = false;
   bool background_stopped = false;
   std::thread listener;  // start()'s.
   std::thread purger;
@@ -148,13 +158,8 @@ void Server::run() {
   {
     std::lock_guard lock(impl_->mutex);
     if (impl_->stopping) return;
-    impl_->in_run = true;
   }
   impl_->transport.run();
-  {
-    std::lock_guard lock(impl_->mutex);
-    impl_->in_run = false;
-  }
   impl_->stop_background();
 }
 
@@ -179,27 +184,13 @@ void Server::start() {
 }
 
 void Server::stop() {
-  bool was_running;
   {
     std::lock_guard lock(impl_->mutex);
     impl_->stopping = true;
-    was_running = impl_->in_run;
   }
   impl_->purge_wake.notify_all();
-  impl_->api.hub().close();  // Open streams end, so their threads can be joined.
-  // run() may be between its check of `stopping` and the transport's accept loop, where the
-  // transport's stop() does nothing: keep asking until the loop is up, a bounded while.
-  for (int i = 0; was_running && i < 10'000; ++i) {
-    if (impl_->transport.running()) {
-      impl_->transport.stop();
-      break;
-    }
-    {
-      std::lock_guard lock(impl_->mutex);
-      if (!impl_->in_run) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  impl_->api.hub().close();  // Open streams end.
+  impl_->transport.stop();   // Holds when it comes before the transport's run(), too.
   if (impl_->listener.joinable() && impl_->listener.get_id() != std::this_thread::get_id()) {
     impl_->listener.join();
   }

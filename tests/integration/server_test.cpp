@@ -44,6 +44,7 @@
 #include "format/format.hpp"
 #include "forwarding_store.hpp"
 #include "ndjson_receiver.hpp"
+#include "raw_connection.hpp"
 #include "seed_004.hpp"
 #include "server/ingest.hpp"
 #include "server/web.hpp"
@@ -1773,38 +1774,6 @@ TEST_F(ServerTest, ThePurgeThreadRemovesExpiredData) {
 }
 
 // ---- Connections -----------------------------------------------------------------------------
-
-// A TCP connection to the server that the test drives by hand.
-class RawConnection {
- public:
-  explicit RawConnection(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawConnection() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  void send(std::string_view data) { (void)!::write(fd_, data.data(), data.size()); }
-  // True once the server closed the connection (EOF or reset), waiting at most `limit`.
-  bool closed_within(std::chrono::milliseconds limit) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    char buf[4096];
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      ssize_t n = ::read(fd_, buf, sizeof buf);
-      if (n <= 0) return true;  // Anything it answered first (a 408 or 400) is skipped.
-    }
-    return false;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
 
 TEST_F(ServerTest, SlowAndSilentClientsAreTimedOutWithoutBlockingOthers) {
   ServerOptions o = options();

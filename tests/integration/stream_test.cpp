@@ -378,7 +378,7 @@ TEST_F(StreamTest, NeedsAReadToken) {
 
 TEST_F(StreamTest, StreamsPastTheCapAre503AndIngestGoesOn) {
   ServerOptions o = options();
-  o.threads = 4;  // Two streams at most.
+  o.max_streams = 2;
   start(o);
   auto a = open();
   auto b = open();
@@ -388,7 +388,6 @@ TEST_F(StreamTest, StreamsPastTheCapAre503AndIngestGoesOn) {
   Json body = Json::parse(r->body);
   EXPECT_THAT(body["error"].get<std::string>(), HasSubstr("too many open streams (at most 2"));
   EXPECT_EQ(body["max_streams"], 2);
-  // The threads left serve everything else.
   post(line("w", "log", "", "", clock_.now()));
   ASSERT_TRUE(a->read_count("event", 1));
   EXPECT_EQ(client_->Get("/healthz")->status, 200);
@@ -400,17 +399,31 @@ TEST_F(StreamTest, StreamsPastTheCapAre503AndIngestGoesOn) {
   }));
 }
 
-TEST_F(StreamTest, StreamsNeedAThreadToSpare) {
+TEST_F(StreamTest, StreamsCanBeTurnedOff) {
   ServerOptions o = options();
-  o.max_streams = o.threads;  // Streams could take every thread: refused at construction.
-  EXPECT_THROW(Server(*store_, server::TokenFile::load(tokens_path_), o), Error);
-  o = options();
-  o.threads = 1;  // Half of one thread: none.
+  o.max_streams = 0;
   start(o);
   auto r = refused("");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
   EXPECT_THAT(Json::parse(r->body)["error"].get<std::string>(), HasSubstr("streams are off"));
+}
+
+// A stream is a connection like any other: many more streams than request threads stay open,
+// each gets what is posted, and the threads still answer everything else.
+TEST_F(StreamTest, OpenStreamsHoldNoThread) {
+  ServerOptions o = options();
+  o.threads = 2;
+  start(o);
+  constexpr int kStreams = 16;
+  std::vector<std::unique_ptr<SseClient>> streams;
+  for (int i = 0; i < kStreams; ++i) streams.push_back(open());
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
+  post(line("w", "log", "", "", clock_.now()));
+  for (auto& s : streams) EXPECT_TRUE(s->read_count("event", 1));
+  auto listed = client_->Get("/api/v1/workers", {{"Authorization", "Bearer " + read_}});
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->status, 200);
 }
 
 TEST_F(StreamTest, StopEndsOpenStreamsInsteadOfWaitingForThem) {

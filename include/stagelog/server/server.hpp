@@ -27,22 +27,34 @@ struct ServerOptions {
   // How often expired data is removed. It is never returned once expired, purged or not.
   std::chrono::nanoseconds purge_interval = std::chrono::minutes(10);
 
-  // A request body over this, after gzip decompression, is refused with 413.
-  std::size_t max_body_bytes = std::size_t{64} << 20;
+  // A request body over this, after decompression, is refused with 413 (a Content-Length
+  // over it before any of the body is read). The network sink sends at most 4 MiB.
+  std::size_t max_body_bytes = std::size_t{8} << 20;
+  // Request bodies held at once, all connections together (each counts its Content-Length, or
+  // max_body_bytes when chunked, while it is read and answered): past it, 503 + Retry-After.
+  std::size_t max_inflight_bytes = std::size_t{256} << 20;
   // An ingested line over this is rejected on its own (the rest of the batch is stored).
   std::size_t max_event_bytes = std::size_t{1} << 20;
   // Open runs whose executions are kept in memory while events fold into them; past this
   // the least recently used are dropped (and read back from the store when they go on).
   std::size_t max_open_runs = 10'000;
 
-  // A request that stops sending for read_timeout, or a client that stops reading for
-  // write_timeout, is dropped; so is a connection idle for keep_alive_timeout (whole
-  // seconds, at least 1), including one that connects and never sends.
+  // A connection must send a request's line and headers within read_timeout of its first
+  // byte (or of connecting), and within keep_alive_timeout when idle between requests; a body
+  // that stops coming for read_timeout, or a client that stops reading for write_timeout, is
+  // dropped.
   std::chrono::milliseconds read_timeout{5000};
   std::chrono::milliseconds write_timeout{5000};
   std::chrono::seconds keep_alive_timeout{5};
-  // Requests served at once; more connections wait for a thread.
-  std::size_t threads = 8;
+  // Connections open at once: past it, a new one is answered 503 + Retry-After and closed.
+  // A connection costs memory (a few KiB), not a thread.
+  std::size_t max_connections = 10'000;
+  // A request line and headers over this many bytes, or more header fields than this: 431.
+  std::size_t max_header_bytes = std::size_t{16} << 10;
+  std::size_t max_header_fields = 100;
+  // Threads that answer requests (the store, decoding, JSON): 0 is the number of cores, at
+  // least 2. One more thread runs the event loop that reads and writes every connection.
+  std::size_t threads = 0;
 
   // HTTPS: PEM files of the certificate (with its chain) and of its private key, both or
   // neither. Empty: plain HTTP.
@@ -65,9 +77,9 @@ struct ServerOptions {
   // most this many bytes of them. A client further behind is told what it missed.
   std::size_t stream_history = 10'000;
   std::size_t stream_history_bytes = std::size_t{64} << 20;
-  // Streams open at once. Each holds one of the `threads` for as long as it is open, so this
-  // must be below `threads`: default half of them (none when threads is 1). Beyond it: 503.
-  std::optional<std::size_t> max_streams;
+  // Streams open at once (each is a connection, holding no thread); beyond it: 503. 0 turns
+  // the stream off.
+  std::size_t max_streams = 1000;
   // A stream with nothing to send sends a comment this often (proxies, dead clients). A client
   // that left is noticed on the second write after it went, so its slot is held up to twice
   // this: short, because the web UI's live board opens a stream each time it is shown.
@@ -113,11 +125,12 @@ struct ServerOptions {
 // Lifetime and threads: the Store must outlive the Server. Construct, then either run()
 // (blocks; the CLI) or start() (returns once accepting; tests and benchmarks), then stop()
 // from any other thread, or let the destructor stop it. A Server serves once: after stop()
-// it cannot be started again. Requests are served by a pool of ServerOptions::threads
-// threads; one more thread writes to the store, one more purges.
+// it cannot be started again. One thread reads and writes every connection (an event loop);
+// requests are answered on a pool of ServerOptions::threads threads; one more thread writes to
+// the store, one purges, one ticks the watchdog.
 class Server {
  public:
-  // Throws stagelog::Error for options that cannot work (no threads, zero limits).
+  // Throws stagelog::Error for options that cannot work (zero limits, half a TLS pair).
   Server(store::Store& store, TokenFile tokens, ServerOptions options = {});
   ~Server();
   Server(const Server&) = delete;
