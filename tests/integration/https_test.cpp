@@ -26,6 +26,7 @@
 #include "eventually.hpp"
 #include "ndjson_receiver.hpp"
 #include "net/http_client.hpp"
+#include "network_sink_harness.hpp"
 #include "serve_process.hpp"
 #include "server/alerts.hpp"
 #include "stagelog/error.hpp"
@@ -45,37 +46,20 @@ namespace fs = std::filesystem;
 
 constexpr auto kPatience = 30s;  // Upper bound on any wait; a passing test takes far less.
 
-// The sink's trouble reports, from its sender thread.
-class Reports {
- public:
-  std::function<void(std::string_view)> handler() {
-    return [this](std::string_view m) {
-      std::lock_guard lock(mu_);
-      text_ += std::string(m) + "\n";
-    };
-  }
-  std::string text() const {
-    std::lock_guard lock(mu_);
-    return text_;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::string text_;
-};
+// The reports, one a line.
+std::string text_of(Reports& reports) {
+  std::string out;
+  for (const std::string& m : reports.all()) out += m + "\n";
+  return out;
+}
 
 NetworkSinkOptions sink_options(const std::string& url, const std::string& token,
                                 const fs::path& ca_file, const fs::path& spool,
                                 const std::function<void(std::string_view)>& on_error) {
-  NetworkSinkOptions o;
-  o.url = url;
+  NetworkSinkOptions o = options_for(url, spool);
   o.token = token;
   o.ca_file = ca_file.string();
-  o.spool_path = spool;
   o.batch_events = 50;  // Several requests on the kept-alive TLS connection.
-  o.retry_initial = 50ms;
-  o.retry_max = 200ms;
-  o.request_timeout = 5s;
   o.shutdown_timeout = 200ms;
   o.on_error = on_error;
   return o;
@@ -129,12 +113,12 @@ TEST(HttpsTest, NetworkSinkDeliversEveryEventWithTheCaFile) {
   Reports reports;
   {
     NetworkSink sink(sink_options(server.proxy->url(), server.serve.token, server.certs.ca_file,
-                                  dir.path() / "sink.spool", reports.handler()));
+                                  dir.path() / "sink.spool", reports.fn()));
     EXPECT_EQ(sink.url(), server.proxy->url());
     write_events(sink, "tls-run", kEvents);
-    ASSERT_TRUE(sink.wait_sent(kPatience)) << reports.text();
+    ASSERT_TRUE(sink.wait_sent(kPatience)) << text_of(reports);
     EXPECT_EQ(sink.stats().sent, static_cast<std::uint64_t>(kEvents));
-    EXPECT_EQ(sink.stats().failed_requests, 0u) << reports.text();
+    EXPECT_EQ(sink.stats().failed_requests, 0u) << text_of(reports);
   }
   EXPECT_GE(server.proxy->handshakes_done(), 1);
   EXPECT_EQ(server.proxy->handshakes_failed(), 0);
@@ -151,15 +135,15 @@ TEST(HttpsTest, AnotherCaIsRefusedAndTheEventsWaitInTheSpool) {
   constexpr int kEvents = 120;
   {
     Reports reports;
-    NetworkSink sink(sink_options(server.proxy->url(), server.serve.token, other.ca_file, spool,
-                                  reports.handler()));
+    NetworkSink sink(
+        sink_options(server.proxy->url(), server.serve.token, other.ca_file, spool, reports.fn()));
     write_events(sink, "kept-run", kEvents);
     ASSERT_TRUE(eventually([&] { return sink.stats().failed_requests > 0; }, kPatience));
-    ASSERT_TRUE(eventually([&] { return !reports.text().empty(); }, kPatience));
-    EXPECT_THAT(reports.text(), HasSubstr("cannot deliver to " + server.proxy->url()));
-    EXPECT_THAT(reports.text(), HasSubstr("TLS handshake with 127.0.0.1:" +
-                                          std::to_string(server.proxy->port()) + " failed"));
-    EXPECT_THAT(reports.text(), HasSubstr("certificate verify failed: "));
+    ASSERT_TRUE(eventually([&] { return !text_of(reports).empty(); }, kPatience));
+    EXPECT_THAT(text_of(reports), HasSubstr("cannot deliver to " + server.proxy->url()));
+    EXPECT_THAT(text_of(reports), HasSubstr("TLS handshake with 127.0.0.1:" +
+                                            std::to_string(server.proxy->port()) + " failed"));
+    EXPECT_THAT(text_of(reports), HasSubstr("certificate verify failed: "));
     EXPECT_EQ(sink.stats().sent, 0u);
     EXPECT_EQ(sink.stats().queued, static_cast<std::uint64_t>(kEvents));
   }  // Closed undelivered: the events stay in the spool file.
@@ -169,9 +153,9 @@ TEST(HttpsTest, AnotherCaIsRefusedAndTheEventsWaitInTheSpool) {
   Reports reports;
   {
     NetworkSink sink(sink_options(server.proxy->url(), server.serve.token, server.certs.ca_file,
-                                  spool, reports.handler()));
+                                  spool, reports.fn()));
     EXPECT_EQ(sink.stats().replayed, static_cast<std::uint64_t>(kEvents));
-    ASSERT_TRUE(sink.wait_sent(kPatience)) << reports.text();
+    ASSERT_TRUE(sink.wait_sent(kPatience)) << text_of(reports);
   }
   server.proxy.reset();
   ASSERT_EQ(server.serve.terminate(), 0);
@@ -200,6 +184,31 @@ TEST(HttpsTest, ACertificateForAnotherHostIsRefused) {
     }
   }
   EXPECT_EQ(proxy.handshakes_done(), 0);
+}
+
+// Other handshake failures name the peer: a plain HTTP server (it answers the ClientHello
+// with HTTP, or closes), and a port that never answers, given up at the deadline.
+TEST(HttpsTest, AHandshakeThatFailsOrNeverEndsNamesThePeer) {
+  TempDir dir;
+  TestCertificates certs(dir.path() / "pki");
+  auto tls = std::make_shared<const detail::TlsConfig>(certs.ca_file.string());
+  Receiver plain;
+  SilentServer silent;
+  for (int port : {plain.port(), silent.port()}) {
+    const std::string peer = "127.0.0.1:" + std::to_string(port);
+    detail::HttpClient client(detail::parse_url("https://" + peer), tls);
+    try {
+      client.post("/api/v1/events", "application/x-ndjson", "{}\n", {},
+                  std::chrono::steady_clock::now() + 500ms);
+      ADD_FAILURE() << peer << ": accepted";
+    } catch (const detail::HttpError& e) {
+      EXPECT_THAT(e.what(), HasSubstr("TLS handshake with " + peer + " failed: "));
+      if (port == silent.port()) {
+        EXPECT_THAT(e.what(), HasSubstr("failed: timed out"));
+      }
+    }
+    EXPECT_EQ(client.fd(), -1);
+  }
 }
 
 // A server gone in the middle of a request: an error to the caller, never SIGPIPE (which, not
