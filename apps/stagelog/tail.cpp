@@ -40,6 +40,7 @@ struct TailOptions {
   std::vector<std::string> paths;
   std::string server;      // --server URL
   std::string token_file;  // --token-file FILE
+  std::string ca_file;     // --ca-file FILE
   bool replay = false;
   bool plain = false;
   bool verbose = false;
@@ -142,7 +143,8 @@ int follow(const TailOptions& options) {
   Watchdog watchdog(watchdog_options(options), [&](const Event& e) { view.report(e); });
   FileSource files(options.paths);
   std::optional<ServerSource> server;
-  if (!options.server.empty()) server.emplace(options.server, server_token(options.token_file));
+  if (!options.server.empty())
+    server.emplace(options.server, server_token(options.token_file), options.ca_file);
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   ::sigemptyset(&sa.sa_mask);
@@ -206,11 +208,14 @@ Command add_tail(CLI::App& app) {
       "/ filters). Otherwise: state changes and warnings, one per line.");
   cmd->add_option("paths", o->paths, "Files and folders to follow");
   cmd->add_option("--server", o->server,
-                  "Also follow what a `stagelog serve` at this http:// URL stores, through its "
-                  "event stream (GET /api/v1/stream; a read token); reconnects and resumes when "
-                  "the connection drops");
+                  "Also follow what a `stagelog serve` at this http:// or https:// URL stores, "
+                  "through its event stream (GET /api/v1/stream; a read token); reconnects and "
+                  "resumes when the connection drops");
   cmd->add_option("--token-file", o->token_file,
                   "File whose first line is the token for --server (default: $STAGELOG_TOKEN)");
+  cmd->add_option("--ca-file", o->ca_file,
+                  "PEM file of the CA certificates that an https:// --server's certificate must "
+                  "chain to (default: the system's CAs)");
   cmd->add_flag("--replay", o->replay,
                 "Run the recorded events through the watchdog on their own clock, print what it "
                 "would have said, and exit (no process checks)");
@@ -248,12 +253,14 @@ Command add_tail(CLI::App& app) {
       "  stagelog tail run/logs                          # live table of every worker\n"
       "  stagelog tail --plain --stuck-task 5m logs/ | tee watch.log\n"
       "  stagelog tail --replay --stage AGENT=10m run.jsonl  # what would have been flagged\n"
-      "  STAGELOG_TOKEN=slg_... stagelog tail --server http://127.0.0.1:8080\n");
+      "  STAGELOG_TOKEN=slg_... stagelog tail --server http://127.0.0.1:8080\n"
+      "  stagelog tail --server https://logs.example.com --ca-file ca.pem --token-file tok\n");
   return [o]() -> int {
     watchdog_options(*o);  // Bad values fail before anything is shown.
     if (o->paths.empty() && o->server.empty()) {
       throw Error("nothing to follow: give files or folders, or --server URL");
     }
+    if (!o->ca_file.empty() && o->server.empty()) throw Error("--ca-file needs --server URL");
     if (o->replay && !o->server.empty()) {
       throw Error("--replay reads recorded files; it cannot follow --server");
     }

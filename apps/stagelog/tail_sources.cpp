@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -207,12 +208,23 @@ std::string server_token(const std::string& token_file) {
 
 namespace {
 
-detail::HttpUrl parse_server_url(const std::string& url) {
+detail::Url parse_server_url(const std::string& url) {
   try {
-    return detail::parse_http_url(url);
+    return detail::parse_url(url);
   } catch (const Error& e) {
     throw Error("--server " + url + ": " + e.what());
   }
+}
+
+// How an https server is checked: --ca-file's CAs or the system's. Throws Error for a CA file
+// with an http URL, or one that cannot be read.
+std::shared_ptr<const detail::TlsConfig> tls_config(const detail::Url& url,
+                                                    const std::string& ca_file) {
+  if (!url.tls) {
+    if (!ca_file.empty()) throw Error("--ca-file needs an https:// server URL, not " + url.text);
+    return nullptr;
+  }
+  return std::make_shared<const detail::TlsConfig>(ca_file);
 }
 
 // The "error" of a JSON error body, else the body's start.
@@ -242,8 +254,11 @@ std::string gap_text(const std::string& data) {
 
 }  // namespace
 
-ServerSource::ServerSource(const std::string& url, std::string token)
-    : url_(parse_server_url(url)), client_(url_), token_(std::move(token)), retry_(kFirstRetry) {
+ServerSource::ServerSource(const std::string& url, std::string token, const std::string& ca_file)
+    : url_(parse_server_url(url)),
+      client_(url_, tls_config(url_, ca_file)),
+      token_(std::move(token)),
+      retry_(kFirstRetry) {
   connect(true);
 }
 

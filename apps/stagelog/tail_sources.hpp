@@ -66,7 +66,8 @@ std::string server_token(const std::string& token_file);
 // constructor or from poll().
 class ServerSource {
  public:
-  ServerSource(const std::string& url, std::string token);
+  // `ca_file`: for an https URL, the CAs to check the server with (empty: the system's).
+  ServerSource(const std::string& url, std::string token, const std::string& ca_file = {});
 
   // New events, waiting up to `wait` for the first (also while waiting to reconnect).
   std::vector<OwnedEvent> poll(std::chrono::milliseconds wait);
@@ -82,7 +83,7 @@ class ServerSource {
   void retry_later(const std::string& why);
   void note(std::string text);
 
-  detail::HttpUrl url_;
+  detail::Url url_;
   detail::HttpClient client_;
   std::string token_;
   detail::SseParser parser_;

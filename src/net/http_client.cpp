@@ -1,20 +1,10 @@
 #include "net/http_client.hpp"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <string>
 
 #include "base/ascii.hpp"
-#include "base/errno_text.hpp"
 
 namespace stagelog::detail {
 
@@ -49,88 +39,7 @@ bool has_token(std::string_view value, std::string_view token) {
   return false;
 }
 
-int remaining_ms(HttpClient::Clock::time_point deadline) {
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - HttpClient::Clock::now());
-  if (left.count() <= 0) return 0;
-  return static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30));
-}
-
 }  // namespace
-
-HttpUrl parse_http_url(std::string_view url) {
-  HttpUrl out;
-  std::string_view rest = url;
-  auto scheme_end = rest.find("://");
-  if (scheme_end == std::string_view::npos) {
-    throw Error("expected http://host:port");
-  }
-  std::string scheme = lower(rest.substr(0, scheme_end));
-  if (scheme == "https") {
-    throw Error(
-        "https is not supported: give an http:// URL of a local TLS proxy (stunnel, nginx) "
-        "that forwards to the server");
-  }
-  if (scheme != "http") throw Error("unsupported scheme '" + scheme + "', expected http://");
-  rest.remove_prefix(scheme_end + 3);
-  std::size_t authority_end = rest.find_first_of("/?#");
-  std::string_view authority = rest.substr(0, authority_end);
-  std::string_view path =
-      authority_end == std::string_view::npos ? std::string_view{} : rest.substr(authority_end);
-  if (authority.find('@') != std::string_view::npos) {
-    throw Error("user info in the URL is not supported (use a token)");
-  }
-  if (path.find_first_of("?#") != std::string_view::npos) {
-    throw Error("a query or fragment is not allowed in the server URL");
-  }
-  std::string_view host;
-  std::string_view port_text;
-  if (!authority.empty() && authority.front() == '[') {
-    std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) throw Error("unterminated '[' in the host");
-    host = authority.substr(1, close - 1);
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') throw Error("expected ':port' after ']'");
-      port_text = after.substr(1);
-      if (port_text.empty()) throw Error("empty port");
-    }
-  } else {
-    std::size_t colon = authority.rfind(':');
-    host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      if (port_text.empty()) throw Error("empty port");
-    }
-    if (host.find(':') != std::string_view::npos) {
-      throw Error("an IPv6 address must be written in brackets: http://[::1]:8080");
-    }
-  }
-  if (host.empty()) throw Error("no host");
-  for (char c : host) {
-    if (c <= ' ' || c == '/' || c == '\\' || c == '%' || c == '"' || c == 0x7f) {
-      throw Error("invalid character in the host");
-    }
-  }
-  if (!port_text.empty()) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 ||
-        value > 65535) {
-      throw Error("invalid port '" + std::string(port_text) + "'");
-    }
-    out.port = static_cast<std::uint16_t>(value);
-  }
-  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  for (char c : path) {
-    if (c <= ' ' || c == 0x7f) throw Error("invalid character in the path");
-  }
-  out.host = std::string(host);
-  out.base_path = std::string(path);
-  bool v6 = out.host.find(':') != std::string::npos;
-  out.host_header = (v6 ? "[" + out.host + "]" : out.host) + ":" + std::to_string(out.port);
-  out.text = "http://" + out.host_header + out.base_path;
-  return out;
-}
 
 std::string_view HttpResponse::header(std::string_view name) const noexcept {
   for (const auto& [key, value] : headers) {
@@ -139,103 +48,22 @@ std::string_view HttpResponse::header(std::string_view name) const noexcept {
   return {};
 }
 
+HttpClient::HttpClient(Url url, std::shared_ptr<const TlsConfig> tls)
+    : url_(std::move(url)), tls_(std::move(tls)) {
+  if (url_.tls && !tls_) tls_ = std::make_shared<const TlsConfig>();
+}
+
 HttpClient::~HttpClient() { close(); }
 
 void HttpClient::close() noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  stream_.close();
   in_.clear();
-}
-
-void HttpClient::wait_ready(short events, Clock::time_point deadline, std::string_view doing) {
-  for (;;) {
-    int ms = remaining_ms(deadline);
-    if (ms == 0) {
-      close();
-      throw HttpError("timed out " + std::string(doing) + " " + url_.host_header);
-    }
-    pollfd p{fd_, events, 0};
-    int r = ::poll(&p, 1, ms);
-    if (r > 0) return;  // Ready, or an error the next call reports.
-    if (r < 0 && errno != EINTR) {
-      int err = errno;
-      close();
-      throw HttpError("poll: " + detail::errno_text(err));
-    }
-  }
-}
-
-void HttpClient::connect(Clock::time_point deadline) {
-  close();
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* list = nullptr;
-  // getaddrinfo() has no timeout: a hung resolver holds the sender thread (never the backend).
-  std::string port = std::to_string(url_.port);
-  int rc = ::getaddrinfo(url_.host.c_str(), port.c_str(), &hints, &list);
-  if (rc != 0) {
-    throw HttpError("cannot resolve " + url_.host + ": " + ::gai_strerror(rc));
-  }
-  std::string last_error = "no address";
-  for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    int fd =
-        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      last_error = detail::errno_text(errno);
-      continue;
-    }
-    fd_ = fd;
-    int r = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
-    if (r != 0 && errno == EINPROGRESS) {
-      try {
-        wait_ready(POLLOUT, deadline, "connecting to");
-      } catch (const HttpError&) {
-        ::freeaddrinfo(list);
-        throw;
-      }
-      int err = 0;
-      socklen_t len = sizeof err;
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      r = err == 0 ? 0 : -1;
-      errno = err;
-    }
-    if (r == 0) {
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      ::freeaddrinfo(list);
-      return;
-    }
-    last_error = detail::errno_text(errno);
-    close();
-  }
-  ::freeaddrinfo(list);
-  throw HttpError("cannot connect to " + url_.host_header + ": " + last_error);
-}
-
-void HttpClient::send_all(std::string_view data, Clock::time_point deadline) {
-  while (!data.empty()) {
-    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      data.remove_prefix(static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      wait_ready(POLLOUT, deadline, "sending to");
-      continue;
-    }
-    int err = errno;
-    close();
-    throw HttpError("cannot send to " + url_.host_header + ": " + detail::errno_text(err));
-  }
 }
 
 bool HttpClient::read_some(Clock::time_point deadline) {
   char buf[16 * 1024];
   for (;;) {
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    long n = stream_.read(buf, sizeof buf, deadline);
     if (n > 0) {
       received_ += static_cast<std::size_t>(n);
       if (received_ > kMaxResponseBytes) {
@@ -247,14 +75,10 @@ bool HttpClient::read_some(Clock::time_point deadline) {
       return true;
     }
     if (n == 0) return false;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      wait_ready(POLLIN, deadline, "waiting for the answer from");
-      continue;
+    if (Clock::now() >= deadline) {
+      close();
+      throw HttpError("timed out waiting for the answer from " + url_.host_header);
     }
-    int err = errno;
-    close();
-    throw HttpError("cannot read from " + url_.host_header + ": " + detail::errno_text(err));
   }
 }
 
@@ -431,13 +255,13 @@ HttpResponse HttpClient::post(std::string_view path, std::string_view content_ty
   const std::string head = request_head("POST", path, own, headers);
 
   for (int attempt = 0;; ++attempt) {
-    bool reused = fd_ >= 0;
-    if (!reused) connect(deadline);
+    bool reused = stream_.is_open();
+    if (!reused) stream_.connect(url_, tls_.get(), deadline);
     in_.clear();
     received_ = 0;
     try {
-      send_all(head, deadline);
-      send_all(body, deadline);
+      stream_.write_all(head, deadline);
+      stream_.write_all(body, deadline);
       bool keep_alive = false;
       HttpResponse response = read_response(deadline, &keep_alive);
       if (!keep_alive) close();
@@ -455,10 +279,11 @@ HttpResponse HttpClient::post(std::string_view path, std::string_view content_ty
 HttpResponse HttpClient::get_stream(std::string_view path, std::span<const Header> headers,
                                     Clock::time_point deadline) {
   const std::string head = request_head("GET", path, "User-Agent: stagelog\r\n", headers);
-  connect(deadline);  // A stream has its connection to itself.
+  close();
+  stream_.connect(url_, tls_.get(), deadline);  // A stream has its connection to itself.
   received_ = 0;
   body_ = Body::None;
-  send_all(head, deadline);
+  stream_.write_all(head, deadline);
   std::size_t pos = 0;
   bool keep_alive = false;
   HttpResponse response = read_head(pos, deadline, &keep_alive);
@@ -564,7 +389,7 @@ bool HttpClient::decode_stream(std::string& out) {
 
 bool HttpClient::read_stream(std::string& out, Clock::time_point until) {
   for (;;) {
-    if (fd_ < 0) return false;
+    if (!stream_.is_open()) return false;
     std::size_t before = out.size();
     if (decode_stream(out)) {
       close();
@@ -572,29 +397,18 @@ bool HttpClient::read_stream(std::string& out, Clock::time_point until) {
       return false;
     }
     if (out.size() > before) return true;
-    pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, remaining_ms(until));
-    if (r == 0 || (r < 0 && errno == EINTR)) return true;  // Nothing yet.
-    if (r < 0) {
-      int err = errno;
-      close();
-      throw HttpError("poll: " + detail::errno_text(err));
-    }
     char buf[16 * 1024];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    long n = stream_.read(buf, sizeof buf, until);
     if (n > 0) {
       in_.append(buf, static_cast<std::size_t>(n));
       continue;
     }
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-    int err = n < 0 ? errno : 0;
+    if (n < 0) return true;  // Nothing yet.
     bool to_close = body_ == Body::ToClose;
     close();
     body_ = Body::None;
-    if (n == 0 && to_close) return false;
-    throw HttpError(
-        n == 0 ? "connection closed by " + url_.host_header + " in the middle of the stream"
-               : "cannot read from " + url_.host_header + ": " + detail::errno_text(err));
+    if (to_close) return false;
+    throw HttpError("connection closed by " + url_.host_header + " in the middle of the stream");
   }
 }
 

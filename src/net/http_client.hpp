@@ -1,40 +1,29 @@
 #pragma once
 
-// A minimal HTTP/1.1 client over POSIX sockets, for the network sink (and the streaming GET
-// that `stagelog tail --server` reads the server's event stream with).
+// A minimal HTTP/1.1 client over POSIX sockets, plain or TLS (byte_stream.hpp), for the network
+// sink, the streaming GET that `stagelog tail --server` reads the server's event stream with,
+// and the server's alert webhooks.
 //
 // Why not cpp-httplib: stagelog::stagelog is installed and consumed with find_package(stagelog),
 // and its link interface must stay free of third-party libraries; linking httplib here would
 // leak it to every consumer. The sink needs one thing — POST a body to one host and read the
 // answer, with timeouts and keep-alive — and the tail one more, a GET whose body is read as it
-// arrives; this file does only that. No TLS: an https server is reached through a local TLS
-// proxy (stunnel, nginx, ...).
+// arrives; this file does only that. OpenSSL, which TLS needs, is linked privately like the
+// crypto library already was.
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "stagelog/error.hpp"
+#include "net/byte_stream.hpp"
+#include "net/url.hpp"
 
 namespace stagelog::detail {
-
-// "http://host[:port][/prefix]" split up. IPv6 literals are written "[::1]:8080".
-struct HttpUrl {
-  std::string host;  // Without brackets: "127.0.0.1", "::1", "logs.example.com".
-  std::uint16_t port = 80;
-  std::string base_path;    // "" or "/prefix" (no trailing slash): prepended to request paths.
-  std::string host_header;  // "host:port" as sent in Host (brackets kept for IPv6).
-  std::string text;         // "http://host:port/prefix", normalised: for messages.
-};
-
-// Parses an http:// URL. Throws Error "<reason>" (callers add what the value was): an https
-// URL is refused with a hint to use a local TLS proxy; user info, queries and fragments are
-// refused; the port must be 1-65535.
-HttpUrl parse_http_url(std::string_view url);
 
 struct HttpResponse {
   int status = 0;
@@ -46,13 +35,10 @@ struct HttpResponse {
   std::string_view header(std::string_view name) const noexcept;
 };
 
-// The request did not produce a response: cannot resolve or connect, a timeout, the
-// connection closed early, or an answer that is not HTTP. Whether the server acted on the
-// request is unknown.
-class HttpError : public Error {
- public:
-  explicit HttpError(const std::string& what) : Error(what) {}
-};
+// The request did not produce a response: cannot resolve or connect, a TLS handshake or
+// certificate refused, a timeout, the connection closed early, or an answer that is not HTTP.
+// Whether the server acted on the request is unknown.
+using HttpError = NetError;
 
 // One keep-alive connection to one server, used by one thread at a time. post() connects when
 // needed, reuses the connection while the server keeps it open, and reconnects once when a
@@ -62,7 +48,9 @@ class HttpClient {
   using Header = std::pair<std::string_view, std::string_view>;
   using Clock = std::chrono::steady_clock;
 
-  explicit HttpClient(HttpUrl url) : url_(std::move(url)) {}
+  // For an https URL, `tls` checks the server (nullptr: a TlsConfig with the system's CAs,
+  // which may throw Error); for http it is not used.
+  explicit HttpClient(Url url, std::shared_ptr<const TlsConfig> tls = nullptr);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -87,8 +75,8 @@ class HttpClient {
 
   void close() noexcept;
   // The socket, or -1: for a forked child, which closes its copy without touching the state.
-  int fd() const noexcept { return fd_; }
-  const HttpUrl& url() const noexcept { return url_; }
+  int fd() const noexcept { return stream_.fd(); }
+  const Url& url() const noexcept { return url_; }
 
   // Largest answer read, headers and body; a bigger one is an HttpError.
   static constexpr std::size_t kMaxResponseBytes = 16u << 20;
@@ -98,8 +86,6 @@ class HttpClient {
   // caller's headers and the blank line.
   std::string request_head(std::string_view method, std::string_view path,
                            std::string_view own_lines, std::span<const Header> headers) const;
-  void connect(Clock::time_point deadline);
-  void send_all(std::string_view data, Clock::time_point deadline);
   // Reads more bytes into in_; false at the end of the connection.
   bool read_some(Clock::time_point deadline);
   HttpResponse read_response(Clock::time_point deadline, bool* keep_alive);
@@ -111,10 +97,10 @@ class HttpClient {
   bool decode_stream(std::string& out);
   std::string read_line(std::size_t& pos, Clock::time_point deadline);
   void read_exactly(std::size_t& pos, std::size_t n, std::string& out, Clock::time_point deadline);
-  void wait_ready(short events, Clock::time_point deadline, std::string_view doing);
 
-  HttpUrl url_;
-  int fd_ = -1;
+  Url url_;
+  std::shared_ptr<const TlsConfig> tls_;
+  ByteStream stream_;
   std::string in_;            // Bytes read and not yet consumed by the answer being parsed.
   std::size_t received_ = 0;  // Bytes of the current answer received so far.
 

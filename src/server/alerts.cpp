@@ -1,6 +1,5 @@
 #include "server/alerts.hpp"
 
-#include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -10,13 +9,16 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "base/duration.hpp"
 #include "base/time_text.hpp"
 #include "format/format.hpp"
+#include "net/byte_stream.hpp"
 #include "net/http_client.hpp"
 #include "server/http_errors.hpp"
 #include "stagelog/error.hpp"
@@ -109,14 +111,24 @@ AlertConfig parse_alert_config(std::string_view text) {
       std::string where = "webhooks[" + std::to_string(i) + "]";
       const Json& h = hooks[i];
       if (!h.is_object()) bad(where, "expected an object with name and url");
-      only_keys(h, where, {"name", "url", "headers"});
+      only_keys(h, where, {"name", "url", "headers", "ca_file"});
       Webhook w;
       w.name = text_of(h.value("name", Json()), where + ".name");
       w.url = text_of(h.value("url", Json()), where + ".url");
+      bool tls = false;
       try {
-        detail::parse_http_url(w.url);
+        tls = detail::parse_url(w.url).tls;
       } catch (const Error& e) {
         bad(where + ".url", e.what());
+      }
+      if (h.contains("ca_file")) {
+        w.ca_file = text_of(h["ca_file"], where + ".ca_file");
+        if (!tls) bad(where + ".ca_file", "needs an https:// url");
+        try {
+          detail::TlsConfig check(w.ca_file);  // A missing file is an error at start, not later.
+        } catch (const Error& e) {
+          bad(where + ".ca_file", e.what());
+        }
       }
       for (const Webhook& other : config.webhooks) {
         if (other.name == w.name) bad(where + ".name", "\"" + w.name + "\" is defined twice");
@@ -231,6 +243,9 @@ namespace {
 using Json = nlohmann::ordered_json;
 using server::AlertRule;
 using server::AlertType;
+
+// Connect, TLS handshake, send and answer of one delivery together.
+constexpr auto kDeliveryTimeout = std::chrono::seconds(10);
 
 std::string_view field_text(const Event& e, std::string_view key) {
   for (const Field& f : e.fields) {
@@ -437,24 +452,25 @@ std::string AlertEngine::recent_json() const {
 
 bool AlertEngine::deliver(const Delivery& d, std::string& error) {
   const server::Webhook& hook = config_.webhooks[d.webhook];
-  HttpUrl url = parse_http_url(hook.url);  // Checked when the config was parsed.
-  httplib::Client client(url.host, url.port);
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(5, 0);
-  client.set_write_timeout(5, 0);
-  httplib::Headers headers = {{"X-Stagelog-Alert-Id", d.alert_id}};
-  for (const auto& [name, value] : hook.headers) headers.emplace(name, value);
-  auto res =
-      client.Post(url.base_path.empty() ? "/" : url.base_path, headers, d.body, "application/json");
-  if (!res) {
-    error = httplib::to_string(res.error());
+  std::vector<HttpClient::Header> headers = {{"X-Stagelog-Alert-Id", d.alert_id}};
+  for (const auto& [name, value] : hook.headers) headers.emplace_back(name, value);
+  try {
+    Url url = parse_url(hook.url);  // Checked when the config was parsed.
+    std::shared_ptr<const TlsConfig> tls;
+    if (url.tls) tls = std::make_shared<const TlsConfig>(hook.ca_file);  // "": system CAs.
+    HttpClient client(url, std::move(tls));
+    // The whole path is the URL's: post() puts the base path before the one given.
+    HttpResponse res = client.post(url.base_path.empty() ? "/" : "", "application/json", d.body,
+                                   headers, std::chrono::steady_clock::now() + kDeliveryTimeout);
+    if (res.status < 200 || res.status > 299) {
+      error = "HTTP " + std::to_string(res.status);
+      return false;
+    }
+    return true;
+  } catch (const Error& e) {  // HttpError, or a CA file gone since the start.
+    error = e.what();
     return false;
   }
-  if (res->status < 200 || res->status > 299) {
-    error = "HTTP " + std::to_string(res->status);
-    return false;
-  }
-  return true;
 }
 
 void AlertEngine::loop() {

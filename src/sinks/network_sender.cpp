@@ -22,11 +22,12 @@ constexpr std::size_t kMaxQueuedReports = 32;
 
 }  // namespace
 
-NetworkSinkImpl::NetworkSinkImpl(NetworkSinkOptions opts, HttpUrl parsed_url, std::string auth,
+NetworkSinkImpl::NetworkSinkImpl(NetworkSinkOptions opts, Url parsed_url,
+                                 std::shared_ptr<const TlsConfig> tls, std::string auth,
                                  std::filesystem::path base)
     : options(std::move(opts)),
       url(std::move(parsed_url)),
-      transport_(url, std::move(auth)),
+      transport_(url, std::move(tls), std::move(auth)),
       spool_(std::move(base), options.spool_max_bytes,
              [this](std::string message) { report_locked(std::move(message)); }),
       rng_(std::random_device{}()),

@@ -32,10 +32,10 @@ namespace stagelog::detail {
 struct NetworkSinkImpl {
   using Clock = std::chrono::steady_clock;
 
-  // `options` checked; `auth` the Authorization value or empty; `base` the spool path asked
-  // for. Starts nothing: start() does.
-  NetworkSinkImpl(NetworkSinkOptions options, HttpUrl url, std::string auth,
-                  std::filesystem::path base);
+  // `options` checked; `tls` for an https url (else nullptr); `auth` the Authorization value
+  // or empty; `base` the spool path asked for. Starts nothing: start() does.
+  NetworkSinkImpl(NetworkSinkOptions options, Url url, std::shared_ptr<const TlsConfig> tls,
+                  std::string auth, std::filesystem::path base);
 
   // Opens the spool (replaying what earlier processes left) and starts the sender thread.
   // Throws Error naming the spool path.
@@ -54,7 +54,7 @@ struct NetworkSinkImpl {
   void after_fork_child() noexcept;
 
   const NetworkSinkOptions options;
-  const HttpUrl url;
+  const Url url;
   mutable std::mutex mu;  // The fork hooks hold it across fork().
 
  private:

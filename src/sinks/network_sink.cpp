@@ -31,9 +31,9 @@ bool has_control_char(std::string_view text) {
   return false;
 }
 
-HttpUrl checked_url(const std::string& url) {
+Url checked_url(const std::string& url) {
   try {
-    return parse_http_url(url);
+    return parse_url(url);
   } catch (const Error& e) {
     throw Error("network sink: bad server URL '" + url + "': " + e.what());
   }
@@ -41,7 +41,18 @@ HttpUrl checked_url(const std::string& url) {
 
 // Throws Error saying what is wrong with the options; clamps spool_max_bytes.
 std::unique_ptr<NetworkSinkImpl> make_impl(NetworkSinkOptions options) {
-  HttpUrl url = checked_url(options.url);
+  Url url = checked_url(options.url);
+  std::shared_ptr<const TlsConfig> tls;
+  if (!options.ca_file.empty() && !url.tls) {
+    throw Error("network sink: ca_file needs an https:// server URL, not " + url.text);
+  }
+  if (url.tls) {
+    try {
+      tls = std::make_shared<const TlsConfig>(options.ca_file);
+    } catch (const Error& e) {
+      throw Error(std::string("network sink: ") + e.what());
+    }
+  }
   if (has_control_char(options.token)) {
     throw Error("network sink: the token holds a control character");
   }
@@ -67,8 +78,8 @@ std::unique_ptr<NetworkSinkImpl> make_impl(NetworkSinkOptions options) {
   if (options.spool_max_bytes > (std::uint64_t{1} << 62)) {
     options.spool_max_bytes = std::uint64_t{1} << 62;  // No overflow in the spool's arithmetic.
   }
-  return std::make_unique<NetworkSinkImpl>(std::move(options), std::move(url), std::move(auth),
-                                           std::move(base));
+  return std::make_unique<NetworkSinkImpl>(std::move(options), std::move(url), std::move(tls),
+                                           std::move(auth), std::move(base));
 }
 
 std::filesystem::path state_dir() {
@@ -170,8 +181,9 @@ std::filesystem::path NetworkSink::spool_path() const { return impl_->spool_path
 const std::string& NetworkSink::url() const noexcept { return impl_->url.text; }
 
 std::filesystem::path default_spool_path(std::string_view url) {
-  detail::HttpUrl parsed = detail::checked_url(std::string(url));
-  std::string name = parsed.host;
+  detail::Url parsed = detail::checked_url(std::string(url));
+  // An http spool keeps the name it had before https existed, so that an upgrade replays it.
+  std::string name = parsed.tls ? "https_" + parsed.host : parsed.host;
   for (char& c : name) {
     if (c == ':' || c == '/') c = '_';
   }
@@ -181,12 +193,19 @@ std::filesystem::path default_spool_path(std::string_view url) {
 std::shared_ptr<NetworkSink> network_sink_from_env(NetworkSinkOptions options) {
   const char* server = std::getenv("STAGELOG_SERVER");
   if (server == nullptr || server[0] == '\0') return nullptr;
+  bool tls = false;
   try {
-    (void)detail::parse_http_url(server);
+    tls = detail::parse_url(server).tls;
   } catch (const Error& e) {
     throw Error(std::string("STAGELOG_SERVER=") + server + ": " + e.what());
   }
   options.url = server;
+  if (const char* ca = std::getenv("STAGELOG_CA_FILE"); ca != nullptr && ca[0] != '\0') {
+    if (!tls) {
+      throw Error(std::string("STAGELOG_CA_FILE needs an https:// STAGELOG_SERVER, not ") + server);
+    }
+    options.ca_file = ca;
+  }
   if (const char* token = std::getenv("STAGELOG_TOKEN")) {
     options.token = token;
     if (detail::has_control_char(options.token)) {  // Never echo the token itself.

@@ -61,8 +61,11 @@ std::chrono::milliseconds retry_after(const HttpResponse& response) {
 
 }  // namespace
 
-NetworkTransport::NetworkTransport(HttpUrl url, std::string auth)
-    : url_(std::move(url)), auth_(std::move(auth)), client_(std::make_unique<HttpClient>(url_)) {}
+NetworkTransport::NetworkTransport(Url url, std::shared_ptr<const TlsConfig> tls, std::string auth)
+    : url_(std::move(url)),
+      tls_(std::move(tls)),
+      auth_(std::move(auth)),
+      client_(std::make_unique<HttpClient>(url_, tls_)) {}
 
 PostOutcome NetworkTransport::post(std::string_view body, std::uint64_t lines, std::string_view key,
                                    Clock::time_point deadline) {
@@ -116,7 +119,7 @@ void NetworkTransport::restart_after_fork() {
     if (client_->fd() >= 0) ::close(client_->fd());  // Our copy; the parent's stays open.
     (void)client_.release();                         // The dead sender may have been inside it.
   }
-  client_ = std::make_unique<HttpClient>(url_);
+  client_ = std::make_unique<HttpClient>(url_, tls_);
 }
 
 }  // namespace stagelog::detail

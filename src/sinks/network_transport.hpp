@@ -30,8 +30,9 @@ class NetworkTransport {
  public:
   using Clock = HttpClient::Clock;
 
-  // `auth` is the Authorization value ("Bearer ..."), or empty for none.
-  NetworkTransport(HttpUrl url, std::string auth);
+  // `tls` checks an https server (nullptr: the system's CAs); `auth` is the Authorization
+  // value ("Bearer ..."), or empty for none.
+  NetworkTransport(Url url, std::shared_ptr<const TlsConfig> tls, std::string auth);
 
   // One request for `lines` lines in `body` with the batch's Idempotency-Key (none when
   // empty), given up at `deadline`. Never throws HttpError: a request without an answer is a
@@ -44,7 +45,8 @@ class NetworkTransport {
   void restart_after_fork();
 
  private:
-  const HttpUrl url_;
+  const Url url_;
+  const std::shared_ptr<const TlsConfig> tls_;
   const std::string auth_;
   std::unique_ptr<HttpClient> client_;
 };

@@ -1359,7 +1359,7 @@ TEST_F(AlertsTest, AFailedDeliveryIsRetriedWithTheSameAlertIdAndAGiveUpIsReporte
   // A second webhook that never answers, added to the parsed config.
   ServerOptions o = alert_options(R"([{"name": "any", "type": "repeated_failures", "count": 1}])",
                                   R"(,"retry": {"attempts": 2, "first_delay": "10ms"})");
-  o.alerts.webhooks.push_back(server::Webhook{"gone", gone_url + "/x", {}});
+  o.alerts.webhooks.push_back(server::Webhook{"gone", gone_url + "/x", {}, {}});
   start(std::move(o));
   ASSERT_STATUS(post(failed("AGENT", clock_.now())), 200);
   ASSERT_TRUE(receiver_.wait_for_requests(2));

@@ -62,7 +62,7 @@ class SseClient {
  public:
   SseClient(int port, const std::string& target, const std::string& token,
             const std::string& last_event_id = "")
-      : client_(detail::parse_http_url("http://127.0.0.1:" + std::to_string(port))) {
+      : client_(detail::parse_url("http://127.0.0.1:" + std::to_string(port))) {
     std::string bearer = "Bearer " + token;
     std::vector<detail::HttpClient::Header> headers = {
         {"Authorization", bearer},

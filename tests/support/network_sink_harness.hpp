@@ -1,8 +1,15 @@
 #pragma once
 
 // What the NetworkSink tests (tests/unit/network_sink_test.cpp, network_spool_test.cpp) share:
-// numbered events, options for a fast sink, a collector of on_error reports, free ports. Needs
+// numbered events, options for a fast sink, a collector of on_error reports, free ports and a
+// silent one (https_test uses some of them too). Needs
 // cpp-httplib (ndjson_receiver.hpp): link PkgConfig::HTTPLIB.
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -25,6 +32,35 @@ inline int free_port() {
   Receiver r;
   return r.port();
 }
+
+// A port that accepts connections (the kernel completes them) and never answers.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentServer() { close(); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 inline std::string url_of(int port) { return "http://127.0.0.1:" + std::to_string(port); }
 

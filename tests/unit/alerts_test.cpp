@@ -85,7 +85,13 @@ TEST(AlertConfigTest, BadInputNamesTheKeyAndWhatIsWrong) {
   EXPECT_THAT(error(R"({"rules":[{"name":"a","type":"stuck","webhooks":["ops"]}]})"),
               HasSubstr("rules[0].webhooks: no webhook is named \"ops\""));
   EXPECT_THAT(error(R"({"webhooks":[{"name":"x","url":"https://h/x"}],"rules":[]})"),
-              HasSubstr("webhooks[0].url:"));
+              HasSubstr("no error"));
+  EXPECT_THAT(
+      error(R"({"webhooks":[{"name":"x","url":"http://h/x","ca_file":"ca.pem"}],"rules":[]})"),
+      HasSubstr("webhooks[0].ca_file: needs an https:// url"));
+  EXPECT_THAT(error(R"({"webhooks":[{"name":"x","url":"https://h/x","ca_file":"/no/such.pem"}],)"
+                    R"("rules":[]})"),
+              HasSubstr("webhooks[0].ca_file: cannot read the CA file /no/such.pem"));
   EXPECT_THAT(error(R"({"webhooks":[{"name":"x","url":"ftp://h"}],"rules":[]})"),
               HasSubstr("webhooks[0].url:"));
   EXPECT_THAT(error(R"({"webhooks":[{"name":"x","url":"http://h","headers":{"A B":"1"}}],)"

@@ -54,72 +54,11 @@ using test::Receiver;
 using test::Reply;
 using test::Reports;
 using test::ScopedEnv;
+using test::SilentServer;
 using test::url_of;
 using test::write_numbered;
 
 constexpr auto kPatience = test::kDefaultPatience;  // Upper bound on any wait (20 s).
-
-// A port that accepts connections (the kernel completes them) and never answers.
-class SilentServer {
- public:
-  SilentServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(::listen(fd_, 16), 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentServer() { close(); }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
-// ---- URLs ------------------------------------------------------------------------------------
-
-TEST(HttpUrlTest, SplitsHostPortAndPrefix) {
-  auto u = detail::parse_http_url("http://logs.example.com:8080/stagelog/");
-  EXPECT_EQ(u.host, "logs.example.com");
-  EXPECT_EQ(u.port, 8080);
-  EXPECT_EQ(u.base_path, "/stagelog");
-  EXPECT_EQ(u.host_header, "logs.example.com:8080");
-  EXPECT_EQ(u.text, "http://logs.example.com:8080/stagelog");
-  auto v6 = detail::parse_http_url("HTTP://[::1]:9000");
-  EXPECT_EQ(v6.host, "::1");
-  EXPECT_EQ(v6.host_header, "[::1]:9000");
-  EXPECT_EQ(detail::parse_http_url("http://box").port, 80);
-}
-
-TEST(HttpUrlTest, RefusesHttpsWithAProxyHint) {
-  try {
-    detail::parse_http_url("https://logs.example.com");
-    FAIL() << "https accepted";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("https is not supported"));
-    EXPECT_THAT(e.what(), HasSubstr("TLS proxy"));
-  }
-}
-
-TEST(HttpUrlTest, RefusesMalformedUrls) {
-  for (const char* bad :
-       {"", "localhost:8080", "ftp://x", "http://", "http://:80", "http://h:0", "http://h:70000",
-        "http://h:8x", "http://u:p@h:1", "http://h/x?y=1", "http://::1:80", "http://h:"}) {
-    EXPECT_THROW(detail::parse_http_url(bad), Error) << bad;
-  }
-}
 
 // ---- The HTTP client -------------------------------------------------------------------------
 
@@ -128,7 +67,7 @@ TEST(HttpClientTest, ReadsAChunkedAnswerAndKeepsTheConnection) {
   receiver.set_policy([](const Received&) {
     return Reply{200, R"({"accepted":3,"rejected":[{"line":2,"error":"bad status"}]})", true};
   });
-  detail::HttpClient client(detail::parse_http_url(receiver.url()));
+  detail::HttpClient client(detail::parse_url(receiver.url()));
   auto deadline = std::chrono::steady_clock::now() + kPatience;
   auto first = client.post("/api/v1/events", "application/x-ndjson", "{}\n{}\n{}\n", {}, deadline);
   EXPECT_EQ(first.status, 200);
@@ -147,7 +86,7 @@ TEST(HttpClientTest, ReadsAChunkedAnswerAndKeepsTheConnection) {
 
 TEST(HttpClientTest, ReconnectsWhenTheServerClosedAKeptConnection) {
   Receiver receiver;
-  detail::HttpClient client(detail::parse_http_url(receiver.url()));
+  detail::HttpClient client(detail::parse_url(receiver.url()));
   auto deadline = std::chrono::steady_clock::now() + kPatience;
   EXPECT_EQ(client.post("/api/v1/events", "application/x-ndjson", "{}\n", {}, deadline).status,
             200);
@@ -160,7 +99,7 @@ TEST(HttpClientTest, ReconnectsWhenTheServerClosedAKeptConnection) {
 
 TEST(HttpClientTest, TimesOutOnAServerThatNeverAnswers) {
   SilentServer silent;
-  detail::HttpClient client(detail::parse_http_url(url_of(silent.port())));
+  detail::HttpClient client(detail::parse_url(url_of(silent.port())));
   auto deadline = std::chrono::steady_clock::now() + 200ms;
   try {
     client.post("/api/v1/events", "application/x-ndjson", "{}\n", {}, deadline);
@@ -172,7 +111,7 @@ TEST(HttpClientTest, TimesOutOnAServerThatNeverAnswers) {
 }
 
 TEST(HttpClientTest, SaysWhenItCannotConnect) {
-  detail::HttpClient client(detail::parse_http_url(url_of(free_port())));
+  detail::HttpClient client(detail::parse_url(url_of(free_port())));
   try {
     client.post("/x", "text/plain", "", {}, std::chrono::steady_clock::now() + kPatience);
     FAIL() << "connected to nothing";
@@ -245,7 +184,7 @@ bool read_until(detail::HttpClient& client, std::string& got, std::size_t want) 
 
 TEST(HttpClientTest, StreamsAChunkedBodyAsItArrives) {
   StreamingServer server;
-  detail::HttpClient client(detail::parse_http_url(server.url()));
+  detail::HttpClient client(detail::parse_url(server.url()));
   const detail::HttpClient::Header headers[] = {{"Accept", "text/event-stream"}};
   auto head = client.get_stream("/stream", headers, std::chrono::steady_clock::now() + kPatience);
   ASSERT_EQ(head.status, 200);
@@ -273,7 +212,7 @@ TEST(HttpClientTest, StreamsAChunkedBodyAsItArrives) {
 
 TEST(HttpClientTest, AStreamCutMidBodyIsAnError) {
   StreamingServer server;
-  detail::HttpClient client(detail::parse_http_url(server.url()));
+  detail::HttpClient client(detail::parse_url(server.url()));
   ASSERT_EQ(client.get_stream("/stream", {}, std::chrono::steady_clock::now() + kPatience).status,
             200);
   server.send("part");
@@ -291,7 +230,7 @@ TEST(HttpClientTest, AStreamCutMidBodyIsAnError) {
 
 TEST(HttpClientTest, AStreamRefusedIsReadWholeAsAnAnswer) {
   StreamingServer server;
-  detail::HttpClient client(detail::parse_http_url(server.url()));
+  detail::HttpClient client(detail::parse_url(server.url()));
   auto r = client.get_stream("/secret", {}, std::chrono::steady_clock::now() + kPatience);
   EXPECT_EQ(r.status, 401);
   EXPECT_EQ(r.body, R"({"success":false,"error":"missing token"})");
@@ -636,15 +575,41 @@ TEST(NetworkSinkEnvTest, AMalformedServerNamesTheVariableAndValue) {
   }
 }
 
-TEST(NetworkSinkEnvTest, HttpsIsRefusedWithAProxyHint) {
-  ScopedEnv server("STAGELOG_SERVER", "https://logs.example.com");
+TEST(NetworkSinkEnvTest, ACaFileWithAnHttpServerIsAnError) {
+  ScopedEnv server("STAGELOG_SERVER", "http://logs.example.com");
+  ScopedEnv ca("STAGELOG_CA_FILE", "/etc/ssl/certs/ca-certificates.crt");
   try {
     network_sink_from_env();
     FAIL() << "accepted";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("STAGELOG_SERVER=https://logs.example.com"));
-    EXPECT_THAT(e.what(), HasSubstr("not supported"));
-    EXPECT_THAT(e.what(), HasSubstr("TLS proxy"));
+    EXPECT_THAT(e.what(), HasSubstr("STAGELOG_CA_FILE needs an https:// STAGELOG_SERVER"));
+  }
+}
+
+TEST(NetworkSinkEnvTest, AnUnreadableCaFileIsAnError) {
+  test::TempDir dir;
+  ScopedEnv server("STAGELOG_SERVER", "https://127.0.0.1:1");
+  ScopedEnv ca("STAGELOG_CA_FILE", (dir.path() / "no-such-ca.pem").c_str());
+  ScopedEnv spool("STAGELOG_SPOOL", (dir.path() / "env.spool").c_str());
+  try {
+    network_sink_from_env();
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(),
+                HasSubstr("cannot read the CA file " + (dir.path() / "no-such-ca.pem").string() +
+                          ": No such file or directory"));
+  }
+}
+
+TEST(NetworkSinkTest, ACaFileWithAnHttpUrlIsAnError) {
+  NetworkSinkOptions o;
+  o.url = "http://127.0.0.1:1";
+  o.ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  try {
+    NetworkSink sink(o);
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("ca_file needs an https:// server URL"));
   }
 }
 
@@ -669,7 +634,12 @@ TEST(NetworkSinkEnvTest, DefaultSpoolPathIsPerServerUnderTheStateDir) {
   ScopedEnv state("XDG_STATE_HOME", "/var/state");
   EXPECT_EQ(default_spool_path("http://logs.example.com:8080"),
             fs::path("/var/state/stagelog/spool/logs.example.com_8080.spool"));
-  EXPECT_THROW(default_spool_path("https://x"), Error);
+  // The scheme is part of the name: http and https to one host:port are two servers.
+  EXPECT_EQ(default_spool_path("https://logs.example.com:8080"),
+            fs::path("/var/state/stagelog/spool/https_logs.example.com_8080.spool"));
+  EXPECT_EQ(default_spool_path("https://[::1]"),
+            fs::path("/var/state/stagelog/spool/https___1_443.spool"));
+  EXPECT_THROW(default_spool_path("ftp://x"), Error);
 }
 
 TEST(NetworkSinkEnvTest, SetupWorkerLoggingAddsTheNetworkSinkWhenTheServerIsSet) {

@@ -13,7 +13,8 @@ namespace stagelog::server {
 // What `stagelog serve --alerts FILE` watches for, and where it says so. The file is JSON:
 //
 //   {"webhooks": [{"name": "ops", "url": "http://127.0.0.1:9000/hook",
-//                  "headers": {"Authorization": "Bearer abc"}}],
+//                  "headers": {"Authorization": "Bearer abc"}},
+//                 {"name": "chat", "url": "https://chat.example/hook", "ca_file": "ca.pem"}],
 //    "rules": [
 //      {"name": "judge-failing", "type": "repeated_failures", "stage": "JUDGE",
 //       "count": 5, "window": "10m", "cooldown": "30m"},
@@ -36,8 +37,11 @@ std::string_view alert_type_name(AlertType type) noexcept;
 
 struct Webhook {
   std::string name;
-  std::string url;  // http://host:port/path; https through a local TLS proxy.
+  std::string url;  // http://host:port/path or https://host:port/path.
   std::vector<std::pair<std::string, std::string>> headers;
+  // https only: a PEM file of the CAs the webhook's certificate must chain to; empty: the
+  // system's CAs.
+  std::string ca_file;
 };
 
 struct AlertRule {

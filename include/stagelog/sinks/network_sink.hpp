@@ -18,10 +18,13 @@ struct NetworkSinkImpl;
 }  // namespace detail
 
 struct NetworkSinkOptions {
-  // "http://host:port", optionally with a path prefix for a reverse proxy
-  // ("http://gateway:8080/stagelog" posts to /stagelog/api/v1/events). https:// is refused:
-  // run a local TLS proxy (stunnel, nginx) and give its http:// address.
+  // "http://host:port" or "https://host:port", optionally with a path prefix for a reverse
+  // proxy ("http://gateway:8080/stagelog" posts to /stagelog/api/v1/events). https checks the
+  // server's certificate (TLS 1.2 or later) and that it names the URL's host or IP address.
   std::string url;
+  // For https: a PEM file of the CA certificates to trust instead of the system's (a private
+  // CA, a self-signed server). Must be empty for an http:// url.
+  std::string ca_file;
   // Sent as "Authorization: Bearer <token>" (a token with the ingest scope); empty sends none.
   std::string token;
   Level level = Level::Trace;
@@ -104,8 +107,8 @@ struct NetworkSinkStats {
 // Delivery is at least once: a request whose answer was lost is sent again.
 class NetworkSink : public Sink {
  public:
-  // Throws Error naming the URL (bad or https) or the spool path (cannot be created, not a
-  // spool file).
+  // Throws Error naming the URL (malformed, or ca_file with http://), the CA file (cannot be
+  // read, no certificate in it) or the spool path (cannot be created, not a spool file).
   explicit NetworkSink(NetworkSinkOptions options);
   ~NetworkSink() override;
 
@@ -125,22 +128,23 @@ class NetworkSink : public Sink {
   NetworkSinkStats stats() const;
   // The spool file in use: spool_path, or "<spool_path>.<pid>" when another holds that.
   std::filesystem::path spool_path() const;
-  // The normalised server URL ("http://host:port[/prefix]").
+  // The normalised server URL ("http[s]://host:port[/prefix]").
   const std::string& url() const noexcept;
 
  private:
   std::unique_ptr<detail::NetworkSinkImpl> impl_;
 };
 
-// "$XDG_STATE_HOME/stagelog/spool/<host>_<port>.spool", else under
-// "$HOME/.local/state/stagelog/spool/", else under "/tmp/stagelog-<uid>/spool/": one spool
-// per server. Throws Error for a bad URL.
+// "$XDG_STATE_HOME/stagelog/spool/<host>_<port>.spool" ("https_<host>_<port>.spool" for an
+// https URL), else under "$HOME/.local/state/stagelog/spool/", else under
+// "/tmp/stagelog-<uid>/spool/": one spool per server. Throws Error for a bad URL.
 std::filesystem::path default_spool_path(std::string_view url);
 
 // A NetworkSink configured from the environment, or nullptr when STAGELOG_SERVER is unset or
-// empty. STAGELOG_SERVER is the URL, STAGELOG_TOKEN the token, STAGELOG_SPOOL (optional) the
-// spool path; `options` gives the rest. Throws Error naming the variable and its value when
-// STAGELOG_SERVER is malformed or https.
+// empty. STAGELOG_SERVER is the URL, STAGELOG_TOKEN the token, STAGELOG_CA_FILE (optional, for
+// https) the CA file, STAGELOG_SPOOL (optional) the spool path; `options` gives the rest.
+// Throws Error naming the variable and its value when STAGELOG_SERVER is malformed, or when
+// STAGELOG_CA_FILE is set and STAGELOG_SERVER is not https.
 std::shared_ptr<NetworkSink> network_sink_from_env(NetworkSinkOptions options = {});
 
 }  // namespace stagelog
