@@ -25,7 +25,8 @@ void write_all(int fd, std::string_view data, std::string_view what) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw Error("cannot write " + std::string(what) + ": " + errno_text(errno));
+      const int err = errno;
+      throw Error("cannot write " + std::string(what) + ": " + errno_text(err), errno_kind(err));
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }

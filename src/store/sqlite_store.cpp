@@ -152,7 +152,9 @@ Error SqliteStore::error(std::string_view operation) const {
   try {
     throw;
   } catch (const SqliteError& e) {
-    message += e.message;
+    return Error(message + e.message, detail::sqlite_error_kind(e.code));
+  } catch (const Error& e) {
+    return Error(message + e.what(), e.kind());
   } catch (const std::exception& e) {
     message += e.what();
   }
