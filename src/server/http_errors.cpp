@@ -22,6 +22,8 @@ int status_of(ApiErrorKind kind) {
       return 415;
     case ApiErrorKind::Unavailable:
       return 503;
+    case ApiErrorKind::InsufficientStorage:
+      return 507;
     case ApiErrorKind::StoreFailure:
     case ApiErrorKind::Internal:
       break;

@@ -18,8 +18,9 @@ enum class ApiErrorKind {
   PayloadTooLarge,       // 413: a body over ServerOptions::max_body_bytes (decompressed).
   UnsupportedMediaType,  // 415: a Content-Encoding or Content-Type we do not read.
   StoreFailure,          // 500: the store returned an error.
+  InsufficientStorage,   // 507: a write the store refused for a full disk; try again later.
   Internal,              // 500: anything else (a bug, out of memory).
-  Unavailable,           // 503: busy (every stream slot taken) or stopping; try again later.
+  Unavailable,           // 503: busy (every stream slot, or the store) or stopping; try later.
 };
 
 struct ApiError {
