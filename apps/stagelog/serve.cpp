@@ -1,6 +1,6 @@
 // stagelog serve: the HTTP server over a SQLite store in a data folder (seed 004's API, ingest,
 // retention, auth). SIGINT and SIGTERM stop it cleanly: requests in progress finish and what
-// they wrote is committed before it exits.
+// they wrote is committed before it exits. SIGHUP re-reads the tokens file.
 
 #include <pthread.h>
 #include <signal.h>
@@ -19,6 +19,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/fd_io.hpp"
 #include "commands.hpp"
 #include "duration.hpp"
 #include "stagelog/error.hpp"
@@ -125,15 +126,33 @@ void print_line(const std::string& line) {
   std::fflush(stdout);
 }
 
+// Takes the blocked signals until one stops the server: SIGHUP re-reads the tokens file and
+// says how it went on stderr; SIGINT or SIGTERM stops the server.
+void wait_for_stop(server::Server& server, const sigset_t& signals) {
+  for (;;) {
+    int signal = 0;
+    if (sigwait(&signals, &signal) != 0) continue;
+    if (signal != SIGHUP) {
+      std::fprintf(stderr, "stagelog serve: %s, stopping\n",
+                   signal == SIGINT ? "SIGINT" : "SIGTERM");
+      server.stop();
+      return;
+    }
+    auto reloaded = server.reload_tokens();
+    if (reloaded) {
+      std::fprintf(stderr, "stagelog serve: SIGHUP, re-read the tokens file: %zu token%s\n",
+                   *reloaded, *reloaded == 1 ? "" : "s");
+    }  // Else the server said why (on_error).
+  }
+}
+
 int serve(const ServeOptions& o) {
   namespace fs = std::filesystem;
   const fs::path data(o.data);
   std::error_code ec;
-  fs::create_directories(data, ec);
-  if (ec || !fs::is_directory(data)) {
-    throw Error("cannot create data folder " + data.string() + ": " +
-                (ec ? ec.message() : "not a folder"));
-  }
+  // A folder made here is the server's alone (0700); one that exists keeps the mode its owner
+  // gave it. The files in it are made 0600 (the store, the tokens file).
+  detail::create_private_folder(data);
   const fs::path tokens_path = o.tokens.empty() ? data / "tokens" : fs::path(o.tokens);
   if (!fs::exists(tokens_path, ec)) {
     std::string token =
@@ -142,7 +161,6 @@ int serve(const ServeOptions& o) {
                " with an admin token; it is shown once, here (the file keeps only its hash):");
     print_line("admin token: " + token);
   }
-  server::TokenFile tokens = server::TokenFile::load(tokens_path);
 
   server::ServerOptions options;
   Address address = *parse_listen(o.listen);
@@ -162,15 +180,17 @@ int serve(const ServeOptions& o) {
   // Signals are taken by one thread with sigwait(), so they are blocked before any thread
   // starts (the store's and the Server's threads inherit the mask) and never interrupt a
   // request.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::unique_ptr<store::Store> store = store::open_sqlite_store(data / "stagelog.db");
 
-  server::Server server(*store, std::move(tokens), options);
+  // The tokens file is re-read when it changes, and on SIGHUP.
+  server::Server server(*store, tokens_path, options);
   server.bind();
   const bool tls = !options.tls_cert_file.empty();
   print_line(std::string("listening on ") + (tls ? "https://" : "http://") +
@@ -184,11 +204,8 @@ int serve(const ServeOptions& o) {
 
   std::atomic<bool> signalled{false};
   std::thread waiter([&] {
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
+    wait_for_stop(server, signals);
     signalled = true;
-    std::fprintf(stderr, "stagelog serve: %s, stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
-    server.stop();
   });
   server.run();
   if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);  // Wakes its sigwait().
@@ -207,7 +224,7 @@ Command add_serve(CLI::App& app) {
       "/api/execution-logs/{trackingId}, and show it all in a web UI at http://HOST:PORT/.\n"
       "Every API route needs a bearer token (the UI asks for one): with no tokens file, one is\n"
       "created and an admin token printed once.");
-  cmd->add_option("--data", o->data, "Data folder (created if missing): stagelog.db, tokens")
+  cmd->add_option("--data", o->data, "Data folder (created 0700 if missing): stagelog.db, tokens")
       ->required();
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")
       ->check(CLI::Validator(check_listen, "HOST:PORT"))
@@ -247,9 +264,9 @@ Command add_serve(CLI::App& app) {
                   "copy built in (for working on web/)")
       ->check(CLI::ExistingDirectory);
   cmd->footer(
-      "Prints \"listening on http://HOST:PORT\" (https with --tls-cert) once it accepts "
-      "connections. SIGINT or SIGTERM\n"
-      "stops it after the requests in progress.\n"
+      "Prints \"listening on http://HOST:PORT\" (https with --tls-cert) once it accepts\n"
+      "connections. SIGINT or SIGTERM stops it after the requests in progress. SIGHUP re-reads\n"
+      "the tokens file (a change to it is also taken within a second).\n"
       "Examples:\n"
       "  stagelog serve --data /var/lib/stagelog\n"
       "  stagelog serve --data ./data --listen 0.0.0.0:8080 --retention 30d\n"

@@ -1,5 +1,6 @@
 #include "base/errno_text.hpp"
 
+#include <cerrno>
 #include <cstring>
 
 namespace stagelog::detail {
@@ -18,6 +19,18 @@ namespace {
 std::string errno_text(int err) {
   char buf[256];
   return strerror_result(strerror_r(err, buf, sizeof buf), buf);
+}
+
+ErrorKind errno_kind(int err) noexcept {
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return ErrorKind::DiskFull;
+    case EIO:
+      return ErrorKind::Io;
+    default:
+      return ErrorKind::Other;
+  }
 }
 
 }  // namespace stagelog::detail

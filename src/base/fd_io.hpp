@@ -24,6 +24,14 @@ bool pread_all(int fd, char* out, std::size_t n, std::uint64_t offset);
 // file or the new one, never part of either. Throws Error naming the file on failure.
 void write_file_atomically(const std::filesystem::path& path, std::string_view data);
 
+// Creates `path` as an empty file of mode 0600, whatever the umask, and returns true; false
+// when something is there already (left as it is). Throws Error naming the path.
+bool create_private_file(const std::filesystem::path& path);
+// Creates the folder `path` with mode 0700, whatever the umask (its missing parents get the
+// umask's modes), and returns true; false when it is a folder already (its mode left as it
+// is: the user chose it). Throws Error "cannot create folder <path>: <reason>".
+bool create_private_folder(const std::filesystem::path& path);
+
 // How much a buffered writer (a file or console sink) gathers before one write().
 inline constexpr std::size_t kWriteBufferBytes = 64 * 1024;
 

@@ -18,10 +18,16 @@ namespace {
 using server::AuthResult;
 using server::Scope;
 
+// How often the log says that writes to the store fail, for each kind of failure.
+constexpr std::chrono::seconds kStoreLogInterval{10};
+// What a client refused for a full disk or an I/O error is told to wait before it tries again.
+constexpr const char* kRetryAfterSeconds = "10";
+
 // Every route, one row each (see routes.hpp). The web UI takes every path outside /api/ but
-// the two fixed ones; a path under /api/ that no row names is a 404.
+// the fixed ones; a path under /api/ that no row names is a 404.
 constexpr std::array kRoutes = {
     Route{"/healthz", kGetHead, Access::Public, &Api::healthz},
+    Route{"/readyz", kGetHead, Access::Public, &Api::readyz},
     Route{"/metrics", kGetHead, Access::Read, &Api::metrics},
     Route{"/api/v1/events", kPost, Access::Ingest, &Api::post_events},
     Route{"/api/v1/executions", kGetHead, Access::Read, &Api::list_executions},
@@ -42,10 +48,12 @@ constexpr std::array kRoutes = {
 
 }  // namespace
 
-Api::Api(store::Store& store, server::TokenFile tokens, const server::ServerOptions& options)
+Api::Api(store::Store& store, std::unique_ptr<TokenSource> tokens,
+         const server::ServerOptions& options)
     : store_(store),
       tokens_(std::move(tokens)),
       options_(options),
+      health_(StoreHealth::Options{{}, options.on_error, kStoreLogInterval}),
       writer_(store, IngestWriter::Options{options.max_open_runs, options.clock}),
       alert_engine_(options.alerts.empty()
                         ? nullptr
@@ -68,7 +76,7 @@ std::optional<ApiError> Api::authorize(const ApiRequest& request, Access access)
   Scope needed = access == Access::Read ? Scope::Read : Scope::Ingest;
   std::optional<std::string_view> header;
   if (request.has_header("Authorization")) header = request.header("Authorization");
-  switch (tokens_.check(header, needed)) {
+  switch (tokens_->check(header, needed)) {
     case AuthResult::Allowed:
       return std::nullopt;
     case AuthResult::Missing:
@@ -158,6 +166,21 @@ Result<std::int64_t, ApiError> Api::expiry(const ApiRequest& request) const {
     expires = std::numeric_limits<std::int64_t>::max();
   }
   return expires;
+}
+
+ApiResponse Api::write_refused(const Error& error, std::string message) {
+  health_.write_failed(error);
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+  extra["details"] = error.what();
+  ApiErrorKind kind = ApiErrorKind::StoreFailure;
+  if (error.kind() == ErrorKind::DiskFull) {
+    kind = ApiErrorKind::InsufficientStorage;
+  } else if (error.kind() == ErrorKind::Io || error.kind() == ErrorKind::Busy) {
+    kind = ApiErrorKind::Unavailable;
+  }
+  ApiResponse response = error_response(ApiError{kind, std::move(message), std::move(extra)});
+  if (kind != ApiErrorKind::StoreFailure) response.set_header("Retry-After", kRetryAfterSeconds);
+  return response;
 }
 
 ApiError not_found(const std::string& tracking_id) {

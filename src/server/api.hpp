@@ -20,7 +20,9 @@
 #include "server/ingest.hpp"
 #include "server/live.hpp"
 #include "server/routes.hpp"
+#include "server/store_health.hpp"
 #include "server/stream.hpp"
+#include "server/token_source.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/server.hpp"
 #include "stagelog/store/store.hpp"
@@ -30,7 +32,8 @@ namespace stagelog::detail {
 class Api {
  public:
   // `store` must outlive the Api; `options` are checked (Server's constructor).
-  Api(store::Store& store, server::TokenFile tokens, const server::ServerOptions& options);
+  Api(store::Store& store, std::unique_ptr<TokenSource> tokens,
+      const server::ServerOptions& options);
 
   // What the transport learns once the headers are in: the request's route, or the answer
   // that refuses it (unknown route, method, token, Content-Type or Content-Encoding, a bad
@@ -54,9 +57,12 @@ class Api {
   LiveState& live() { return live_; }
   StreamHub& hub() { return hub_; }
   IngestWriter& writer() { return writer_; }
+  StoreHealth& health() { return health_; }
+  Result<std::size_t> reload_tokens() { return tokens_->reload(); }
 
   // ---- The routes (api_*.cpp) ----
   ApiResponse healthz(ApiRequest&, const RouteMatch&);
+  ApiResponse readyz(ApiRequest&, const RouteMatch&);
   ApiResponse web_file(ApiRequest&, const RouteMatch&);
   ApiResponse workers(ApiRequest&, const RouteMatch&);
   ApiResponse metrics(ApiRequest&, const RouteMatch&);
@@ -77,10 +83,15 @@ class Api {
   std::optional<ApiError> authorize(const ApiRequest& request, Access access) const;
   // When what a write stores expires: now + ?retention= (capped), or the default retention.
   Result<std::int64_t, ApiError> expiry(const ApiRequest& request) const;
+  // The answer to a write the store refused, `message` saying what was not stored: 507 for a
+  // full disk, 503 for an I/O error or a busy store (both with Retry-After), else 500. The
+  // failure goes to health_.
+  ApiResponse write_refused(const Error& error, std::string message);
 
   store::Store& store_;
-  const server::TokenFile tokens_;
+  const std::unique_ptr<TokenSource> tokens_;
   const server::ServerOptions& options_;
+  StoreHealth health_;
   IngestWriter writer_;
   std::unique_ptr<AlertEngine> alert_engine_;  // None without rules. Outlives live_.
   StreamHub hub_;  // Before live_, which publishes to it (and the alerts, which do too).

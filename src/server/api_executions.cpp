@@ -168,13 +168,10 @@ ApiResponse Api::post_events(ApiRequest& req, const RouteMatch&) {
     if (alert_engine_) alert_engine_->observe(*events);
   }
   if (!stored) {
-    Json extra = Json::object();
-    extra["details"] = stored.error().what();
-    return error_response(ApiError{ApiErrorKind::StoreFailure,
-                                   "cannot store the events; nothing "
-                                   "of this batch was stored",
-                                   std::move(extra)});
+    return write_refused(stored.error(),
+                         "cannot store the events; nothing of this batch was stored");
   }
+  health_.write_succeeded();
   return json_response(record ? std::move(record->body) : dump_json(answer));
 }
 
@@ -199,12 +196,8 @@ ApiResponse Api::put_execution(ApiRequest& req, const RouteMatch& match) {
   }
   std::string execution_id = execution->execution_id;
   auto stored = writer_.put_execution(std::move(*execution), expires_at_ns);
-  if (!stored) {
-    Json extra = Json::object();
-    extra["details"] = stored.error().what();
-    return error_response(
-        ApiError{ApiErrorKind::StoreFailure, "cannot store the execution log", std::move(extra)});
-  }
+  if (!stored) return write_refused(stored.error(), "cannot store the execution log");
+  health_.write_succeeded();
   Json answer = Json::object();
   answer["success"] = true;
   answer["tracking_id"] = id;

@@ -20,13 +20,25 @@ using Json = nlohmann::ordered_json;
 
 constexpr std::size_t kCsvPage = 200;  // Attempts read from the store at a time.
 
-// A CSV field (RFC 4180): quoted when it holds a comma, a quote, CR or LF; quotes doubled.
+// A text cell a spreadsheet would run as a formula (OWASP's CSV injection advice): one that
+// starts with '=', '+', '-', '@', a tab or a CR. It gets a leading "'", which spreadsheets
+// show as text. Numbers and timestamps never go through here, so a negative one stays one.
+bool formula_like(std::string_view field) {
+  return !field.empty() &&
+         std::string_view("=+-@\t\r").find(field.front()) != std::string_view::npos;
+}
+
+// A CSV text field (RFC 4180): escaped when formula_like, then quoted when it holds a comma,
+// a quote, CR or LF; quotes doubled.
 void append_csv_field(std::string& out, std::string_view field) {
+  const bool escape = formula_like(field);
   if (field.find_first_of(",\"\r\n") == std::string_view::npos) {
+    if (escape) out += '\'';
     out += field;
     return;
   }
   out += '"';
+  if (escape) out += '\'';
   for (char c : field) {
     if (c == '"') out += '"';
     out += c;

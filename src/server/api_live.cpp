@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -16,6 +17,19 @@ namespace stagelog::detail {
 
 ApiResponse Api::healthz(ApiRequest&, const RouteMatch&) {
   return json_response(R"({"status":"ok"})");
+}
+
+// Ready: the last write to the store did not fail, or one succeeded since. A load balancer
+// stops sending writes here while the disk is full; /healthz still says the process is alive.
+ApiResponse Api::readyz(ApiRequest&, const RouteMatch&) {
+  std::optional<std::string> why = health_.not_ready();
+  if (!why) return json_response(R"({"ready":true})");
+  nlohmann::ordered_json body = nlohmann::ordered_json::object();
+  body["ready"] = false;
+  body["reason"] = std::move(*why);
+  ApiResponse response = json_response(dump_json(body), 503);
+  response.set_header("Retry-After", "10");
+  return response;
 }
 
 ApiResponse Api::workers(ApiRequest&, const RouteMatch&) {

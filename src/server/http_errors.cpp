@@ -24,6 +24,8 @@ int status_of(ApiErrorKind kind) {
       return 431;
     case ApiErrorKind::Unavailable:
       return 503;
+    case ApiErrorKind::InsufficientStorage:
+      return 507;
     case ApiErrorKind::StoreFailure:
     case ApiErrorKind::Internal:
       break;
@@ -45,39 +47,6 @@ HttpAnswer to_http(const ApiError& error) {
     for (const auto& [key, value] : error.extra.items()) body[key] = value;
   }
   return HttpAnswer{status_of(error.kind), dump_json(body)};
-}
-
-std::string status_body(int status) {
-  std::string message;
-  switch (status) {
-    case 400:
-      message = "bad request";
-      break;
-    case 404:
-      message = "not found";
-      break;
-    case 413:
-      message = "request body too large";
-      break;
-    case 414:
-      message = "request URI too long";
-      break;
-    case 415:
-      message = "unsupported media type";
-      break;
-    case 431:
-      message = "request headers too large";
-      break;
-    case 503:
-      message = "the server is busy; try again later";
-      break;
-    default:
-      message = "HTTP status " + std::to_string(status);
-  }
-  nlohmann::ordered_json body = nlohmann::ordered_json::object();
-  body["success"] = false;
-  body["error"] = message;
-  return dump_json(body);
 }
 
 }  // namespace stagelog::detail

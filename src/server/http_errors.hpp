@@ -19,8 +19,9 @@ enum class ApiErrorKind {
   UnsupportedMediaType,  // 415: a Content-Encoding or Content-Type we do not read.
   HeaderTooLarge,        // 431: headers over ServerOptions::max_header_bytes or _fields.
   StoreFailure,          // 500: the store returned an error.
+  InsufficientStorage,   // 507: a write the store refused for a full disk; try again later.
   Internal,              // 500: anything else (a bug, out of memory).
-  Unavailable,           // 503: busy (every stream slot taken) or stopping; try again later.
+  Unavailable,           // 503: busy (every stream slot, or the store) or stopping; try later.
 };
 
 struct ApiError {
@@ -37,10 +38,6 @@ struct HttpAnswer {
 };
 
 HttpAnswer to_http(const ApiError& error);
-
-// Any status the transport answers by itself (400 for a request line it cannot read, 431 for
-// headers over the limit ...) as the same kind of JSON body.
-std::string status_body(int status);
 
 // JSON text for responses: compact, invalid UTF-8 (from a percent-decoded id) replaced.
 std::string dump_json(const nlohmann::ordered_json& json);

@@ -17,6 +17,7 @@
 
 #include "base/time.hpp"
 #include "server/api.hpp"
+#include "server/token_source.hpp"
 #include "server/transport.hpp"
 #include "stagelog/error.hpp"
 
@@ -26,6 +27,8 @@ namespace {
 
 // How often the watchdog's rules run: a stuck stage is reported within this of its threshold.
 constexpr std::chrono::milliseconds kTickInterval{250};
+// How often a request looks whether the tokens file changed.
+constexpr std::chrono::seconds kTokensCheckInterval{1};
 
 ServerOptions checked(ServerOptions options) {
   if (options.threads == 0) {
@@ -70,7 +73,7 @@ ServerOptions checked(ServerOptions options) {
 }  // namespace
 
 struct Server::Impl {
-  Impl(store::Store& store, TokenFile tokens, ServerOptions o)
+  Impl(store::Store& store, std::unique_ptr<detail::TokenSource> tokens, ServerOptions o)
       : options(std::move(o)), api(store, std::move(tokens), options), transport(api, options) {}
 
   const ServerOptions options;
@@ -87,10 +90,22 @@ struct Server::Impl {
   std::thread ticker;  // Runs the watchdog's rules.
   std::atomic<int> port{0};
 
+  void start_background();
   void purge_loop();
   void tick_loop();
   void stop_background();
 };
+
+void Server::Impl::start_background() {
+  purger = std::thread([this] {
+    pthread_setname_np(pthread_self(), "stagelog-purge");
+    purge_loop();
+  });
+  ticker = std::thread([this] {
+    pthread_setname_np(pthread_self(), "stagelog-live");
+    tick_loop();
+  });
+}
 
 void Server::Impl::purge_loop() {
   std::unique_lock lock(mutex);
@@ -127,15 +142,19 @@ void Server::Impl::stop_background() {
 }
 
 Server::Server(store::Store& store, TokenFile tokens, ServerOptions options)
-    : impl_(std::make_unique<Impl>(store, std::move(tokens), checked(std::move(options)))) {
-  impl_->purger = std::thread([impl = impl_.get()] {
-    pthread_setname_np(pthread_self(), "stagelog-purge");
-    impl->purge_loop();
-  });
-  impl_->ticker = std::thread([impl = impl_.get()] {
-    pthread_setname_np(pthread_self(), "stagelog-live");
-    impl->tick_loop();
-  });
+    : impl_(std::make_unique<Impl>(store, std::make_unique<detail::TokenSource>(std::move(tokens)),
+                                   checked(std::move(options)))) {
+  impl_->start_background();
+}
+
+Server::Server(store::Store& store, const std::filesystem::path& tokens_file,
+               ServerOptions options) {
+  ServerOptions checked_options = checked(std::move(options));
+  auto tokens = std::make_unique<detail::TokenSource>(
+      tokens_file,
+      detail::TokenSource::Options{{}, checked_options.on_error, kTokensCheckInterval});
+  impl_ = std::make_unique<Impl>(store, std::move(tokens), std::move(checked_options));
+  impl_->start_background();
 }
 
 Server::~Server() {
@@ -195,6 +214,8 @@ void Server::stop() {
     impl_->listener.join();
   }
 }
+
+Result<std::size_t> Server::reload_tokens() { return impl_->api.reload_tokens(); }
 
 Result<std::size_t> Server::purge() { return impl_->api.store().purge(impl_->api.now()); }
 

@@ -191,6 +191,11 @@ std::unique_ptr<SpoolFile> open_spool(const std::filesystem::path& path, std::st
     }
     if (st.st_nlink == 0) continue;  // Its owner removed it between our open and our lock.
     if (!S_ISREG(st.st_mode)) throw Error("spool " + path.string() + " is not a regular file");
+    // Events at rest are the owner's alone: 0600 whatever the umask (a spool file is always
+    // the sink's own).
+    if ((st.st_mode & 07777) != 0600 && ::fchmod(fd, 0600) != 0) {
+      throw Error("cannot set the mode of spool " + path.string() + ": " + errno_text(errno));
+    }
     try {
       load_spool(*f, static_cast<std::uint64_t>(st.st_size), note);
     } catch (const std::system_error& e) {

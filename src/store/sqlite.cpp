@@ -2,6 +2,24 @@
 
 namespace stagelog::detail {
 
+ErrorKind sqlite_error_kind(int code) noexcept {
+  switch (code & 0xff) {
+    case SQLITE_FULL:
+      return ErrorKind::DiskFull;
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return ErrorKind::Io;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return ErrorKind::Busy;
+    default:
+      return ErrorKind::Other;
+  }
+}
+
 Database::Database(const std::string& path, bool create) {
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   if (create) flags |= SQLITE_OPEN_CREATE;

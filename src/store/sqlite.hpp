@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "stagelog/error.hpp"
+
 namespace stagelog::detail {
 
 // Thrown by the wrappers below; SqliteStore turns it into a Result error or, when opening,
@@ -15,6 +17,11 @@ struct SqliteError {
   int code;
   std::string message;
 };
+
+// What a failure means for the server (507 for a full disk, 503 for I/O or a busy file):
+// SQLITE_FULL is DiskFull; SQLITE_IOERR*, READONLY, CANTOPEN, CORRUPT and NOTADB are Io;
+// SQLITE_BUSY and SQLITE_LOCKED (after the busy timeout) are Busy. `code` may be extended.
+ErrorKind sqlite_error_kind(int code) noexcept;
 
 // One connection (lnav style: RAII, closed by the destructor). Not thread-safe: the owner
 // serializes calls.

@@ -6,6 +6,7 @@
 #include <system_error>
 #include <utility>
 
+#include "base/fd_io.hpp"
 #include "store/sqlite.hpp"
 #include "store/sqlite_batches.hpp"
 #include "store/sqlite_events.hpp"
@@ -108,6 +109,10 @@ SqliteStore::SqliteStore(const std::filesystem::path& path, Options options) : p
   if (!std::filesystem::is_directory(folder, ec)) {
     throw Error(where + "folder " + folder.string() + " does not exist");
   }
+  // A new database file is made here with mode 0600: SQLite would make it 0644 (less the
+  // umask), and it gives the -wal and -shm files it creates the database file's mode. An
+  // existing file keeps the mode its owner gave it.
+  detail::create_private_file(path);
   try {
     db_ = std::make_unique<Database>(path.string(), /*create=*/true);
     sqlite3_busy_timeout(db_->get(), static_cast<int>(options.busy_timeout.count()));
@@ -152,7 +157,9 @@ Error SqliteStore::error(std::string_view operation) const {
   try {
     throw;
   } catch (const SqliteError& e) {
-    message += e.message;
+    return Error(message + e.message, detail::sqlite_error_kind(e.code));
+  } catch (const Error& e) {
+    return Error(message + e.what(), e.kind());
   } catch (const std::exception& e) {
     message += e.what();
   }

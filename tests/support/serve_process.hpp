@@ -23,17 +23,23 @@ extern char** environ;
 
 namespace stagelog::test {
 
-// A `stagelog serve --data DATA --listen LISTEN` child with its stdout on a pipe. The
-// destructor kills it (SIGKILL) if it still runs.
+// A `stagelog serve --data DATA --listen LISTEN` child with its stdout on a pipe, and its
+// stderr appended to `stderr_file` when one is given. The destructor kills it (SIGKILL) if it
+// still runs.
 class ServeProcess {
  public:
   explicit ServeProcess(const std::filesystem::path& data,
-                        const std::string& listen = "127.0.0.1:0") {
+                        const std::string& listen = "127.0.0.1:0",
+                        const std::filesystem::path& stderr_file = {}) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    if (!stderr_file.empty()) {
+      posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_file.c_str(),
+                                       O_WRONLY | O_CREAT | O_APPEND, 0600);
+    }
     std::string data_arg = data.string();
     std::vector<std::string> args = {STAGELOG_CLI, "serve", "--data", data_arg, "--listen", listen};
     std::vector<char*> argv;
@@ -79,6 +85,9 @@ class ServeProcess {
     }
     return false;
   }
+
+  // Sends a signal (SIGHUP: re-read the tokens file).
+  void signal(int signal) const { kill(pid_, signal); }
 
   // SIGKILL, and waits for it.
   void kill_hard() {

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +101,23 @@ TEST(NetworkSpoolTest, CutsAHalfWrittenLastLineAndSaysSo) {
   EXPECT_THAT(s.reports[0],
               HasSubstr("cut an incomplete last line (3 bytes) off " + base.string()));
   EXPECT_EQ(read_next(s.spool), "whole\n");
+}
+
+TEST(NetworkSpoolTest, SpoolFilesAreTheOwnersAloneWhateverTheUmask) {
+  test::TempDir dir;
+  const fs::path base = dir.path() / "spool";
+  const mode_t old_umask = ::umask(0);  // Nothing taken off what the spool asks for.
+  std::ofstream(dir.path() / "spool.old", std::ios::binary) << "";
+  fs::permissions(dir.path() / "spool.old", fs::perms(0644));  // As an older stagelog left one.
+  {
+    Spool fresh(base);
+    fresh.spool.open_own(getpid());
+    Spool old(dir.path() / "spool.old");
+    old.spool.open_own(getpid());
+  }
+  ::umask(old_umask);
+  EXPECT_EQ(fs::status(base).permissions(), fs::perms(0600));
+  EXPECT_EQ(fs::status(dir.path() / "spool.old").permissions(), fs::perms(0600));
 }
 
 TEST(NetworkSpoolTest, OpenersAfterTheFirstGetPerProcessFiles) {

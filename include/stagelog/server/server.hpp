@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -97,7 +98,8 @@ struct ServerOptions {
 
 // `stagelog serve`: the HTTP API over a Store.
 //
-//   GET  /healthz                                  no token needed
+//   GET  /healthz                                  no token needed: the process answers
+//   GET  /readyz                                   no token needed: the store takes writes
 //   GET  /, /app.js, /css/...                      the web UI (web/)  no token needed
 //   POST /api/v1/events[?retention=3d]             NDJSON events (gzip accepted)   ingest
 //   PUT  /api/v1/executions/{tracking_id}          a seed-004 document verbatim    ingest
@@ -132,6 +134,11 @@ class Server {
  public:
   // Throws stagelog::Error for options that cannot work (zero limits, half a TLS pair).
   Server(store::Store& store, TokenFile tokens, ServerOptions options = {});
+  // The same with the tokens of a file (throws as TokenFile::load), re-read when it changes:
+  // a request looks at most once a second (the file's inode, size and times), so a token
+  // added or removed is in force within a second without a restart. A file that cannot be
+  // read or parsed any more goes to on_error once and the tokens read before stay in force.
+  Server(store::Store& store, const std::filesystem::path& tokens_file, ServerOptions options = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -151,6 +158,10 @@ class Server {
   // included) and, when the server was start()ed, waits for that. Any thread but the server's
   // own; idempotent.
   void stop();
+
+  // Re-reads the tokens file now, changed or not (`stagelog serve` on SIGHUP): how many tokens
+  // it holds, or why it was not taken (the tokens read before stay). Any thread.
+  Result<std::size_t> reload_tokens();
 
   // Removes expired data now, as the purge thread does every purge_interval. Returns how
   // many attempts and events it removed.
