@@ -1,31 +1,44 @@
 // The server's ingest and read paths, each beside the limit it is measured against:
 //
-//   http_ingest      events/s through POST /api/v1/events: 2 clients on loopback, batches of
-//                    1000 NDJSON events (runs with stages, so they also fold into executions),
-//                    into a SQLite store. A 200 means committed. sync_full:1 is the store's
-//                    default (synchronous=FULL: survives a power cut), sync_full:0 is
-//                    synchronous=NORMAL (survives kill -9 of the server, not a power cut).
+//   http_ingest      events/s through POST /api/v1/events: 2 and 256 keep-alive clients on
+//                    loopback, batches of 1000 NDJSON events (runs with stages, so they also fold
+//                    into executions), into a SQLite store. A 200 means committed. sync_full:1
+//                    is the store's default (synchronous=FULL: survives a power cut), sync_full:0
+//                    is synchronous=NORMAL (survives kill -9 of the server, not a power cut).
 //   sqlite_raw       the engine's limit: the same rows inserted by one writer straight into a
 //                    SQLite table of the same shape, one transaction per batch, same setting
 //                    (synchronous, 20 rows per INSERT, a checkpoint every 4000 WAL pages, done
 //                    here by the writer itself), nothing else stored.
 //   execution_log    GET /api/execution-logs/{id} with 100k executions stored: p50 / p99 in
-//                    the counters (µs), over random ids.
+//                    the counters (µs), over random ids. fleet:1 reads while 2000 idle
+//                    keep-alive connections are held and a client ingests batches all along.
+//   body_memory      peak resident memory of a server process (forked) taking one NDJSON body
+//                    of 8 or 63 MiB, per byte of body: the counter peak_rss_per_body_byte.
 //
-// Goals (issue 6): http_ingest ≥ 50% of sqlite_raw and ≥ 200k events/s; execution_log p99
-// ≤ 5 ms. Machines are shared: compare the ratios of one run, not absolute figures.
+// Goals (issue 17): http_ingest ≥ 60% of sqlite_raw with 2 and with 256 clients; execution_log
+// fleet:1 p99 ≤ 10 ms; body_memory ≤ 3 bytes per byte of body. Machines are shared: compare the
+// ratios of one run, not absolute figures.
 
+#include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/time_text.hpp"
@@ -162,6 +175,7 @@ BENCHMARK(bm_http_ingest)
     ->Setup(start_ingest_server)
     ->Teardown(stop_ingest_server)
     ->Threads(2)
+    ->Threads(256)
     ->UseRealTime()
     ->MinTime(3.0)
     ->Unit(benchmark::kMillisecond);
@@ -287,6 +301,24 @@ BENCHMARK(bm_sqlite_raw)
     ->MinTime(3.0)
     ->Unit(benchmark::kMillisecond);
 
+// `n` TCP connections to the server that connect and then say nothing: idle keep-alive clients.
+std::vector<int> hold_connections(int port, int n) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      if (fd >= 0) ::close(fd);
+      break;
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
 // 100k executions of six steps each, stored in batches (synchronous=NORMAL: only the reads
 // are measured), then read back through the seed's API.
 void bm_execution_log(benchmark::State& state) {
@@ -329,8 +361,25 @@ void bm_execution_log(benchmark::State& state) {
   stagelog::server::ServerOptions options;
   options.require_auth = false;
   options.clock = [] { return kStart + kDay; };
+  const bool fleet = state.range(0) != 0;
+  if (fleet) {  // The idle connections stay for the whole run.
+    options.read_timeout = std::chrono::minutes(10);
+    options.keep_alive_timeout = std::chrono::minutes(10);
+  }
   stagelog::server::Server server(store, stagelog::server::TokenFile{}, options);
   server.start();
+  std::vector<int> idle;
+  std::atomic<bool> stop_ingest{false};
+  std::thread ingest;
+  if (fleet) {
+    idle = hold_connections(server.port(), 2000);
+    ingest = std::thread([&, port = server.port()] {
+      httplib::Client writer("127.0.0.1", port);
+      writer.set_keep_alive(true);
+      Batches batches("fleet");
+      while (!stop_ingest) writer.Post("/api/v1/events", batches.next(), "application/x-ndjson");
+    });
+  }
   httplib::Client client("127.0.0.1", server.port());
   client.set_keep_alive(true);
 
@@ -348,6 +397,9 @@ void bm_execution_log(benchmark::State& state) {
     }
     micros.push_back(std::chrono::duration<double, std::micro>(end - begin).count());
   }
+  stop_ingest = true;
+  if (ingest.joinable()) ingest.join();
+  for (int fd : idle) ::close(fd);
   if (!micros.empty()) {
     std::sort(micros.begin(), micros.end());
     auto at = [&](double q) { return micros[static_cast<std::size_t>(q * (micros.size() - 1))]; };
@@ -355,8 +407,83 @@ void bm_execution_log(benchmark::State& state) {
     state.counters["p99_us"] = at(0.99);
     state.counters["max_us"] = micros.back();
   }
+  state.counters["idle_connections"] = static_cast<double>(idle.size());
 }
-BENCHMARK(bm_execution_log)->Iterations(20'000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bm_execution_log)
+    ->ArgName("fleet")
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(20'000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// VmHWM of process `pid`, in bytes (0 when it cannot be read).
+std::int64_t peak_rss(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmHWM:")) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+// A server in a child process (its memory apart from the client's), fed one body of
+// range(0) MiB: how much its peak resident memory grows, per byte of that body.
+void bm_body_memory(benchmark::State& state) {
+  const std::size_t body_bytes = static_cast<std::size_t>(state.range(0)) << 20;
+  TempDir dir;
+  int ports[2];
+  if (::pipe(ports) != 0) throw std::runtime_error("pipe");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(ports[0]);
+    stagelog::store::SqliteStore store(dir.path() / "stagelog.db");
+    stagelog::server::ServerOptions options;
+    options.require_auth = false;
+    options.max_body_bytes = body_bytes + (std::size_t{1} << 20);
+    options.max_inflight_bytes = std::max(options.max_inflight_bytes, options.max_body_bytes);
+    stagelog::server::Server server(store, stagelog::server::TokenFile{}, options);
+    server.bind();
+    int port = server.port();
+    if (::write(ports[1], &port, sizeof port) != sizeof port) ::_exit(1);
+    server.run();  // Until killed.
+    ::_exit(0);
+  }
+  ::close(ports[1]);
+  int port = 0;
+  if (::read(ports[0], &port, sizeof port) != sizeof port) throw std::runtime_error("no port");
+  ::close(ports[0]);
+
+  std::string body;
+  Batches batches("mem");
+  while (body.size() < body_bytes) body += batches.next();
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(300, 0);
+  client.set_write_timeout(300, 0);
+  // One small batch first: the server's threads, store and caches are up before the baseline.
+  auto warm = client.Post("/api/v1/events", Batches("warm").next(), "application/x-ndjson");
+  const std::int64_t before = peak_rss(child);
+  double per_byte = 0;
+  for (auto _ : state) {
+    auto response = client.Post("/api/v1/events", body, "application/x-ndjson");
+    if (!warm || !response || response->status != 200) {
+      state.SkipWithError("POST /api/v1/events failed");
+      break;
+    }
+    per_byte = static_cast<double>(peak_rss(child) - before) / static_cast<double>(body.size());
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  state.counters["body_MiB"] = static_cast<double>(body.size()) / (1 << 20);
+  state.counters["peak_rss_per_body_byte"] = per_byte;
+}
+BENCHMARK(bm_body_memory)
+    ->ArgName("MiB")
+    ->Arg(8)
+    ->Arg(63)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

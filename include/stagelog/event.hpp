@@ -1,7 +1,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <forward_list>
 #include <optional>
 #include <span>
 #include <string>
@@ -106,7 +106,9 @@ struct OwnedEvent {
   Event view() const noexcept;
 
  private:
-  std::deque<std::string> strings_;  // Keys and string values; a deque keeps their addresses.
+  // Keys and string values. A list keeps their addresses (the fields' views point into them)
+  // and, unlike a deque, costs no block of its own for an event with few fields.
+  std::forward_list<std::string> strings_;
   std::vector<Field> fields_;
 };
 

@@ -34,10 +34,10 @@ OwnedEvent& OwnedEvent::operator=(const OwnedEvent& other) {
 }
 
 void OwnedEvent::add_field(std::string_view key, FieldValue value) {
-  // emplace_back on a deque leaves the other elements (and the views into them) in place.
-  std::string_view owned_key = strings_.emplace_back(key);
+  // emplace_front on a list leaves the other elements (and the views into them) in place.
+  std::string_view owned_key = strings_.emplace_front(key);
   if (const auto* s = std::get_if<std::string_view>(&value)) {
-    value = std::string_view(strings_.emplace_back(*s));
+    value = std::string_view(strings_.emplace_front(*s));
   }
   fields_.push_back(Field{owned_key, value});
 }
