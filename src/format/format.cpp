@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/duration.hpp"
+#include "base/json_escape.hpp"
 #include "base/time_text.hpp"
 
 namespace stagelog::detail {
@@ -301,32 +302,9 @@ void append_json_string(std::string& out, std::string_view s) {
       continue;
     }
     if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        default: {
-          char buf[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-          out.append(buf, 6);
-        }
+      if (!append_short_escape(out, c)) {
+        char buf[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out.append(buf, 6);
       }
       ++i;
       continue;

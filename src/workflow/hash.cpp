@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/hex.hpp"
+#include "base/json_escape.hpp"
 #include "base/sha256.hpp"
 #include "stagelog/error.hpp"
 #include "workflow/py_json.hpp"
@@ -151,34 +152,12 @@ void detail::append_py_string(std::string& out, std::string_view s) {
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7F) {
-            append_u_escape(out, c);
-          } else {
-            out += static_cast<char>(c);
-          }
+      if (!append_short_escape(out, c)) {
+        if (c < 0x20 || c == 0x7F) {
+          append_u_escape(out, c);
+        } else {
+          out += static_cast<char>(c);
+        }
       }
       ++i;
       continue;
