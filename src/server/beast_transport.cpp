@@ -161,10 +161,13 @@ struct HttpTransport::Impl {
   awaitable<void> refuse(tcp::socket socket);
   template <class Stream>
   awaitable<void> serve(Stream& stream);
+  // How reading a request's body ended: read into the request; refused (the answer says why);
+  // or the client left or stopped sending, and nobody is there to answer.
+  enum class BodyRead { Read, Refused, Gone };
   template <class Stream>
-  awaitable<bool> read_body(Stream& stream, beast::flat_buffer& buffer,
-                            http::request_parser<http::empty_body>& head, ApiRequest& request,
-                            ApiResponse& refused);
+  awaitable<BodyRead> read_body(Stream& stream, beast::flat_buffer& buffer,
+                                http::request_parser<http::empty_body>& head, ApiRequest& request,
+                                ApiResponse& refused);
   template <class Stream>
   awaitable<bool> write(Stream& stream, ApiResponse& response, bool head_only, bool keep_alive,
                         bool gzip_ok);
@@ -300,7 +303,6 @@ awaitable<void> HttpTransport::Impl::serve(Stream& stream) {
     const bool unread_body = !head.is_done();
     Api::Admission admission = api.admit(request);
     ApiResponse response;
-    response.status = 0;  // Until something answers.
     bool body_read = !unread_body;
     if (!admission.routed) {
       response = std::move(admission.refusal);
@@ -316,17 +318,19 @@ awaitable<void> HttpTransport::Impl::serve(Stream& stream) {
                       std::max<std::size_t>(1, length.value_or(options.max_body_bytes)));
         if (!budget.granted()) {
           response = busy("the server is reading too many request bodies at once; try again");
-        } else if (co_await read_body(stream, buffer, head, request, response)) {
-          body_read = true;
-          response = co_await on_pool([&] {
-            auto decoded = decode_body(request.header("Content-Encoding"), std::move(request.body),
-                                       options.max_body_bytes);
-            if (!decoded) return error_response(decoded.error());
-            request.body = std::move(*decoded);
-            return answer(request, *admission.routed, gzip_ok);
-          });
-        } else if (response.status == 0) {
-          co_return;  // The client left or stopped sending: nobody to answer.
+        } else {
+          const BodyRead read = co_await read_body(stream, buffer, head, request, response);
+          if (read == BodyRead::Gone) co_return;
+          if (read == BodyRead::Read) {
+            body_read = true;
+            response = co_await on_pool([&] {
+              auto decoded = decode_body(request.header("Content-Encoding"),
+                                         std::move(request.body), options.max_body_bytes);
+              if (!decoded) return error_response(decoded.error());
+              request.body = std::move(*decoded);
+              return answer(request, *admission.routed, gzip_ok);
+            });
+          }
         }
       }
     } else {
@@ -342,15 +346,15 @@ awaitable<void> HttpTransport::Impl::serve(Stream& stream) {
 }
 
 template <class Stream>
-awaitable<bool> HttpTransport::Impl::read_body(Stream& stream, beast::flat_buffer& buffer,
-                                               http::request_parser<http::empty_body>& head,
-                                               ApiRequest& request, ApiResponse& refused) {
+awaitable<HttpTransport::Impl::BodyRead> HttpTransport::Impl::read_body(
+    Stream& stream, beast::flat_buffer& buffer, http::request_parser<http::empty_body>& head,
+    ApiRequest& request, ApiResponse& refused) {
   auto& lowest = beast::get_lowest_layer(stream);
   if (beast::iequals(head.get()[http::field::expect], "100-continue")) {
     http::response<http::empty_body> go_on{http::status::continue_, 11};
     lowest.expires_after(options.write_timeout);
     auto [ec, n] = co_await http::async_write(stream, go_on, kTuple);
-    if (ec) co_return false;
+    if (ec) co_return BodyRead::Gone;
   }
   http::request_parser<http::string_body> parser(std::move(head));
   parser.body_limit(options.max_body_bytes);
@@ -363,13 +367,16 @@ awaitable<bool> HttpTransport::Impl::read_body(Stream& stream, beast::flat_buffe
       refused = refusal(
           ApiErrorKind::PayloadTooLarge,
           "request body over the limit of " + std::to_string(options.max_body_bytes) + " bytes");
-    } else if (is_parse_error(ec)) {
-      refused = refusal(ApiErrorKind::BadRequest, "cannot read the request body: " + ec.message());
+      co_return BodyRead::Refused;
     }
-    co_return false;  // Else the client left, or stopped sending: nobody to answer.
+    if (is_parse_error(ec)) {
+      refused = refusal(ApiErrorKind::BadRequest, "cannot read the request body: " + ec.message());
+      co_return BodyRead::Refused;
+    }
+    co_return BodyRead::Gone;
   }
   request.body = std::move(parser.get().body());
-  co_return true;
+  co_return BodyRead::Read;
 }
 
 template <class Stream>
