@@ -168,9 +168,9 @@ Result<std::int64_t, ApiError> Api::expiry(const ApiRequest& request) const {
   return expires;
 }
 
-ApiResponse Api::write_refused(const Error& error, std::string message) {
+ApiResponse Api::write_refused(const Error& error, std::string message,
+                               nlohmann::ordered_json extra) {
   health_.write_failed(error);
-  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
   extra["details"] = error.what();
   ApiErrorKind kind = ApiErrorKind::StoreFailure;
   if (error.kind() == ErrorKind::DiskFull) {

@@ -85,8 +85,18 @@ class Api {
   Result<std::int64_t, ApiError> expiry(const ApiRequest& request) const;
   // The answer to a write the store refused, `message` saying what was not stored: 507 for a
   // full disk, 503 for an I/O error or a busy store (both with Retry-After), else 500. The
-  // failure goes to health_.
-  ApiResponse write_refused(const Error& error, std::string message);
+  // failure goes to health_. `extra` goes into the answer, with the error's details.
+  ApiResponse write_refused(const Error& error, std::string message,
+                            nlohmann::ordered_json extra = nlohmann::ordered_json::object());
+  // write_refused for an ingest batch of which the first stored_lines lines are stored (the
+  // pieces of a large body before the one that failed; see post_events).
+  ApiResponse partial_write_refused(const Error& error, std::size_t stored_lines, bool keyed);
+  // Stores one piece of an ingest batch, under `record`'s key when not null (add_batch), and
+  // hands the events to the live state and the alerts when this call stored them (it moves
+  // them there). What add_batch returns.
+  Result<std::optional<store::BatchRecord>> store_piece(std::vector<OwnedEvent>& events,
+                                                        std::int64_t expires_at_ns,
+                                                        const store::BatchRecord* record);
 
   store::Store& store_;
   const std::unique_ptr<TokenSource> tokens_;

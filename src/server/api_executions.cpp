@@ -121,58 +121,107 @@ ApiResponse Api::execution_events(ApiRequest& req, const RouteMatch& match) {
 
 // ---- Writes ----------------------------------------------------------------------------------
 
+// A body over kIngestPieceBytes is parsed and stored piece by piece (take_piece), each piece in
+// its own store write, so that the request holds its body and one piece's events, not the
+// events of the whole body. With a key, piece i is stored under the derived key "<key>.<i>" (a
+// '.' is in no sender's key) and the last piece under the key itself, with the answer for the
+// whole batch: a retry after a failure part way skips the pieces stored and stores the rest
+// once, and a repeat of a batch stored whole is answered as the first time.
 ApiResponse Api::post_events(ApiRequest& req, const RouteMatch&) {
   std::int64_t expires_at_ns = expiry(req).value();  // admit() checked it.
   auto key = batch_key(req);
   if (!key) return error_response(key.error());
-  ParsedBatch batch = parse_batch(req.body, options_.max_event_bytes);
-  req.body = std::string();  // Not held while waiting for the store.
+  const std::string body = std::move(req.body);
+  std::string_view rest = body;
 
-  Json answer = Json::object();
-  answer["accepted"] = batch.events.size();
+  std::size_t accepted = 0;
+  std::size_t rejected_count = 0;
   Json rejected = Json::array();
-  for (RejectedLine& r : batch.rejected) {
-    Json item = Json::object();
-    item["line"] = r.line;
-    item["error"] = std::move(r.error);
-    rejected.push_back(std::move(item));
+  std::size_t lines = 0;         // Lines read.
+  std::size_t stored_lines = 0;  // Lines whose events are stored: the pieces before this one.
+  for (std::size_t piece = 0;; ++piece) {
+    ParsedBatch batch = parse_batch(take_piece(rest), options_.max_event_bytes, lines + 1);
+    lines += batch.lines;
+    accepted += batch.events.size();
+    rejected_count += batch.rejected_count;
+    for (RejectedLine& r : batch.rejected) {
+      if (rejected.size() == kMaxRejectedListed) break;
+      Json item = Json::object();
+      item["line"] = r.line;
+      item["error"] = std::move(r.error);
+      rejected.push_back(std::move(item));
+    }
+    const bool last = rest.empty();
+    if (!last) {
+      if (!batch.events.empty()) {
+        std::optional<store::BatchRecord> record;
+        if (*key)
+          record =
+              store::BatchRecord{(*key)->text() + "." + std::to_string(piece), 200, "{}", now()};
+        auto stored = store_piece(batch.events, expires_at_ns, record ? &*record : nullptr);
+        if (!stored) return partial_write_refused(stored.error(), stored_lines, key->has_value());
+      }
+      stored_lines = lines;
+      continue;
+    }
+
+    Json answer = Json::object();
+    answer["accepted"] = accepted;
+    answer["rejected"] = std::move(rejected);
+    if (rejected_count > answer["rejected"].size()) {
+      answer["rejected_not_listed"] = rejected_count - answer["rejected"].size();
+    }
+    if (accepted == 0) {
+      return error_response(ApiError{
+          ApiErrorKind::BadRequest,
+          rejected_count == 0 ? "no event in the request body" : "no valid event in the batch",
+          std::move(answer)});
+    }
+    // With a key, the answer is kept with the events, and a repeat of the batch gets it again.
+    std::optional<store::BatchRecord> record;
+    if (*key) record = store::BatchRecord{(*key)->text(), 200, dump_json(answer), now()};
+    auto stored = store_piece(batch.events, expires_at_ns, record ? &*record : nullptr);
+    if (!stored) return partial_write_refused(stored.error(), stored_lines, key->has_value());
+    if (*stored) {  // A repeat: stored before, answered as then.
+      ApiResponse response = json_response(std::move((*stored)->body), (*stored)->status);
+      response.set_header("Idempotent-Replayed", "true");
+      return response;
+    }
+    health_.write_succeeded();
+    return json_response(record ? std::move(record->body) : dump_json(answer));
   }
-  answer["rejected"] = std::move(rejected);
-  if (batch.rejected_count > batch.rejected.size()) {
-    answer["rejected_not_listed"] = batch.rejected_count - batch.rejected.size();
-  }
-  if (batch.events.empty()) {
-    return error_response(ApiError{
-        ApiErrorKind::BadRequest,
-        batch.rejected_count == 0 ? "no event in the request body" : "no valid event in the batch",
-        std::move(answer)});
-  }
-  // With a key, the answer is kept with the events, and a repeat of the batch gets it again.
-  std::optional<store::BatchRecord> record;
+}
+
+Result<std::optional<store::BatchRecord>> Api::store_piece(std::vector<OwnedEvent>& events,
+                                                           std::int64_t expires_at_ns,
+                                                           const store::BatchRecord* record) {
   Result<std::optional<store::BatchRecord>> stored = std::optional<store::BatchRecord>();
-  if (*key) {
-    record = store::BatchRecord{(*key)->text(), 200, dump_json(answer), now()};
-    stored = writer_.add_batch(batch.events, expires_at_ns, *record);
-  } else if (auto written = writer_.add_events(batch.events, expires_at_ns); !written) {
+  if (record != nullptr) {
+    stored = writer_.add_batch(events, expires_at_ns, *record);
+  } else if (auto written = writer_.add_events(events, expires_at_ns); !written) {
     stored = written.error();
   }
-  if (stored && *stored) {  // A repeat: stored before, answered as then.
-    ApiResponse response = json_response(std::move((*stored)->body), (*stored)->status);
-    response.set_header("Idempotent-Replayed", "true");
-    return response;
+  if (stored && !*stored && !events.empty()) {
+    // Stored now (not a repeat): the events go to the live state as they are, the stream
+    // keeping them, not a copy.
+    auto shared = std::make_shared<const std::vector<OwnedEvent>>(std::move(events));
+    live_.observe(shared);
+    if (alert_engine_) alert_engine_->observe(*shared);
   }
-  if (stored) {
-    // The batch goes to the live state as it is: the stream keeps it, not a copy.
-    auto events = std::make_shared<const std::vector<OwnedEvent>>(std::move(batch.events));
-    live_.observe(events);
-    if (alert_engine_) alert_engine_->observe(*events);
+  return stored;
+}
+
+ApiResponse Api::partial_write_refused(const Error& error, std::size_t stored_lines, bool keyed) {
+  if (stored_lines == 0) {
+    return write_refused(error, "cannot store the events; nothing of this batch was stored");
   }
-  if (!stored) {
-    return write_refused(stored.error(),
-                         "cannot store the events; nothing of this batch was stored");
-  }
-  health_.write_succeeded();
-  return json_response(record ? std::move(record->body) : dump_json(answer));
+  std::string message = "cannot store the events; lines 1 to " + std::to_string(stored_lines) +
+                        " of this batch were stored, the rest was not";
+  message += keyed ? " (sent again with the same Idempotency-Key, the batch stores the rest once)"
+                   : " (without an Idempotency-Key, sending the batch again stores them twice)";
+  Json extra = Json::object();
+  extra["stored_lines"] = stored_lines;
+  return write_refused(error, std::move(message), std::move(extra));
 }
 
 // The tracking id comes from the URL; the document may leave it out (then it is the URL's)

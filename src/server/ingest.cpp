@@ -48,12 +48,20 @@ std::optional<std::string> check_line(std::string_view line, std::size_t max_eve
 
 }  // namespace
 
-ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes) {
+std::string_view take_piece(std::string_view& body, std::size_t size) {
+  std::size_t end = size >= body.size() ? std::string_view::npos : body.find('\n', size - 1);
+  std::string_view piece = body.substr(0, end == std::string_view::npos ? body.size() : end + 1);
+  body.remove_prefix(piece.size());
+  return piece;
+}
+
+ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes,
+                        std::size_t first_line) {
   ParsedBatch out;
   // Room for every line at once: a vector that doubles as it goes holds up to three times its
   // events while it moves them, the peak of a large body.
   out.events.reserve(static_cast<std::size_t>(std::count(body.begin(), body.end(), '\n')) + 1);
-  std::size_t number = 0;
+  std::size_t number = first_line - 1;
   while (!body.empty()) {
     std::size_t end = body.find('\n');
     std::string_view line = body.substr(0, end);
@@ -71,6 +79,7 @@ ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes) {
     }
     out.events.push_back(std::move(*event));
   }
+  out.lines = number - (first_line - 1);
   return out;
 }
 

@@ -35,6 +35,7 @@ struct ParsedBatch {
   std::vector<OwnedEvent> events;
   std::vector<RejectedLine> rejected;  // At most kMaxRejectedListed, in line order.
   std::size_t rejected_count = 0;      // All of them.
+  std::size_t lines = 0;               // Lines read, blank ones included.
 };
 
 // Listing more rejected lines than this helps nobody and would let a bad batch of tiny lines
@@ -44,8 +45,20 @@ constexpr std::size_t kMaxRejectedListed = 1000;
 // Splits an NDJSON body (lines end in "\n" or "\r\n"; blank lines are skipped) and checks
 // each line on its own: at most max_event_bytes, valid UTF-8, one event as parse_json_event
 // reads it (so a known kind, level and status, and a "ts" that parses), a timestamp not
-// before 1970 and an elapsed_ns that is not negative. Never throws but std::bad_alloc.
-ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes);
+// before 1970 and an elapsed_ns that is not negative. Rejected lines are numbered from
+// first_line (a piece of a larger body numbers its lines as the body does). Never throws but
+// std::bad_alloc.
+ParsedBatch parse_batch(std::string_view body, std::size_t max_event_bytes,
+                        std::size_t first_line = 1);
+
+// Bodies longer than this are parsed and stored in pieces of about this size, cut after a
+// line's end (ingest_piece), so that a request holds its body and one piece's events at a
+// time, not the events of the whole body (about twice its size).
+inline constexpr std::size_t kIngestPieceBytes = std::size_t{1} << 20;
+
+// Takes the next piece off the front of `body`: at least `size` bytes (the whole body when
+// shorter) up to and including the end of the line they end in.
+std::string_view take_piece(std::string_view& body, std::size_t size = kIngestPieceBytes);
 
 // The one thread that writes what requests bring in (events, and PUT documents), so that
 //  - concurrent requests share a commit: while one store write runs, the requests that

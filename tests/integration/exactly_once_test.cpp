@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -261,10 +263,38 @@ TEST_F(IngestWriterBatchTest, TwoCopiesInOneWriteAreStoredOnce) {
 
 // ---- Over HTTP --------------------------------------------------------------------------------
 
+// A store whose n-th write from a given moment fails with an I/O error (a full disk part way
+// through a large batch).
+class FlakyStore final : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+
+  void fail_write(int nth) {
+    std::lock_guard lock(mutex_);
+    countdown_ = nth;
+  }
+
+  stagelog::Result<void> write(std::span<const store::EventsWrite> events,
+                               std::span<const store::ExecutionWrite> executions) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (countdown_ > 0 && --countdown_ == 0) {
+        return Error("sqlite store x.db: cannot store: disk I/O error", ErrorKind::Io);
+      }
+    }
+    return inner_.write(events, executions);
+  }
+
+ private:
+  std::mutex mutex_;
+  int countdown_ = 0;
+};
+
 class IdempotencyKeyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = std::make_unique<store::SqliteStore>(dir_.path() / "stagelog.db");
+    flaky_ = std::make_unique<FlakyStore>(*store_);
     auto tokens = dir_.path() / "tokens";
     token_ = server::TokenFile::create_token(tokens, server::Scope::Admin, "admin");
     server::ServerOptions o;
@@ -272,7 +302,7 @@ class IdempotencyKeyTest : public ::testing::Test {
     o.clock = clock_.fn();
     o.threads = 4;
     o.on_error = [](std::string_view) {};
-    server_ = std::make_unique<server::Server>(*store_, server::TokenFile::load(tokens), o);
+    server_ = std::make_unique<server::Server>(*flaky_, server::TokenFile::load(tokens), o);
     server_->start();
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
     client_->set_read_timeout(10, 0);
@@ -303,6 +333,7 @@ class IdempotencyKeyTest : public ::testing::Test {
   TempDir dir_;
   FakeClock clock_;
   std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<FlakyStore> flaky_;
   std::string token_;
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<httplib::Client> client_;
@@ -346,6 +377,83 @@ TEST_F(IdempotencyKeyTest, ABatchRefusedWholeIsNotRememberedUnderItsKey) {
   EXPECT_EQ(stored->status, 200) << stored->body;
   EXPECT_FALSE(stored->has_header("Idempotent-Replayed"));
   EXPECT_EQ(rows("r"), 2u);
+}
+
+// A body over one piece (detail::kIngestPieceBytes) is parsed and stored piece by piece; its
+// answer is the one answer of the whole batch, lines numbered as the body numbers them.
+TEST_F(IdempotencyKeyTest, ABodyOfManyPiecesIsAnsweredAndStoredAsOneBatch) {
+  const std::string key = std::string(kProducer) + "-4";
+  std::string body = "not json\n";  // Line 1.
+  int events = 0;
+  while (body.size() < 2 * detail::kIngestPieceBytes + 1000) {
+    body += lines("big", 100);
+    events += 100;
+  }
+  const std::size_t last_line = static_cast<std::size_t>(events) + 2;
+  body += "{\"kind\":\"nope\"}\n";  // The last line, in the third piece.
+  auto first = post(body, key);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200) << first->body;
+  auto answer = nlohmann::json::parse(first->body);
+  EXPECT_EQ(answer["accepted"], events);
+  ASSERT_EQ(answer["rejected"].size(), 2u) << first->body;
+  EXPECT_EQ(answer["rejected"][0]["line"], 1);
+  EXPECT_EQ(answer["rejected"][1]["line"], last_line);
+  EXPECT_EQ(rows("big"), static_cast<std::size_t>(events));
+  // Sent again: every piece is known, nothing is stored twice, the answer is the first one.
+  auto again = post(body, key);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(again->body, first->body);
+  EXPECT_EQ(again->get_header_value("Idempotent-Replayed"), "true");
+  EXPECT_EQ(rows("big"), static_cast<std::size_t>(events));
+}
+
+// The store fails on the second piece of a large batch: the answer says which lines are
+// stored; sent again under the same key, the batch stores the rest, and nothing twice.
+TEST_F(IdempotencyKeyTest, ALargeBatchThatFailsPartWayStoresTheRestOnceWhenSentAgain) {
+  const std::string key = std::string(kProducer) + "-5";
+  std::string body;
+  int events = 0;
+  while (body.size() < 2 * detail::kIngestPieceBytes + 1000) {
+    body += lines("part", 100);
+    events += 100;
+  }
+  std::string_view rest = body;
+  const std::size_t first_piece_lines =
+      static_cast<std::size_t>(std::ranges::count(detail::take_piece(rest), '\n'));
+  flaky_->fail_write(2);
+  auto failed = post(body, key);
+  ASSERT_TRUE(failed);
+  ASSERT_EQ(failed->status, 503) << failed->body;
+  EXPECT_EQ(failed->get_header_value("Retry-After"), "10");
+  auto answer = nlohmann::json::parse(failed->body);
+  EXPECT_EQ(answer["stored_lines"], first_piece_lines) << failed->body;
+  EXPECT_THAT(failed->body, HasSubstr("lines 1 to " + std::to_string(first_piece_lines)));
+  EXPECT_EQ(rows("part"), first_piece_lines);
+
+  auto again = post(body, key);
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->status, 200) << again->body;
+  EXPECT_FALSE(again->has_header("Idempotent-Replayed"));
+  EXPECT_EQ(nlohmann::json::parse(again->body)["accepted"], events);
+  EXPECT_EQ(rows("part"), static_cast<std::size_t>(events));
+}
+
+// Without a key, the answer to a failure part way still says what was stored.
+TEST_F(IdempotencyKeyTest, AKeylessLargeBatchThatFailsPartWaySaysWhatWasStored) {
+  std::string body;
+  while (body.size() < 2 * detail::kIngestPieceBytes + 1000) body += lines("nokey", 100);
+  std::string_view rest = body;
+  const std::size_t first_piece_lines =
+      static_cast<std::size_t>(std::ranges::count(detail::take_piece(rest), '\n'));
+  flaky_->fail_write(2);
+  auto failed = post(body, std::nullopt);
+  ASSERT_TRUE(failed);
+  ASSERT_EQ(failed->status, 503) << failed->body;
+  EXPECT_EQ(nlohmann::json::parse(failed->body)["stored_lines"], first_piece_lines);
+  EXPECT_THAT(failed->body, HasSubstr("stores them twice"));
+  EXPECT_EQ(rows("nokey"), first_piece_lines);
 }
 
 // A NetworkSink posts through a stand-in proxy to the real server: the proxy passes each

@@ -33,6 +33,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -591,6 +592,18 @@ TEST_F(ServerTest, IngestAcceptsAndRejectsLineByLine) {
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].status, Status::Starting);
   EXPECT_EQ(events[1].status, Status::Completed);
+}
+
+TEST(TakePieceTest, CutsAfterTheEndOfTheLineThePieceSizeEndsIn) {
+  std::string_view body = "ab\ncd\nef";
+  EXPECT_EQ(detail::take_piece(body, 1), "ab\n");
+  EXPECT_EQ(detail::take_piece(body, 3), "cd\n");  // Ends exactly at a line's end.
+  EXPECT_EQ(detail::take_piece(body, 1), "ef");    // The last line has no end.
+  EXPECT_TRUE(body.empty());
+  std::string_view one_line = "abcdef";
+  EXPECT_EQ(detail::take_piece(one_line, 2), "abcdef");
+  std::string_view whole = "ab\n";
+  EXPECT_EQ(detail::take_piece(whole, 100), "ab\n");
 }
 
 TEST_F(ServerTest, BatchWithNoValidLineIs400AndStoresNothing) {
