@@ -21,12 +21,19 @@ std::string big_endian(std::uint64_t v) {
   return out;
 }
 
-// libpq's messages end in a newline and may span lines ("ERROR: ...\nDETAIL: ...").
+// libpq's messages end in a newline and may span lines ("ERROR: ...\nDETAIL: ...", or a
+// connection failure's "...\n\tIs the server running ...?"): one line, one space between.
 std::string one_line(const char* message) {
-  std::string out = message != nullptr ? message : "";
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  for (char& c : out) {
-    if (c == '\n') c = ' ';
+  std::string out;
+  bool space = false;
+  for (const char* p = message != nullptr ? message : ""; *p != '\0'; ++p) {
+    if (*p == '\n' || *p == '\t' || *p == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += *p;
   }
   return out.empty() ? std::string("unknown error") : out;
 }

@@ -340,6 +340,31 @@ Result<std::size_t> PostgresStore::purge(std::int64_t now_ns) {
   });
 }
 
+Result<void> check_postgres_conninfo(std::string_view conninfo) {
+  char* why = nullptr;
+  PQconninfoOption* options = PQconninfoParse(std::string(conninfo).c_str(), &why);
+  if (options == nullptr) {
+    std::string message = why != nullptr ? why : "out of memory";
+    PQfreemem(why);
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    return Error("not a PostgreSQL connection string: " + message);
+  }
+  bool password = false;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "password" && o->val != nullptr && *o->val != '\0') {
+      password = true;
+    }
+  }
+  PQconninfoFree(options);
+  if (password) {
+    return Error(
+        "the PostgreSQL connection string holds a password, which any user of this machine "
+        "can read on a command line or in the environment: leave it out and put it in "
+        "~/.pgpass (or the file PGPASSFILE names)");
+  }
+  return {};
+}
+
 std::unique_ptr<Store> open_postgres_store(std::string_view conninfo,
                                            PostgresStoreOptions options) {
   return std::make_unique<PostgresStore>(std::string(conninfo), options);

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string_view>
 
+#include "stagelog/result.hpp"
 #include "stagelog/store/store.hpp"
 
 namespace stagelog::store {
@@ -26,5 +27,10 @@ struct PostgresStoreOptions {
 // reached or refuses the login, or the database holds a newer stagelog schema.
 std::unique_ptr<Store> open_postgres_store(std::string_view conninfo,
                                            PostgresStoreOptions options = {});
+
+// Whether `conninfo` is one libpq reads and holds no password, for a command line (where any
+// user of the machine may read it): the error says what is wrong ("... holds a password: leave
+// it out and put it in ~/.pgpass (or PGPASSFILE)"). Nothing is connected to.
+Result<void> check_postgres_conninfo(std::string_view conninfo);
 
 }  // namespace stagelog::store
