@@ -137,6 +137,23 @@ TEST(PostgresStoreTest, ABadConninfoIsAClearError) {
   }
 }
 
+TEST(PostgresStoreTest, AConninfoWithAPasswordIsRefusedBeforeConnecting) {
+  EXPECT_TRUE(store::check_postgres_conninfo("postgresql://stagelog@db.internal/stagelog"));
+  EXPECT_TRUE(store::check_postgres_conninfo("host=/run/postgresql dbname=stagelog"));
+  for (const char* conninfo : {"postgresql://stagelog:secret@db.internal/stagelog",
+                               "postgresql://db.internal/stagelog?password=secret",
+                               "host=db dbname=stagelog password=secret"}) {
+    auto checked = store::check_postgres_conninfo(conninfo);
+    ASSERT_FALSE(checked) << conninfo;
+    EXPECT_THAT(checked.error().what(), HasSubstr("password")) << conninfo;
+    EXPECT_THAT(checked.error().what(), HasSubstr("PGPASSFILE")) << conninfo;
+    EXPECT_THAT(checked.error().what(), ::testing::Not(HasSubstr("secret"))) << conninfo;
+  }
+  auto bad = store::check_postgres_conninfo("postgresql://[bad");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().what(), HasSubstr("not a PostgreSQL connection string"));
+}
+
 TEST(PostgresStoreTest, ConcurrentCallsShareABoundedPool) {
   PostgresBackend backend;
   auto store = store::open_postgres_store(backend.conninfo(), {.pool_size = 2});
