@@ -1,5 +1,6 @@
 #include "store/postgres.hpp"
 
+#include <charconv>
 #include <cstring>
 #include <utility>
 
@@ -163,7 +164,9 @@ std::optional<std::string> PgResult::opt_bytes(int row, int col) const {
 
 std::int64_t PgResult::affected() const noexcept {
   const char* n = PQcmdTuples(r_);
-  return n != nullptr && *n != '\0' ? std::stoll(n) : 0;
+  std::int64_t count = 0;
+  if (n != nullptr) std::from_chars(n, n + std::strlen(n), count);
+  return count;
 }
 
 PgConnection::PgConnection(const std::string& conninfo) {

@@ -13,6 +13,8 @@ namespace stagelog::detail {
 namespace {
 
 constexpr std::size_t kMaxWord = 255;
+// A tsvector holds at most 1 MB: the words of a step past 256 KiB are not indexed.
+constexpr std::size_t kMaxWordList = 256 * 1024;
 
 // The next code point of a UTF-8 text at `i`, and its length; 0 length for a byte that does
 // not start a valid sequence.
@@ -214,7 +216,7 @@ std::string search_word_list(std::string_view text) {
   std::set<std::string> seen;
   std::string out;
   each_word(text, [&](std::size_t, std::size_t, const std::string& w) {
-    if (!seen.insert(w).second) return;
+    if (out.size() >= kMaxWordList || !seen.insert(w).second) return;
     if (!out.empty()) out += ' ';
     out += w;
   });

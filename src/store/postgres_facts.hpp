@@ -17,8 +17,8 @@ namespace stagelog::detail {
 // not UTF-8. Each word at most 255 bytes (cut at a character).
 std::vector<std::string> search_words(std::string_view text);
 
-// The words of a text as a space-separated list (each word once), for
-// array_to_tsvector(string_to_array(..., ' ')).
+// The words of a text as a space-separated list (each word once, up to 256 KiB of them: a
+// tsvector holds 1 MB at most), for array_to_tsvector(string_to_array(..., ' ')).
 std::string search_word_list(std::string_view text);
 
 // ExecutionQuery::text as a tsquery that holds only words: 'w1' & 'w2':* ('*' right after a

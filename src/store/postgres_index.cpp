@@ -5,6 +5,7 @@
 // (store/step_index.hpp), so that percentiles are the same numbers, not percentile_cont's.
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -212,16 +213,17 @@ Result<std::vector<StageStats>> PostgresStore::stage_stats(const StageStatsQuery
     // Steps by hour, stage, worker, status and duration: what the SQLite store's hourly
     // rollups hold. An hour's row of a stage and worker counts while one of the attempts that
     // add to it is live, as a rollup does.
-    const std::string hour =
-        "(f.ts_ns - ((f.ts_ns % 3600000000000) + 3600000000000) % "
-        "3600000000000)";
+    // Hours from since's to the last that starts before until: steps from since's hour to
+    // the end of that one.
+    const std::int64_t from = floor_to(query.since_ns, kHourNs);
+    const std::int64_t last_hour = floor_to(query.until_ns - 1, kHourNs);
+    const std::int64_t to = last_hour > INT64_MAX - kHourNs ? INT64_MAX : last_hour + kHourNs;
     PgResult r = c.exec(
-        "SELECT " + hour +
-            ", f.stage, f.worker, f.status, f.duration_ms, COUNT(*), MAX(e.expires_at_ns) "
-            "FROM step_facts f JOIN executions e ON e.id = f.execution WHERE NOT f.whole_job "
-            "AND " +
-            hour + " >= $1 AND " + hour + " < $2 GROUP BY 1, 2, 3, 4, 5",
-        PgParams().int64(floor_to(query.since_ns, kHourNs)).int64(query.until_ns));
+        "SELECT f.ts_ns - ((f.ts_ns % 3600000000000) + 3600000000000) % 3600000000000, "
+        "f.stage, f.worker, f.status, f.duration_ms, COUNT(*), MAX(e.expires_at_ns) "
+        "FROM step_facts f JOIN executions e ON e.id = f.execution WHERE NOT f.whole_job "
+        "AND f.ts_ns >= $1 AND f.ts_ns < $2 GROUP BY 1, 2, 3, 4, 5",
+        PgParams().int64(from).int64(to));
     struct Group {
       std::int64_t count = 0, failures = 0, skipped = 0, max_ms = 0, expires = 0;
       DurationHistogram histogram;

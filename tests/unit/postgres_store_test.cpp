@@ -42,6 +42,11 @@ INSTANTIATE_TEST_SUITE_P(PostgresStore, StoreConformanceTest,
                              "postgres", [] { return std::make_unique<PostgresBackend>(); }}),
                          StoreBackendName{});
 
+void ok_write(store::Store& store, const Execution& e) {
+  auto written = store.put_execution(e, conformance::kT0 + conformance::kDay);
+  ASSERT_TRUE(written) << written.error().what();
+}
+
 // One value of a query on the backend's database, as text.
 std::string query_one(const std::string& conninfo, const std::string& sql) {
   PGconn* c = PQconnectdb(conninfo.c_str());
@@ -177,6 +182,25 @@ TEST(PostgresStoreTest, ConcurrentCallsShareABoundedPool) {
                                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
                                 "current_database() AND pid <> pg_backend_pid()")),
             2);
+}
+
+// A tsvector holds 1 MB at most: a step whose message has more distinct words than that is
+// still stored whole, and found by its first words.
+TEST(PostgresStoreTest, AStepWithAHugeMessageIsStoredAndFound) {
+  PostgresBackend backend;
+  auto store = backend.open();
+  using namespace conformance;
+  std::string message = "needle";
+  for (int i = 0; i < 200'000; ++i) message += " word" + std::to_string(i);
+  ok_write(*store, with_steps("huge", kT0, {step("load", kT0, "failed", message)}));
+  store::ExecutionQuery q;
+  q.text = "needle word1*";
+  auto rows = store->list_executions(q, kT0);
+  ASSERT_TRUE(rows) << rows.error().what();
+  ASSERT_EQ(rows->size(), 1u);
+  auto got = store->latest("huge", kT0);
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ((*got)->steps.at(0).message, message);
 }
 
 TEST(PostgresStoreTest, SearchWordsFoldCaseAndDiacritics) {
