@@ -1,6 +1,7 @@
 #include "store/postgres.hpp"
 
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -170,7 +171,28 @@ std::int64_t PgResult::affected() const noexcept {
 }
 
 PgConnection::PgConnection(const std::string& conninfo) {
-  conn_ = PQconnectdb(conninfo.c_str());
+  // Defaults the conninfo (and libpq's environment, for connect_timeout) may override: a server
+  // that does not answer (a failover, a dropped route) fails a connect within 10 s, and a
+  // connection to one that vanished is found dead by TCP keepalives within a minute, rather
+  // than holding a request for the system's defaults (minutes to hours).
+  std::vector<const char*> keys;
+  std::vector<const char*> values;
+  const char* timeout = std::getenv("PGCONNECT_TIMEOUT");
+  if (timeout == nullptr || *timeout == '\0') {
+    keys.push_back("connect_timeout");
+    values.push_back("10");
+  }
+  for (auto [key, value] :
+       {std::pair{"keepalives_idle", "30"}, std::pair{"keepalives_interval", "10"},
+        std::pair{"keepalives_count", "3"}}) {
+    keys.push_back(key);
+    values.push_back(value);
+  }
+  keys.push_back("dbname");  // Expanded: the conninfo's own settings override those above.
+  values.push_back(conninfo.c_str());
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
   if (conn_ == nullptr) throw PgError{"out of memory", ErrorKind::Other};
   if (PQstatus(conn_) != CONNECTION_OK) {
     PgError e{one_line(PQerrorMessage(conn_)), ErrorKind::Io};

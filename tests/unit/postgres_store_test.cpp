@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "postgres_server.hpp"
+#include "scoped_env.hpp"
 #include "stagelog/error.hpp"
 #include "store/postgres_facts.hpp"
 #include "store_conformance.hpp"
@@ -120,6 +121,19 @@ TEST(PostgresStoreTest, AfterARestartTheNextCallWorksAfterOneClearError) {
   EXPECT_EQ((*got)->execution_id, "a");
   ASSERT_TRUE(store->put_execution(conformance::seed_execution("T1", "b", kT0 + 1), kT0 + kDay));
   EXPECT_EQ(store->attempts("T1", kT0)->size(), 2u);
+}
+
+TEST(PostgresStoreTest, AUrlWithTheRestFromLibpqsEnvironmentConnects) {
+  PostgresServer* server = PostgresEnvironment::server();
+  std::string database = server->create_database();
+  ScopedEnv host("PGHOST", server->dir().c_str());
+  ScopedEnv port("PGPORT", "5432");
+  auto store = store::open_postgres_store("postgresql://stagelog@/" + database);
+  using conformance::kDay;
+  using conformance::kT0;
+  ASSERT_TRUE(store->put_execution(conformance::seed_execution("T1", "a"), kT0 + kDay));
+  auto got = store->latest("T1", kT0);
+  ASSERT_TRUE(got && got->has_value());
 }
 
 TEST(PostgresStoreTest, ABadConninfoIsAClearError) {
