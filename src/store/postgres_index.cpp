@@ -75,9 +75,11 @@ DurationStats stats_of(const DurationHistogram& h, std::int64_t count, std::int6
 }  // namespace
 
 void PostgresStore::index_locked(PgConnection& c, std::int64_t id, const Execution& execution,
-                                 std::int64_t first) {
-  c.exec("DELETE FROM step_facts WHERE execution = $1 AND n >= $2",
-         PgParams().int64(id).int64(first));
+                                 std::int64_t first, bool added) {
+  if (!added) {
+    c.exec("DELETE FROM step_facts WHERE execution = $1 AND n >= $2",
+           PgParams().int64(id).int64(first));
+  }
   if (execution.steps.empty()) return;
   std::int64_t previous_ts = execution.started_at_ns;
   if (first > 0) {

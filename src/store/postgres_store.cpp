@@ -172,13 +172,16 @@ void PostgresStore::put_locked(PgConnection& c, const Execution& execution,
       "duration_ms = excluded.duration_ms, metadata_json = excluded.metadata_json, "
       "expires_at_ns = excluded.expires_at_ns, steps_count = excluded.steps_count, "
       "final_status = excluded.final_status, metadata_pairs = excluded.metadata_pairs "
-      "RETURNING id",
+      "RETURNING id, xmax = 0",
       p);
   std::int64_t id = r.int64(0, 0);
+  const bool added = r.boolean(0, 1);  // A new attempt: no chunk or fact of it to replace.
   // Steps from `first` on are replaced: chunks that start there or later go, and a chunk that
   // straddles `first` is cut.
-  c.exec("DELETE FROM step_chunks WHERE execution = $1 AND seq >= $2",
-         PgParams().int64(id).int64(first));
+  if (!added) {
+    c.exec("DELETE FROM step_chunks WHERE execution = $1 AND seq >= $2",
+           PgParams().int64(id).int64(first));
+  }
   if (first > 0) {
     PgResult before = c.exec(
         "SELECT seq, count, steps_json FROM step_chunks WHERE execution = $1 AND seq < $2 "
@@ -221,7 +224,7 @@ void PostgresStore::put_locked(PgConnection& c, const Execution& execution,
                .int64(static_cast<std::int64_t>(execution.steps.size()))
                .bytes(json));
   }
-  index_locked(c, id, execution, first);
+  index_locked(c, id, execution, first, added);
 }
 
 Result<void> PostgresStore::put_execution(const Execution& execution, std::int64_t expires_at_ns) {

@@ -116,9 +116,10 @@ class PostgresStore final : public Store {
                             std::int64_t expires_at_ns);
   static void put_batch_locked(detail::PgConnection& c, const BatchRecord& batch,
                                std::int64_t expires_at_ns);
-  // postgres_index.cpp: the facts of steps from `first` on, derived again.
+  // postgres_index.cpp: the facts of steps from `first` on, derived again (`added`: the attempt
+  // is new, it has none yet).
   static void index_locked(detail::PgConnection& c, std::int64_t id, const Execution& execution,
-                           std::int64_t first);
+                           std::int64_t first, bool added);
 
   std::string conninfo_;
   std::string where_;  // user@host/db, for messages.
