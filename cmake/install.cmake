@@ -17,7 +17,8 @@ if(STAGELOG_BUILD_SERVER)
   # stagelog/store/store.hpp, the Store interface, goes with the server, which takes any Store.
   install(DIRECTORY include/stagelog/store include/stagelog/server
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/stagelog)
-  install(TARGETS stagelog_store_sqlite EXPORT stagelogStoreSqliteTargets
+  # store_common: what the SQLite store shares with the PostgreSQL one (not installed yet).
+  install(TARGETS stagelog_store_common stagelog_store_sqlite EXPORT stagelogStoreSqliteTargets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(EXPORT stagelogStoreSqliteTargets NAMESPACE stagelog::
           DESTINATION ${STAGELOG_CMAKE_DIR})

@@ -1,6 +1,7 @@
-// stagelog serve: the HTTP server over a SQLite store in a data folder (seed 004's API, ingest,
-// retention, auth). SIGINT and SIGTERM stop it cleanly: requests in progress finish and what
-// they wrote is committed before it exits. SIGHUP re-reads the tokens file.
+// stagelog serve: the HTTP server over a SQLite store in a data folder, or over a PostgreSQL
+// database that several servers share (seed 004's API, ingest, retention, auth). SIGINT and SIGTERM
+// stop it cleanly: requests in progress finish and what they wrote is committed before it exits.
+// SIGHUP re-reads the tokens file.
 
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "stagelog/error.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/server.hpp"
+#include "stagelog/store/postgres_store.hpp"
 #include "stagelog/store/sqlite_store.hpp"
 
 namespace stagelog::cli {
@@ -33,6 +35,7 @@ namespace {
 
 struct ServeOptions {
   std::string data;
+  std::string store;  // A PostgreSQL connection string; empty: DATA/stagelog.db.
   std::string listen = "127.0.0.1:8080";
   std::string retention = "7d";
   std::string max_retention = "365d";
@@ -148,11 +151,22 @@ void wait_for_stop(server::Server& server, const sigset_t& signals) {
 
 int serve(const ServeOptions& o) {
   namespace fs = std::filesystem;
+  // A password on the command line or in the environment is readable by any user of the
+  // machine: refused before anything starts. libpq reads it from ~/.pgpass or PGPASSFILE.
+  if (!o.store.empty()) {
+    if (auto checked = store::check_postgres_conninfo(o.store); !checked) {
+      throw Error("--store: " + std::string(checked.error().what()));
+    }
+  }
+  if (o.data.empty() && (o.store.empty() || o.tokens.empty())) {
+    throw Error(o.store.empty() ? "--data is required: the folder of the store and the tokens file"
+                                : "--data or --tokens is required: where the tokens file is");
+  }
   const fs::path data(o.data);
   std::error_code ec;
   // A folder made here is the server's alone (0700); one that exists keeps the mode its owner
   // gave it. The files in it are made 0600 (the store, the tokens file).
-  detail::create_private_folder(data);
+  if (!o.data.empty()) detail::create_private_folder(data);
   const fs::path tokens_path = o.tokens.empty() ? data / "tokens" : fs::path(o.tokens);
   if (!fs::exists(tokens_path, ec)) {
     std::string token =
@@ -187,7 +201,9 @@ int serve(const ServeOptions& o) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::unique_ptr<store::Store> store = store::open_sqlite_store(data / "stagelog.db");
+  std::unique_ptr<store::Store> store = o.store.empty()
+                                            ? store::open_sqlite_store(data / "stagelog.db")
+                                            : store::open_postgres_store(o.store);
 
   // The tokens file is re-read when it changes, and on SIGHUP.
   server::Server server(*store, tokens_path, options);
@@ -220,12 +236,19 @@ Command add_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve",
       "Serve the HTTP API: ingest events and execution logs, keep them for the retention\n"
-      "period in a SQLite file under the data folder, answer seed 004's GET\n"
-      "/api/execution-logs/{trackingId}, and show it all in a web UI at http://HOST:PORT/.\n"
+      "period in a SQLite file under the data folder (or in PostgreSQL with --store), answer\n"
+      "seed 004's GET /api/execution-logs/{trackingId}, and show it all in a web UI at\n"
+      "http://HOST:PORT/.\n"
       "Every API route needs a bearer token (the UI asks for one): with no tokens file, one is\n"
       "created and an admin token printed once.");
-  cmd->add_option("--data", o->data, "Data folder (created 0700 if missing): stagelog.db, tokens")
-      ->required();
+  cmd->add_option("--data", o->data,
+                  "Data folder (created 0700 if missing): stagelog.db, tokens. Required, but\n"
+                  "with --store and --tokens");
+  cmd->add_option("--store", o->store,
+                  "Keep the data in PostgreSQL instead: a libpq connection string\n"
+                  "(postgresql://USER@HOST/DB); no password in it: libpq reads it from\n"
+                  "~/.pgpass or PGPASSFILE, and PGHOST, PGUSER... fill in what it leaves out")
+      ->envname("STAGELOG_STORE");
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")
       ->check(CLI::Validator(check_listen, "HOST:PORT"))
       ->capture_default_str();
@@ -271,6 +294,8 @@ Command add_serve(CLI::App& app) {
       "  stagelog serve --data /var/lib/stagelog\n"
       "  stagelog serve --data ./data --listen 0.0.0.0:8080 --retention 30d\n"
       "  stagelog serve --data ./data --alerts alerts.json\n"
+      "  PGPASSFILE=/etc/stagelog/pgpass stagelog serve --tokens /etc/stagelog/tokens \\\n"
+      "      --store postgresql://stagelog@db.internal/stagelog --listen 0.0.0.0:8080\n"
       "  stagelog serve --data ./data --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key "
       "key.pem\n");
   return [o]() -> int { return serve(*o); };

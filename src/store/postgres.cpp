@@ -1,0 +1,274 @@
+#include "store/postgres.hpp"
+
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace stagelog::detail {
+
+namespace {
+
+constexpr Oid kInt8 = 20;
+constexpr Oid kBytea = 17;
+constexpr Oid kText = 25;
+constexpr Oid kByteaArray = 1001;
+
+std::string big_endian(std::uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+// libpq's messages end in a newline and may span lines ("ERROR: ...\nDETAIL: ...", or a
+// connection failure's "...\n\tIs the server running ...?"): one line, one space between.
+std::string one_line(const char* message) {
+  std::string out;
+  bool space = false;
+  for (const char* p = message != nullptr ? message : ""; *p != '\0'; ++p) {
+    if (*p == '\n' || *p == '\t' || *p == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += *p;
+  }
+  return out.empty() ? std::string("unknown error") : out;
+}
+
+// What a failed statement means for the server: a lost or refused connection, a server
+// shutting down or out of disk is Io or DiskFull (503 / 507); a serialization failure, a
+// deadlock or a lock not available is Busy.
+ErrorKind kind_of(const PGconn* conn, const PGresult* r) {
+  if (PQstatus(conn) != CONNECTION_OK) return ErrorKind::Io;
+  const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  if (state == nullptr) return ErrorKind::Io;  // No answer from the server at all.
+  std::string_view s(state);
+  if (s == "53100") return ErrorKind::DiskFull;
+  if (s.starts_with("08") || s.starts_with("57P") || s.starts_with("53") || s.starts_with("58")) {
+    return ErrorKind::Io;
+  }
+  if (s == "40001" || s == "40P01" || s == "55P03") return ErrorKind::Busy;
+  return ErrorKind::Other;
+}
+
+void no_notices(void*, const char*) {}
+
+}  // namespace
+
+PgParams& PgParams::int64(std::int64_t v) {
+  types_.push_back(kInt8);
+  values_.push_back(big_endian(static_cast<std::uint64_t>(v)));
+  null_.push_back(false);
+  return *this;
+}
+
+PgParams& PgParams::int64(const std::optional<std::int64_t>& v) {
+  if (!v) {
+    types_.push_back(kInt8);
+    values_.emplace_back();
+    null_.push_back(true);
+    return *this;
+  }
+  return int64(*v);
+}
+
+PgParams& PgParams::bytes(std::string_view v) {
+  types_.push_back(kBytea);
+  values_.emplace_back(v);
+  null_.push_back(false);
+  return *this;
+}
+
+PgParams& PgParams::bytes(const std::optional<std::string>& v) {
+  if (!v) {
+    types_.push_back(kBytea);
+    values_.emplace_back();
+    null_.push_back(true);
+    return *this;
+  }
+  return bytes(std::string_view(*v));
+}
+
+PgParams& PgParams::text(std::string_view v) {
+  types_.push_back(kText);
+  values_.emplace_back(v);
+  null_.push_back(false);
+  return *this;
+}
+
+PgParams& PgParams::bytes_array(const std::vector<std::string>& v) {
+  // PostgreSQL's binary array: dimensions, has-nulls, element type, then per dimension its
+  // length and lower bound, then each element as length and bytes.
+  auto int4 = [](std::string& out, std::uint32_t n) {
+    for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
+  };
+  std::string out;
+  int4(out, v.empty() ? 0 : 1);
+  int4(out, 0);
+  int4(out, kBytea);
+  if (!v.empty()) {
+    int4(out, static_cast<std::uint32_t>(v.size()));
+    int4(out, 1);
+    for (const std::string& e : v) {
+      int4(out, static_cast<std::uint32_t>(e.size()));
+      out += e;
+    }
+  }
+  types_.push_back(kByteaArray);
+  values_.push_back(std::move(out));
+  null_.push_back(false);
+  return *this;
+}
+
+PgParams& PgParams::null() {
+  types_.push_back(0);
+  values_.emplace_back();
+  null_.push_back(true);
+  return *this;
+}
+
+std::int64_t PgResult::int64(int row, int col) const noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r_, row, col));
+  int n = PQgetlength(r_, row, col);
+  if (n == 4) {
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | p[i];
+    return static_cast<std::int32_t>(v);
+  }
+  std::uint64_t v = 0;
+  for (int i = 0; i < n && i < 8; ++i) v = (v << 8) | p[i];
+  return static_cast<std::int64_t>(v);
+}
+
+std::optional<std::int64_t> PgResult::opt_int64(int row, int col) const noexcept {
+  if (is_null(row, col)) return std::nullopt;
+  return int64(row, col);
+}
+
+bool PgResult::boolean(int row, int col) const noexcept {
+  return PQgetlength(r_, row, col) == 1 && PQgetvalue(r_, row, col)[0] != 0;
+}
+
+std::string PgResult::bytes(int row, int col) const {
+  return std::string(PQgetvalue(r_, row, col), static_cast<std::size_t>(PQgetlength(r_, row, col)));
+}
+
+std::optional<std::string> PgResult::opt_bytes(int row, int col) const {
+  if (is_null(row, col)) return std::nullopt;
+  return bytes(row, col);
+}
+
+std::int64_t PgResult::affected() const noexcept {
+  const char* n = PQcmdTuples(r_);
+  std::int64_t count = 0;
+  if (n != nullptr) std::from_chars(n, n + std::strlen(n), count);
+  return count;
+}
+
+PgConnection::PgConnection(const std::string& conninfo) {
+  // Defaults the conninfo (and libpq's environment, for connect_timeout) may override: a server
+  // that does not answer (a failover, a dropped route) fails a connect within 10 s, and a
+  // connection to one that vanished is found dead by TCP keepalives within a minute, rather
+  // than holding a request for the system's defaults (minutes to hours).
+  std::vector<const char*> keys;
+  std::vector<const char*> values;
+  const char* timeout = std::getenv("PGCONNECT_TIMEOUT");
+  if (timeout == nullptr || *timeout == '\0') {
+    keys.push_back("connect_timeout");
+    values.push_back("10");
+  }
+  for (auto [key, value] :
+       {std::pair{"keepalives_idle", "30"}, std::pair{"keepalives_interval", "10"},
+        std::pair{"keepalives_count", "3"}}) {
+    keys.push_back(key);
+    values.push_back(value);
+  }
+  keys.push_back("dbname");  // Expanded: the conninfo's own settings override those above.
+  values.push_back(conninfo.c_str());
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+  if (conn_ == nullptr) throw PgError{"out of memory", ErrorKind::Other};
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    PgError e{one_line(PQerrorMessage(conn_)), ErrorKind::Io};
+    PQfinish(conn_);
+    conn_ = nullptr;
+    throw e;
+  }
+  PQsetNoticeProcessor(conn_, &no_notices, nullptr);
+}
+
+PgConnection::~PgConnection() { PQfinish(conn_); }
+
+void PgConnection::reset() {
+  PQreset(conn_);
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    throw PgError{"cannot connect again: " + one_line(PQerrorMessage(conn_)), ErrorKind::Io};
+  }
+}
+
+void PgConnection::fail(const PGresult* r) const {
+  std::string message = one_line(r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
+  if (r != nullptr && message == "unknown error") message = one_line(PQerrorMessage(conn_));
+  throw PgError{std::move(message), kind_of(conn_, r)};
+}
+
+PgResult PgConnection::exec(const std::string& sql, const PgParams& params) {
+  std::size_t n = params.values_.size();
+  std::vector<const char*> values(n);
+  std::vector<int> lengths(n);
+  std::vector<int> formats(n, 1);
+  for (std::size_t i = 0; i < n; ++i) {
+    values[i] = params.null_[i] ? nullptr : params.values_[i].data();
+    lengths[i] = static_cast<int>(params.values_[i].size());
+  }
+  PgResult r(PQexecParams(conn_, sql.c_str(), static_cast<int>(n), params.types_.data(),
+                          values.data(), lengths.data(), formats.data(), /*resultFormat=*/1));
+  ExecStatusType status = PQresultStatus(r.r_);
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) fail(r.r_);
+  return r;
+}
+
+void PgConnection::script(const char* sql) {
+  PgResult r(PQexec(conn_, sql));
+  ExecStatusType status = PQresultStatus(r.r_);
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) fail(r.r_);
+}
+
+std::string PgConnection::where() const {
+  std::string out;
+  const char* user = PQuser(conn_);
+  const char* host = PQhost(conn_);
+  const char* port = PQport(conn_);
+  const char* db = PQdb(conn_);
+  if (user != nullptr && *user != '\0') out += std::string(user) + "@";
+  out += host != nullptr ? host : "";
+  if (port != nullptr && *port != '\0') out += std::string(":") + port;
+  out += "/";
+  out += db != nullptr ? db : "";
+  return out;
+}
+
+PgTransaction::PgTransaction(PgConnection& c, Mode mode) : c_(c) {
+  c_.script(mode == Mode::Write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+}
+
+PgTransaction::~PgTransaction() {
+  if (done_ || !c_.ok()) return;
+  try {
+    c_.script("ROLLBACK");
+  } catch (const PgError&) {  // The connection is gone: so is the transaction.
+  }
+}
+
+void PgTransaction::commit() {
+  c_.script("COMMIT");
+  done_ = true;
+}
+
+}  // namespace stagelog::detail

@@ -1,0 +1,117 @@
+#pragma once
+
+// A thin RAII layer over libpq for the PostgreSQL store, private to it: a connection, the
+// parameters of one statement (binary: int8, bytea, text) and its result (read in binary).
+// Nothing here is thread-safe: the store gives each connection to one thread at a time.
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stagelog/error.hpp"
+
+namespace stagelog::detail {
+
+// Thrown by the wrappers below; PostgresStore turns it into a Result error or, when opening,
+// into stagelog::Error. `message` is libpq's, on one line.
+struct PgError {
+  std::string message;
+  ErrorKind kind = ErrorKind::Other;
+};
+
+// The parameters of one statement, $1, $2, ... in the order they are added. Every value is
+// sent in binary: int8 as itself, bytea as its bytes (any byte, NUL included), text as UTF-8.
+class PgParams {
+ public:
+  PgParams& int64(std::int64_t v);
+  PgParams& int64(const std::optional<std::int64_t>& v);
+  PgParams& bytes(std::string_view v);
+  PgParams& bytes(const std::string& v) { return bytes(std::string_view(v)); }
+  PgParams& bytes(const std::optional<std::string>& v);
+  PgParams& text(std::string_view v);                        // Must be valid UTF-8 without NUL.
+  PgParams& bytes_array(const std::vector<std::string>& v);  // bytea[]
+  PgParams& null();
+
+  // "$n" of the parameter added last.
+  std::string last() const { return "$" + std::to_string(values_.size()); }
+  std::size_t size() const noexcept { return values_.size(); }
+
+ private:
+  friend class PgConnection;
+  std::vector<Oid> types_;
+  std::vector<std::string> values_;
+  std::vector<bool> null_;
+};
+
+// A statement's result, cleared by the destructor. Columns are read as the binary format
+// gives them: int64() takes int8 (or int4), bytes() any text or bytea column.
+class PgResult {
+ public:
+  explicit PgResult(PGresult* r) noexcept : r_(r) {}
+  ~PgResult() { PQclear(r_); }
+  PgResult(PgResult&& other) noexcept : r_(other.r_) { other.r_ = nullptr; }
+  PgResult& operator=(PgResult&&) = delete;
+  PgResult(const PgResult&) = delete;
+  PgResult& operator=(const PgResult&) = delete;
+
+  int rows() const noexcept { return PQntuples(r_); }
+  bool is_null(int row, int col) const noexcept { return PQgetisnull(r_, row, col) != 0; }
+  std::int64_t int64(int row, int col) const noexcept;
+  std::optional<std::int64_t> opt_int64(int row, int col) const noexcept;
+  bool boolean(int row, int col) const noexcept;
+  std::string bytes(int row, int col) const;
+  std::optional<std::string> opt_bytes(int row, int col) const;
+  // Rows an INSERT, UPDATE or DELETE touched.
+  std::int64_t affected() const noexcept;
+
+ private:
+  friend class PgConnection;
+  PGresult* r_;
+};
+
+// One connection (closed by the destructor).
+class PgConnection {
+ public:
+  // Connects. Throws PgError with libpq's message.
+  explicit PgConnection(const std::string& conninfo);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  bool ok() const noexcept { return PQstatus(conn_) == CONNECTION_OK; }
+  // PQreset: connects again with the same parameters. Throws PgError when it cannot.
+  void reset();
+
+  // Runs one statement with parameters; results come in binary. Throws PgError.
+  PgResult exec(const std::string& sql, const PgParams& params = {});
+  // Runs statements without parameters (schema scripts). Throws PgError.
+  void script(const char* sql);
+
+  // "user@host:port/db", for messages (never the password).
+  std::string where() const;
+
+ private:
+  [[noreturn]] void fail(const PGresult* r) const;
+  PGconn* conn_ = nullptr;
+};
+
+// A transaction rolled back by the destructor unless commit() ran.
+class PgTransaction {
+ public:
+  enum class Mode { Write, Snapshot };  // Snapshot: REPEATABLE READ, READ ONLY.
+  explicit PgTransaction(PgConnection& c, Mode mode = Mode::Write);
+  ~PgTransaction();
+  PgTransaction(const PgTransaction&) = delete;
+  PgTransaction& operator=(const PgTransaction&) = delete;
+  void commit();
+
+ private:
+  PgConnection& c_;
+  bool done_ = false;
+};
+
+}  // namespace stagelog::detail

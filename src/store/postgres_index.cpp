@@ -1,0 +1,336 @@
+// The PostgreSQL store's query side: step facts, derived from each write's steps in its own
+// transaction (the SQLite store derives the same facts on an indexer thread), and the
+// listings, statistics and failure patterns read from them. Statistics are counted as the
+// SQLite store counts them: per hour, stage and worker, with the same duration histogram
+// (store/step_index.hpp), so that percentiles are the same numbers, not percentile_cont's.
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "store/postgres_facts.hpp"
+#include "store/postgres_store.hpp"
+#include "store/step_index.hpp"
+#include "store/store_common.hpp"
+
+namespace stagelog::store {
+
+using detail::DurationHistogram;
+using detail::PgConnection;
+using detail::PgParams;
+using detail::PgResult;
+using detail::PgTransaction;
+
+namespace {
+
+constexpr std::int64_t kHourNs = 3'600'000'000'000;
+constexpr std::int64_t kDayNs = 24 * kHourNs;
+constexpr int kFactColumns = 11;
+constexpr std::size_t kFactsPerInsert = 500;
+
+std::int64_t floor_to(std::int64_t ns, std::int64_t unit) {
+  std::int64_t q = ns / unit;
+  if (ns % unit != 0 && ns < 0) --q;
+  return q * unit;
+}
+
+bool has_duration(std::string_view status) { return status == "completed" || status == "failed"; }
+
+std::string sql_insert_facts(std::size_t rows) {
+  std::string sql =
+      "INSERT INTO step_facts (execution, n, ts_ns, stage, worker, status, duration_ms, "
+      "whole_job, pattern, message, error_details, words) VALUES ";
+  int p = 1;
+  for (std::size_t r = 0; r < rows; ++r) {
+    sql += r == 0 ? "(" : ",(";
+    for (int c = 0; c < kFactColumns; ++c) {
+      if (c > 0) sql += ',';
+      sql += '$' + std::to_string(p++);
+      if (c == 7) sql += " <> 0";  // whole_job, sent as 0 or 1.
+    }
+    sql += ",array_to_tsvector(string_to_array($" + std::to_string(p++) + "::text, ' ')))";
+  }
+  return sql;
+}
+
+DurationStats stats_of(const DurationHistogram& h, std::int64_t count, std::int64_t failures,
+                       std::int64_t skipped, std::int64_t max_ms) {
+  DurationStats s;
+  s.count = count;
+  s.failures = failures;
+  s.skipped = skipped;
+  // A bucket's middle may lie past the exact maximum; no percentile does.
+  const auto max = static_cast<double>(max_ms);
+  s.p50_ms = std::min(h.percentile(0.50), max);
+  s.p95_ms = std::min(h.percentile(0.95), max);
+  s.p99_ms = std::min(h.percentile(0.99), max);
+  s.max_ms = max_ms;
+  return s;
+}
+
+}  // namespace
+
+void PostgresStore::index_locked(PgConnection& c, std::int64_t id, const Execution& execution,
+                                 std::int64_t first, bool added) {
+  if (!added) {
+    c.exec("DELETE FROM step_facts WHERE execution = $1 AND n >= $2",
+           PgParams().int64(id).int64(first));
+  }
+  if (execution.steps.empty()) return;
+  std::int64_t previous_ts = execution.started_at_ns;
+  if (first > 0) {
+    PgResult r = c.exec("SELECT ts_ns FROM step_facts WHERE execution = $1 AND n = $2",
+                        PgParams().int64(id).int64(first - 1));
+    if (r.rows() > 0) previous_ts = r.int64(0, 0);
+  }
+  const std::optional<std::string> attempt_worker =
+      detail::read_step_keys(execution.metadata_json).worker;
+  std::span<const Step> steps(execution.steps);
+  std::int64_t n = first;
+  while (!steps.empty()) {
+    std::size_t rows = std::min(steps.size(), kFactsPerInsert);
+    PgParams p;
+    for (std::size_t i = 0; i < rows; ++i, ++n) {
+      const Step& step = steps[i];
+      detail::StepKeys keys = detail::read_step_keys(step.custom_json);
+      std::optional<std::int64_t> duration_ms;
+      if (has_duration(step.status)) {
+        duration_ms = keys.duration_ms.value_or(
+            std::max<std::int64_t>(0, (step.timestamp_ns - previous_ts) / 1'000'000));
+      }
+      previous_ts = step.timestamp_ns;
+      // A step named like its tracking id stands for the whole job (a workflow node or a
+      // nested run of that name), not a stage: searchable, but no stage statistics and no
+      // failure pattern (its failure repeats the stage's that caused it).
+      const bool whole_job = step.step == execution.tracking_id;
+      const bool failed = step.status == "failed";
+      std::optional<std::string> pattern;
+      if (failed && !whole_job) {
+        pattern = detail::error_pattern(step.error_details.value_or(step.message));
+      }
+      p.int64(id)
+          .int64(n)
+          .int64(step.timestamp_ns)
+          .bytes(step.step)
+          .bytes(keys.worker ? *keys.worker : attempt_worker.value_or(""))
+          .bytes(step.status)
+          .int64(duration_ms)
+          .int64(std::int64_t{whole_job ? 1 : 0})
+          .bytes(pattern)
+          .bytes(failed ? std::optional<std::string>(step.message) : std::nullopt)
+          .bytes(failed ? step.error_details : std::nullopt)
+          .text(detail::search_word_list(step.message + ' ' + step.error_details.value_or("")));
+    }
+    c.exec(sql_insert_facts(rows), p);
+    steps = steps.subspan(rows);
+  }
+}
+
+Result<std::vector<ExecutionSummary>> PostgresStore::list_executions(const ExecutionQuery& query,
+                                                                     std::int64_t now_ns) {
+  if (auto why = detail::query_error(query)) {
+    return Error("postgres store " + where_ + ": cannot list executions: " + *why);
+  }
+  std::string words = query.text ? detail::search_tsquery(*query.text) : std::string();
+  if (query.text && words.empty()) return std::vector<ExecutionSummary>{};  // No word: no match.
+
+  // What the row reading below reads, in order. Every value of the query is a parameter.
+  PgParams p;
+  std::string sql =
+      "SELECT id, tracking_id, attempt, execution_id, started_at_ns, completed_at_ns, "
+      "duration_ms, final_status, steps_count, metadata_json FROM executions "
+      "WHERE expires_at_ns > ";
+  sql += p.int64(now_ns).last();
+  if (query.final_status) {
+    sql += *query.final_status == detail::kUnknownFinalStatus
+               ? " AND final_status IS NULL"
+               : " AND final_status = " + p.bytes(*query.final_status).last();
+  }
+  if (query.since_ns) sql += " AND started_at_ns >= " + p.int64(*query.since_ns).last();
+  if (query.until_ns) sql += " AND started_at_ns < " + p.int64(*query.until_ns).last();
+  if (query.worker) {
+    sql +=
+        " AND EXISTS (SELECT 1 FROM step_facts f WHERE f.execution = executions.id AND "
+        "f.worker = " +
+        p.bytes(*query.worker).last() + ")";
+  }
+  if (query.stage) {
+    sql +=
+        " AND EXISTS (SELECT 1 FROM step_facts f WHERE f.execution = executions.id AND "
+        "f.stage = " +
+        p.bytes(*query.stage).last() + ")";
+  }
+  if (query.text) {
+    sql += " AND id IN (SELECT execution FROM step_facts WHERE words @@ " + p.text(words).last() +
+           "::tsquery)";
+  }
+  for (const auto& [key, value] : query.metadata) {
+    sql += " AND metadata_pairs @> ARRAY[" + p.bytes(key + '\0' + value).last() + "]";
+  }
+  if (query.after) {
+    std::string ns = p.int64(query.after->ns).last();
+    std::string seq = p.int64(query.after->seq).last();
+    sql += " AND (started_at_ns, id) < (" + ns + ", " + seq + ")";
+  }
+  sql += " ORDER BY started_at_ns DESC, id DESC LIMIT " +
+         p.int64(detail::row_limit(query.limit)).last();
+
+  return call<std::vector<ExecutionSummary>>("cannot list executions", [&](PgConnection& c) {
+    // The attempts and their steps from one snapshot.
+    PgTransaction tx(c, PgTransaction::Mode::Snapshot);
+    PgResult r = c.exec(sql, p);
+    std::vector<ExecutionSummary> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+      ExecutionSummary& e = out.emplace_back();
+      e.position = Position{r.int64(i, 4), r.int64(i, 0)};
+      e.tracking_id = r.bytes(i, 1);
+      e.attempt.n = static_cast<int>(r.int64(i, 2));
+      e.attempt.execution_id = r.bytes(i, 3);
+      e.attempt.started_at_ns = r.int64(i, 4);
+      e.attempt.completed_at_ns = r.opt_int64(i, 5);
+      e.attempt.duration_ms = r.opt_int64(i, 6);
+      e.attempt.final_status =
+          r.is_null(i, 7) ? std::string(detail::kUnknownFinalStatus) : r.bytes(i, 7);
+      e.attempt.step_count = static_cast<std::size_t>(r.int64(i, 8));
+      e.metadata_json = r.bytes(i, 9);
+    }
+    if (query.with_steps) {
+      for (ExecutionSummary& e : out) {
+        read_steps(c, e.position.seq, e.attempt.execution_id, e.steps);
+      }
+    }
+    tx.commit();
+    return out;
+  });
+}
+
+Result<std::vector<StageStats>> PostgresStore::stage_stats(const StageStatsQuery& query,
+                                                           std::int64_t now_ns) {
+  return call<std::vector<StageStats>>("cannot read stage statistics", [&](PgConnection& c) {
+    // Steps by hour, stage, worker, status and duration: what the SQLite store's hourly
+    // rollups hold. An hour's row of a stage and worker counts while one of the attempts that
+    // add to it is live, as a rollup does.
+    // Hours from since's to the last that starts before until: steps from since's hour to
+    // the end of that one.
+    const std::int64_t from = floor_to(query.since_ns, kHourNs);
+    const std::int64_t last_hour = floor_to(query.until_ns - 1, kHourNs);
+    const std::int64_t to = last_hour > INT64_MAX - kHourNs ? INT64_MAX : last_hour + kHourNs;
+    PgResult r = c.exec(
+        "SELECT f.ts_ns - ((f.ts_ns % 3600000000000) + 3600000000000) % 3600000000000, "
+        "f.stage, f.worker, f.status, f.duration_ms, COUNT(*), MAX(e.expires_at_ns) "
+        "FROM step_facts f JOIN executions e ON e.id = f.execution WHERE NOT f.whole_job "
+        "AND f.ts_ns >= $1 AND f.ts_ns < $2 GROUP BY 1, 2, 3, 4, 5",
+        PgParams().int64(from).int64(to));
+    struct Group {
+      std::int64_t count = 0, failures = 0, skipped = 0, max_ms = 0, expires = 0;
+      DurationHistogram histogram;
+    };
+    std::map<std::tuple<std::int64_t, std::string, std::string>, Group> hours;
+    for (int i = 0; i < r.rows(); ++i) {
+      Group& g = hours[{r.int64(i, 0), r.bytes(i, 1), r.bytes(i, 2)}];
+      std::string status = r.bytes(i, 3);
+      std::int64_t n = r.int64(i, 5);
+      g.expires = std::max(g.expires, r.int64(i, 6));
+      if (status == "skipped") g.skipped += n;
+      if (!has_duration(status)) continue;
+      g.count += n;
+      if (status == "failed") g.failures += n;
+      std::int64_t d = r.opt_int64(i, 4).value_or(0);
+      g.histogram.add(d, n);
+      g.max_ms = std::max(g.max_ms, d);
+    }
+    struct Row {
+      Group total;
+      std::map<std::int64_t, Group> points;
+    };
+    std::map<std::pair<std::string, std::string>, Row> rows;  // (stage, worker)
+    for (const auto& [key, g] : hours) {
+      if (g.expires <= now_ns || (g.count == 0 && g.skipped == 0)) continue;
+      const auto& [start, stage, worker] = key;
+      Row& row = rows[{stage, query.by_worker ? worker : std::string()}];
+      Group& point = row.points[query.daily ? floor_to(start, kDayNs) : start];
+      for (Group* sum : {&row.total, &point}) {
+        sum->count += g.count;
+        sum->failures += g.failures;
+        sum->skipped += g.skipped;
+        sum->max_ms = std::max(sum->max_ms, g.max_ms);
+        sum->histogram.merge(g.histogram);
+      }
+    }
+    std::vector<StageStats> out;
+    out.reserve(rows.size());
+    for (auto& [key, row] : rows) {
+      StageStats& stats = out.emplace_back();
+      stats.stage = key.first;
+      stats.worker = key.second;
+      const Group& t = row.total;
+      stats.stats = stats_of(t.histogram, t.count, t.failures, t.skipped, t.max_ms);
+      for (const auto& [start, g] : row.points) {
+        stats.series.push_back(StageStatsPoint{
+            start, stats_of(g.histogram, g.count, g.failures, g.skipped, g.max_ms)});
+      }
+    }
+    return out;
+  });
+}
+
+Result<std::vector<FailurePattern>> PostgresStore::failure_patterns(const FailureQuery& query,
+                                                                    std::int64_t now_ns) {
+  return call<std::vector<FailurePattern>>("cannot read failure patterns", [&](PgConnection& c) {
+    PgTransaction tx(c, PgTransaction::Mode::Snapshot);
+    // The failed steps of live attempts in the query's range ($1 to $2, $3 now).
+    const std::string failed =
+        " FROM step_facts f JOIN executions e ON e.id = f.execution WHERE f.pattern IS NOT NULL "
+        "AND f.ts_ns >= $1 AND f.ts_ns < $2 AND e.expires_at_ns > $3";
+    PgResult groups = c.exec(
+        "SELECT f.pattern, COUNT(*), MIN(f.ts_ns), MAX(f.ts_ns)" + failed +
+            " GROUP BY f.pattern ORDER BY COUNT(*) DESC, MAX(f.ts_ns) DESC, f.pattern LIMIT $4",
+        PgParams()
+            .int64(query.since_ns)
+            .int64(query.until_ns)
+            .int64(now_ns)
+            .int64(static_cast<std::int64_t>(std::min<std::size_t>(query.limit, 1'000'000))));
+    std::vector<FailurePattern> out;
+    for (int i = 0; i < groups.rows(); ++i) {
+      FailurePattern& p = out.emplace_back();
+      p.pattern = groups.bytes(i, 0);
+      p.count = groups.int64(i, 1);
+      p.first_seen_ns = groups.int64(i, 2);
+      p.last_seen_ns = groups.int64(i, 3);
+    }
+    for (FailurePattern& p : out) {
+      auto params = [&] {
+        return PgParams()
+            .int64(query.since_ns)
+            .int64(query.until_ns)
+            .int64(now_ns)
+            .bytes(p.pattern);
+      };
+      PgResult stages = c.exec(
+          "SELECT DISTINCT f.stage" + failed + " AND f.pattern = $4 ORDER BY f.stage", params());
+      for (int i = 0; i < stages.rows(); ++i) p.stages.push_back(stages.bytes(i, 0));
+      PgResult examples = c.exec("SELECT e.tracking_id, f.error_details, f.message" + failed +
+                                     " AND f.pattern = $4 ORDER BY f.ts_ns DESC, f.id DESC "
+                                     "LIMIT 100",
+                                 params());
+      for (int i = 0; i < examples.rows() && p.tracking_ids.size() < 3; ++i) {
+        if (p.example.empty()) {
+          p.example = examples.is_null(i, 1) ? examples.bytes(i, 2) : examples.bytes(i, 1);
+        }
+        std::string id = examples.bytes(i, 0);
+        if (std::find(p.tracking_ids.begin(), p.tracking_ids.end(), id) == p.tracking_ids.end()) {
+          p.tracking_ids.push_back(std::move(id));
+        }
+      }
+    }
+    tx.commit();
+    return out;
+  });
+}
+
+}  // namespace stagelog::store

@@ -1,0 +1,168 @@
+#pragma once
+
+// A real PostgreSQL for tests: Debian's postgresql package's initdb and pg_ctl in a temporary
+// folder, listening only on a Unix socket in that folder, as an unprivileged user (nobody when
+// the test runs as root: PostgreSQL refuses root). No system service, no TCP port.
+//
+// One server per test executable: a test file registers PostgresEnvironment, which starts it
+// before the first test (or skips every test, naming scripts/setup, when PostgreSQL's server
+// binaries are not installed) and stops it (pg_ctl stop -m immediate) and removes its folder
+// after the last. Each test takes a fresh database of its own (create_database()).
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace stagelog::test {
+
+class PostgresServer {
+ public:
+  // The folder of initdb and pg_ctl: $STAGELOG_PG_BINDIR, else the highest version's
+  // /usr/lib/postgresql/<version>/bin (pg_config --bindir names the client's, not these).
+  static std::optional<std::filesystem::path> find_bindir() {
+    namespace fs = std::filesystem;
+    if (const char* dir = std::getenv("STAGELOG_PG_BINDIR"); dir != nullptr && *dir != '\0') {
+      if (fs::exists(fs::path(dir) / "initdb")) return fs::path(dir);
+      return std::nullopt;
+    }
+    std::error_code ec;
+    std::optional<fs::path> best;
+    int best_version = -1;
+    for (const auto& entry : fs::directory_iterator("/usr/lib/postgresql", ec)) {
+      int version = std::atoi(entry.path().filename().c_str());
+      if (version > best_version && fs::exists(entry.path() / "bin" / "initdb")) {
+        best_version = version;
+        best = entry.path() / "bin";
+      }
+    }
+    return best;
+  }
+
+  // Runs initdb and starts the server. Throws std::runtime_error with the log's tail.
+  explicit PostgresServer(const std::filesystem::path& bindir) : bindir_(bindir) {
+    namespace fs = std::filesystem;
+    root_ = geteuid() == 0;
+    // As root, under /tmp: nobody must be able to reach the folder.
+    fs::path base = root_ ? fs::path("/tmp") : fs::temp_directory_path();
+    std::string pattern = (base / "stagelog-pg-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+    if (root_ && std::system(("chown nobody:nogroup " + dir_.string()).c_str()) != 0) {
+      throw std::runtime_error("cannot chown " + dir_.string() + " to nobody");
+    }
+    run("initdb", "-D " + data() + " -U stagelog --auth=trust -E UTF8 --locale=C -N");
+    run("pg_ctl", "-D " + data() + " -l " + (dir_ / "server.log").string() + " -w -t 60 " +
+                      options() + " start");
+    started_ = true;
+  }
+
+  ~PostgresServer() {
+    if (started_) {
+      try {
+        run("pg_ctl", "-D " + data() + " -w -m immediate stop");
+      } catch (const std::exception&) {  // Removing its folder stops it as surely.
+      }
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  PostgresServer(const PostgresServer&) = delete;
+  PostgresServer& operator=(const PostgresServer&) = delete;
+
+  // A libpq conninfo for a database of this server.
+  std::string conninfo(const std::string& database) const {
+    return "host=" + dir_.string() + " port=5432 user=stagelog dbname=" + database;
+  }
+
+  // A new, empty database; its name.
+  std::string create_database() {
+    static std::atomic<int> next{0};
+    std::string name = "stagelog_test_" + std::to_string(++next);
+    PGconn* c = PQconnectdb(conninfo("postgres").c_str());
+    std::string error;
+    if (PQstatus(c) != CONNECTION_OK) {
+      error = PQerrorMessage(c);
+    } else {
+      PGresult* r = PQexec(c, ("CREATE DATABASE " + name).c_str());
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) error = PQresultErrorMessage(r);
+      PQclear(r);
+    }
+    PQfinish(c);
+    if (!error.empty()) throw std::runtime_error("cannot create database " + name + ": " + error);
+    return name;
+  }
+
+  // pg_ctl restart: every connection to it is cut; it listens again when this returns.
+  void restart() { run("pg_ctl", "-D " + data() + " -w -t 60 -m fast " + options() + " restart"); }
+
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+
+ private:
+  std::string data() const { return (dir_ / "data").string(); }
+  std::string options() const {
+    return "-o \"-c listen_addresses='' -c unix_socket_directories='" + dir_.string() +
+           "' -c fsync=off\"";
+  }
+
+  // Runs a PostgreSQL program as the unprivileged user; throws with its output on failure.
+  void run(const std::string& program, const std::string& args) const {
+    std::string log = (dir_ / (program + ".out")).string();
+    std::string command = "cd " + dir_.string() + " && ";
+    if (root_) command += "setpriv --reuid=nobody --regid=nogroup --clear-groups ";
+    command += (bindir_ / program).string() + " " + args + " > " + log + " 2>&1";
+    if (std::system(command.c_str()) != 0) {
+      std::ifstream in(log);
+      std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::ifstream server_log(dir_ / "server.log");
+      std::string server((std::istreambuf_iterator<char>(server_log)),
+                         std::istreambuf_iterator<char>());
+      if (server.size() > 2000) server = server.substr(server.size() - 2000);
+      throw std::runtime_error(program + " failed: " + command + "\n" + out + "\n" + server);
+    }
+  }
+
+  std::filesystem::path bindir_;
+  std::filesystem::path dir_;
+  bool root_ = false;
+  bool started_ = false;
+};
+
+// Starts the executable's one server before its first test, stops it after the last; skips
+// every test when PostgreSQL is not installed.
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    auto bindir = PostgresServer::find_bindir();
+    if (!bindir) {
+      GTEST_SKIP() << "PostgreSQL's server programs (initdb, pg_ctl) are not installed: run "
+                      "scripts/setup (it installs Debian's postgresql package), or set "
+                      "STAGELOG_PG_BINDIR to the folder holding initdb";
+    }
+    try {
+      server_ = std::make_unique<PostgresServer>(*bindir);
+    } catch (const std::exception& e) {
+      FAIL() << "cannot start PostgreSQL: " << e.what();
+    }
+  }
+  void TearDown() override { server_.reset(); }
+
+  // The running server; nullptr when SetUp skipped or failed.
+  static PostgresServer* server() noexcept { return server_.get(); }
+
+ private:
+  static inline std::unique_ptr<PostgresServer> server_;
+};
+
+}  // namespace stagelog::test
