@@ -168,13 +168,6 @@ int serve(const ServeOptions& o) {
   // gave it. The files in it are made 0600 (the store, the tokens file).
   if (!o.data.empty()) detail::create_private_folder(data);
   const fs::path tokens_path = o.tokens.empty() ? data / "tokens" : fs::path(o.tokens);
-  if (!fs::exists(tokens_path, ec)) {
-    std::string token =
-        server::TokenFile::create_token(tokens_path, server::Scope::Admin, "stagelog serve");
-    print_line("created " + tokens_path.string() +
-               " with an admin token; it is shown once, here (the file keeps only its hash):");
-    print_line("admin token: " + token);
-  }
 
   server::ServerOptions options;
   Address address = *parse_listen(o.listen);
@@ -204,6 +197,15 @@ int serve(const ServeOptions& o) {
   std::unique_ptr<store::Store> store = o.store.empty()
                                             ? store::open_sqlite_store(data / "stagelog.db")
                                             : store::open_postgres_store(o.store);
+  // Only once the store opened: a store that cannot be opened leaves no new tokens file (and
+  // no admin token printed for a server that never ran).
+  if (!fs::exists(tokens_path, ec)) {
+    std::string token =
+        server::TokenFile::create_token(tokens_path, server::Scope::Admin, "stagelog serve");
+    print_line("created " + tokens_path.string() +
+               " with an admin token; it is shown once, here (the file keeps only its hash):");
+    print_line("admin token: " + token);
+  }
 
   // The tokens file is re-read when it changes, and on SIGHUP.
   server::Server server(*store, tokens_path, options);

@@ -24,17 +24,22 @@ std::string big_endian(std::uint64_t v) {
 }
 
 // libpq's messages end in a newline and may span lines ("ERROR: ...\nDETAIL: ...", or a
-// connection failure's "...\n\tIs the server running ...?"): one line, one space between.
+// connection failure's "...\n\tIs the server running ...?"): one line, its lines joined by
+// "; " and runs of blanks made one space.
 std::string one_line(const char* message) {
   std::string out;
-  bool space = false;
+  const char* gap = nullptr;  // What goes before the next visible character.
   for (const char* p = message != nullptr ? message : ""; *p != '\0'; ++p) {
-    if (*p == '\n' || *p == '\t' || *p == ' ') {
-      space = !out.empty();
+    if (*p == '\n') {
+      if (!out.empty()) gap = "; ";
       continue;
     }
-    if (space) out += ' ';
-    space = false;
+    if (*p == '\t' || *p == ' ') {
+      if (!out.empty() && gap == nullptr) gap = " ";
+      continue;
+    }
+    if (gap != nullptr) out += gap;
+    gap = nullptr;
     out += *p;
   }
   return out.empty() ? std::string("unknown error") : out;

@@ -4,9 +4,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/wait.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -82,6 +85,27 @@ TEST(ServePostgresTest, TwoServersOnOneDatabaseAnswerTheSame) {
       httplib::Client("127.0.0.1", b.port).Get("/api/v1/executions/pg-run/events", auth(a.token));
   ASSERT_TRUE(events);
   EXPECT_EQ(Json::parse(events->body)["events"].size(), 4u);
+}
+
+// A store that cannot be opened stops serve with libpq's reason, before it makes a tokens file
+// or prints an admin token for a server that never ran.
+TEST(ServePostgresTest, AStoreThatCannotBeOpenedStopsServeAndLeavesNoTokensFile) {
+  TempDir dir;
+  const std::string conninfo = "postgresql:///stagelog?host=" + (dir.path() / "no-server").string();
+  ScopedEnv store("STAGELOG_STORE", conninfo.c_str());
+  const auto stderr_file = dir.path() / "stderr";
+  ServeProcess serve(dir.path() / "data", "127.0.0.1:0", stderr_file);
+  EXPECT_FALSE(serve.wait_until_listening());
+  int status = serve.terminate();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  std::ifstream in(stderr_file);
+  std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(said, HasSubstr("cannot open postgres store"));
+  EXPECT_THAT(said, HasSubstr("no-server"));
+  EXPECT_THAT(said, HasSubstr("; Is the server running"));
+  EXPECT_TRUE(serve.token.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "data" / "tokens"));
 }
 
 }  // namespace
