@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <variant>
@@ -55,6 +56,27 @@ std::optional<std::string_view> step_status(Status status) {
   return std::nullopt;
 }
 
+// Whether the fields can be written as a JSON object one by one, as dump() writes them: no two
+// keys alike (an object keeps one of each) and every key valid UTF-8 (so two keys stay two).
+bool plain_keys(std::span<const Field> fields) {
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (invalid_utf8_at(fields[i].key) != std::string_view::npos) return false;
+    for (std::size_t j = 0; j < i; ++j) {
+      if (fields[j].key == fields[i].key) return false;
+    }
+  }
+  return true;
+}
+
+// A field's value as dump() writes it.
+void append_field_value(std::string& out, const FieldValue& value) {
+  if (const auto* text = std::get_if<std::string_view>(&value)) {
+    append_json_string(out, valid_utf8(*text));
+  } else {
+    out += dump(field_json(value));
+  }
+}
+
 // A step from a stage, node, nested run or log event: error_details from the field of that
 // name, else a failure's message; the other fields are the step's custom fields.
 Step make_step(const Event& event, std::string_view name, std::string_view status) {
@@ -70,50 +92,73 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
     // "Stage: NAME - ", so that a step reads "Complete (13.2s)" rather than nothing.
     detail::append_stage_status(event, step.message);
   }
+  auto error_details = [&](const Field& f) {
+    const auto* text = std::get_if<std::string_view>(&f.value);
+    step.error_details = text != nullptr ? valid_utf8(*text) : dump(field_json(f.value));
+  };
   // Who ran the step and, at its end, how long it took: the step index's worker filter and
-  // stage statistics read these (an event field of the same name wins). Written as text ahead
-  // of the fields' object rather than through it: ingest folds every stage event this way.
-  std::string own;  // "worker":...,"duration_ms":..., without braces.
+  // stage statistics read these (an event field of the same name wins).
   bool named_alike = false;
   for (const Field& f : event.fields) named_alike |= f.key == "worker" || f.key == "duration_ms";
-  Json custom = Json::object();
-  if (!event.worker.empty()) {
-    if (named_alike) {
-      custom["worker"] = valid_utf8(event.worker);
-    } else {
-      own += R"("worker":)";
-      detail::append_json_string(own, valid_utf8(event.worker));
+  const bool duration = event.elapsed_ns && status != "in_progress";
+  if (!named_alike && plain_keys(event.fields)) {
+    // Written as text, as dump() would write the object: ingest folds every stage event here.
+    std::string& json = step.custom_json;
+    json = "{";
+    if (!event.worker.empty()) {
+      json += R"("worker":)";
+      detail::append_json_string(json, valid_utf8(event.worker));
     }
-  }
-  if (event.elapsed_ns && status != "in_progress") {
-    if (named_alike) {
-      custom["duration_ms"] = *event.elapsed_ns / 1'000'000;
-    } else {
-      if (!own.empty()) own += ',';
-      own += R"("duration_ms":)" + std::to_string(*event.elapsed_ns / 1'000'000);
+    if (duration) {
+      if (json.size() > 1) json += ',';
+      json += R"("duration_ms":)" + std::to_string(*event.elapsed_ns / 1'000'000);
     }
-  }
-  for (const Field& f : event.fields) {
-    if (f.key == "error_details") {
-      const auto* text = std::get_if<std::string_view>(&f.value);
-      step.error_details = text != nullptr ? valid_utf8(*text) : dump(field_json(f.value));
-    } else if (!contains(kStepKeys, f.key)) {
-      custom[valid_utf8(f.key)] = field_json(f.value);
+    for (const Field& f : event.fields) {
+      if (f.key == "error_details") {
+        error_details(f);
+      } else if (!contains(kStepKeys, f.key)) {
+        if (json.size() > 1) json += ',';
+        detail::append_json_string(json, f.key);
+        json += ':';
+        append_field_value(json, f.value);
+      }
     }
+    json += '}';
+  } else {
+    // Keys alike: the object keeps the first position of each and the last value.
+    Json custom = Json::object();
+    if (!event.worker.empty()) custom["worker"] = valid_utf8(event.worker);
+    if (duration) custom["duration_ms"] = *event.elapsed_ns / 1'000'000;
+    for (const Field& f : event.fields) {
+      if (f.key == "error_details") {
+        error_details(f);
+      } else if (!contains(kStepKeys, f.key)) {
+        custom[valid_utf8(f.key)] = field_json(f.value);
+      }
+    }
+    step.custom_json = dump(custom);
   }
   if (!step.error_details && status == "failed" && !event.message.empty()) {
     step.error_details = step.message;
-  }
-  step.custom_json = dump(custom);
-  if (!own.empty()) {
-    bool empty = step.custom_json == "{}";
-    step.custom_json.insert(1, empty ? own : own + ',');
   }
   return step;
 }
 
 void add_metadata(Execution& execution, const Event& event) {
   if (event.fields.empty()) return;
+  if (execution.metadata_json == "{}" && plain_keys(event.fields)) {
+    // Nothing to merge with: written as dump() would write it.
+    std::string json = "{";
+    for (const Field& f : event.fields) {
+      if (contains(kDocumentKeys, f.key)) continue;
+      if (json.size() > 1) json += ',';
+      detail::append_json_string(json, f.key);
+      json += ':';
+      append_field_value(json, f.value);
+    }
+    execution.metadata_json = json + '}';
+    return;
+  }
   Json metadata = object_of(execution.metadata_json);
   for (const Field& f : event.fields) {
     if (!contains(kDocumentKeys, f.key)) metadata[valid_utf8(f.key)] = field_json(f.value);

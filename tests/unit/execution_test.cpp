@@ -534,6 +534,54 @@ std::vector<std::string> step_names(const Execution& e) {
   return out;
 }
 
+// Step fields and run metadata are written as JSON text directly when their keys are plain, and
+// through a JSON object when keys repeat: both give the bytes the object's dump() gives.
+TEST(ExecutionFolderTest, FieldsAreWrittenAsTheirJsonObjectWouldBe) {
+  ExecutionFolder folder;
+  OwnedEvent start;
+  start.ts_ns = 1'767'555'015'234'000'000;
+  start.kind = Kind::Run;
+  start.status = Status::Starting;
+  start.run = "r";
+  start.add_field("tracking_id", std::string_view("ignored"));  // A document key: not metadata.
+  start.add_field("ratio", 5.0);
+  start.add_field("big", 1e100);
+  start.add_field("text", std::string_view("tab\there \"q\" \x01 \xc3\xa9"));
+  const Execution* e = folder.add(start.view());
+  ASSERT_NE(e, nullptr);
+  nlohmann::ordered_json expected_metadata = {
+      {"ratio", 5.0}, {"big", 1e100}, {"text", "tab\there \"q\" \x01 \xc3\xa9"}};
+  EXPECT_EQ(e->metadata_json, expected_metadata.dump());
+  EXPECT_EQ(e->metadata_json,
+            "{\"ratio\":5.0,\"big\":1e+100,\"text\":\"tab\\there \\\"q\\\" "
+            "\\u0001 \xc3\xa9\"}");
+
+  OwnedEvent end;
+  end.ts_ns = start.ts_ns + 1;
+  end.kind = Kind::Stage;
+  end.status = Status::Failed;
+  end.run = "r";
+  end.stage = "JUDGE";
+  end.worker = "w1";
+  end.elapsed_ns = 13'200'000'000;
+  end.add_field("score", 13.2);
+  end.add_field("error_details", std::string_view("boom"));
+  end.add_field("step", std::string_view("a step key: not a custom field"));
+  end.add_field("note", std::string_view("x"));
+  e = folder.add(end.view());
+  EXPECT_EQ(e->steps.back().custom_json,
+            R"({"worker":"w1","duration_ms":13200,"score":13.2,"note":"x"})");
+  EXPECT_EQ(e->steps.back().error_details, "boom");
+
+  // A key twice: one key, the first's place, the last value (as the object keeps it).
+  OwnedEvent twice = end;
+  twice.status = Status::Completed;
+  twice.add_field("score", std::int64_t{7});
+  e = folder.add(twice.view());
+  EXPECT_EQ(e->steps.back().custom_json,
+            R"({"worker":"w1","duration_ms":13200,"score":7,"note":"x"})");
+}
+
 // Folded steps carry "worker" and, at a stage's end, "duration_ms"; an event's own field of
 // either name wins, in the place the step's own key would have.
 TEST(ExecutionFolderTest, AFieldNamedWorkerOrDurationWinsOverTheEventsOwn) {
