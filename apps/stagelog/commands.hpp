@@ -15,5 +15,6 @@ Command add_run(CLI::App& app);
 Command add_tail(CLI::App& app);
 Command add_token(CLI::App& app);
 Command add_serve(CLI::App& app);
+Command add_migrate(CLI::App& app);
 
 }  // namespace stagelog::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   stagelog::cli::Command tail = stagelog::cli::add_tail(app);
   stagelog::cli::Command token = stagelog::cli::add_token(app);
   stagelog::cli::Command serve = stagelog::cli::add_serve(app);
+  stagelog::cli::Command migrate = stagelog::cli::add_migrate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("tail")) return tail();
     if (app.got_subcommand("token")) return token();
     if (app.got_subcommand("serve")) return serve();
+    if (app.got_subcommand("migrate")) return migrate();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stagelog: %s\n", e.what());
     return 2;
