@@ -104,8 +104,8 @@ struct Server::Impl {
   bool background_stopped = false;
   std::thread listener;  // start()'s.
   std::thread purger;
-  std::thread ticker;  // Runs the watchdog's rules.
-  std::thread feeder;  // Reads the feed.
+  std::thread ticker;   // Runs the watchdog's rules.
+  std::thread feeder;   // Reads the feed.
   std::thread elector;  // Takes and keeps the leader lock.
   std::atomic<int> port{0};
 

@@ -189,8 +189,9 @@ Result<std::optional<BatchRecord>> PostgresStore::batch(std::string_view key, st
 namespace stagelog::detail {
 
 std::vector<OwnedEvent> pg_events_between(PgConnection& c, std::int64_t first, std::int64_t last) {
-  PgResult r = c.exec(std::string(store::kEventColumnsRead) + "WHERE id BETWEEN $1 AND $2 ORDER BY id",
-                      PgParams().int64(first).int64(last));
+  PgResult r =
+      c.exec(std::string(store::kEventColumnsRead) + "WHERE id BETWEEN $1 AND $2 ORDER BY id",
+             PgParams().int64(first).int64(last));
   std::vector<OwnedEvent> out;
   out.reserve(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) out.push_back(store::read_event_row(r, i));

@@ -135,8 +135,9 @@ Result<bool> PgLeaderLock::hold() {
       conn_->exec("SELECT 1");  // Still the session that holds it.
       return true;
     }
-    held_ = conn_->exec("SELECT pg_try_advisory_lock(" + std::to_string(kLockSpace) + ", " +
-                        std::to_string(kLeaderLockId) + ")")
+    held_ = conn_
+                ->exec("SELECT pg_try_advisory_lock(" + std::to_string(kLockSpace) + ", " +
+                       std::to_string(kLeaderLockId) + ")")
                 .boolean(0, 0);
     return held_;
   } catch (const PgError& e) {

@@ -125,8 +125,7 @@ TEST(PostgresFeedTest, ReconnectsAfterItsConnectionIsTerminatedAndMissesNothing)
   append(*there, {"three", "four"});
 
   std::vector<std::string> errors;
-  EXPECT_EQ(read_until(*feed, "four", &errors),
-            (std::vector<std::string>{"two", "three", "four"}));
+  EXPECT_EQ(read_until(*feed, "four", &errors), (std::vector<std::string>{"two", "three", "four"}));
   ASSERT_LE(errors.size(), 1u);  // The call that found the connection closed.
   append(*there, {"five"});
   EXPECT_EQ(read_until(*feed, "five"), std::vector<std::string>{"five"});
