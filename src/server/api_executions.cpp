@@ -214,7 +214,7 @@ Result<std::optional<store::BatchRecord>> Api::store_piece(std::vector<OwnedEven
 void Api::observe_stored(std::vector<OwnedEvent> events) {
   if (events.empty()) return;
   auto shared = std::make_shared<const std::vector<OwnedEvent>>(std::move(events));
-  live_.observe(shared);
+  live_.observe(shared, /*here=*/false);
   if (alert_engine_) alert_engine_->observe(*shared);
 }
 

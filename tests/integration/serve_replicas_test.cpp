@@ -171,6 +171,11 @@ TEST(ServeReplicasTest, AnEventPostedToOneReplicaStreamsFromAnotherAndLogsReadTh
   EXPECT_TRUE(eventually(
       [&] { return r.get(0, "/api/v1/workers").value_or("").find("w1") != std::string::npos; },
       kPatience));
+  // Its metrics count what it stored itself: summed over the replicas, each event once.
+  EXPECT_NE(r.get(0, "/metrics").value_or("").find("\nstagelog_events_ingested_total 0\n"),
+            std::string::npos);
+  EXPECT_NE(r.get(2, "/metrics").value_or("").find("\nstagelog_events_ingested_total 2\n"),
+            std::string::npos);
 
   auto logs = {r.get(0, "/api/execution-logs/replica-run"),
                r.get(1, "/api/execution-logs/replica-run"),
