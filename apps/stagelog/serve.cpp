@@ -249,7 +249,9 @@ Command add_serve(CLI::App& app) {
   cmd->add_option("--store", o->store,
                   "Keep the data in PostgreSQL instead: a libpq connection string\n"
                   "(postgresql://USER@HOST/DB); no password in it: libpq reads it from\n"
-                  "~/.pgpass or PGPASSFILE, and PGHOST, PGUSER... fill in what it leaves out")
+                  "~/.pgpass or PGPASSFILE, and PGHOST, PGUSER... fill in what it leaves out.\n"
+                  "Servers on one database are replicas: they share live events, and one\n"
+                  "of them (stagelog_leader 1 in /metrics) purges and sends alerts")
       ->envname("STAGELOG_STORE");
   cmd->add_option("--listen", o->listen, "HOST:PORT to listen on (port 0: any free port)")
       ->check(CLI::Validator(check_listen, "HOST:PORT"))

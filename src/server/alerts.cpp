@@ -302,6 +302,9 @@ void AlertEngine::fire_locked(const AlertRule& rule, const std::string& incident
   auto it = fired_at_.find(key);
   if (it != fired_at_.end() && at_ns - it->second < rule.cooldown.count()) return;
   fired_at_[key] = at_ns;
+  // A server that does not lead keeps the cooldowns too: once it takes over, it does not fire
+  // again what the leader it follows fired.
+  if (hooks_.leading && !hooks_.leading()) return;
 
   std::string id = rule.name;
   id += '/';
@@ -395,7 +398,7 @@ void AlertEngine::watchdog_report(const Event& report) {
 void AlertEngine::evaluate(std::int64_t now_ns) {
   bool any = std::any_of(config_.rules.begin(), config_.rules.end(),
                          [](const AlertRule& r) { return r.type == AlertType::SlowStage; });
-  if (!any) return;
+  if (!any || (hooks_.leading && !hooks_.leading())) return;
   constexpr std::int64_t kHour = 3'600'000'000'000;
   store::StageStatsQuery hour{now_ns - kHour, now_ns, false, false};
   // The usual: the 7 days before the hour judged, which would otherwise raise its own bar.

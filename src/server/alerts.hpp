@@ -33,6 +33,9 @@ class AlertEngine {
     std::function<std::int64_t()> clock;              // Wall clock, ns.
     std::function<void(std::string_view)> on_error;   // A delivery that gave up, a bad store.
     std::function<void(const std::string&)> publish;  // Each alert's JSON, as it fires.
+    // Set: rules fire and slow_stage rules run only while it says true (the one server of
+    // those sharing a store that leads); events and reports still count meanwhile.
+    std::function<bool()> leading;
   };
 
   AlertEngine(server::AlertConfig config, store::Store& store, Hooks hooks);

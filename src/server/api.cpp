@@ -62,7 +62,8 @@ Api::Api(store::Store& store, std::unique_ptr<TokenSource> tokens,
                               AlertEngine::Hooks{options.clock, options.on_error,
                                                  [this](const std::string& alert) {
                                                    hub_.publish({alert_entry(alert)});
-                                                 }})),
+                                                 },
+                                                 [this] { return leading(); }})),
       hub_(options.stream_history, options.stream_history_bytes),
       live_(options.watchdog, &hub_, [this](const Event& report) {
         if (alert_engine_) alert_engine_->watchdog_report(report);

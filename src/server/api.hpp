@@ -8,12 +8,14 @@
 // Threads: admit() and answer() are called from any number of threads at once; the parts
 // they share are thread-safe. A handler may block on the store.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "server/alerts.hpp"
 #include "server/http.hpp"
@@ -59,6 +61,13 @@ class Api {
   IngestWriter& writer() { return writer_; }
   StoreHealth& health() { return health_; }
   Result<std::size_t> reload_tokens() { return tokens_->reload(); }
+  // Events another server stored in the shared store (the change feed's): they go where this
+  // server's own go once stored (the live state, the stream, the alerts).
+  void observe_stored(std::vector<OwnedEvent> events);
+  // Whether this server does the work that must happen once among the servers sharing the
+  // store (purging, alerts); set by the server's leader thread, true without other servers.
+  bool leading() const noexcept { return leading_.load(std::memory_order_relaxed); }
+  void set_leading(bool leading) noexcept { leading_.store(leading, std::memory_order_relaxed); }
 
   // ---- The routes (api_*.cpp) ----
   ApiResponse healthz(ApiRequest&, const RouteMatch&);
@@ -99,6 +108,7 @@ class Api {
                                                         const store::BatchRecord* record);
 
   store::Store& store_;
+  std::atomic<bool> leading_{true};
   const std::unique_ptr<TokenSource> tokens_;
   const server::ServerOptions& options_;
   StoreHealth health_;

@@ -211,6 +211,13 @@ Result<std::optional<store::BatchRecord>> Api::store_piece(std::vector<OwnedEven
   return stored;
 }
 
+void Api::observe_stored(std::vector<OwnedEvent> events) {
+  if (events.empty()) return;
+  auto shared = std::make_shared<const std::vector<OwnedEvent>>(std::move(events));
+  live_.observe(shared, /*here=*/false);
+  if (alert_engine_) alert_engine_->observe(*shared);
+}
+
 ApiResponse Api::partial_write_refused(const Error& error, std::size_t stored_lines, bool keyed) {
   if (stored_lines == 0) {
     return write_refused(error, "cannot store the events; nothing of this batch was stored");

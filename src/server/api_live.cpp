@@ -40,6 +40,11 @@ ApiResponse Api::metrics(ApiRequest&, const RouteMatch&) {
   ApiResponse response;
   response.content_type = "text/plain; version=0.0.4; charset=utf-8";
   response.body = live_.metrics_text(now());
+  response.body +=
+      "# HELP stagelog_leader 1 when this server purges and sends alerts for the servers "
+      "sharing its store (it holds the leader lock), else 0.\n# TYPE stagelog_leader gauge\n"
+      "stagelog_leader ";
+  response.body += leading() ? "1\n" : "0\n";
   return response;
 }
 

@@ -114,10 +114,10 @@ LiveState::LiveState(WatchdogOptions options, StreamHub* hub, Watchdog::Report f
                 }),
       forward_(std::move(forward)) {}
 
-void LiveState::observe(std::shared_ptr<const std::vector<OwnedEvent>> batch) {
+void LiveState::observe(std::shared_ptr<const std::vector<OwnedEvent>> batch, bool here) {
   const std::vector<OwnedEvent>& events = *batch;
   std::lock_guard lock(mutex_);
-  ingested_ += events.size();
+  if (here) ingested_ += events.size();
   for (std::size_t i = 0; i < events.size(); ++i) {
     Event e = events[i].view();
     // Each event, then what the watchdog said about it (a "recovered").
@@ -125,7 +125,7 @@ void LiveState::observe(std::shared_ptr<const std::vector<OwnedEvent>> batch) {
     watchdog_.observe(e);
     bool ended =
         e.status == Status::Completed || e.status == Status::Failed || e.status == Status::Skipped;
-    if (e.kind != Kind::Stage || !ended || !e.elapsed_ns) continue;
+    if (!here || e.kind != Kind::Stage || !ended || !e.elapsed_ns) continue;
     std::pair<std::string, std::string> key{std::string(e.stage),
                                             std::string(status_name(e.status))};
     auto it = stages_.find(key);

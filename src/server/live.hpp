@@ -32,7 +32,9 @@ class LiveState {
                      Watchdog::Report forward = {});
 
   // Events stored, in the order they were stored. The stream keeps the batch (not a copy).
-  void observe(std::shared_ptr<const std::vector<OwnedEvent>> events);
+  // `here`: this server stored them; false for another server's (the store's change feed),
+  // which the watchdog and the stream see but this server's metrics do not count.
+  void observe(std::shared_ptr<const std::vector<OwnedEvent>> events, bool here = true);
   // Runs the watchdog's rules at now_ns.
   void tick(std::int64_t now_ns);
 

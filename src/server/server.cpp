@@ -27,6 +27,13 @@ namespace {
 
 // How often the watchdog's rules run: a stuck stage is reported within this of its threshold.
 constexpr std::chrono::milliseconds kTickInterval{250};
+// How long the feed thread waits for other servers' events before it looks whether to stop,
+// and how long after a failed read it tries again.
+constexpr std::chrono::milliseconds kFeedWait{500};
+constexpr std::chrono::seconds kFeedRetry{1};
+// How often a server that does not lead tries to take the leader lock (and one that leads
+// checks it still holds it): a leader that died is replaced within about this.
+constexpr std::chrono::seconds kLeaderInterval{2};
 // How often a request looks whether the tokens file changed.
 constexpr std::chrono::seconds kTokensCheckInterval{1};
 
@@ -74,11 +81,21 @@ ServerOptions checked(ServerOptions options) {
 
 struct Server::Impl {
   Impl(store::Store& store, std::unique_ptr<detail::TokenSource> tokens, ServerOptions o)
-      : options(std::move(o)), api(store, std::move(tokens), options), transport(api, options) {}
+      : options(std::move(o)),
+        api(store, std::move(tokens), options),
+        transport(api, options),
+        feed(store.changes()),
+        leader_lock(store.leader_lock()) {
+    if (leader_lock) api.set_leading(false);  // Until the lock is taken.
+  }
 
   const ServerOptions options;
   detail::Api api;
   detail::HttpTransport transport;
+  // A store shared with other servers: their events, and the lock that elects one of them to
+  // purge and alert. Null for a store of this server alone.
+  const std::unique_ptr<store::ChangeFeed> feed;
+  const std::unique_ptr<store::LeaderLock> leader_lock;
 
   std::mutex mutex;                    // Guards what follows.
   std::condition_variable purge_wake;  // Also wakes the live thread to stop.
@@ -87,12 +104,18 @@ struct Server::Impl {
   bool background_stopped = false;
   std::thread listener;  // start()'s.
   std::thread purger;
-  std::thread ticker;  // Runs the watchdog's rules.
+  std::thread ticker;   // Runs the watchdog's rules.
+  std::thread feeder;   // Reads the feed.
+  std::thread elector;  // Takes and keeps the leader lock.
   std::atomic<int> port{0};
 
   void start_background();
   void purge_loop();
   void tick_loop();
+  void feed_loop();
+  void leader_loop();
+  // Waits `d` or until stop; true when stopping.
+  bool wait_stopping(std::chrono::milliseconds d);
   void stop_background();
 };
 
@@ -105,12 +128,66 @@ void Server::Impl::start_background() {
     pthread_setname_np(pthread_self(), "stagelog-live");
     tick_loop();
   });
+  if (feed) {
+    feeder = std::thread([this] {
+      pthread_setname_np(pthread_self(), "stagelog-feed");
+      feed_loop();
+    });
+  }
+  if (leader_lock) {
+    elector = std::thread([this] {
+      pthread_setname_np(pthread_self(), "stagelog-leader");
+      leader_loop();
+    });
+  }
+}
+
+bool Server::Impl::wait_stopping(std::chrono::milliseconds d) {
+  std::unique_lock lock(mutex);
+  return purge_wake.wait_for(lock, d, [&] { return stopping; });
+}
+
+void Server::Impl::feed_loop() {
+  std::string failing;  // The error reported last, until a read succeeds.
+  while (!wait_stopping(std::chrono::milliseconds(0))) {
+    auto events = feed->next(kFeedWait);
+    if (!events) {
+      std::string why = events.error().what();
+      if (why != failing) api.report(why + " (trying again every second)");
+      failing = std::move(why);
+      wait_stopping(kFeedRetry);
+      continue;
+    }
+    if (!failing.empty()) api.report("change feed: connected again");
+    failing.clear();
+    api.observe_stored(std::move(*events));
+  }
+}
+
+void Server::Impl::leader_loop() {
+  std::string failing;
+  do {
+    auto held = leader_lock->hold();
+    bool leads = held && *held;
+    if (!held && held.error().what() != failing) {
+      failing = held.error().what();
+      api.report(failing);
+    } else if (held) {
+      failing.clear();
+    }
+    if (leads != api.leading()) {
+      api.set_leading(leads);
+      api.report(leads ? "this server leads now: it purges and sends alerts"
+                       : "this server no longer leads");
+    }
+  } while (!wait_stopping(kLeaderInterval));
 }
 
 void Server::Impl::purge_loop() {
   std::unique_lock lock(mutex);
   for (;;) {
     if (purge_wake.wait_for(lock, options.purge_interval, [&] { return stopping; })) return;
+    if (!api.leading()) continue;  // Another server sharing the store purges.
     lock.unlock();
     auto removed = api.store().purge(api.now());
     if (!removed) api.report("purge failed: " + std::string(removed.error().what()));
@@ -136,8 +213,11 @@ void Server::Impl::stop_background() {
     stopping = true;
   }
   purge_wake.notify_all();
+  if (feed) feed->wake();
   if (purger.joinable()) purger.join();
   if (ticker.joinable()) ticker.join();
+  if (feeder.joinable()) feeder.join();
+  if (elector.joinable()) elector.join();
   api.writer().stop();
 }
 

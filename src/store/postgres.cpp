@@ -245,6 +245,19 @@ void PgConnection::script(const char* sql) {
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) fail(r.r_);
 }
 
+void PgConnection::consume_input() {
+  if (PQconsumeInput(conn_) == 0) throw PgError{one_line(PQerrorMessage(conn_)), ErrorKind::Io};
+}
+
+std::vector<std::string> PgConnection::notifications() {
+  std::vector<std::string> out;
+  while (PGnotify* n = PQnotifies(conn_)) {
+    out.emplace_back(n->extra != nullptr ? n->extra : "");
+    PQfreemem(n);
+  }
+  return out;
+}
+
 std::string PgConnection::where() const {
   std::string out;
   const char* user = PQuser(conn_);

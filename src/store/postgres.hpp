@@ -91,6 +91,12 @@ class PgConnection {
   // Runs statements without parameters (schema scripts). Throws PgError.
   void script(const char* sql);
 
+  // For LISTEN (store/postgres_feed.cpp): the socket to poll() for input, then read what
+  // arrived (throws PgError when the connection is lost) and the notifications' payloads.
+  int socket() const noexcept { return PQsocket(conn_); }
+  void consume_input();
+  std::vector<std::string> notifications();
+
   // "user@host:port/db", for messages (never the password).
   std::string where() const;
 

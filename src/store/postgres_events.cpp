@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "format/format.hpp"
+#include "store/postgres_feed.hpp"
 #include "store/postgres_store.hpp"
 #include "store/store_common.hpp"
 
@@ -41,7 +42,7 @@ std::string sql_insert_events(std::size_t rows) {
     }
     sql += ')';
   }
-  return sql;
+  return sql + " RETURNING id";
 }
 
 void bind_event(PgParams& p, const OwnedEvent& e, std::int64_t expires_at_ns) {
@@ -86,12 +87,13 @@ OwnedEvent read_event_row(const PgResult& r, int i) {
 }  // namespace
 
 void PostgresStore::append_locked(PgConnection& c, std::span<const OwnedEvent> events,
-                                  std::int64_t expires_at_ns) {
+                                  std::int64_t expires_at_ns, std::vector<std::int64_t>& ids) {
   while (!events.empty()) {
     std::size_t n = std::min(events.size(), kEventsPerInsert);
     PgParams p;
     for (std::size_t i = 0; i < n; ++i) bind_event(p, events[i], expires_at_ns);
-    c.exec(sql_insert_events(n), p);
+    PgResult r = c.exec(sql_insert_events(n), p);
+    for (int i = 0; i < r.rows(); ++i) ids.push_back(r.int64(i, 0));
     events = events.subspan(n);
   }
 }
@@ -101,7 +103,9 @@ Result<void> PostgresStore::append_events(std::span<const OwnedEvent> events,
   if (events.empty()) return {};
   return call<void>("cannot store events", [&](PgConnection& c) {
     PgTransaction tx(c);
-    append_locked(c, events, expires_at_ns);
+    std::vector<std::int64_t> ids;
+    append_locked(c, events, expires_at_ns, ids);
+    detail::pg_feed_locked(c, origin_, std::move(ids), expires_at_ns);
     tx.commit();
   });
 }
@@ -181,3 +185,17 @@ Result<std::optional<BatchRecord>> PostgresStore::batch(std::string_view key, st
 }
 
 }  // namespace stagelog::store
+
+namespace stagelog::detail {
+
+std::vector<OwnedEvent> pg_events_between(PgConnection& c, std::int64_t first, std::int64_t last) {
+  PgResult r =
+      c.exec(std::string(store::kEventColumnsRead) + "WHERE id BETWEEN $1 AND $2 ORDER BY id",
+             PgParams().int64(first).int64(last));
+  std::vector<OwnedEvent> out;
+  out.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out.push_back(store::read_event_row(r, i));
+  return out;
+}
+
+}  // namespace stagelog::detail

@@ -97,6 +97,18 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_by_expiry ON batches (expires_at_ns);
 )sql";
 
+// Version 2: the change feed (store/postgres_feed.hpp), one row per range of a write's events.
+constexpr const char* kFeedSchema = R"sql(
+CREATE TABLE IF NOT EXISTS feed (
+  id BIGSERIAL PRIMARY KEY,
+  origin TEXT NOT NULL,
+  first_event BIGINT NOT NULL,
+  last_event BIGINT NOT NULL,
+  expires_at_ns BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feed_by_expiry ON feed (expires_at_ns);
+)sql";
+
 }  // namespace
 
 void pg_create_or_migrate(PgConnection& c) {
@@ -112,10 +124,15 @@ void pg_create_or_migrate(PgConnection& c) {
                     ", newer than this stagelog supports (" + std::to_string(kVersion) +
                     "); use a newer stagelog"};
     }
-    tx.commit();  // Version 1 is the first: nothing to migrate yet.
+    if (v < 2) {
+      c.script(kFeedSchema);
+      c.exec("INSERT INTO schema_version (version) VALUES (2)");
+    }
+    tx.commit();
     return;
   }
   c.script(kSchema);
+  c.script(kFeedSchema);
   c.exec("INSERT INTO schema_version (version) VALUES ($1)",
          PgParams().int64(std::int64_t{kVersion}));
   tx.commit();

@@ -1,10 +1,14 @@
 #include "store/postgres_store.hpp"
 
 #include <algorithm>
+#include <array>
+#include <random>
 #include <stdexcept>
 #include <utility>
 
+#include "base/hex.hpp"
 #include "store/postgres_facts.hpp"
+#include "store/postgres_feed.hpp"
 #include "store/postgres_schema.hpp"
 #include "store/step_chunk.hpp"
 #include "store/store_common.hpp"
@@ -53,6 +57,10 @@ void lock_tracking_ids(PgConnection& c, std::span<const ExecutionWrite> executio
 PostgresStore::PostgresStore(std::string conninfo, Options options)
     : conninfo_(std::move(conninfo)), options_(options) {
   if (options_.pool_size == 0) options_.pool_size = 1;
+  std::random_device random;
+  std::array<unsigned char, 8> origin{};
+  for (unsigned char& b : origin) b = static_cast<unsigned char>(random());
+  origin_ = detail::to_hex(origin);
   try {
     auto conn = std::make_unique<PgConnection>(conninfo_);
     where_ = conn->where();
@@ -66,6 +74,14 @@ PostgresStore::PostgresStore(std::string conninfo, Options options)
 }
 
 PostgresStore::~PostgresStore() = default;
+
+std::unique_ptr<ChangeFeed> PostgresStore::changes() {
+  return std::make_unique<detail::PgChangeFeed>(conninfo_, origin_, where_);
+}
+
+std::unique_ptr<LeaderLock> PostgresStore::leader_lock() {
+  return std::make_unique<detail::PgLeaderLock>(conninfo_, where_);
+}
 
 PostgresStore::Lease::Lease(PostgresStore& store, std::unique_ptr<PgConnection> conn,
                             std::uint64_t generation) noexcept
@@ -317,12 +333,17 @@ Result<void> PostgresStore::write(std::span<const EventsWrite> events,
   return call<void>("cannot store events and executions", [&](PgConnection& c) {
     PgTransaction tx(c);
     lock_tracking_ids(c, executions);
+    std::vector<std::pair<std::vector<std::int64_t>, std::int64_t>> fed;  // Ids, expiry.
     for (const EventsWrite& w : events) {
       if (w.batch != nullptr) put_batch_locked(c, *w.batch, w.expires_at_ns);
-      append_locked(c, w.events, w.expires_at_ns);
+      fed.emplace_back(std::vector<std::int64_t>(), w.expires_at_ns);
+      append_locked(c, w.events, w.expires_at_ns, fed.back().first);
     }
     for (const ExecutionWrite& w : executions) {
       put_locked(c, w.execution, w.expires_at_ns, w.steps_from);
+    }
+    for (auto& [ids, expires_at_ns] : fed) {  // Last: the feed's lock is held until commit.
+      detail::pg_feed_locked(c, origin_, std::move(ids), expires_at_ns);
     }
     tx.commit();
   });
@@ -338,6 +359,7 @@ Result<std::size_t> PostgresStore::purge(std::int64_t now_ns) {
       removed += static_cast<std::size_t>(c.exec(sql, PgParams().int64(now_ns)).affected());
     }
     c.exec("DELETE FROM batches WHERE expires_at_ns <= $1", PgParams().int64(now_ns));
+    c.exec("DELETE FROM feed WHERE expires_at_ns <= $1", PgParams().int64(now_ns));
     tx.commit();
     return removed;
   });

@@ -25,12 +25,15 @@ namespace stagelog::store {
 // string a user gives (ids, names, messages, JSON) is bytea: any byte, NUL and invalid UTF-8
 // included, compared byte for byte as SQLite compares text.
 //
+// Several stores on one database (one per `stagelog serve`) see each other's events through
+// the feed, and elect one leader (store/postgres_feed.hpp).
+//
 // Threads: each call takes a connection of the pool for its duration. A tracking id's new
 // attempts are numbered under a transaction-scoped advisory lock on the id, so that two
 // servers adding attempts to one tracking id at once number them 1, 2 rather than 1, 1.
 class PostgresStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   using Options = PostgresStoreOptions;
 
   // Connects once (the first connection of the pool) and creates or migrates the schema.
@@ -63,6 +66,9 @@ class PostgresStore final : public Store {
   Result<std::vector<FailurePattern>> failure_patterns(const FailureQuery& query,
                                                        std::int64_t now_ns) override;
   Result<std::size_t> purge(std::int64_t now_ns) override;
+  // store/postgres_feed.hpp.
+  std::unique_ptr<ChangeFeed> changes() override;
+  std::unique_ptr<LeaderLock> leader_lock() override;
 
  private:
   // A connection of the pool, lent to one call; given back by the destructor. failed() after
@@ -112,8 +118,9 @@ class PostgresStore final : public Store {
   static void read_steps(detail::PgConnection& c, std::int64_t id, const std::string& execution_id,
                          std::vector<Step>& steps);
   // postgres_events.cpp.
+  // The events' ids are added to `ids`.
   static void append_locked(detail::PgConnection& c, std::span<const OwnedEvent> events,
-                            std::int64_t expires_at_ns);
+                            std::int64_t expires_at_ns, std::vector<std::int64_t>& ids);
   static void put_batch_locked(detail::PgConnection& c, const BatchRecord& batch,
                                std::int64_t expires_at_ns);
   // postgres_index.cpp: the facts of steps from `first` on, derived again (`added`: the attempt
@@ -122,7 +129,8 @@ class PostgresStore final : public Store {
                            std::int64_t first, bool added);
 
   std::string conninfo_;
-  std::string where_;  // user@host/db, for messages.
+  std::string where_;   // user@host/db, for messages.
+  std::string origin_;  // This store's id in the feed: random, 16 hex digits.
   Options options_;
   std::mutex mutex_;
   std::condition_variable free_;

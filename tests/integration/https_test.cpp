@@ -301,7 +301,7 @@ TEST(HttpsTest, AlertWebhooksPostOverHttpsWithTheirCaFile) {
                                 std::lock_guard lock(mu);
                                 errors.emplace_back(m);
                               },
-                              nullptr});
+                              nullptr, nullptr});
   const OwnedEvent failed =
       run_event("job-1", Kind::Stage, Status::Failed, detail::realtime_ns(), "JUDGE");
   engine.observe(std::span<const OwnedEvent>(&failed, 1));

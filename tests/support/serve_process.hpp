@@ -24,13 +24,15 @@ extern char** environ;
 namespace stagelog::test {
 
 // A `stagelog serve --data DATA --listen LISTEN` child with its stdout on a pipe, and its
-// stderr appended to `stderr_file` when one is given. The destructor kills it (SIGKILL) if it
+// stderr appended to `stderr_file` when one is given, and `extra` arguments after those. The
+// destructor kills it (SIGKILL) if it
 // still runs.
 class ServeProcess {
  public:
   explicit ServeProcess(const std::filesystem::path& data,
                         const std::string& listen = "127.0.0.1:0",
-                        const std::filesystem::path& stderr_file = {}) {
+                        const std::filesystem::path& stderr_file = {},
+                        const std::vector<std::string>& extra = {}) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
     posix_spawn_file_actions_t actions;
@@ -42,6 +44,7 @@ class ServeProcess {
     }
     std::string data_arg = data.string();
     std::vector<std::string> args = {STAGELOG_CLI, "serve", "--data", data_arg, "--listen", listen};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

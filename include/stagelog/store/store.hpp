@@ -1,7 +1,9 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -175,6 +177,37 @@ struct ExecutionWrite {
   std::size_t steps_from = 0;
 };
 
+// Events that other processes sharing the store's backend stored, as their writes commit
+// (Store::changes). Each write's events come once, in commit order, never those of a write
+// that rolled back, nor this process's own. A lost connection is opened again by the next
+// call, which then returns what was committed meanwhile: nothing is missed or given twice.
+//
+// Threads: one thread calls next(); wake() may be called from any thread. The Store must
+// outlive the feed.
+class ChangeFeed {
+ public:
+  virtual ~ChangeFeed() = default;
+  // Waits up to `timeout` for writes, and returns their events (empty when none came in time,
+  // or after wake()). An error (the backend unreachable) says what failed; call again later.
+  virtual Result<std::vector<OwnedEvent>> next(std::chrono::milliseconds timeout) = 0;
+  // Makes a waiting next() return now.
+  virtual void wake() noexcept = 0;
+};
+
+// A lock that one process of those sharing the store's backend holds at a time
+// (Store::leader_lock): work that must happen once (purging, alerts) runs where it is held.
+// It is held by a session of the backend: when the process dies or loses its connection, the
+// lock goes, and another process's next hold() takes it.
+//
+// Threads: one thread calls hold(). The Store must outlive the lock.
+class LeaderLock {
+ public:
+  virtual ~LeaderLock() = default;
+  // Whether this process holds the lock now: takes it when it is free, and checks that a lock
+  // held still is (its connection alive). An error (the backend unreachable) means not held.
+  virtual Result<bool> hold() = 0;
+};
+
 // Where `stagelog serve` keeps execution logs (seed 004) and raw events, each with an expiry
 // time. Two implementations (SQLite, PostgreSQL) pass one conformance suite
 // (tests/support/store_conformance.hpp), which is the precise specification of what follows.
@@ -271,6 +304,14 @@ class Store {
   // attempts and events it removed (an attempt counts once, whatever its step count; batch
   // records are removed too, and not counted).
   virtual Result<std::size_t> purge(std::int64_t now_ns) = 0;
+
+  // Optional capabilities of a store that several processes share.
+  // The events other processes store, as they commit; null when no other process can write to
+  // this store (SQLite: one process owns the file).
+  virtual std::unique_ptr<ChangeFeed> changes() { return nullptr; }
+  // The lock that elects one process among those sharing the store; null when this process is
+  // the only one (it always leads).
+  virtual std::unique_ptr<LeaderLock> leader_lock() { return nullptr; }
 };
 
 }  // namespace stagelog::store
