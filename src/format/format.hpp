@@ -31,6 +31,8 @@ void append_json_string(std::string& out, std::string_view s);
 std::size_t invalid_utf8_at(std::string_view s);
 // The length of the valid UTF-8 sequence that starts at s[i], or 0 when it is not valid there.
 std::size_t utf8_sequence_at(std::string_view s, std::size_t i);
+// Appends code point cp (at most U+10FFFF, not a surrogate) as UTF-8.
+void append_utf8(std::string& out, char32_t cp);
 // A double as JSON: shortest round-trip form, null when not finite.
 void append_json_double(std::string& out, double v);
 // {"key":value,...} in order, repeated keys kept: JSONL's "fields".

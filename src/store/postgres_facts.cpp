@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <set>
 
+#include "format/format.hpp"
 #include "format/json_reader.hpp"
 #include "stagelog/store/store.hpp"
 
@@ -36,24 +37,6 @@ char32_t decode(std::string_view s, std::size_t i, std::size_t& length) {
   }
   length = static_cast<std::size_t>(n);
   return cp;
-}
-
-void encode(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 // Separators beyond ASCII: Latin-1 punctuation and symbols, general punctuation, arrows, math,
@@ -127,7 +110,7 @@ void each_word(std::string_view text, F&& word) {
     if (current.empty()) begin = i;
     if (!is_diacritic(cp)) {
       std::string folded;
-      encode(folded, fold(cp));
+      append_utf8(folded, fold(cp));
       if (current.size() + folded.size() <= kMaxWord) current += folded;
     }
     i += length;

@@ -19,7 +19,9 @@
 
 namespace stagelog::store {
 
-using detail::DurationHistogram;
+using detail::floor_to;
+using detail::has_duration;
+using detail::kHourNs;
 using detail::PgConnection;
 using detail::PgParams;
 using detail::PgResult;
@@ -27,18 +29,8 @@ using detail::PgTransaction;
 
 namespace {
 
-constexpr std::int64_t kHourNs = 3'600'000'000'000;
-constexpr std::int64_t kDayNs = 24 * kHourNs;
 constexpr int kFactColumns = 11;
 constexpr std::size_t kFactsPerInsert = 500;
-
-std::int64_t floor_to(std::int64_t ns, std::int64_t unit) {
-  std::int64_t q = ns / unit;
-  if (ns % unit != 0 && ns < 0) --q;
-  return q * unit;
-}
-
-bool has_duration(std::string_view status) { return status == "completed" || status == "failed"; }
 
 std::string sql_insert_facts(std::size_t rows) {
   std::string sql =
@@ -55,21 +47,6 @@ std::string sql_insert_facts(std::size_t rows) {
     sql += ",array_to_tsvector(string_to_array($" + std::to_string(p++) + "::text, ' ')))";
   }
   return sql;
-}
-
-DurationStats stats_of(const DurationHistogram& h, std::int64_t count, std::int64_t failures,
-                       std::int64_t skipped, std::int64_t max_ms) {
-  DurationStats s;
-  s.count = count;
-  s.failures = failures;
-  s.skipped = skipped;
-  // A bucket's middle may lie past the exact maximum; no percentile does.
-  const auto max = static_cast<double>(max_ms);
-  s.p50_ms = std::min(h.percentile(0.50), max);
-  s.p95_ms = std::min(h.percentile(0.95), max);
-  s.p99_ms = std::min(h.percentile(0.99), max);
-  s.max_ms = max_ms;
-  return s;
 }
 
 }  // namespace
@@ -227,8 +204,8 @@ Result<std::vector<StageStats>> PostgresStore::stage_stats(const StageStatsQuery
         "AND f.ts_ns >= $1 AND f.ts_ns < $2 GROUP BY 1, 2, 3, 4, 5",
         PgParams().int64(from).int64(to));
     struct Group {
-      std::int64_t count = 0, failures = 0, skipped = 0, max_ms = 0, expires = 0;
-      DurationHistogram histogram;
+      detail::DurationTally tally;
+      std::int64_t expires = 0;
     };
     std::map<std::tuple<std::int64_t, std::string, std::string>, Group> hours;
     for (int i = 0; i < r.rows(); ++i) {
@@ -236,46 +213,21 @@ Result<std::vector<StageStats>> PostgresStore::stage_stats(const StageStatsQuery
       std::string status = r.bytes(i, 3);
       std::int64_t n = r.int64(i, 5);
       g.expires = std::max(g.expires, r.int64(i, 6));
-      if (status == "skipped") g.skipped += n;
+      if (status == "skipped") g.tally.skipped += n;
       if (!has_duration(status)) continue;
-      g.count += n;
-      if (status == "failed") g.failures += n;
+      g.tally.count += n;
+      if (status == "failed") g.tally.failures += n;
       std::int64_t d = r.opt_int64(i, 4).value_or(0);
-      g.histogram.add(d, n);
-      g.max_ms = std::max(g.max_ms, d);
+      g.tally.histogram.add(d, n);
+      g.tally.max_ms = std::max(g.tally.max_ms, d);
     }
-    struct Row {
-      Group total;
-      std::map<std::int64_t, Group> points;
-    };
-    std::map<std::pair<std::string, std::string>, Row> rows;  // (stage, worker)
+    detail::StageStatsSum sum(query.by_worker, query.daily);
     for (const auto& [key, g] : hours) {
-      if (g.expires <= now_ns || (g.count == 0 && g.skipped == 0)) continue;
+      if (g.expires <= now_ns || (g.tally.count == 0 && g.tally.skipped == 0)) continue;
       const auto& [start, stage, worker] = key;
-      Row& row = rows[{stage, query.by_worker ? worker : std::string()}];
-      Group& point = row.points[query.daily ? floor_to(start, kDayNs) : start];
-      for (Group* sum : {&row.total, &point}) {
-        sum->count += g.count;
-        sum->failures += g.failures;
-        sum->skipped += g.skipped;
-        sum->max_ms = std::max(sum->max_ms, g.max_ms);
-        sum->histogram.merge(g.histogram);
-      }
+      sum.add(start, stage, worker, g.tally);
     }
-    std::vector<StageStats> out;
-    out.reserve(rows.size());
-    for (auto& [key, row] : rows) {
-      StageStats& stats = out.emplace_back();
-      stats.stage = key.first;
-      stats.worker = key.second;
-      const Group& t = row.total;
-      stats.stats = stats_of(t.histogram, t.count, t.failures, t.skipped, t.max_ms);
-      for (const auto& [start, g] : row.points) {
-        stats.series.push_back(StageStatsPoint{
-            start, stats_of(g.histogram, g.count, g.failures, g.skipped, g.max_ms)});
-      }
-    }
-    return out;
+    return sum.rows();
   });
 }
 

@@ -33,26 +33,19 @@ namespace stagelog::store {
 
 using detail::Database;
 using detail::DurationHistogram;
+using detail::floor_to;
+using detail::has_duration;
+using detail::kHourNs;
 using detail::ScopedReset;
 using detail::Statement;
 using detail::Transaction;
 
 namespace {
 
-constexpr std::int64_t kHourNs = 3'600'000'000'000;
-constexpr std::int64_t kDayNs = 24 * kHourNs;
 // Attempts indexed per transaction by the indexer thread: a write waits for one batch at most.
 constexpr std::int64_t kBatch = 256;
 // While writes go on: a batch that holds the store for a few milliseconds only.
 constexpr std::int64_t kTrickleBatch = 32;
-
-std::int64_t floor_to(std::int64_t ns, std::int64_t unit) {
-  std::int64_t q = ns / unit;
-  if (ns % unit != 0 && ns < 0) --q;
-  return q * unit;
-}
-
-bool has_duration(std::string_view status) { return status == "completed" || status == "failed"; }
 
 // What one indexing batch adds to and removes from one rollup row.
 struct RollupDelta {
@@ -416,72 +409,27 @@ void SqliteStore::purge_index_locked(std::int64_t now_ns) {
   ix.purge_rollups.bind(1, now_ns).run();
 }
 
-namespace {
-
-DurationStats stats_of(const DurationHistogram& h, std::int64_t count, std::int64_t failures,
-                       std::int64_t skipped, std::int64_t max_ms) {
-  DurationStats s;
-  s.count = count;
-  s.failures = failures;
-  s.skipped = skipped;
-  // A bucket's middle may lie past the exact maximum; no percentile does.
-  const auto max = static_cast<double>(max_ms);
-  s.p50_ms = std::min(h.percentile(0.50), max);
-  s.p95_ms = std::min(h.percentile(0.95), max);
-  s.p99_ms = std::min(h.percentile(0.99), max);
-  s.max_ms = max_ms;
-  return s;
-}
-
-}  // namespace
-
 Result<std::vector<StageStats>> SqliteStore::stage_stats(const StageStatsQuery& query,
                                                          std::int64_t now_ns) {
   std::lock_guard lock(mutex_);
   try {
     catch_up_locked();
-    struct Group {
-      std::int64_t count = 0, failures = 0, skipped = 0, max_ms = 0;
-      DurationHistogram histogram;
-    };
-    struct Row {
-      Group total;
-      std::map<std::int64_t, Group> points;
-    };
-    std::map<std::pair<std::string, std::string>, Row> rows;  // (stage, worker)
+    detail::StageStatsSum sum(query.by_worker, query.daily);
     Statement& s = index_statements().rollups;
     ScopedReset reset(s);
     s.bind(1, floor_to(query.since_ns, kHourNs)).bind(2, query.until_ns).bind(3, now_ns);
-    DurationHistogram h;
     while (s.step()) {
-      std::int64_t hour = s.int64(0);
-      Row& row = rows[{s.text(1), query.by_worker ? s.text(2) : std::string()}];
-      if (!h.decode(s.blob(7))) {
+      detail::DurationTally hour;
+      if (!hour.histogram.decode(s.blob(7))) {
         throw std::runtime_error("a damaged duration histogram for stage " + s.text(1));
       }
-      Group& point = row.points[query.daily ? floor_to(hour, kDayNs) : hour];
-      for (Group* g : {&row.total, &point}) {
-        g->count += s.int64(3);
-        g->failures += s.int64(4);
-        g->skipped += s.int64(5);
-        g->max_ms = std::max(g->max_ms, s.int64(6));
-        g->histogram.merge(h);
-      }
+      hour.count = s.int64(3);
+      hour.failures = s.int64(4);
+      hour.skipped = s.int64(5);
+      hour.max_ms = s.int64(6);
+      sum.add(s.int64(0), s.text(1), s.text(2), hour);
     }
-    std::vector<StageStats> out;
-    out.reserve(rows.size());
-    for (auto& [key, row] : rows) {
-      StageStats& stats = out.emplace_back();
-      stats.stage = key.first;
-      stats.worker = key.second;
-      const Group& t = row.total;
-      stats.stats = stats_of(t.histogram, t.count, t.failures, t.skipped, t.max_ms);
-      for (const auto& [start, g] : row.points) {
-        stats.series.push_back(StageStatsPoint{
-            start, stats_of(g.histogram, g.count, g.failures, g.skipped, g.max_ms)});
-      }
-    }
-    return out;
+    return sum.rows();
   } catch (...) {
     return error("cannot read stage statistics");
   }

@@ -282,4 +282,56 @@ bool DurationHistogram::decode(std::string_view bytes) {
   return true;
 }
 
+std::int64_t floor_to(std::int64_t ns, std::int64_t unit) {
+  std::int64_t q = ns / unit;
+  if (ns % unit != 0 && ns < 0) --q;
+  return q * unit;
+}
+
+bool has_duration(std::string_view status) { return status == "completed" || status == "failed"; }
+
+void DurationTally::add(const DurationTally& other) {
+  count += other.count;
+  failures += other.failures;
+  skipped += other.skipped;
+  max_ms = std::max(max_ms, other.max_ms);
+  histogram.merge(other.histogram);
+}
+
+store::DurationStats DurationTally::stats() const {
+  store::DurationStats s;
+  s.count = count;
+  s.failures = failures;
+  s.skipped = skipped;
+  // A bucket's middle may lie past the exact maximum; no percentile does.
+  const auto max = static_cast<double>(max_ms);
+  s.p50_ms = std::min(histogram.percentile(0.50), max);
+  s.p95_ms = std::min(histogram.percentile(0.95), max);
+  s.p99_ms = std::min(histogram.percentile(0.99), max);
+  s.max_ms = max_ms;
+  return s;
+}
+
+void StageStatsSum::add(std::int64_t hour_ns, const std::string& stage, const std::string& worker,
+                        const DurationTally& tally) {
+  Row& row = rows_[{stage, by_worker_ ? worker : std::string()}];
+  row.total.add(tally);
+  row.points[daily_ ? floor_to(hour_ns, kDayNs) : hour_ns].add(tally);
+}
+
+std::vector<store::StageStats> StageStatsSum::rows() const {
+  std::vector<store::StageStats> out;
+  out.reserve(rows_.size());
+  for (const auto& [key, row] : rows_) {
+    store::StageStats& stats = out.emplace_back();
+    stats.stage = key.first;
+    stats.worker = key.second;
+    stats.stats = row.total.stats();
+    for (const auto& [start, point] : row.points) {
+      stats.series.push_back(store::StageStatsPoint{start, point.stats()});
+    }
+  }
+  return out;
+}
+
 }  // namespace stagelog::detail

@@ -10,6 +10,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include "stagelog/store/store.hpp"
 
 namespace stagelog::detail {
 
@@ -57,6 +61,50 @@ class DurationHistogram {
  private:
   std::map<int, std::int64_t> buckets_;
   std::int64_t count_ = 0;
+};
+
+inline constexpr std::int64_t kHourNs = 3'600'000'000'000;
+inline constexpr std::int64_t kDayNs = 24 * kHourNs;
+
+// ns rounded down to a whole unit (an hour, a day), times before the epoch too.
+std::int64_t floor_to(std::int64_t ns, std::int64_t unit);
+
+// Whether stage statistics count a step of this status with its duration (completed, failed).
+bool has_duration(std::string_view status);
+
+// The steps of one stage (or stage and worker) over some time, as stage statistics sum them.
+struct DurationTally {
+  std::int64_t count = 0;  // Completed and failed.
+  std::int64_t failures = 0;
+  std::int64_t skipped = 0;
+  std::int64_t max_ms = 0;
+  DurationHistogram histogram;
+
+  void add(const DurationTally& other);
+  // Percentiles from the histogram, none past the exact maximum.
+  store::DurationStats stats() const;
+};
+
+// Stage statistics summed from hourly tallies (the SQLite store's rollups, the PostgreSQL
+// store's grouped steps), so that both stores answer alike: one row per stage (and worker, with
+// by_worker), its total and a point per hour (or day, with daily), rows in (stage, worker)
+// order, points oldest first.
+class StageStatsSum {
+ public:
+  StageStatsSum(bool by_worker, bool daily) : by_worker_(by_worker), daily_(daily) {}
+
+  void add(std::int64_t hour_ns, const std::string& stage, const std::string& worker,
+           const DurationTally& tally);
+  std::vector<store::StageStats> rows() const;
+
+ private:
+  struct Row {
+    DurationTally total;
+    std::map<std::int64_t, DurationTally> points;
+  };
+  bool by_worker_;
+  bool daily_;
+  std::map<std::pair<std::string, std::string>, Row> rows_;
 };
 
 }  // namespace stagelog::detail
