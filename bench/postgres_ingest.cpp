@@ -32,9 +32,9 @@
 #include <string>
 #include <vector>
 
-#include "base/time_text.hpp"
 #include "bench_support.hpp"
-#include "postgres_support.hpp"
+#include "ingest_batches.hpp"
+#include "postgres_server.hpp"
 #include "stagelog/parse.hpp"
 #include "stagelog/server/server.hpp"
 #include "stagelog/store/postgres_store.hpp"
@@ -42,93 +42,22 @@
 
 namespace {
 
-using stagelog::bench::PostgresServer;
+using stagelog::bench::Batches;
+using stagelog::bench::kBatchEvents;
+using stagelog::bench::kDay;
+using stagelog::bench::kStart;
+using stagelog::bench::make_batch;
 using stagelog::bench::TempDir;
+using stagelog::test::PostgresOptions;
+using stagelog::test::PostgresServer;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kBatchEvents = 1000;
-constexpr std::int64_t kStart = 1767555015234000000;  // 2026-01-04T19:30:15.234Z
-constexpr std::int64_t kDay = 86'400'000'000'000;
 constexpr int kExecutions = 100'000;
 constexpr auto kFillBudget = std::chrono::seconds(60);
 
 std::unique_ptr<PostgresServer> postgres;
-int next_database = 0;
 
-// bench/ingest.cpp's generator, copied: one NDJSON event line.
-void append_event(std::string& out, std::int64_t ts, const char* kind, const char* level,
-                  const std::string& run, const std::string& worker, const char* stage,
-                  const char* status, std::int64_t elapsed, const char* message) {
-  out += R"({"ts":")";
-  stagelog::detail::append_iso_timestamp(out, ts);
-  out += R"(","ts_ns":)" + std::to_string(ts) + R"(,"kind":")" + kind + R"(","level":")" + level +
-         R"(","run":")" + run + R"(","worker":")" + worker +
-         R"(","component":"pipeline","stage":")" + stage + '"';
-  if (status != nullptr) out += R"(,"status":")" + std::string(status) + '"';
-  if (elapsed >= 0) out += R"(,"elapsed_ns":)" + std::to_string(elapsed);
-  out += R"(,"message":")" + std::string(message) +
-         R"(","fields":{"tokens":1247,"model":"llama-3-8b"},"pid":4242,"host":"gpu-box"})";
-  out += '\n';
-}
-
-// A batch number as run ids carry it: fixed width, so a batch's text can be made from another's
-// by overwriting digits.
-std::string batch_digits(std::uint64_t batch) {
-  std::string digits = std::to_string(batch);
-  return std::string(10 - std::min<std::size_t>(digits.size(), 10), '0') + digits;
-}
-
-// 1000 events: 100 runs, each a run start, three stages started and ended, two log lines and a
-// run end. Run ids are fresh per batch, as new jobs keep arriving.
-std::string make_batch(std::uint64_t batch, const std::string& client) {
-  static const char* const kStages[] = {"WORKTREE", "AGENT", "JUDGE"};
-  std::string out;
-  out.reserve(kBatchEvents * 300);
-  std::int64_t ts = kStart;
-  for (int r = 0; r < 100; ++r) {
-    std::string run = client + "-" + batch_digits(batch) + "-" + std::to_string(r);
-    std::string worker = "w";
-    worker += std::to_string(r % 8);
-    append_event(out, ts++, "run", "info", run, worker, "", "starting", -1, "");
-    for (const char* stage : kStages) {
-      append_event(out, ts++, "stage", "info", run, worker, stage, "starting", -1, "");
-      append_event(out, ts++, "stage", "info", run, worker, stage, "completed", 1'500'000'000, "");
-    }
-    append_event(out, ts++, "log", "info", run, worker, "AGENT", nullptr, -1,
-                 "generated 1247 tokens in 13.2s");
-    append_event(out, ts++, "log", "debug", run, worker, "AGENT", nullptr, -1, "cache hit");
-    append_event(out, ts++, "run", "info", run, worker, "", "completed", 4'500'000'000, "");
-  }
-  return out;
-}
-
-// A client's batches: make_batch's text once, then each batch by overwriting the batch number
-// in its run ids, so that building bodies does not take the server's CPU in this run.
-class Batches {
- public:
-  explicit Batches(const std::string& client) : text_(make_batch(0, client)) {
-    std::string marker = client + "-" + batch_digits(0) + "-";
-    for (std::size_t at = text_.find(marker); at != std::string::npos;
-         at = text_.find(marker, at + 1)) {
-      digits_at_.push_back(at + client.size() + 1);
-    }
-  }
-  const std::string& next() {
-    std::string digits = batch_digits(++batch_);
-    for (std::size_t at : digits_at_) text_.replace(at, digits.size(), digits);
-    return text_;
-  }
-  [[nodiscard]] std::uint64_t count() const noexcept { return batch_; }
-
- private:
-  std::string text_;
-  std::vector<std::size_t> digits_at_;
-  std::uint64_t batch_ = 0;
-};
-
-std::string new_database() {
-  return postgres->create_database("bench_" + std::to_string(++next_database));
-}
+std::string new_database() { return postgres->conninfo(postgres->create_database()); }
 
 void exec(PGconn* c, const std::string& sql) {
   PGresult* r = PQexec(c, sql.c_str());
@@ -431,7 +360,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    postgres = std::make_unique<PostgresServer>(*bindir);
+    postgres = std::make_unique<PostgresServer>(
+        *bindir, PostgresOptions{.fsync = true, .settings = " -c shared_buffers=256MB"});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "postgres_ingest: cannot start PostgreSQL: %s\n", e.what());
     return 1;

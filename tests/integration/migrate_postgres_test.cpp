@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "format/format.hpp"
-#include "postgres_server.hpp"
+#include "postgres_environment.hpp"
 #include "stagelog/store/postgres_store.hpp"
 #include "stagelog/store/sqlite_store.hpp"
 #include "temp_dir.hpp"

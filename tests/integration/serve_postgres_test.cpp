@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "postgres_server.hpp"
+#include "postgres_environment.hpp"
 #include "scoped_env.hpp"
 #include "serve_process.hpp"
 #include "temp_dir.hpp"

@@ -21,7 +21,7 @@
 
 #include "eventually.hpp"
 #include "ndjson_receiver.hpp"
-#include "postgres_server.hpp"
+#include "postgres_environment.hpp"
 #include "scoped_env.hpp"
 #include "serve_process.hpp"
 #include "temp_dir.hpp"

@@ -1,15 +1,10 @@
 #pragma once
 
-// A real PostgreSQL for tests: Debian's postgresql package's initdb and pg_ctl in a temporary
-// folder, listening only on a Unix socket in that folder, as an unprivileged user (nobody when
-// the test runs as root: PostgreSQL refuses root). No system service, no TCP port.
-//
-// One server per test executable: a test file registers PostgresEnvironment, which starts it
-// before the first test (or skips every test, naming scripts/setup, when PostgreSQL's server
-// binaries are not installed) and stops it (pg_ctl stop -m immediate) and removes its folder
-// after the last. Each test takes a fresh database of its own (create_database()).
+// A real PostgreSQL for tests and benchmarks: Debian's postgresql package's initdb and pg_ctl in
+// a temporary folder, listening only on a Unix socket in that folder, as an unprivileged user
+// (nobody when run as root: PostgreSQL refuses root). No system service, no TCP port. Tests
+// take it through PostgresEnvironment (postgres_environment.hpp); it needs no GoogleTest.
 
-#include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <unistd.h>
 
@@ -23,9 +18,17 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace stagelog::test {
+
+struct PostgresOptions {
+  // Tests turn fsync off (nothing they check needs it); a benchmark keeps it on, to measure
+  // what a deployment would see.
+  bool fsync = false;
+  std::string settings;  // More server settings: " -c name=value ...".
+};
 
 class PostgresServer {
  public:
@@ -51,7 +54,8 @@ class PostgresServer {
   }
 
   // Runs initdb and starts the server. Throws std::runtime_error with the log's tail.
-  explicit PostgresServer(const std::filesystem::path& bindir) : bindir_(bindir) {
+  explicit PostgresServer(const std::filesystem::path& bindir, PostgresOptions config = {})
+      : bindir_(bindir), options_(std::move(config)) {
     namespace fs = std::filesystem;
     root_ = geteuid() == 0;
     // As root, under /tmp: nobody must be able to reach the folder.
@@ -112,8 +116,8 @@ class PostgresServer {
  private:
   std::string data() const { return (dir_ / "data").string(); }
   std::string options() const {
-    return "-o \"-c listen_addresses='' -c unix_socket_directories='" + dir_.string() +
-           "' -c fsync=off\"";
+    return "-o \"-c listen_addresses='' -c unix_socket_directories='" + dir_.string() + "'" +
+           (options_.fsync ? "" : " -c fsync=off") + options_.settings + "\"";
   }
 
   // Runs a PostgreSQL program as the unprivileged user; throws with its output on failure.
@@ -134,35 +138,10 @@ class PostgresServer {
   }
 
   std::filesystem::path bindir_;
+  PostgresOptions options_;
   std::filesystem::path dir_;
   bool root_ = false;
   bool started_ = false;
-};
-
-// Starts the executable's one server before its first test, stops it after the last; skips
-// every test when PostgreSQL is not installed.
-class PostgresEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto bindir = PostgresServer::find_bindir();
-    if (!bindir) {
-      GTEST_SKIP() << "PostgreSQL's server programs (initdb, pg_ctl) are not installed: run "
-                      "scripts/setup (it installs Debian's postgresql package), or set "
-                      "STAGELOG_PG_BINDIR to the folder holding initdb";
-    }
-    try {
-      server_ = std::make_unique<PostgresServer>(*bindir);
-    } catch (const std::exception& e) {
-      FAIL() << "cannot start PostgreSQL: " << e.what();
-    }
-  }
-  void TearDown() override { server_.reset(); }
-
-  // The running server; nullptr when SetUp skipped or failed.
-  static PostgresServer* server() noexcept { return server_.get(); }
-
- private:
-  static inline std::unique_ptr<PostgresServer> server_;
 };
 
 }  // namespace stagelog::test

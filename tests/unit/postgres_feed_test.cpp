@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "postgres_server.hpp"
+#include "postgres_environment.hpp"
 #include "stagelog/store/postgres_store.hpp"
 
 namespace stagelog::test {

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "postgres_server.hpp"
+#include "postgres_environment.hpp"
 #include "scoped_env.hpp"
 #include "stagelog/error.hpp"
 #include "store/postgres_facts.hpp"
