@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_run.hpp"
 #include "format/format.hpp"
 #include "postgres_environment.hpp"
 #include "stagelog/store/postgres_store.hpp"
@@ -45,39 +46,6 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-struct CliRun {
-  int status = -1;  // The exit status; -1 if a signal ended it.
-  std::string out;
-  std::string err;
-};
-
-// Runs `stagelog <args>` to its end, stdout and stderr captured.
-CliRun stagelog(const TempDir& dir, std::vector<std::string> args) {
-  args.insert(args.begin(), STAGELOG_CLI);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::string out = (dir.path() / "stdout.txt").string();
-  std::string err = (dir.path() / "stderr.txt").string();
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + std::string(STAGELOG_CLI));
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  CliRun result;
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = read_file(out);
-  result.err = read_file(err);
-  return result;
 }
 
 Execution execution(std::string tracking_id, std::string execution_id, std::int64_t t,
@@ -287,7 +255,7 @@ class MigratePostgresTest : public ::testing::Test {
   std::filesystem::path data() const { return dir_.path() / "data"; }
   std::filesystem::path db() const { return data() / "stagelog.db"; }
   CliRun migrate() {
-    return stagelog(dir_, {"migrate", "--from", data().string(), "--to", conninfo_});
+    return run_stagelog(dir_, {"migrate", "--from", data().string(), "--to", conninfo_});
   }
 
   TempDir dir_;
@@ -359,7 +327,7 @@ TEST_F(MigratePostgresTest, ARunAfterAPartialCopyAddsOnlyWhatIsMissing) {
 
 TEST_F(MigratePostgresTest, BadInputsSayWhatIsWrong) {
   auto run = [&](const std::string& from, const std::string& to) {
-    return stagelog(dir_, {"migrate", "--from", from, "--to", to});
+    return run_stagelog(dir_, {"migrate", "--from", from, "--to", to});
   };
   CliRun missing = run((dir_.path() / "nowhere").string(), conninfo_);
   EXPECT_EQ(missing.status, 2);
@@ -386,7 +354,7 @@ TEST_F(MigratePostgresTest, BadInputsSayWhatIsWrong) {
   EXPECT_EQ(unreachable.status, 2);
   EXPECT_THAT(unreachable.err, HasSubstr("cannot open the PostgreSQL store"));
 
-  CliRun no_args = stagelog(dir_, {"migrate"});
+  CliRun no_args = run_stagelog(dir_, {"migrate"});
   EXPECT_EQ(no_args.status, 2);
   EXPECT_THAT(no_args.err, HasSubstr("--from is required"));
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_run.hpp"
 #include "stagelog/server/auth.hpp"
 #include "temp_dir.hpp"
 
@@ -28,43 +29,10 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
 
-struct Result {
-  int status = -1;  // The exit status; -1 if a signal ended it.
-  std::string out;
-  std::string err;
-};
-
-// Runs `stagelog <args>` to its end with stdin from /dev/null and stdout and stderr captured.
-Result stagelog(const test::TempDir& dir, std::vector<std::string> args) {
-  args.insert(args.begin(), STAGELOG_CLI);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::string out = (dir.path() / "stdout.txt").string();
-  std::string err = (dir.path() / "stderr.txt").string();
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + std::string(STAGELOG_CLI));
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  Result result;
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = test::read_file(out);
-  result.err = test::read_file(err);
-  return result;
-}
-
 TEST(TokenCliTest, CreatePrintsTheTokenWhoseHashTheFileHolds) {
   test::TempDir dir;
   std::string path = (dir.path() / "tokens.txt").string();
-  Result r = stagelog(
+  test::CliRun r = test::run_stagelog(
       dir, {"token", "create", "--tokens", path, "--scope", "ingest", "--label", "gpu workers"});
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_THAT(r.out, MatchesRegex("slg_[A-Za-z0-9_-]{43}\n"));
@@ -88,10 +56,11 @@ TEST(TokenCliTest, CreatePrintsTheTokenWhoseHashTheFileHolds) {
 TEST(TokenCliTest, CreateAppendsAndListShowsHashPrefixesScopesAndLabels) {
   test::TempDir dir;
   std::string path = (dir.path() / "tokens.txt").string();
-  Result first = stagelog(dir, {"token", "create", "--tokens", path, "--scope", "admin"});
+  test::CliRun first =
+      test::run_stagelog(dir, {"token", "create", "--tokens", path, "--scope", "admin"});
   ASSERT_EQ(first.status, 0) << first.err;
-  Result second =
-      stagelog(dir, {"token", "create", "--tokens", path, "--scope", "read", "--label", "web ui"});
+  test::CliRun second = test::run_stagelog(
+      dir, {"token", "create", "--tokens", path, "--scope", "read", "--label", "web ui"});
   ASSERT_EQ(second.status, 0) << second.err;
   std::string admin = first.out.substr(0, first.out.size() - 1);
   std::string read = second.out.substr(0, second.out.size() - 1);
@@ -102,7 +71,7 @@ TEST(TokenCliTest, CreateAppendsAndListShowsHashPrefixesScopesAndLabels) {
   EXPECT_EQ(file.check("Bearer " + read, Scope::Read), AuthResult::Allowed);
   EXPECT_EQ(file.check("Bearer " + read, Scope::Admin), AuthResult::Forbidden);
 
-  Result list = stagelog(dir, {"token", "list", "--tokens", path});
+  test::CliRun list = test::run_stagelog(dir, {"token", "list", "--tokens", path});
   ASSERT_EQ(list.status, 0) << list.err;
   EXPECT_EQ(list.out, token_hash(admin).substr(0, 12) + "  admin\n" +
                           token_hash(read).substr(0, 12) + "  read   web ui\n");
@@ -113,7 +82,8 @@ TEST(TokenCliTest, CreateAppendsAndListShowsHashPrefixesScopesAndLabels) {
 TEST(TokenCliTest, CreateWithABadScopeWritesNothing) {
   test::TempDir dir;
   auto path = dir.path() / "tokens.txt";
-  Result r = stagelog(dir, {"token", "create", "--tokens", path.string(), "--scope", "root"});
+  test::CliRun r =
+      test::run_stagelog(dir, {"token", "create", "--tokens", path.string(), "--scope", "root"});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr("'root' is not a scope"));
@@ -123,7 +93,8 @@ TEST(TokenCliTest, CreateWithABadScopeWritesNothing) {
 TEST(TokenCliTest, CreateInAMissingFolderFailsNamingThePath) {
   test::TempDir dir;
   std::string path = (dir.path() / "no" / "tokens.txt").string();
-  Result r = stagelog(dir, {"token", "create", "--tokens", path, "--scope", "read"});
+  test::CliRun r =
+      test::run_stagelog(dir, {"token", "create", "--tokens", path, "--scope", "read"});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(r.err, "stagelog: cannot open " + path + ": No such file or directory\n");
