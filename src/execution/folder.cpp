@@ -68,10 +68,17 @@ bool plain_keys(std::span<const Field> fields) {
   return true;
 }
 
-// A field's value as dump() writes it.
+// A field's value as dump() writes it: integers and booleans in decimal and as words, without
+// building a JSON value (every step of every run writes a few).
 void append_field_value(std::string& out, const FieldValue& value) {
   if (const auto* text = std::get_if<std::string_view>(&value)) {
     append_json_string(out, valid_utf8(*text));
+  } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
+    out += std::to_string(*i);
+  } else if (const auto* u = std::get_if<std::uint64_t>(&value)) {
+    out += std::to_string(*u);
+  } else if (const auto* b = std::get_if<bool>(&value)) {
+    out += *b ? "true" : "false";
   } else {
     out += dump(field_json(value));
   }
@@ -104,7 +111,7 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
   if (!named_alike && plain_keys(event.fields)) {
     // Written as text, as dump() would write the object: ingest folds every stage event here.
     std::string& json = step.custom_json;
-    json = "{";
+    json.assign(1, '{');  // Not = "{": GCC 12 warns falsely (-Wrestrict) once inlined.
     if (!event.worker.empty()) {
       json += R"("worker":)";
       detail::append_json_string(json, valid_utf8(event.worker));
@@ -146,8 +153,8 @@ Step make_step(const Event& event, std::string_view name, std::string_view statu
 
 void add_metadata(Execution& execution, const Event& event) {
   if (event.fields.empty()) return;
-  if (execution.metadata_json == "{}" && plain_keys(event.fields)) {
-    // Nothing to merge with: written as dump() would write it.
+  if (plain_keys(event.fields)) {
+    // The fields as dump() would write them alone.
     std::string json = "{";
     for (const Field& f : event.fields) {
       if (contains(kDocumentKeys, f.key)) continue;
@@ -156,8 +163,13 @@ void add_metadata(Execution& execution, const Event& event) {
       json += ':';
       append_field_value(json, f.value);
     }
-    execution.metadata_json = json + '}';
-    return;
+    json += '}';
+    // Nothing to merge with; or the same keys in the same order with the same values, as a
+    // run's end repeats its start's fields: merging them changes nothing.
+    if (execution.metadata_json == "{}" || execution.metadata_json == json) {
+      execution.metadata_json = std::move(json);
+      return;
+    }
   }
   Json metadata = object_of(execution.metadata_json);
   for (const Field& f : event.fields) {
