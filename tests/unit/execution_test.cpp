@@ -582,6 +582,56 @@ TEST(ExecutionFolderTest, FieldsAreWrittenAsTheirJsonObjectWouldBe) {
             R"({"worker":"w1","duration_ms":13200,"score":7,"note":"x"})");
 }
 
+// A run's end usually repeats its start's fields: the metadata stays as it was. Other values,
+// new keys or another order merge into the object: the first key's place, the last value.
+TEST(ExecutionFolderTest, RunMetadataMergesTheEndsFieldsIntoTheStarts) {
+  ExecutionFolder folder;
+  auto run_event = [](std::string run, Status status, std::int64_t ts_ns) {
+    OwnedEvent e;
+    e.ts_ns = ts_ns;
+    e.kind = Kind::Run;
+    e.status = status;
+    e.run = std::move(run);
+    e.add_field("tokens", std::int64_t{1247});
+    e.add_field("model", std::string_view("llama-3-8b"));
+    e.add_field("cached", true);
+    e.add_field("offset", std::uint64_t{18'446'744'073'709'551'615ULL});
+    return e;
+  };
+  const std::int64_t t0 = 1'767'555'015'234'000'000;
+  const std::string first =
+      R"({"tokens":1247,"model":"llama-3-8b","cached":true,"offset":18446744073709551615})";
+  OwnedEvent start = run_event("same", Status::Starting, t0);
+  const Execution* e = folder.add(start.view());
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->metadata_json, first);
+  OwnedEvent same = run_event("same", Status::Completed, t0 + 1);
+  e = folder.add(same.view());
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->metadata_json, first);
+
+  start = run_event("changed", Status::Starting, t0);
+  folder.add(start.view());
+  OwnedEvent end;
+  end.ts_ns = t0 + 2;
+  end.kind = Kind::Run;
+  end.status = Status::Completed;
+  end.run = "changed";
+  end.add_field("model", std::string_view("llama-3-70b"));
+  end.add_field("tokens", std::int64_t{-3});
+  end.add_field("gpu", false);
+  e = folder.add(end.view());
+  ASSERT_NE(e, nullptr);
+  nlohmann::ordered_json expected = nlohmann::ordered_json::parse(first);
+  expected["model"] = "llama-3-70b";
+  expected["tokens"] = -3;
+  expected["gpu"] = false;
+  EXPECT_EQ(e->metadata_json, expected.dump());
+  EXPECT_EQ(e->metadata_json,
+            R"({"tokens":-3,"model":"llama-3-70b","cached":true,"offset":18446744073709551615,)"
+            R"("gpu":false})");
+}
+
 // Folded steps carry "worker" and, at a stage's end, "duration_ms"; an event's own field of
 // either name wins, in the place the step's own key would have.
 TEST(ExecutionFolderTest, AFieldNamedWorkerOrDurationWinsOverTheEventsOwn) {
