@@ -21,7 +21,8 @@ namespace stagelog::store {
 //
 // Tables (postgres_schema.cpp): executions, step_chunks (steps stored as the SQLite store
 // stores them, store/step_chunk.hpp), step_facts (one row per step: what search, statistics
-// and failure patterns read, derived in the write's own transaction), events, batches. Every
+// and failure patterns read, derived in the write's own transaction), events (partitioned by
+// day of expiry: retention drops a day's partition whole, postgres_schema.hpp), batches. Every
 // string a user gives (ids, names, messages, JSON) is bytea: any byte, NUL and invalid UTF-8
 // included, compared byte for byte as SQLite compares text.
 //
@@ -33,7 +34,7 @@ namespace stagelog::store {
 // servers adding attempts to one tracking id at once number them 1, 2 rather than 1, 1.
 class PostgresStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   using Options = PostgresStoreOptions;
 
   // Connects once (the first connection of the pool) and creates or migrates the schema.

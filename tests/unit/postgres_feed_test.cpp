@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "postgres_environment.hpp"
+#include "postgres_old_schema.hpp"
 #include "stagelog/store/postgres_store.hpp"
 
 namespace stagelog::test {
@@ -134,13 +135,14 @@ TEST(PostgresFeedTest, ReconnectsAfterItsConnectionIsTerminatedAndMissesNothing)
 TEST(PostgresFeedTest, ADatabaseOfSchemaVersionOneGainsTheFeed) {
   std::string conninfo = fresh_database();
   store::open_postgres_store(conninfo);  // Creates the schema, then made version 1 again:
-  query_one(conninfo,
-            "DROP TABLE feed; DELETE FROM schema_version; "
-            "INSERT INTO schema_version VALUES (1); SELECT 1");
+  query_one(conninfo, "DROP TABLE feed; " + std::string(kEventsOfVersion2) +
+                          "DELETE FROM schema_version; INSERT INTO schema_version VALUES (1); "
+                          "SELECT 1");
   ASSERT_EQ(query_one(conninfo, "SELECT to_regclass('feed') IS NULL"), "t");
   auto here = store::open_postgres_store(conninfo);
   auto there = store::open_postgres_store(conninfo);
-  EXPECT_EQ(query_one(conninfo, "SELECT MAX(version) FROM schema_version"), "2");
+  EXPECT_EQ(query_one(conninfo, "SELECT MAX(version) FROM schema_version"),
+            "3");  // And the events partitions.
   std::unique_ptr<store::ChangeFeed> feed = here->changes();
   ASSERT_TRUE(feed->next(0ms));
   append(*there, {"after the migration"});

@@ -4,12 +4,16 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "postgres_environment.hpp"
+#include "postgres_old_schema.hpp"
 #include "scoped_env.hpp"
 #include "stagelog/error.hpp"
 #include "store/postgres_facts.hpp"
@@ -61,29 +65,54 @@ std::string query_one(const std::string& conninfo, const std::string& sql) {
   return out;
 }
 
-TEST(PostgresStoreTest, TwoStoresOpeningAtOnceCreateTheSchemaOnce) {
-  PostgresBackend backend;
-  constexpr int kStores = 4;
-  std::vector<std::unique_ptr<store::Store>> stores(kStores);
-  std::vector<std::string> errors(kStores);
+// Runs SQL (statements separated by ';') on the backend's database: "" or the error.
+std::string run_sql(const std::string& conninfo, const std::string& sql) {
+  PGconn* c = PQconnectdb(conninfo.c_str());
+  std::string error;
+  if (PQstatus(c) != CONNECTION_OK) {
+    error = PQerrorMessage(c);
+  } else {
+    PGresult* r = PQexec(c, sql.c_str());
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+      error = PQresultErrorMessage(r);
+    }
+    PQclear(r);
+  }
+  PQfinish(c);
+  return error;
+}
+
+// Opens `count` stores on one database at once, each on its own thread; every one must open.
+std::vector<std::unique_ptr<store::Store>> open_at_once(const std::string& conninfo, int count) {
+  std::vector<std::unique_ptr<store::Store>> stores(static_cast<std::size_t>(count));
+  std::vector<std::string> errors(static_cast<std::size_t>(count));
   std::vector<std::thread> threads;
-  for (int i = 0; i < kStores; ++i) {
+  for (std::size_t i = 0; i < stores.size(); ++i) {
     threads.emplace_back([&, i] {
       try {
-        stores[static_cast<std::size_t>(i)] = backend.open();
+        stores[i] = store::open_postgres_store(conninfo);
       } catch (const Error& e) {
-        errors[static_cast<std::size_t>(i)] = e.what();
+        errors[i] = e.what();
       }
     });
   }
   for (auto& t : threads) t.join();
-  for (int i = 0; i < kStores; ++i) {
-    EXPECT_EQ(errors[static_cast<std::size_t>(i)], "") << "store " << i;
-    EXPECT_NE(stores[static_cast<std::size_t>(i)], nullptr) << "store " << i;
+  for (std::size_t i = 0; i < stores.size(); ++i) {
+    EXPECT_EQ(errors[i], "") << "store " << i;
+    EXPECT_NE(stores[i], nullptr) << "store " << i;
   }
+  return stores;
+}
+
+TEST(PostgresStoreTest, TwoStoresOpeningAtOnceCreateTheSchemaOnce) {
+  PostgresBackend backend;
+  auto stores = open_at_once(backend.conninfo(), 4);
   EXPECT_EQ(query_one(backend.conninfo(), "SELECT COUNT(*) FROM schema_version"), "1");
   EXPECT_EQ(query_one(backend.conninfo(), "SELECT version FROM schema_version"),
-            "2");  // With the feed.
+            "3");  // With the feed and the events partitions.
+  EXPECT_EQ(query_one(backend.conninfo(),
+                      "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"),
+            "10");  // Nine days ahead and the default.
   // Reopening adds nothing either.
   backend.open();
   EXPECT_EQ(query_one(backend.conninfo(), "SELECT COUNT(*) FROM schema_version"), "1");
@@ -235,6 +264,238 @@ TEST(PostgresStoreTest, SearchWordsFoldCaseAndDiacritics) {
                               "100.0",
                               9),
                   std::string("s\0x", 3)));
+}
+
+// The events partitions (store/postgres_schema.hpp): one per UTC day of expiry, named
+// events_YYYYMMDD, made from tomorrow on; the rest in events_default.
+constexpr std::int64_t kDayNs = conformance::kDay;
+constexpr std::int64_t kHourNs = kDayNs / 24;
+
+std::int64_t clock_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string partition_of(std::int64_t ns) {
+  const std::chrono::year_month_day date{std::chrono::floor<std::chrono::days>(
+      std::chrono::sys_time<std::chrono::nanoseconds>(std::chrono::nanoseconds(ns)))};
+  char name[32];
+  std::snprintf(name, sizeof name, "events_%04d%02u%02u", static_cast<int>(date.year()),
+                static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()));
+  return name;
+}
+
+// "t" when `table` is a partition of events.
+std::string is_partition(const std::string& conninfo, const std::string& table) {
+  return query_one(conninfo,
+                   "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON "
+                   "c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass AND c.relname = '" +
+                       table + "')");
+}
+
+std::string rows_in(const std::string& conninfo, const std::string& table) {
+  return query_one(conninfo, "SELECT COUNT(*) FROM " + table);
+}
+
+std::vector<std::string> messages(store::Store& store, const std::string& run, std::int64_t now) {
+  auto got = store.events(run, now, 1000);
+  EXPECT_TRUE(got) << got.error().what();
+  std::vector<std::string> out;
+  if (got) {
+    for (const OwnedEvent& e : *got) out.push_back(e.message);
+  }
+  return out;
+}
+
+OwnedEvent said(const std::string& run, std::int64_t ts_ns, const std::string& message) {
+  OwnedEvent e = conformance::event(run, ts_ns);
+  e.message = message;
+  return e;
+}
+
+TEST(PostgresStoreTest, PartitionsAreMadeForTheComingDays) {
+  PostgresBackend backend;
+  auto store = backend.open();
+  // The store laid them out by its own clock, read before this one.
+  const std::int64_t tomorrow = (clock_now_ns() / kDayNs + 1) * kDayNs;
+  EXPECT_EQ(is_partition(backend.conninfo(), "events_default"), "t");
+  for (int day = 0; day < 8; ++day) {
+    EXPECT_EQ(is_partition(backend.conninfo(), partition_of(tomorrow + day * kDayNs)), "t")
+        << "day " << day;
+  }
+  EXPECT_EQ(is_partition(backend.conninfo(), partition_of(tomorrow + 20 * kDayNs)), "f");
+  // An event of one of those days is stored in its partition.
+  std::vector<OwnedEvent> events = {said("r", tomorrow, "in a day partition")};
+  ASSERT_TRUE(store->append_events(events, tomorrow + 2 * kDayNs + kHourNs));
+  EXPECT_EQ(rows_in(backend.conninfo(), partition_of(tomorrow + 2 * kDayNs)), "1");
+  EXPECT_EQ(rows_in(backend.conninfo(), "events_default"), "0");
+}
+
+TEST(PostgresStoreTest, AnExpiredDayIsDroppedWholeAndLaterDaysStayReadable) {
+  PostgresBackend backend;
+  auto store = backend.open();
+  const std::int64_t tomorrow = (clock_now_ns() / kDayNs + 1) * kDayNs;
+  std::vector<OwnedEvent> first = {said("r", tomorrow, "one"), said("r", tomorrow + 1, "two")};
+  std::vector<OwnedEvent> later = {said("r", tomorrow + 2, "three")};
+  ASSERT_TRUE(store->append_events(first, tomorrow + kHourNs));
+  ASSERT_TRUE(store->append_events(later, tomorrow + 3 * kDayNs + kHourNs));
+  const std::string day = partition_of(tomorrow);
+  ASSERT_EQ(rows_in(backend.conninfo(), day), "2");
+
+  // Expired but its day not over: kept, and never returned.
+  auto removed = store->purge(tomorrow + 2 * kHourNs);
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(*removed, 0u);
+  EXPECT_THAT(messages(*store, "r", tomorrow + 2 * kHourNs), ElementsAre("three"));
+  EXPECT_EQ(is_partition(backend.conninfo(), day), "t");
+
+  // Its day over: the partition is dropped, its two events counted.
+  removed = store->purge(tomorrow + kDayNs);
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(*removed, 2u);
+  EXPECT_EQ(query_one(backend.conninfo(), "SELECT to_regclass('" + day + "') IS NULL"), "t");
+  EXPECT_THAT(messages(*store, "r", tomorrow + kDayNs), ElementsAre("three"));
+  EXPECT_THAT(messages(*store, "r", tomorrow), ElementsAre("three"));  // Gone, not hidden.
+  // The pass made the partitions of the days after the one it ran on.
+  EXPECT_EQ(is_partition(backend.conninfo(), partition_of(tomorrow + 10 * kDayNs)), "t");
+  removed = store->purge(tomorrow + kDayNs);
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(*removed, 0u);
+}
+
+TEST(PostgresStoreTest, AnEventOfADayWithoutPartitionIsInTheDefaultAndDeletedAtExpiry) {
+  PostgresBackend backend;
+  auto store = backend.open();
+  using conformance::kT0;
+  // kT0 lies in the past: no partition is ever made for a day that has begun.
+  std::vector<OwnedEvent> events = {said("r", kT0, "old")};
+  ASSERT_TRUE(store->append_events(events, kT0 + kDayNs));
+  EXPECT_EQ(rows_in(backend.conninfo(), "events_default"), "1");
+  auto removed = store->purge(kT0 + kDayNs - 1);
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(*removed, 0u);
+  EXPECT_THAT(messages(*store, "r", kT0), ElementsAre("old"));
+  removed = store->purge(kT0 + kDayNs);  // At its expiry, not at the end of its day.
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(*removed, 1u);
+  EXPECT_EQ(rows_in(backend.conninfo(), "events_default"), "0");
+  EXPECT_TRUE(messages(*store, "r", kT0).empty());
+}
+
+TEST(PostgresStoreTest, ALongerRetentionGetsItsDaysPartitionsAtTheNextPass) {
+  PostgresBackend backend;
+  auto store = backend.open();
+  const std::int64_t now = clock_now_ns();
+  const std::int64_t expiry = now + 30 * kDayNs;  // Beyond the nine days made ahead.
+  const std::int64_t far = now + 500 * kDayNs;    // Beyond any partition made ahead.
+  std::vector<OwnedEvent> month = {said("r", now, "month")};
+  std::vector<OwnedEvent> years = {said("r", now + 1, "years")};
+  ASSERT_TRUE(store->append_events(month, expiry));
+  ASSERT_TRUE(store->append_events(years, far));
+  EXPECT_EQ(rows_in(backend.conninfo(), "events_default"), "2");
+
+  auto removed = store->purge(now);
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(*removed, 0u);
+  // Moved into a partition of its day, the next two days made for the same retention tomorrow.
+  EXPECT_EQ(rows_in(backend.conninfo(), partition_of(expiry)), "1");
+  EXPECT_EQ(is_partition(backend.conninfo(), partition_of(expiry + kDayNs)), "t");
+  EXPECT_EQ(is_partition(backend.conninfo(), partition_of(expiry + 2 * kDayNs)), "t");
+  EXPECT_EQ(rows_in(backend.conninfo(), "events_default"), "1");  // The far one stays.
+  EXPECT_THAT(messages(*store, "r", now), ElementsAre("month", "years"));
+
+  removed = store->purge(expiry - expiry % kDayNs + kDayNs);
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(*removed, 1u);
+  EXPECT_THAT(messages(*store, "r", now), ElementsAre("years"));
+}
+
+// A retention pass of one server (making and moving partitions) while another inserts events
+// of the days it makes: every insert succeeds, and every event ends up in its day's partition.
+TEST(PostgresStoreTest, InsertsDuringPartitionPassesNeverFail) {
+  PostgresBackend backend;
+  auto writer = backend.open();
+  auto leader = backend.open();
+  const std::int64_t now = clock_now_ns();
+  constexpr int kEvents = 150;
+  std::vector<std::string> failures;
+  std::thread purging([&] {
+    for (int i = 0; i < 15; ++i) {
+      auto removed = leader->purge(now);
+      if (!removed) failures.push_back(removed.error().what());
+    }
+  });
+  for (int i = 0; i < kEvents; ++i) {
+    std::vector<OwnedEvent> one = {said("r", now + i, "event " + std::to_string(i))};
+    // Days 10 to 49 from now: none made ahead, each made by a pass (moving what it finds).
+    auto stored = writer->append_events(one, now + (10 + i % 40) * kDayNs);
+    EXPECT_TRUE(stored) << stored.error().what();
+  }
+  purging.join();
+  EXPECT_THAT(failures, ::testing::IsEmpty());
+  auto removed = leader->purge(now);
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(rows_in(backend.conninfo(), "events_default"), "0");
+  EXPECT_EQ(messages(*writer, "r", now).size(), static_cast<std::size_t>(kEvents));
+}
+
+TEST(PostgresStoreTest, MigratingAVersion2DatabaseKeepsItsEvents) {
+  PostgresBackend backend;
+  backend.open();  // Everything else as it is; events then made as version 2 had them.
+  ASSERT_EQ(run_sql(backend.conninfo(),
+                    std::string(kEventsOfVersion2) +
+                        "DELETE FROM schema_version; INSERT INTO schema_version VALUES (1), (2)"),
+            "");
+  const std::int64_t now = clock_now_ns();
+  const std::int64_t tomorrow = (now / kDayNs + 1) * kDayNs;
+  using conformance::kT0;
+  const std::string insert =
+      "INSERT INTO events (ts_ns, kind, level, run, worker, component, stage, message, "
+      "fields_json, pid, host, fields_in_message, expires_at_ns) VALUES ";
+  auto row = [](std::int64_t ts, const std::string& message, std::int64_t expires) {
+    return "(" + std::to_string(ts) + ", 'log', 'info', 'r', 'w', 'c', 'load', '" + message +
+           "', '{\"rows\":3}', 7, 'h', false, " + std::to_string(expires) + ")";
+  };
+  ASSERT_EQ(run_sql(backend.conninfo(), insert + row(kT0, "expired", kT0 + kDayNs) + "," +
+                                            row(now, "tomorrow", tomorrow + kHourNs) + "," +
+                                            row(now + 1, "in a month", now + 30 * kDayNs)),
+            "");
+
+  auto stores = open_at_once(backend.conninfo(), 2);  // Both at once: one migrates.
+  ASSERT_NE(stores[0], nullptr);
+  store::Store& store = *stores[0];
+  EXPECT_EQ(query_one(backend.conninfo(), "SELECT MAX(version) FROM schema_version"), "3");
+  EXPECT_EQ(query_one(backend.conninfo(), "SELECT to_regclass('events_v2') IS NULL"), "t");
+  EXPECT_EQ(
+      query_one(backend.conninfo(), "SELECT relkind::text FROM pg_class WHERE relname = 'events'"),
+      "p");
+  EXPECT_EQ(rows_in(backend.conninfo(), partition_of(tomorrow)), "1");
+  EXPECT_EQ(rows_in(backend.conninfo(), partition_of(now + 30 * kDayNs)), "1");
+  EXPECT_EQ(rows_in(backend.conninfo(), "events_default"), "1");  // The expired one.
+
+  auto page = store.event_page("r", std::nullopt, 10, kT0);
+  ASSERT_TRUE(page) << page.error().what();
+  ASSERT_EQ(page->size(), 3u);
+  EXPECT_EQ((*page)[0].event.message, "expired");
+  EXPECT_EQ((*page)[0].position.seq, 1);  // Ids kept: the feed's ranges name them.
+  EXPECT_EQ((*page)[2].position.seq, 3);
+  ASSERT_EQ((*page)[0].event.fields().size(), 1u);
+  EXPECT_EQ((*page)[0].event.fields()[0].key, "rows");
+  EXPECT_THAT(messages(store, "r", now), ElementsAre("tomorrow", "in a month"));
+
+  // New events take the next ids.
+  std::vector<OwnedEvent> more = {said("r", now + 2, "new")};
+  ASSERT_TRUE(store.append_events(more, tomorrow + kHourNs));
+  page = store.event_page("r", std::nullopt, 10, now);
+  ASSERT_TRUE(page) << page.error().what();
+  ASSERT_EQ(page->size(), 3u);
+  EXPECT_EQ(page->back().event.message, "new");
+  EXPECT_EQ(page->back().position.seq, 4);
+
+  auto removed = store.purge(now);
+  ASSERT_TRUE(removed) << removed.error().what();
+  EXPECT_EQ(*removed, 1u);  // The expired one, deleted from the default partition.
 }
 
 }  // namespace

@@ -302,7 +302,10 @@ class Store {
 
   // Removes everything expired at now_ns (expires_at_ns <= now_ns) and returns how many
   // attempts and events it removed (an attempt counts once, whatever its step count; batch
-  // records are removed too, and not counted).
+  // records are removed too, and not counted). One exception: the PostgreSQL store keeps events
+  // in a partition per UTC day of expiry, made before that day begins, and removes such a
+  // partition whole once its day has ended, so an expired event may stay (never returned) until
+  // the first purge after midnight; an event whose day had no partition is removed at expiry.
   virtual Result<std::size_t> purge(std::int64_t now_ns) = 0;
 
   // Optional capabilities of a store that several processes share.
