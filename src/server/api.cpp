@@ -22,6 +22,13 @@ using server::Scope;
 constexpr std::chrono::seconds kStoreLogInterval{10};
 // What a client refused for a full disk or an I/O error is told to wait before it tries again.
 constexpr const char* kRetryAfterSeconds = "10";
+// ... and one refused because the store cannot be reached: a database restart or failover is
+// over in seconds, and the first request after it connects again.
+constexpr const char* kRetryUnreachableSeconds = "2";
+
+const char* retry_after(ErrorKind kind) {
+  return kind == ErrorKind::Unavailable ? kRetryUnreachableSeconds : kRetryAfterSeconds;
+}
 
 // Every route, one row each (see routes.hpp). The web UI takes every path outside /api/ but
 // the fixed ones; a path under /api/ that no row names is a 404.
@@ -173,14 +180,30 @@ ApiResponse Api::write_refused(const Error& error, std::string message,
                                nlohmann::ordered_json extra) {
   health_.write_failed(error);
   extra["details"] = error.what();
-  ApiErrorKind kind = ApiErrorKind::StoreFailure;
+  ApiErrorKind kind = ApiErrorKind::Unavailable;
   if (error.kind() == ErrorKind::DiskFull) {
     kind = ApiErrorKind::InsufficientStorage;
-  } else if (error.kind() == ErrorKind::Io || error.kind() == ErrorKind::Busy) {
-    kind = ApiErrorKind::Unavailable;
+  } else if (error.kind() == ErrorKind::Other) {
+    kind = ApiErrorKind::StoreFailure;
   }
   ApiResponse response = error_response(ApiError{kind, std::move(message), std::move(extra)});
-  if (kind != ApiErrorKind::StoreFailure) response.set_header("Retry-After", kRetryAfterSeconds);
+  if (kind != ApiErrorKind::StoreFailure) {
+    response.set_header("Retry-After", retry_after(error.kind()));
+  }
+  return response;
+}
+
+ApiResponse Api::read_refused(const Error& error) {
+  health_.read_failed(error);
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+  extra["details"] = error.what();
+  // A full disk refuses what a read needs to write (a sort's temporary files): the read may
+  // succeed later, as one refused for another failure of the store.
+  const bool later = error.kind() != ErrorKind::Other;
+  ApiResponse response =
+      error_response(ApiError{later ? ApiErrorKind::Unavailable : ApiErrorKind::StoreFailure,
+                              kRetrieveFailed, std::move(extra)});
+  if (later) response.set_header("Retry-After", retry_after(error.kind()));
   return response;
 }
 
@@ -188,12 +211,6 @@ ApiError not_found(const std::string& tracking_id) {
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();
   extra["tracking_id"] = tracking_id;
   return ApiError{ApiErrorKind::NotFound, kNotFound, std::move(extra)};
-}
-
-ApiError store_failure(const Error& error) {
-  nlohmann::ordered_json extra = nlohmann::ordered_json::object();
-  extra["details"] = error.what();
-  return ApiError{ApiErrorKind::StoreFailure, kRetrieveFailed, std::move(extra)};
 }
 
 ApiError bad_request(std::string message) {

@@ -93,10 +93,15 @@ class Api {
   // When what a write stores expires: now + ?retention= (capped), or the default retention.
   Result<std::int64_t, ApiError> expiry(const ApiRequest& request) const;
   // The answer to a write the store refused, `message` saying what was not stored: 507 for a
-  // full disk, 503 for an I/O error or a busy store (both with Retry-After), else 500. The
-  // failure goes to health_. `extra` goes into the answer, with the error's details.
+  // full disk, 503 for an I/O error, a busy store or one not reached (with Retry-After), else
+  // 500. The failure goes to health_. `extra` goes into the answer, with the error's details.
   ApiResponse write_refused(const Error& error, std::string message,
                             nlohmann::ordered_json extra = nlohmann::ordered_json::object());
+  // The answer to a read the store refused, as seed 004 words it (kRetrieveFailed, with the
+  // error's details): 503 with Retry-After when the store cannot answer now (not reached, busy,
+  // failing its I/O or out of disk), 500 for anything else (a bug). A store not reached goes
+  // to health_.
+  ApiResponse read_refused(const Error& error);
   // write_refused for an ingest batch of which the first stored_lines lines are stored (the
   // pieces of a large body before the one that failed; see post_events).
   ApiResponse partial_write_refused(const Error& error, std::size_t stored_lines, bool keyed);
@@ -109,6 +114,7 @@ class Api {
 
   store::Store& store_;
   std::atomic<bool> leading_{true};
+  std::atomic<bool> probing_{false};  // A /readyz is asking the store whether it answers.
   const std::unique_ptr<TokenSource> tokens_;
   const server::ServerOptions& options_;
   StoreHealth health_;
@@ -124,8 +130,6 @@ inline constexpr const char* kRetrieveFailed = "Failed to retrieve execution log
 
 // 404 for a tracking id, as seed 004 answers it.
 ApiError not_found(const std::string& tracking_id);
-// 500 for a store that failed a read, as seed 004 answers it.
-ApiError store_failure(const Error& error);
 ApiError bad_request(std::string message);
 
 }  // namespace stagelog::detail

@@ -27,7 +27,7 @@ using Json = nlohmann::ordered_json;
 ApiResponse Api::execution_log(ApiRequest&, const RouteMatch& match) {
   const std::string& id = match.id;
   auto latest = store_.latest(id, now());
-  if (!latest) return error_response(store_failure(latest.error()));
+  if (!latest) return read_refused(latest.error());
   if (!*latest) return error_response(not_found(id));
   return json_response(server::execution_log_response(**latest));
 }
@@ -45,7 +45,7 @@ ApiResponse Api::get_execution(ApiRequest& req, const RouteMatch& match) {
     attempt = n;
   }
   auto found = attempt ? store_.attempt(id, *attempt, now()) : store_.latest(id, now());
-  if (!found) return error_response(store_failure(found.error()));
+  if (!found) return read_refused(found.error());
   if (!*found) {
     ApiError error = not_found(id);
     if (attempt) error.extra["attempt"] = *attempt;
@@ -57,7 +57,7 @@ ApiResponse Api::get_execution(ApiRequest& req, const RouteMatch& match) {
 ApiResponse Api::attempts(ApiRequest&, const RouteMatch& match) {
   const std::string& id = match.id;
   auto list = store_.attempts(id, now());
-  if (!list) return error_response(store_failure(list.error()));
+  if (!list) return read_refused(list.error());
   if (list->empty()) return error_response(not_found(id));
   Json attempts = Json::array();
   for (const store::AttemptSummary& a : *list) {
@@ -97,7 +97,7 @@ ApiResponse Api::execution_events(ApiRequest& req, const RouteMatch& match) {
   }
   std::size_t n = *limit;
   auto page = store_.event_page(id, after, n + 1, now());
-  if (!page) return error_response(store_failure(page.error()));
+  if (!page) return read_refused(page.error());
   bool more = page->size() > n;
   if (more) page->pop_back();
   // The events as JSONL writes them, one object each, written straight into the body.

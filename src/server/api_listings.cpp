@@ -115,7 +115,7 @@ ApiResponse Api::list_executions(ApiRequest& req, const RouteMatch&) {
   }
   query.limit = *limit + 1;  // One more: is there a next page?
   auto rows = store_.list_executions(query, now_ns);
-  if (!rows) return error_response(store_failure(rows.error()));
+  if (!rows) return read_refused(rows.error());
   bool more = rows->size() > *limit;
   if (more) rows->pop_back();
   Json list = Json::array();
@@ -158,9 +158,10 @@ ApiResponse Api::export_csv(ApiRequest& req, const RouteMatch&) {
   state->query = std::move(filters->query);
   state->query.limit = kCsvPage;
   state->query.with_steps = true;  // Each page and its steps in one snapshot.
-  // The first page is read now: a store that fails is a 500, not a cut-off download.
+  // The first page is read now: a store that fails is an answer (503 or 500), not a cut-off
+  // download.
   auto first = store_.list_executions(state->query, now_ns);
-  if (!first) return error_response(store_failure(first.error()));
+  if (!first) return read_refused(first.error());
   state->rows = std::move(*first);
   ApiResponse response;
   response.content_type = "text/csv; charset=utf-8";

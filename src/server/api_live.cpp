@@ -2,6 +2,7 @@
 // event stream, and the UI's own files.
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -19,9 +20,19 @@ ApiResponse Api::healthz(ApiRequest&, const RouteMatch&) {
   return json_response(R"({"status":"ok"})");
 }
 
-// Ready: the last write to the store did not fail, or one succeeded since. A load balancer
-// stops sending writes here while the disk is full; /healthz still says the process is alive.
+// Ready: the last write to the store did not fail, or one succeeded since, and the store was
+// reached the last time a request tried. A load balancer stops sending requests here while the
+// disk is full; /healthz still says the process is alive. While the store is not reached, each
+// /readyz (one at a time) asks it for a batch key no sender uses: a replica out of rotation
+// gets no request to find out that the database is back.
 ApiResponse Api::readyz(ApiRequest&, const RouteMatch&) {
+  if (health_.unreachable() && !probing_.exchange(true, std::memory_order_acquire)) {
+    struct Done {
+      std::atomic<bool>& probing;
+      ~Done() { probing.store(false, std::memory_order_release); }
+    } done{probing_};
+    if (store_.batch("", now())) health_.read_succeeded();
+  }
   std::optional<std::string> why = health_.not_ready();
   if (!why) return json_response(R"({"ready":true})");
   nlohmann::ordered_json body = nlohmann::ordered_json::object();

@@ -59,7 +59,7 @@ ApiResponse Api::stage_stats(ApiRequest& req, const RouteMatch&) {
   }
   q.daily = interval == "day";
   auto stats = store_.stage_stats(q, now_ns);
-  if (!stats) return error_response(store_failure(stats.error()));
+  if (!stats) return read_refused(stats.error());
   Json rows = Json::array();
   for (const store::StageStats& s : *stats) {
     Json row = Json::object();
@@ -100,7 +100,7 @@ ApiResponse Api::failure_stats(ApiRequest& req, const RouteMatch&) {
   std::tie(q.since_ns, q.until_ns) = *range;
   q.limit = *limit;
   auto patterns = store_.failure_patterns(q, now_ns);
-  if (!patterns) return error_response(store_failure(patterns.error()));
+  if (!patterns) return read_refused(patterns.error());
   Json rows = Json::array();
   for (const store::FailurePattern& p : *patterns) {
     Json row = Json::object();

@@ -18,10 +18,11 @@ enum class ApiErrorKind {
   PayloadTooLarge,       // 413: a body over ServerOptions::max_body_bytes (decompressed).
   UnsupportedMediaType,  // 415: a Content-Encoding or Content-Type we do not read.
   HeaderTooLarge,        // 431: headers over ServerOptions::max_header_bytes or _fields.
-  StoreFailure,          // 500: the store returned an error.
+  StoreFailure,          // 500: the store failed, not for its health (ErrorKind::Other).
   InsufficientStorage,   // 507: a write the store refused for a full disk; try again later.
   Internal,              // 500: anything else (a bug, out of memory).
-  Unavailable,           // 503: busy (every stream slot, or the store) or stopping; try later.
+  Unavailable,           // 503: busy (every stream slot, or the store), the store failing or
+                         // not reached, or stopping; try later.
 };
 
 struct ApiError {

@@ -27,6 +27,8 @@ std::string_view kind_text(ErrorKind kind) noexcept {
       return "I/O error";
     case ErrorKind::Busy:
       return "busy";
+    case ErrorKind::Unavailable:
+      return "unreachable";
     case ErrorKind::Other:
       break;
   }
@@ -39,8 +41,19 @@ StoreHealth::StoreHealth(Options options) : options_(std::move(options)) {
 }
 
 void StoreHealth::write_failed(const Error& error) {
+  if (error.kind() != ErrorKind::Other) failed(error);
+}
+
+void StoreHealth::write_succeeded() { succeeded(/*ends_any=*/true); }
+
+void StoreHealth::read_failed(const Error& error) {
+  if (error.kind() == ErrorKind::Unavailable) failed(error);
+}
+
+void StoreHealth::read_succeeded() { succeeded(/*ends_any=*/false); }
+
+void StoreHealth::failed(const Error& error) {
   const ErrorKind kind = error.kind();
-  if (kind == ErrorKind::Other) return;
   const std::int64_t now = options_.clock();
   std::string line;
   {
@@ -56,10 +69,15 @@ void StoreHealth::write_failed(const Error& error) {
     PerKind& k = kinds_[static_cast<std::size_t>(kind)];
     ++k.refused_since_log;
     if (k.logged_at && now - *k.logged_at < options_.log_interval.count()) return;
-    line =
-        "cannot write to the store: " + std::string(kind_text(kind)) + " (" + error.what() + "); ";
+    if (kind == ErrorKind::Unavailable) {
+      line = "cannot reach the store (" + std::string(error.what()) + "); ";
+    } else {
+      line = "cannot write to the store: " + std::string(kind_text(kind)) + " (" + error.what() +
+             "); ";
+    }
     if (!k.logged_at) {
-      line += "refusing writes until it can";
+      line += kind == ErrorKind::Unavailable ? "answering 503 until it can"
+                                             : "refusing writes until it can";
     } else {
       line += requests(k.refused_since_log) + " refused in the last " +
               seconds(now - *k.logged_at) + " s";
@@ -70,24 +88,34 @@ void StoreHealth::write_failed(const Error& error) {
   options_.report(line);
 }
 
-void StoreHealth::write_succeeded() {
+void StoreHealth::succeeded(bool ends_any) {
   if (!failing_.load(std::memory_order_relaxed)) return;
   const std::int64_t now = options_.clock();
   std::string line;
   {
     std::lock_guard lock(mutex_);
     if (!failing_.load(std::memory_order_relaxed)) return;
+    const bool unreachable = last_kind_ == ErrorKind::Unavailable;
+    if (!ends_any && !unreachable) return;
     failing_.store(false, std::memory_order_relaxed);
-    line = "writes to the store succeed again, after " + seconds(now - failing_since_) + " s and " +
-           requests(refused_) + " refused";
+    line =
+        std::string(unreachable ? "the store answers again" : "writes to the store succeed again") +
+        ", after " + seconds(now - failing_since_) + " s and " + requests(refused_) + " refused";
   }
   options_.report(line);
+}
+
+bool StoreHealth::unreachable() const {
+  if (!failing_.load(std::memory_order_relaxed)) return false;
+  std::lock_guard lock(mutex_);
+  return failing_.load(std::memory_order_relaxed) && last_kind_ == ErrorKind::Unavailable;
 }
 
 std::optional<std::string> StoreHealth::not_ready() const {
   if (!failing_.load(std::memory_order_relaxed)) return std::nullopt;
   std::lock_guard lock(mutex_);
   if (!failing_.load(std::memory_order_relaxed)) return std::nullopt;
+  if (last_kind_ == ErrorKind::Unavailable) return "the store cannot be reached";
   return "the last write to the store failed: " + std::string(kind_text(last_kind_));
 }
 

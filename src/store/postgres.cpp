@@ -45,18 +45,23 @@ std::string one_line(const char* message) {
   return out.empty() ? std::string("unknown error") : out;
 }
 
-// What a failed statement means for the server: a lost or refused connection, a server
-// shutting down or out of disk is Io or DiskFull (503 / 507); a serialization failure, a
-// deadlock or a lock not available is Busy.
+// What a failed statement means for the server. A connection that is gone, or a server that
+// ends sessions or takes none (08: connection exception; 57P01 admin shutdown, 57P02 crash
+// shutdown, 57P03 cannot connect now, 57P05 idle session timeout) is Unavailable: a restart or a
+// failover, over once a new connection gets through (503 meanwhile, for reads and writes). A
+// server out of disk is DiskFull (507); out of other resources or failing its own I/O, Io (503);
+// a serialization failure, a deadlock or a lock not available is Busy. Anything else (a bad
+// statement, a constraint) is Other: a bug, 500.
 ErrorKind kind_of(const PGconn* conn, const PGresult* r) {
-  if (PQstatus(conn) != CONNECTION_OK) return ErrorKind::Io;
+  if (PQstatus(conn) != CONNECTION_OK) return ErrorKind::Unavailable;
   const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-  if (state == nullptr) return ErrorKind::Io;  // No answer from the server at all.
+  if (state == nullptr) return ErrorKind::Unavailable;  // No answer from the server at all.
   std::string_view s(state);
-  if (s == "53100") return ErrorKind::DiskFull;
-  if (s.starts_with("08") || s.starts_with("57P") || s.starts_with("53") || s.starts_with("58")) {
-    return ErrorKind::Io;
+  if (s.starts_with("08") || s == "57P01" || s == "57P02" || s == "57P03" || s == "57P05") {
+    return ErrorKind::Unavailable;
   }
+  if (s == "53100") return ErrorKind::DiskFull;
+  if (s.starts_with("57P") || s.starts_with("53") || s.starts_with("58")) return ErrorKind::Io;
   if (s == "40001" || s == "40P01" || s == "55P03") return ErrorKind::Busy;
   return ErrorKind::Other;
 }
@@ -200,7 +205,9 @@ PgConnection::PgConnection(const std::string& conninfo) {
   conn_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
   if (conn_ == nullptr) throw PgError{"out of memory", ErrorKind::Other};
   if (PQstatus(conn_) != CONNECTION_OK) {
-    PgError e{one_line(PQerrorMessage(conn_)), ErrorKind::Io};
+    // No SQLSTATE comes with a failed connect: refused, timed out, or the server starting or
+    // stopping (57P03) all read as a server not reachable now.
+    PgError e{one_line(PQerrorMessage(conn_)), ErrorKind::Unavailable};
     PQfinish(conn_);
     conn_ = nullptr;
     throw e;
@@ -213,7 +220,8 @@ PgConnection::~PgConnection() { PQfinish(conn_); }
 void PgConnection::reset() {
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) {
-    throw PgError{"cannot connect again: " + one_line(PQerrorMessage(conn_)), ErrorKind::Io};
+    throw PgError{"cannot connect again: " + one_line(PQerrorMessage(conn_)),
+                  ErrorKind::Unavailable};
   }
 }
 
@@ -246,7 +254,9 @@ void PgConnection::script(const char* sql) {
 }
 
 void PgConnection::consume_input() {
-  if (PQconsumeInput(conn_) == 0) throw PgError{one_line(PQerrorMessage(conn_)), ErrorKind::Io};
+  if (PQconsumeInput(conn_) == 0) {
+    throw PgError{one_line(PQerrorMessage(conn_)), ErrorKind::Unavailable};
+  }
 }
 
 std::vector<std::string> PgConnection::notifications() {

@@ -78,6 +78,7 @@ class FailingStore final : public test::ForwardingStore {
   using ForwardingStore::ForwardingStore;
   std::atomic<bool> fail_reads{false};
   std::atomic<bool> fail_writes{false};
+  std::atomic<ErrorKind> read_kind{ErrorKind::Other};  // What a failed read says.
 
   stagelog::Result<void> put_execution(const Execution& e, std::int64_t x) override {
     if (fail_writes) return write_error();
@@ -108,6 +109,11 @@ class FailingStore final : public test::ForwardingStore {
     if (fail_writes) return write_error();
     return inner_.write(events, executions);
   }
+  stagelog::Result<std::optional<store::BatchRecord>> batch(std::string_view key,
+                                                            std::int64_t now) override {
+    if (fail_reads) return read_error();
+    return inner_.batch(key, now);
+  }
   stagelog::Result<std::vector<OwnedEvent>> events(std::string_view run, std::int64_t now,
                                                    std::size_t limit) override {
     if (fail_reads) return read_error();
@@ -115,8 +121,8 @@ class FailingStore final : public test::ForwardingStore {
   }
 
  private:
-  static Error read_error() {
-    return Error("sqlite store x.db: cannot read execution: disk I/O error");
+  Error read_error() const {
+    return Error("sqlite store x.db: cannot read execution: disk I/O error", read_kind);
   }
   static Error write_error() { return Error("sqlite store x.db: cannot store: disk I/O error"); }
 };
@@ -397,6 +403,31 @@ TEST_F(ServerTest, StoreFailureIs500WithTheSeedBody) {
   r = get("/api/v1/executions/60B3RNTB/attempts");
   ASSERT_STATUS(r, 500);
   failing_->fail_reads = false;
+  ASSERT_STATUS(get("/api/execution-logs/60B3RNTB"), 200);
+}
+
+// A read the store could not answer now (its I/O, a store not reached) may succeed later: 503
+// with Retry-After and the same body. Only a store not reached makes /readyz say so.
+TEST_F(ServerTest, AReadTheStoreCannotAnswerNowIs503WithRetryAfter) {
+  start();
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", kSeed004Document), 200);
+  failing_->fail_reads = true;
+  failing_->read_kind = ErrorKind::Io;
+  auto r = get("/api/execution-logs/60B3RNTB");
+  ASSERT_STATUS(r, 503);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "10");
+  EXPECT_EQ(r->body, R"({"success":false,"error":"Failed to retrieve execution log",)"
+                     R"("details":"sqlite store x.db: cannot read execution: disk I/O error"})");
+  ASSERT_STATUS(client_->Get("/readyz"), 200);
+  failing_->read_kind = ErrorKind::Unavailable;
+  r = get("/api/v1/executions/60B3RNTB/attempts");
+  ASSERT_STATUS(r, 503);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "2");
+  r = client_->Get("/readyz");
+  ASSERT_STATUS(r, 503);
+  EXPECT_EQ(Json::parse(r->body)["reason"], "the store cannot be reached");
+  failing_->fail_reads = false;
+  ASSERT_STATUS(client_->Get("/readyz"), 200);  // It asks the store, which answers.
   ASSERT_STATUS(get("/api/execution-logs/60B3RNTB"), 200);
 }
 

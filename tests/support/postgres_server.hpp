@@ -67,9 +67,7 @@ class PostgresServer {
       throw std::runtime_error("cannot chown " + dir_.string() + " to nobody");
     }
     run("initdb", "-D " + data() + " -U stagelog --auth=trust -E UTF8 --locale=C -N");
-    run("pg_ctl", "-D " + data() + " -l " + (dir_ / "server.log").string() + " -w -t 60 " +
-                      options() + " start");
-    started_ = true;
+    start();
   }
 
   ~PostgresServer() {
@@ -110,6 +108,21 @@ class PostgresServer {
 
   // pg_ctl restart: every connection to it is cut; it listens again when this returns.
   void restart() { run("pg_ctl", "-D " + data() + " -w -t 60 -m fast " + options() + " restart"); }
+
+  // pg_ctl stop -m fast: every connection is cut (57P01), and none is taken until start(); the
+  // data folder and the socket's folder stay. Idempotent.
+  void stop() {
+    if (!started_) return;
+    run("pg_ctl", "-D " + data() + " -w -t 60 -m fast stop");
+    started_ = false;
+  }
+  // Starts it again after stop(), on the same data and socket: it listens when this returns.
+  void start() {
+    if (started_) return;
+    run("pg_ctl", "-D " + data() + " -l " + (dir_ / "server.log").string() + " -w -t 60 " +
+                      options() + " start");
+    started_ = true;
+  }
 
   const std::filesystem::path& dir() const noexcept { return dir_; }
 

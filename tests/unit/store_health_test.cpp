@@ -1,4 +1,4 @@
-// StoreHealth: readiness from the writes' outcomes, and its rate-limited lines for the log.
+// StoreHealth: readiness from the requests' outcomes, and its rate-limited lines for the log.
 
 #include "server/store_health.hpp"
 
@@ -90,6 +90,56 @@ TEST(StoreHealthTest, SaysOnceWhenWritesRecoverWithTheTotalRefused) {
   EXPECT_THAT(h.lines[2], HasSubstr("refusing writes until it can"));
   h.health.write_succeeded();
   EXPECT_THAT(h.lines.back(), HasSubstr("after 0 s and 1 request refused"));
+}
+
+const Error kLost("postgres store db/stagelog: cannot read execution: server closed the connection",
+                  ErrorKind::Unavailable);
+
+TEST(StoreHealthTest, AReadCountsOnlyAStoreNotReachedAndAReadThatSucceedsEndsOnlyThat) {
+  Health h;
+  h.health.read_failed(Error("i/o", ErrorKind::Io));  // Says nothing about writes.
+  h.health.read_failed(Error("a bug"));
+  EXPECT_EQ(h.health.not_ready(), std::nullopt);
+  EXPECT_FALSE(h.health.unreachable());
+  EXPECT_THAT(h.lines, IsEmpty());
+
+  h.health.read_failed(kLost);
+  EXPECT_EQ(h.health.not_ready(), "the store cannot be reached");
+  EXPECT_TRUE(h.health.unreachable());
+  ASSERT_EQ(h.lines.size(), 1u);
+  EXPECT_EQ(h.lines[0],
+            "cannot reach the store (postgres store db/stagelog: cannot read execution: server "
+            "closed the connection); answering 503 until it can");
+  h.clock.advance(4s);
+  h.health.read_succeeded();
+  EXPECT_EQ(h.health.not_ready(), std::nullopt);
+  EXPECT_FALSE(h.health.unreachable());
+  ASSERT_EQ(h.lines.size(), 2u);
+  EXPECT_EQ(h.lines[1], "the store answers again, after 4 s and 1 request refused");
+
+  // A full disk is not ended by a read: the store answers, and still takes no write.
+  h.health.write_failed(kFull);
+  h.health.read_succeeded();
+  EXPECT_EQ(h.health.not_ready(), "the last write to the store failed: disk full");
+  EXPECT_FALSE(h.health.unreachable());
+  h.health.write_succeeded();
+  EXPECT_EQ(h.health.not_ready(), std::nullopt);
+}
+
+TEST(StoreHealthTest, AWriteThatFindsTheStoreNotReachedCountsWithTheReads) {
+  Health h;
+  h.health.write_failed(kLost);
+  h.clock.advance(1s);
+  h.health.read_failed(kLost);
+  EXPECT_EQ(h.health.not_ready(), "the store cannot be reached");
+  EXPECT_EQ(h.lines.size(), 1u);  // One kind, one line per interval.
+  h.clock.advance(10s);
+  h.health.read_failed(kLost);
+  ASSERT_EQ(h.lines.size(), 2u);
+  EXPECT_THAT(h.lines[1], HasSubstr("; 2 requests refused in the last 11 s"));
+  h.health.write_succeeded();
+  ASSERT_EQ(h.lines.size(), 3u);
+  EXPECT_EQ(h.lines[2], "the store answers again, after 11 s and 3 requests refused");
 }
 
 }  // namespace
