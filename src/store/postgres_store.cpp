@@ -41,32 +41,40 @@ std::int64_t tracking_lock_key(std::string_view tracking_id) {
   return static_cast<std::int64_t>(h);
 }
 
-// Rows per INSERT of attempts: 10 parameters each, below PostgreSQL's 65535.
-constexpr std::size_t kExecutionsPerInsert = 1000;
+// A new attempt takes the next number of its tracking id (the caller holds its lock, and a
+// statement holds a tracking id once); a known one keeps its number and id. final_status
+// stays when no step is written (set by put_round from the steps kept). One statement for
+// any number of attempts, its text always the same: metadata_pairs, an array per attempt,
+// comes as bytea[]'s text form in a text[] (an array parameter holds no arrays of different
+// lengths).
+constexpr const char* kUpsertExecutions =
+    "INSERT INTO executions AS x (tracking_id, execution_id, attempt, started_at_ns, "
+    "completed_at_ns, duration_ms, metadata_json, expires_at_ns, steps_count, final_status, "
+    "metadata_pairs) SELECT d.tracking_id, d.execution_id, (SELECT COALESCE(MAX(attempt), 0) + "
+    "1 FROM executions e WHERE e.tracking_id = d.tracking_id), d.started_at_ns, "
+    "d.completed_at_ns, d.duration_ms, d.metadata_json, d.expires_at_ns, d.steps_count, "
+    "d.final_status, d.metadata_pairs::bytea[] FROM unnest($1::bytea[], $2::bytea[], "
+    "$3::int8[], $4::int8[], $5::int8[], $6::bytea[], $7::int8[], $8::int8[], $9::bytea[], "
+    "$10::text[]) AS d(tracking_id, execution_id, started_at_ns, completed_at_ns, duration_ms, "
+    "metadata_json, expires_at_ns, steps_count, final_status, metadata_pairs) "
+    "ON CONFLICT (tracking_id, execution_id) DO UPDATE SET "
+    "started_at_ns = excluded.started_at_ns, completed_at_ns = excluded.completed_at_ns, "
+    "duration_ms = excluded.duration_ms, metadata_json = excluded.metadata_json, "
+    "expires_at_ns = excluded.expires_at_ns, steps_count = excluded.steps_count, "
+    "final_status = excluded.final_status, metadata_pairs = excluded.metadata_pairs "
+    "RETURNING tracking_id, id, xmax = 0";
 
-std::string sql_upsert_executions(std::size_t rows) {
-  // A new attempt takes the next number of its tracking id (the caller holds its lock, and a
-  // statement holds a tracking id once); a known one keeps its number and id. final_status
-  // stays when no step is written (set by put_round from the steps kept).
-  std::string sql =
-      "INSERT INTO executions AS x (tracking_id, execution_id, attempt, started_at_ns, "
-      "completed_at_ns, duration_ms, metadata_json, expires_at_ns, steps_count, final_status, "
-      "metadata_pairs) VALUES ";
-  for (std::size_t r = 0; r < rows; ++r) {
-    auto p = [&](int k) { return "$" + std::to_string(r * 10 + static_cast<std::size_t>(k)); };
-    sql += r == 0 ? "(" : ",(";
-    sql += p(1) + ", " + p(2) + ", (SELECT COALESCE(MAX(attempt), 0) + 1 FROM executions WHERE " +
-           "tracking_id = " + p(1) + ")";
-    for (int k = 3; k <= 10; ++k) sql += ", " + p(k);
-    sql += ')';
+// Values as bytea[]'s text form: {"\\x6b6579",...}, each element in hex.
+std::string bytea_array_text(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (const std::string& v : values) {
+    if (out.size() > 1) out += ',';
+    out += "\"\\\\x";
+    out += detail::to_hex(std::span(reinterpret_cast<const unsigned char*>(v.data()), v.size()));
+    out += '"';
   }
-  return sql +
-         " ON CONFLICT (tracking_id, execution_id) DO UPDATE SET "
-         "started_at_ns = excluded.started_at_ns, completed_at_ns = excluded.completed_at_ns, "
-         "duration_ms = excluded.duration_ms, metadata_json = excluded.metadata_json, "
-         "expires_at_ns = excluded.expires_at_ns, steps_count = excluded.steps_count, "
-         "final_status = excluded.final_status, metadata_pairs = excluded.metadata_pairs "
-         "RETURNING tracking_id, id, xmax = 0";
+  out += '}';
+  return out;
 }
 
 // For each attempt written from step `first` > 0 (in the order given, WITH ORDINALITY): its
@@ -226,43 +234,48 @@ void PostgresStore::put_round(PgPipeline& pipe, std::span<PreparedExecution*> ro
     before = pipe.send(kReadBefore,
                        PgParams().array(tracking).array(execution).array(first).array(no_steps));
   }
-  std::vector<std::size_t> upserts;
-  for (std::size_t from = 0; from < round.size(); from += kExecutionsPerInsert) {
-    std::size_t rows = std::min(kExecutionsPerInsert, round.size() - from);
-    PgParams p;
-    for (std::size_t i = from; i < from + rows; ++i) {
-      const PreparedExecution& e = *round[i];
-      const Execution& x = e.write->execution;
-      p.bytes(x.tracking_id)
-          .bytes(x.execution_id)
-          .int64(x.started_at_ns)
-          .int64(x.completed_at_ns)
-          .int64(x.duration_ms)
-          .bytes(x.metadata_json)
-          .int64(e.write->expires_at_ns)
-          .int64(e.first + static_cast<std::int64_t>(x.steps.size()));
-      if (!x.steps.empty()) {
-        p.bytes(x.steps.back().status);
-      } else {
-        p.bytes(std::optional<std::string>());
-      }
-      p.bytes_array(e.metadata_pairs);
+  using Type = PgArray::Type;
+  PgArray tracking_ids(Type::Bytea), execution_ids(Type::Bytea), started(Type::Int8),
+      completed(Type::Int8), duration(Type::Int8), metadata(Type::Bytea), expires(Type::Int8),
+      steps_count(Type::Int8), final_status(Type::Bytea), pairs(Type::Text);
+  for (const PreparedExecution* e : round) {
+    const Execution& x = e->write->execution;
+    tracking_ids.bytes(x.tracking_id);
+    execution_ids.bytes(x.execution_id);
+    started.int64(x.started_at_ns);
+    completed.int64(x.completed_at_ns);
+    duration.int64(x.duration_ms);
+    metadata.bytes(x.metadata_json);
+    expires.int64(e->write->expires_at_ns);
+    steps_count.int64(e->first + static_cast<std::int64_t>(x.steps.size()));
+    if (x.steps.empty()) {
+      final_status.null();
+    } else {
+      final_status.bytes(x.steps.back().status);
     }
-    upserts.push_back(pipe.send(sql_upsert_executions(rows), p));
+    pairs.bytes(bytea_array_text(e->metadata_pairs));
   }
+  const std::size_t upsert = pipe.send(kUpsertExecutions, PgParams()
+                                                              .array(tracking_ids)
+                                                              .array(execution_ids)
+                                                              .array(started)
+                                                              .array(completed)
+                                                              .array(duration)
+                                                              .array(metadata)
+                                                              .array(expires)
+                                                              .array(steps_count)
+                                                              .array(final_status)
+                                                              .array(pairs));
   pipe.sync();
 
   std::unordered_map<std::string_view, PreparedExecution*> by_tracking_id;
   for (PreparedExecution* e : round) by_tracking_id.emplace(e->write->execution.tracking_id, e);
-  for (std::size_t at : upserts) {
-    const PgResult& r = pipe.result(at);
-    for (int i = 0; i < r.rows(); ++i) {
-      std::string tracking_id = r.bytes(i, 0);
-      auto it = by_tracking_id.find(tracking_id);
-      if (it == by_tracking_id.end()) throw std::runtime_error("an attempt came back unasked");
-      it->second->id = r.int64(i, 1);
-      it->second->added = r.boolean(i, 2);  // A new attempt: no chunk or fact to replace.
-    }
+  const PgResult& upserted = pipe.result(upsert);
+  for (int i = 0; i < upserted.rows(); ++i) {
+    auto it = by_tracking_id.find(upserted.bytes(i, 0));
+    if (it == by_tracking_id.end()) throw std::runtime_error("an attempt came back unasked");
+    it->second->id = upserted.int64(i, 1);
+    it->second->added = upserted.boolean(i, 2);  // A new attempt: no chunk or fact to replace.
   }
   if (before) {
     const PgResult& r = pipe.result(*before);
