@@ -364,6 +364,23 @@ PgPipeline::~PgPipeline() {
   } catch (const PgError&) {
   }
   PQexitPipelineMode(c_.conn_);
+  if (in_transaction_ && c_.ok() && PQtransactionStatus(c_.conn_) != PQTRANS_IDLE) {
+    try {
+      c_.script("ROLLBACK");
+    } catch (const PgError&) {  // The connection is gone: so is the transaction.
+    }
+  }
+}
+
+void PgPipeline::begin() {
+  send("BEGIN");
+  in_transaction_ = true;
+}
+
+void PgPipeline::commit() {
+  send("COMMIT");
+  sync();
+  in_transaction_ = false;
 }
 
 std::size_t PgPipeline::send(const std::string& sql, const PgParams& params) {

@@ -141,7 +141,9 @@ class PgConnection {
 // many statements costs one round trip per sync(), not one per statement. The server runs
 // them in order, as exec() would; after one fails, the rest up to the sync are skipped.
 // Entered by the constructor, left by the destructor (which first reads what is left), so a
-// PgTransaction made before the pipeline rolls back or commits after it as usual.
+// PgTransaction made before the pipeline rolls back or commits after it as usual. Or the
+// transaction goes through the pipeline too (begin(), commit()): then the destructor rolls
+// back a transaction that began but did not commit.
 class PgPipeline {
  public:
   // Throws PgError when the connection cannot enter pipeline mode.
@@ -160,10 +162,18 @@ class PgPipeline {
   // The result of statement `number` (send's), once a sync() read it. Throws
   // std::out_of_range before.
   const PgResult& result(std::size_t number) const { return results_.at(number); }
+  // Whether a sync() read the result of statement `number`.
+  bool read(std::size_t number) const noexcept { return number < results_.size(); }
+
+  // Queue BEGIN; queue COMMIT and sync, so that the transaction costs no round trip of its
+  // own. Throw PgError as send() and sync().
+  void begin();
+  void commit();
 
  private:
   PgConnection& c_;
   std::size_t sent_ = 0;  // Statements sent since the last sync.
+  bool in_transaction_ = false;
   std::vector<PgResult> results_;
 };
 

@@ -446,37 +446,40 @@ Result<void> PostgresStore::write(std::span<const EventsWrite> events,
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   return call<void>(kOperation, [&](PgConnection& c) {
-    PgTransaction tx(c);
-    {
-      PgPipeline pipe(c);
-      if (!keys.empty()) {
-        detail::PgArray array(detail::PgArray::Type::Int8);
-        for (std::int64_t key : keys) array.int64(key);
-        pipe.send("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k",
-                  PgParams().array(array));
-      }
-      constexpr auto kNone = static_cast<std::size_t>(-1);
-      std::vector<std::pair<std::size_t, std::size_t>> sent;  // Batch, events.
-      for (const EventsWrite& w : events) {
-        sent.emplace_back(w.batch != nullptr ? send_batch(pipe, *w.batch, w.expires_at_ns) : kNone,
-                          w.events.empty() ? kNone : send_events(pipe, w.events, w.expires_at_ns));
-      }
-      put_locked(pipe, prepared);
-      pipe.sync();
-      std::vector<std::pair<std::vector<std::int64_t>, std::int64_t>> fed;  // Ids, expiry.
-      for (std::size_t i = 0; i < events.size(); ++i) {
-        if (sent[i].first != kNone) check_batch(pipe.result(sent[i].first), *events[i].batch);
-        if (sent[i].second == kNone) continue;
-        const PgResult& ids = pipe.result(sent[i].second);
-        fed.emplace_back(std::vector<std::int64_t>(), events[i].expires_at_ns);
-        fed.back().first.reserve(static_cast<std::size_t>(ids.rows()));
-        for (int row = 0; row < ids.rows(); ++row) fed.back().first.push_back(ids.int64(row, 0));
-      }
-      // Last: the feed's lock is held until commit.
-      detail::pg_feed_locked(pipe, origin_, std::move(fed));
-      pipe.sync();
+    // One pipeline, the transaction's BEGIN and COMMIT in it: two round trips for a write of
+    // new attempts, one more per round of attempts written from a step > 0 or repeated.
+    PgPipeline pipe(c);
+    pipe.begin();
+    if (!keys.empty()) {
+      detail::PgArray array(detail::PgArray::Type::Int8);
+      for (std::int64_t key : keys) array.int64(key);
+      pipe.send("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k",
+                PgParams().array(array));
     }
-    tx.commit();
+    constexpr auto kNone = static_cast<std::size_t>(-1);
+    std::vector<std::pair<std::size_t, std::size_t>> sent;  // Batch, events.
+    for (const EventsWrite& w : events) {
+      sent.emplace_back(w.batch != nullptr ? send_batch(pipe, *w.batch, w.expires_at_ns) : kNone,
+                        w.events.empty() ? kNone : send_events(pipe, w.events, w.expires_at_ns));
+    }
+    put_locked(pipe, prepared);
+    for (const auto& [batch, ids] : sent) {
+      if ((batch != kNone && !pipe.read(batch)) || (ids != kNone && !pipe.read(ids))) {
+        pipe.sync();
+      }
+    }
+    std::vector<std::pair<std::vector<std::int64_t>, std::int64_t>> fed;  // Ids, expiry.
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (sent[i].first != kNone) check_batch(pipe.result(sent[i].first), *events[i].batch);
+      if (sent[i].second == kNone) continue;
+      const PgResult& ids = pipe.result(sent[i].second);
+      fed.emplace_back(std::vector<std::int64_t>(), events[i].expires_at_ns);
+      fed.back().first.reserve(static_cast<std::size_t>(ids.rows()));
+      for (int row = 0; row < ids.rows(); ++row) fed.back().first.push_back(ids.int64(row, 0));
+    }
+    // Last: the feed's lock is held until commit.
+    detail::pg_feed_locked(pipe, origin_, std::move(fed));
+    pipe.commit();  // The ack comes after this: the write is durable.
   });
 }
 
