@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "base/hex.hpp"
@@ -201,17 +202,22 @@ PostgresStore::PreparedExecution PostgresStore::prepare(const ExecutionWrite& wr
 }
 
 void PostgresStore::put_locked(PgPipeline& pipe, std::span<PreparedExecution> executions) {
-  // Rounds: a tracking id's second attempt of this write goes in the round after its first,
+  // Rounds, in the write's order: a round ends before an attempt whose tracking id it holds,
   // so that a round's statements hold each tracking id once (an attempt's number counts the
-  // rows before its statement, and ON CONFLICT cannot touch one row twice). Most writes are
-  // one round.
-  std::vector<std::vector<PreparedExecution*>> rounds;
-  std::unordered_map<std::string_view, std::size_t> seen;
+  // rows before its statement, and ON CONFLICT cannot touch one row twice), and rows get ids
+  // in the write's order (listings break ties by id, as the SQLite store's rowid). Most writes
+  // are one round.
+  std::vector<std::vector<PreparedExecution*>> rounds(1);
+  std::unordered_set<std::string_view> in_round;
   for (PreparedExecution& e : executions) {
-    std::size_t round = seen[e.write->execution.tracking_id]++;
-    if (round == rounds.size()) rounds.emplace_back();
-    rounds[round].push_back(&e);
+    if (!in_round.insert(e.write->execution.tracking_id).second) {
+      rounds.emplace_back();
+      in_round.clear();
+      in_round.insert(e.write->execution.tracking_id);
+    }
+    rounds.back().push_back(&e);
   }
+  if (rounds.back().empty()) return;
   for (std::vector<PreparedExecution*>& round : rounds) put_round(pipe, round);
 }
 
