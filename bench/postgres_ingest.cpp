@@ -54,6 +54,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kExecutions = 100'000;
 constexpr auto kFillBudget = std::chrono::seconds(60);
+// Attempts per Store::write while filling: each write is a few statements whatever its size.
+constexpr int kFillBatch = 5000;
 
 std::unique_ptr<PostgresServer> postgres;
 
@@ -258,12 +260,12 @@ void start_read_servers(const benchmark::State&) {
   const auto begin = Clock::now();
   int n = 0;
   while (n < kExecutions && Clock::now() - begin < kFillBudget) {
-    fill(*reads->stores[1], n, n + 1000);
-    n += 1000;
+    fill(*reads->stores[1], n, n + kFillBatch);
+    n += kFillBatch;
   }
   const double pg_seconds = std::chrono::duration<double>(Clock::now() - begin).count();
   const auto sqlite_begin = Clock::now();
-  for (int i = 0; i < n; i += 1000) fill(*reads->stores[0], i, i + 1000);
+  for (int i = 0; i < n; i += kFillBatch) fill(*reads->stores[0], i, i + kFillBatch);
   // SQLite indexes steps on a thread of its own, and a query first indexes what it has not
   // yet: this one waits for all of it (PostgreSQL indexes them in the write's transaction).
   stagelog::store::FailureQuery all;

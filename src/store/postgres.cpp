@@ -12,7 +12,15 @@ namespace {
 constexpr Oid kInt8 = 20;
 constexpr Oid kBytea = 17;
 constexpr Oid kText = 25;
+constexpr Oid kBool = 16;
 constexpr Oid kByteaArray = 1001;
+constexpr Oid kInt8Array = 1016;
+constexpr Oid kTextArray = 1009;
+constexpr Oid kBoolArray = 1000;
+
+void append_int4(std::string& out, std::uint32_t n) {
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
+}
 
 std::string big_endian(std::uint64_t v) {
   std::string out(8, '\0');
@@ -132,6 +140,76 @@ PgParams& PgParams::bytes_array(const std::vector<std::string>& v) {
   types_.push_back(kByteaArray);
   values_.push_back(std::move(out));
   null_.push_back(false);
+  return *this;
+}
+
+PgParams& PgParams::array(const PgArray& v) {
+  // As bytes_array: dimensions, has-nulls, element type, length and lower bound, elements.
+  Oid element = kInt8;
+  Oid type = kInt8Array;
+  switch (v.type_) {
+    case PgArray::Type::Int8:
+      break;
+    case PgArray::Type::Bytea:
+      element = kBytea;
+      type = kByteaArray;
+      break;
+    case PgArray::Type::Text:
+      element = kText;
+      type = kTextArray;
+      break;
+    case PgArray::Type::Bool:
+      element = kBool;
+      type = kBoolArray;
+      break;
+  }
+  std::string out;
+  out.reserve(20 + v.elements_.size());
+  append_int4(out, v.count_ == 0 ? 0 : 1);
+  append_int4(out, v.has_null_ ? 1 : 0);
+  append_int4(out, element);
+  if (v.count_ > 0) {
+    append_int4(out, v.count_);
+    append_int4(out, 1);
+    out += v.elements_;
+  }
+  types_.push_back(type);
+  values_.push_back(std::move(out));
+  null_.push_back(false);
+  return *this;
+}
+
+PgArray& PgArray::int64(std::int64_t v) {
+  append_int4(elements_, 8);
+  elements_ += big_endian(static_cast<std::uint64_t>(v));
+  ++count_;
+  return *this;
+}
+
+PgArray& PgArray::int64(const std::optional<std::int64_t>& v) { return v ? int64(*v) : null(); }
+
+PgArray& PgArray::bytes(std::string_view v) {
+  append_int4(elements_, static_cast<std::uint32_t>(v.size()));
+  elements_ += v;
+  ++count_;
+  return *this;
+}
+
+PgArray& PgArray::bytes(const std::optional<std::string>& v) {
+  return v ? bytes(std::string_view(*v)) : null();
+}
+
+PgArray& PgArray::boolean(bool v) {
+  append_int4(elements_, 1);
+  elements_ += static_cast<char>(v ? 1 : 0);
+  ++count_;
+  return *this;
+}
+
+PgArray& PgArray::null() {
+  append_int4(elements_, 0xffffffffu);  // -1: NULL.
+  has_null_ = true;
+  ++count_;
   return *this;
 }
 
@@ -280,6 +358,97 @@ std::string PgConnection::where() const {
   out += "/";
   out += db != nullptr ? db : "";
   return out;
+}
+
+PgPipeline::PgPipeline(PgConnection& c) : c_(c) {
+  if (PQenterPipelineMode(c_.conn_) != 1) {
+    throw PgError{"cannot enter pipeline mode: " + one_line(PQerrorMessage(c_.conn_)),
+                  c_.ok() ? ErrorKind::Other : ErrorKind::Io};
+  }
+}
+
+PgPipeline::~PgPipeline() {
+  if (!c_.ok()) return;  // Nothing more can be read or sent.
+  try {
+    if (sent_ > 0) sync();  // An error left statements unread: read them, and drop them.
+  } catch (const PgError&) {
+  }
+  PQexitPipelineMode(c_.conn_);
+  if (in_transaction_ && c_.ok() && PQtransactionStatus(c_.conn_) != PQTRANS_IDLE) {
+    try {
+      c_.script("ROLLBACK");
+    } catch (const PgError&) {  // The connection is gone: so is the transaction.
+    }
+  }
+}
+
+void PgPipeline::begin() {
+  send("BEGIN");
+  in_transaction_ = true;
+}
+
+void PgPipeline::commit() {
+  send("COMMIT");
+  sync();
+  in_transaction_ = false;
+}
+
+std::size_t PgPipeline::send(const std::string& sql, const PgParams& params) {
+  std::size_t n = params.values_.size();
+  std::vector<const char*> values(n);
+  std::vector<int> lengths(n);
+  std::vector<int> formats(n, 1);
+  for (std::size_t i = 0; i < n; ++i) {
+    values[i] = params.null_[i] ? nullptr : params.values_[i].data();
+    lengths[i] = static_cast<int>(params.values_[i].size());
+  }
+  if (PQsendQueryParams(c_.conn_, sql.c_str(), static_cast<int>(n), params.types_.data(),
+                        values.data(), lengths.data(), formats.data(),
+                        /*resultFormat=*/1) != 1) {
+    throw PgError{one_line(PQerrorMessage(c_.conn_)), c_.ok() ? ErrorKind::Other : ErrorKind::Io};
+  }
+  return results_.size() + sent_++;
+}
+
+void PgPipeline::sync() {
+  if (sent_ == 0) return;
+  const std::size_t expected = results_.size() + sent_;
+  sent_ = 0;
+  auto lost = [&] {
+    return PgError{"the pipeline ended early: " + one_line(PQerrorMessage(c_.conn_)),
+                   ErrorKind::Io};
+  };
+  if (PQpipelineSync(c_.conn_) != 1) throw lost();
+  // Each statement's result, then a NULL that ends it; last the sync's own result. After a
+  // statement fails, those after it up to the sync come back as PGRES_PIPELINE_ABORTED.
+  std::vector<PgResult>& out = results_;
+  out.reserve(expected);
+  std::optional<PgError> error;
+  int nulls = 0;  // In a row: two mean nothing more will come.
+  for (;;) {
+    PGresult* r = PQgetResult(c_.conn_);
+    if (r == nullptr) {
+      if (++nulls == 2 || !c_.ok()) throw error ? *error : lost();
+      continue;
+    }
+    nulls = 0;
+    ExecStatusType status = PQresultStatus(r);
+    if (status == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    out.emplace_back(r);
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK &&
+        status != PGRES_PIPELINE_ABORTED && !error) {
+      try {
+        c_.fail(r);
+      } catch (PgError& e) {
+        error = std::move(e);
+      }
+    }
+  }
+  if (error) throw *error;
+  if (out.size() != expected) throw lost();
 }
 
 PgTransaction::PgTransaction(PgConnection& c, Mode mode) : c_(c) {

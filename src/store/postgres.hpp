@@ -23,6 +23,34 @@ struct PgError {
   ErrorKind kind = ErrorKind::Other;
 };
 
+// A one-dimensional array parameter (int8[], bytea[], text[] or bool[]), built element by
+// element in PostgreSQL's binary array format: what lets one statement carry any number of
+// rows (INSERT ... SELECT ... FROM unnest($1::int8[], $2::bytea[], ...)) under PostgreSQL's
+// limit of 65535 parameters, parsed and planned once.
+class PgArray {
+ public:
+  enum class Type { Int8, Bytea, Text, Bool };
+  explicit PgArray(Type type) noexcept : type_(type) {}
+
+  // Each adds one element; the element's type must be the array's (text: valid UTF-8 without
+  // NUL).
+  PgArray& int64(std::int64_t v);
+  PgArray& int64(const std::optional<std::int64_t>& v);
+  PgArray& bytes(std::string_view v);
+  PgArray& bytes(const std::string& v) { return bytes(std::string_view(v)); }
+  PgArray& bytes(const std::optional<std::string>& v);
+  PgArray& boolean(bool v);
+  PgArray& null();
+  std::size_t size() const noexcept { return count_; }
+
+ private:
+  friend class PgParams;
+  Type type_;
+  std::string elements_;  // Each as its length (int4, -1 for NULL) and bytes.
+  std::uint32_t count_ = 0;
+  bool has_null_ = false;
+};
+
 // The parameters of one statement, $1, $2, ... in the order they are added. Every value is
 // sent in binary: int8 as itself, bytea as its bytes (any byte, NUL included), text as UTF-8.
 class PgParams {
@@ -34,6 +62,7 @@ class PgParams {
   PgParams& bytes(const std::optional<std::string>& v);
   PgParams& text(std::string_view v);                        // Must be valid UTF-8 without NUL.
   PgParams& bytes_array(const std::vector<std::string>& v);  // bytea[]
+  PgParams& array(const PgArray& v);
   PgParams& null();
 
   // "$n" of the parameter added last.
@@ -42,6 +71,7 @@ class PgParams {
 
  private:
   friend class PgConnection;
+  friend class PgPipeline;
   std::vector<Oid> types_;
   std::vector<std::string> values_;
   std::vector<bool> null_;
@@ -70,6 +100,7 @@ class PgResult {
 
  private:
   friend class PgConnection;
+  friend class PgPipeline;
   PGresult* r_;
 };
 
@@ -101,8 +132,49 @@ class PgConnection {
   std::string where() const;
 
  private:
+  friend class PgPipeline;
   [[noreturn]] void fail(const PGresult* r) const;
   PGconn* conn_ = nullptr;
+};
+
+// Statements sent without waiting for each one's answer (libpq's pipeline mode): a write of
+// many statements costs one round trip per sync(), not one per statement. The server runs
+// them in order, as exec() would; after one fails, the rest up to the sync are skipped.
+// Entered by the constructor, left by the destructor (which first reads what is left), so a
+// PgTransaction made before the pipeline rolls back or commits after it as usual. Or the
+// transaction goes through the pipeline too (begin(), commit()): then the destructor rolls
+// back a transaction that began but did not commit.
+class PgPipeline {
+ public:
+  // Throws PgError when the connection cannot enter pipeline mode.
+  explicit PgPipeline(PgConnection& c);
+  ~PgPipeline();
+  PgPipeline(const PgPipeline&) = delete;
+  PgPipeline& operator=(const PgPipeline&) = delete;
+
+  // Queues one statement (results in binary, as exec()'s); returns its number, for result()
+  // after the next sync(). Throws PgError when it cannot be sent.
+  std::size_t send(const std::string& sql, const PgParams& params = {});
+  // Sends what is queued and waits for the results of every statement sent since the last
+  // sync. Throws PgError for the first statement that failed, having read all of them (the
+  // connection stays usable; the transaction is aborted).
+  void sync();
+  // The result of statement `number` (send's), once a sync() read it. Throws
+  // std::out_of_range before.
+  const PgResult& result(std::size_t number) const { return results_.at(number); }
+  // Whether a sync() read the result of statement `number`.
+  bool read(std::size_t number) const noexcept { return number < results_.size(); }
+
+  // Queue BEGIN; queue COMMIT and sync, so that the transaction costs no round trip of its
+  // own. Throw PgError as send() and sync().
+  void begin();
+  void commit();
+
+ private:
+  PgConnection& c_;
+  std::size_t sent_ = 0;  // Statements sent since the last sync.
+  bool in_transaction_ = false;
+  std::vector<PgResult> results_;
 };
 
 // A transaction rolled back by the destructor unless commit() ran.

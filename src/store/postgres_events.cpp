@@ -19,53 +19,10 @@ using detail::PgTransaction;
 
 namespace {
 
-// Rows per INSERT: 15 parameters each, far below PostgreSQL's 65535.
-constexpr std::size_t kEventsPerInsert = 200;
-constexpr int kEventColumns = 15;
 // What read_event_row reads, in order; the row's id last.
 constexpr const char* kEventColumnsRead =
     "SELECT ts_ns, kind, level, status, run, worker, component, stage, message, elapsed_ns, "
     "fields_json, pid, host, fields_in_message, id FROM events ";
-
-std::string sql_insert_events(std::size_t rows) {
-  std::string sql =
-      "INSERT INTO events (ts_ns, kind, level, status, run, worker, component, stage, message, "
-      "elapsed_ns, fields_json, pid, host, fields_in_message, expires_at_ns) VALUES ";
-  int p = 1;
-  for (std::size_t r = 0; r < rows; ++r) {
-    sql += r == 0 ? "(" : ",(";
-    for (int c = 0; c < kEventColumns; ++c) {
-      if (c > 0) sql += ',';
-      sql += '$';
-      sql += std::to_string(p++);
-      if (c == 13) sql += " <> 0";  // fields_in_message, sent as 0 or 1.
-    }
-    sql += ')';
-  }
-  return sql + " RETURNING id";
-}
-
-void bind_event(PgParams& p, const OwnedEvent& e, std::int64_t expires_at_ns) {
-  std::string fields;
-  detail::append_json_fields(fields, e.fields());
-  p.int64(e.ts_ns).text(kind_name(e.kind)).text(level_json_name(e.level));
-  if (e.status == Status::None) {
-    p.null();
-  } else {
-    p.text(status_name(e.status));
-  }
-  p.bytes(e.run)
-      .bytes(e.worker)
-      .bytes(e.component)
-      .bytes(e.stage)
-      .bytes(e.message)
-      .int64(e.elapsed_ns)
-      .bytes(fields)
-      .int64(e.pid)
-      .bytes(e.host)
-      .int64(std::int64_t{e.fields_in_message ? 1 : 0})
-      .int64(expires_at_ns);
-}
 
 OwnedEvent read_event_row(const PgResult& r, int i) {
   OwnedEvent e;
@@ -86,28 +43,70 @@ OwnedEvent read_event_row(const PgResult& r, int i) {
 
 }  // namespace
 
-void PostgresStore::append_locked(PgConnection& c, std::span<const OwnedEvent> events,
-                                  std::int64_t expires_at_ns, std::vector<std::int64_t>& ids) {
-  while (!events.empty()) {
-    std::size_t n = std::min(events.size(), kEventsPerInsert);
-    PgParams p;
-    for (std::size_t i = 0; i < n; ++i) bind_event(p, events[i], expires_at_ns);
-    PgResult r = c.exec(sql_insert_events(n), p);
-    for (int i = 0; i < r.rows(); ++i) ids.push_back(r.int64(i, 0));
-    events = events.subspan(n);
+std::size_t PostgresStore::send_events(detail::PgPipeline& pipe, std::span<const OwnedEvent> events,
+                                       std::int64_t expires_at_ns) {
+  // One statement whatever the count: a column per array. Ids are taken in the events' order.
+  using detail::PgArray;
+  PgArray ts(PgArray::Type::Int8), kind(PgArray::Type::Text), level(PgArray::Type::Text),
+      status(PgArray::Type::Text), run(PgArray::Type::Bytea), worker(PgArray::Type::Bytea),
+      component(PgArray::Type::Bytea), stage(PgArray::Type::Bytea), message(PgArray::Type::Bytea),
+      elapsed(PgArray::Type::Int8), fields(PgArray::Type::Bytea), pid(PgArray::Type::Int8),
+      host(PgArray::Type::Bytea), in_message(PgArray::Type::Bool);
+  std::string json;
+  for (const OwnedEvent& e : events) {
+    json.clear();
+    detail::append_json_fields(json, e.fields());
+    ts.int64(e.ts_ns);
+    kind.bytes(kind_name(e.kind));
+    level.bytes(level_json_name(e.level));
+    if (e.status == Status::None) {
+      status.null();
+    } else {
+      status.bytes(status_name(e.status));
+    }
+    run.bytes(e.run);
+    worker.bytes(e.worker);
+    component.bytes(e.component);
+    stage.bytes(e.stage);
+    message.bytes(e.message);
+    elapsed.int64(e.elapsed_ns);
+    fields.bytes(json);
+    pid.int64(e.pid);
+    host.bytes(e.host);
+    in_message.boolean(e.fields_in_message);
   }
+  return pipe.send(
+      "INSERT INTO events (ts_ns, kind, level, status, run, worker, component, stage, message, "
+      "elapsed_ns, fields_json, pid, host, fields_in_message, expires_at_ns) SELECT ts_ns, "
+      "kind, level, status, run, worker, component, stage, message, elapsed_ns, fields_json, "
+      "pid, host, fields_in_message, $15 FROM unnest($1::int8[], $2::text[], $3::text[], "
+      "$4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[], $9::bytea[], "
+      "$10::int8[], $11::bytea[], $12::int8[], $13::bytea[], $14::bool[]) AS d(ts_ns, kind, "
+      "level, status, run, worker, component, stage, message, elapsed_ns, fields_json, pid, "
+      "host, fields_in_message) RETURNING id",
+      PgParams()
+          .array(ts)
+          .array(kind)
+          .array(level)
+          .array(status)
+          .array(run)
+          .array(worker)
+          .array(component)
+          .array(stage)
+          .array(message)
+          .array(elapsed)
+          .array(fields)
+          .array(pid)
+          .array(host)
+          .array(in_message)
+          .int64(expires_at_ns));
 }
 
 Result<void> PostgresStore::append_events(std::span<const OwnedEvent> events,
                                           std::int64_t expires_at_ns) {
   if (events.empty()) return {};
-  return call<void>("cannot store events", [&](PgConnection& c) {
-    PgTransaction tx(c);
-    std::vector<std::int64_t> ids;
-    append_locked(c, events, expires_at_ns, ids);
-    detail::pg_feed_locked(c, origin_, std::move(ids), expires_at_ns);
-    tx.commit();
-  });
+  const EventsWrite write{events, expires_at_ns, nullptr};
+  return this->write(std::span<const EventsWrite>(&write, 1), {});
 }
 
 Result<std::vector<OwnedEvent>> PostgresStore::events(std::string_view run, std::int64_t now_ns,
@@ -146,13 +145,13 @@ Result<std::vector<StoredEvent>> PostgresStore::event_page(std::string_view run,
   });
 }
 
-void PostgresStore::put_batch_locked(PgConnection& c, const BatchRecord& batch,
-                                     std::int64_t expires_at_ns) {
+std::size_t PostgresStore::send_batch(detail::PgPipeline& pipe, const BatchRecord& batch,
+                                      std::int64_t expires_at_ns) {
   if (batch.key.empty()) throw std::runtime_error("a batch key is empty");
   // A key stored and live at stored_at_ns stays as it is (no row touched); an expired one is
   // replaced. A concurrent write of the same key waits for this transaction on the key's
   // unique index, then finds it.
-  PgResult r = c.exec(
+  return pipe.send(
       "INSERT INTO batches AS b (key, status, body, stored_at_ns, expires_at_ns) VALUES "
       "($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET status = excluded.status, "
       "body = excluded.body, stored_at_ns = excluded.stored_at_ns, "
@@ -163,7 +162,10 @@ void PostgresStore::put_batch_locked(PgConnection& c, const BatchRecord& batch,
           .bytes(batch.body)
           .int64(batch.stored_at_ns)
           .int64(expires_at_ns));
-  if (r.affected() == 0) throw std::runtime_error("batch " + batch.key + " is already stored");
+}
+
+void PostgresStore::check_batch(const PgResult& result, const BatchRecord& batch) {
+  if (result.affected() == 0) throw std::runtime_error("batch " + batch.key + " is already stored");
 }
 
 Result<std::optional<BatchRecord>> PostgresStore::batch(std::string_view key, std::int64_t now_ns) {

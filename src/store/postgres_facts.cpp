@@ -1,5 +1,6 @@
 #include "store/postgres_facts.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include "format/format.hpp"
 #include "format/json_reader.hpp"
 #include "stagelog/store/store.hpp"
+#include "store/step_index.hpp"
 
 namespace stagelog::detail {
 
@@ -215,6 +217,47 @@ std::string search_tsquery(std::string_view text) {
     out += '\'';
     if (end < text.size() && text[end] == '*') out += ":*";
   });
+  return out;
+}
+
+void StepFact::with_previous(std::int64_t previous_ts_ns) {
+  if (duration_from_previous) {
+    duration_ms = std::max<std::int64_t>(0, (ts_ns - previous_ts_ns) / 1'000'000);
+  }
+}
+
+std::vector<StepFact> step_facts(const Execution& execution) {
+  std::vector<StepFact> out;
+  out.reserve(execution.steps.size());
+  const std::optional<std::string> attempt_worker = read_step_keys(execution.metadata_json).worker;
+  std::int64_t previous_ts = execution.started_at_ns;
+  for (const Step& step : execution.steps) {
+    StepFact& f = out.emplace_back();
+    StepKeys keys = read_step_keys(step.custom_json);
+    f.ts_ns = step.timestamp_ns;
+    if (has_duration(step.status)) {
+      f.duration_from_previous = !keys.duration_ms.has_value();
+      f.duration_ms = keys.duration_ms.value_or(
+          std::max<std::int64_t>(0, (step.timestamp_ns - previous_ts) / 1'000'000));
+    }
+    previous_ts = step.timestamp_ns;
+    // A step named like its tracking id stands for the whole job (a workflow node or a
+    // nested run of that name), not a stage: searchable, but no stage statistics and no
+    // failure pattern (its failure repeats the stage's that caused it).
+    f.whole_job = step.step == execution.tracking_id;
+    const bool failed = step.status == "failed";
+    if (failed && !f.whole_job) {
+      f.pattern = error_pattern(step.error_details.value_or(step.message));
+    }
+    if (failed) {
+      f.message = step.message;
+      f.error_details = step.error_details;
+    }
+    f.stage = step.step;
+    f.worker = keys.worker ? *keys.worker : attempt_worker.value_or("");
+    f.status = step.status;
+    f.words = search_word_list(step.message + ' ' + step.error_details.value_or(""));
+  }
   return out;
 }
 

@@ -19,24 +19,34 @@ constexpr std::int64_t kFeedRowsPerRead = 1000;
 
 }  // namespace
 
-void pg_feed_locked(PgConnection& c, const std::string& origin, std::vector<std::int64_t> ids,
-                    std::int64_t expires_at_ns) {
-  if (ids.empty()) return;
-  std::sort(ids.begin(), ids.end());
-  // Held until commit: feed ids grow in commit order (postgres_feed.hpp).
-  c.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kLockSpace) + ", " +
-         std::to_string(kFeedLockId) + ")");
-  std::size_t i = 0;
-  while (i < ids.size()) {
-    std::size_t j = i;
-    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
-    c.exec(
-        "WITH f AS (INSERT INTO feed (origin, first_event, last_event, expires_at_ns) VALUES "
-        "($1, $2, $3, $4) RETURNING id) SELECT pg_notify('" +
-            std::string(kChannel) + "', $1 || ' ' || id || ' ' || $2 || ' ' || $3) FROM f",
-        PgParams().text(origin).int64(ids[i]).int64(ids[j]).int64(expires_at_ns));
-    i = j + 1;
+void pg_feed_locked(PgPipeline& pipe, const std::string& origin,
+                    std::vector<std::pair<std::vector<std::int64_t>, std::int64_t>> writes) {
+  // One row per run of consecutive ids of one write.
+  PgArray first(PgArray::Type::Int8), last(PgArray::Type::Int8), expires(PgArray::Type::Int8);
+  for (auto& [ids, expires_at_ns] : writes) {
+    std::sort(ids.begin(), ids.end());
+    std::size_t i = 0;
+    while (i < ids.size()) {
+      std::size_t j = i;
+      while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
+      first.int64(ids[i]);
+      last.int64(ids[j]);
+      expires.int64(expires_at_ns);
+      i = j + 1;
+    }
   }
+  if (first.size() == 0) return;
+  // Held until commit: feed ids grow in commit order (postgres_feed.hpp).
+  pipe.send("SELECT pg_advisory_xact_lock(" + std::to_string(kLockSpace) + ", " +
+            std::to_string(kFeedLockId) + ")");
+  pipe.send(
+      "WITH f AS (INSERT INTO feed (origin, first_event, last_event, expires_at_ns) SELECT $1, "
+      "first_event, last_event, expires_at_ns FROM unnest($2::int8[], $3::int8[], $4::int8[]) "
+      "AS d(first_event, last_event, expires_at_ns) RETURNING id, first_event, last_event) "
+      "SELECT pg_notify('" +
+          std::string(kChannel) +
+          "', $1 || ' ' || id || ' ' || first_event || ' ' || last_event) FROM f",
+      PgParams().text(origin).array(first).array(last).array(expires));
 }
 
 PgChangeFeed::PgChangeFeed(std::string conninfo, std::string origin, std::string where)

@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "stagelog/store/store.hpp"
@@ -31,10 +32,10 @@ inline constexpr std::int32_t kLockSpace = 0x73746c67;
 inline constexpr std::int32_t kLeaderLockId = 1;
 inline constexpr std::int32_t kFeedLockId = 2;
 
-// Inside a write transaction, last before its commit: the feed rows and notifications of the
-// events stored with these ids (any order) and this expiry.
-void pg_feed_locked(PgConnection& c, const std::string& origin, std::vector<std::int64_t> ids,
-                    std::int64_t expires_at_ns);
+// Inside a write transaction, last before its commit: queues the feed rows and notifications
+// of the events stored with these ids (each list in any order, with its events' expiry).
+void pg_feed_locked(PgPipeline& pipe, const std::string& origin,
+                    std::vector<std::pair<std::vector<std::int64_t>, std::int64_t>> writes);
 
 // The events with ids first to last, by id, whether or not they expired (postgres_events.cpp).
 std::vector<OwnedEvent> pg_events_between(PgConnection& c, std::int64_t first, std::int64_t last);

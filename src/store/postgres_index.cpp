@@ -1,6 +1,6 @@
-// The PostgreSQL store's query side: step facts, derived from each write's steps in its own
-// transaction (the SQLite store derives the same facts on an indexer thread), and the
-// listings, statistics and failure patterns read from them. Statistics are counted as the
+// The PostgreSQL store's query side: step facts, derived from each write's steps before its
+// transaction and stored in it (the SQLite store derives the same facts on an indexer thread),
+// and the listings, statistics and failure patterns read from them. Statistics are counted as the
 // SQLite store counts them: per hour, stage and worker, with the same duration histogram
 // (store/step_index.hpp), so that percentiles are the same numbers, not percentile_cont's.
 
@@ -27,84 +27,53 @@ using detail::PgParams;
 using detail::PgResult;
 using detail::PgTransaction;
 
-namespace {
-
-constexpr int kFactColumns = 11;
-constexpr std::size_t kFactsPerInsert = 500;
-
-std::string sql_insert_facts(std::size_t rows) {
-  std::string sql =
+void PostgresStore::send_facts(detail::PgPipeline& pipe,
+                               std::span<PreparedExecution* const> executions) {
+  using detail::PgArray;
+  PgArray execution(PgArray::Type::Int8), n(PgArray::Type::Int8), ts(PgArray::Type::Int8),
+      stage(PgArray::Type::Bytea), worker(PgArray::Type::Bytea), status(PgArray::Type::Bytea),
+      duration(PgArray::Type::Int8), whole_job(PgArray::Type::Bool), pattern(PgArray::Type::Bytea),
+      message(PgArray::Type::Bytea), error_details(PgArray::Type::Bytea),
+      words(PgArray::Type::Text);
+  for (const PreparedExecution* e : executions) {
+    std::int64_t step = e->first;
+    for (const detail::StepFact& f : e->facts) {
+      execution.int64(e->id);
+      n.int64(step++);
+      ts.int64(f.ts_ns);
+      stage.bytes(f.stage);
+      worker.bytes(f.worker);
+      status.bytes(f.status);
+      duration.int64(f.duration_ms);
+      whole_job.boolean(f.whole_job);
+      pattern.bytes(f.pattern);
+      message.bytes(f.message);
+      error_details.bytes(f.error_details);
+      words.bytes(f.words);
+    }
+  }
+  if (execution.size() == 0) return;
+  pipe.send(
       "INSERT INTO step_facts (execution, n, ts_ns, stage, worker, status, duration_ms, "
-      "whole_job, pattern, message, error_details, words) VALUES ";
-  int p = 1;
-  for (std::size_t r = 0; r < rows; ++r) {
-    sql += r == 0 ? "(" : ",(";
-    for (int c = 0; c < kFactColumns; ++c) {
-      if (c > 0) sql += ',';
-      sql += '$' + std::to_string(p++);
-      if (c == 7) sql += " <> 0";  // whole_job, sent as 0 or 1.
-    }
-    sql += ",array_to_tsvector(string_to_array($" + std::to_string(p++) + "::text, ' ')))";
-  }
-  return sql;
-}
-
-}  // namespace
-
-void PostgresStore::index_locked(PgConnection& c, std::int64_t id, const Execution& execution,
-                                 std::int64_t first, bool added) {
-  if (!added) {
-    c.exec("DELETE FROM step_facts WHERE execution = $1 AND n >= $2",
-           PgParams().int64(id).int64(first));
-  }
-  if (execution.steps.empty()) return;
-  std::int64_t previous_ts = execution.started_at_ns;
-  if (first > 0) {
-    PgResult r = c.exec("SELECT ts_ns FROM step_facts WHERE execution = $1 AND n = $2",
-                        PgParams().int64(id).int64(first - 1));
-    if (r.rows() > 0) previous_ts = r.int64(0, 0);
-  }
-  const std::optional<std::string> attempt_worker =
-      detail::read_step_keys(execution.metadata_json).worker;
-  std::span<const Step> steps(execution.steps);
-  std::int64_t n = first;
-  while (!steps.empty()) {
-    std::size_t rows = std::min(steps.size(), kFactsPerInsert);
-    PgParams p;
-    for (std::size_t i = 0; i < rows; ++i, ++n) {
-      const Step& step = steps[i];
-      detail::StepKeys keys = detail::read_step_keys(step.custom_json);
-      std::optional<std::int64_t> duration_ms;
-      if (has_duration(step.status)) {
-        duration_ms = keys.duration_ms.value_or(
-            std::max<std::int64_t>(0, (step.timestamp_ns - previous_ts) / 1'000'000));
-      }
-      previous_ts = step.timestamp_ns;
-      // A step named like its tracking id stands for the whole job (a workflow node or a
-      // nested run of that name), not a stage: searchable, but no stage statistics and no
-      // failure pattern (its failure repeats the stage's that caused it).
-      const bool whole_job = step.step == execution.tracking_id;
-      const bool failed = step.status == "failed";
-      std::optional<std::string> pattern;
-      if (failed && !whole_job) {
-        pattern = detail::error_pattern(step.error_details.value_or(step.message));
-      }
-      p.int64(id)
-          .int64(n)
-          .int64(step.timestamp_ns)
-          .bytes(step.step)
-          .bytes(keys.worker ? *keys.worker : attempt_worker.value_or(""))
-          .bytes(step.status)
-          .int64(duration_ms)
-          .int64(std::int64_t{whole_job ? 1 : 0})
-          .bytes(pattern)
-          .bytes(failed ? std::optional<std::string>(step.message) : std::nullopt)
-          .bytes(failed ? step.error_details : std::nullopt)
-          .text(detail::search_word_list(step.message + ' ' + step.error_details.value_or("")));
-    }
-    c.exec(sql_insert_facts(rows), p);
-    steps = steps.subspan(rows);
-  }
+      "whole_job, pattern, message, error_details, words) SELECT execution, n, ts_ns, stage, "
+      "worker, status, duration_ms, whole_job, pattern, message, error_details, "
+      "array_to_tsvector(string_to_array(words, ' ')) FROM unnest($1::int8[], $2::int8[], "
+      "$3::int8[], $4::bytea[], $5::bytea[], $6::bytea[], $7::int8[], $8::bool[], $9::bytea[], "
+      "$10::bytea[], $11::bytea[], $12::text[]) AS d(execution, n, ts_ns, stage, worker, "
+      "status, duration_ms, whole_job, pattern, message, error_details, words)",
+      PgParams()
+          .array(execution)
+          .array(n)
+          .array(ts)
+          .array(stage)
+          .array(worker)
+          .array(status)
+          .array(duration)
+          .array(whole_job)
+          .array(pattern)
+          .array(message)
+          .array(error_details)
+          .array(words));
 }
 
 Result<std::vector<ExecutionSummary>> PostgresStore::list_executions(const ExecutionQuery& query,

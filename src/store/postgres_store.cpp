@@ -4,6 +4,9 @@
 #include <array>
 #include <random>
 #include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "base/hex.hpp"
@@ -18,6 +21,7 @@ namespace stagelog::store {
 using detail::PgConnection;
 using detail::PgError;
 using detail::PgParams;
+using detail::PgPipeline;
 using detail::PgResult;
 using detail::PgTransaction;
 
@@ -38,19 +42,56 @@ std::int64_t tracking_lock_key(std::string_view tracking_id) {
   return static_cast<std::int64_t>(h);
 }
 
-// Takes the locks of the write's tracking ids in one order, so that two writes cannot deadlock.
-void lock_tracking_ids(PgConnection& c, std::span<const ExecutionWrite> executions) {
-  std::vector<std::int64_t> keys;
-  keys.reserve(executions.size());
-  for (const ExecutionWrite& w : executions) {
-    keys.push_back(tracking_lock_key(w.execution.tracking_id));
+// A new attempt takes the next number of its tracking id (the caller holds its lock, and a
+// statement holds a tracking id once); a known one keeps its number and id. final_status
+// stays when no step is written (set by put_round from the steps kept). One statement for
+// any number of attempts, its text always the same: metadata_pairs, an array per attempt,
+// comes as bytea[]'s text form in a text[] (an array parameter holds no arrays of different
+// lengths).
+constexpr const char* kUpsertExecutions =
+    "INSERT INTO executions AS x (tracking_id, execution_id, attempt, started_at_ns, "
+    "completed_at_ns, duration_ms, metadata_json, expires_at_ns, steps_count, final_status, "
+    "metadata_pairs) SELECT d.tracking_id, d.execution_id, (SELECT COALESCE(MAX(attempt), 0) + "
+    "1 FROM executions e WHERE e.tracking_id = d.tracking_id), d.started_at_ns, "
+    "d.completed_at_ns, d.duration_ms, d.metadata_json, d.expires_at_ns, d.steps_count, "
+    "d.final_status, d.metadata_pairs::bytea[] FROM unnest($1::bytea[], $2::bytea[], "
+    "$3::int8[], $4::int8[], $5::int8[], $6::bytea[], $7::int8[], $8::int8[], $9::bytea[], "
+    "$10::text[]) AS d(tracking_id, execution_id, started_at_ns, completed_at_ns, duration_ms, "
+    "metadata_json, expires_at_ns, steps_count, final_status, metadata_pairs) "
+    "ON CONFLICT (tracking_id, execution_id) DO UPDATE SET "
+    "started_at_ns = excluded.started_at_ns, completed_at_ns = excluded.completed_at_ns, "
+    "duration_ms = excluded.duration_ms, metadata_json = excluded.metadata_json, "
+    "expires_at_ns = excluded.expires_at_ns, steps_count = excluded.steps_count, "
+    "final_status = excluded.final_status, metadata_pairs = excluded.metadata_pairs "
+    "RETURNING tracking_id, id, xmax = 0";
+
+// Values as bytea[]'s text form: {"\\x6b6579",...}, each element in hex.
+std::string bytea_array_text(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (const std::string& v : values) {
+    if (out.size() > 1) out += ',';
+    out += "\"\\\\x";
+    out += detail::to_hex(std::span(reinterpret_cast<const unsigned char*>(v.data()), v.size()));
+    out += '"';
   }
-  std::sort(keys.begin(), keys.end());
-  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-  for (std::int64_t key : keys) {
-    c.exec("SELECT pg_advisory_xact_lock($1)", PgParams().int64(key));
-  }
+  out += '}';
+  return out;
 }
+
+// For each attempt written from step `first` > 0 (in the order given, WITH ORDINALITY): its
+// row's id and stored step count, the last chunk before `first` (its steps only when they are
+// needed: the chunk straddles `first`, or no step is written and the status of step first - 1
+// becomes the final one), and the time of step first - 1. Lateral subqueries, so that each
+// is an index lookup whatever the table sizes.
+constexpr const char* kReadBefore =
+    "SELECT x.id, x.steps_count, c.seq, c.count, CASE WHEN c.seq + c.count > d.first OR "
+    "d.no_steps THEN c.steps_json END, f.ts_ns FROM unnest($1::bytea[], $2::bytea[], "
+    "$3::int8[], $4::bool[]) WITH ORDINALITY AS d(tracking_id, execution_id, first, no_steps, "
+    "n) LEFT JOIN LATERAL (SELECT id, steps_count FROM executions e WHERE e.tracking_id = "
+    "d.tracking_id AND e.execution_id = d.execution_id) x ON true LEFT JOIN LATERAL (SELECT "
+    "seq, count, steps_json FROM step_chunks s WHERE s.execution = x.id AND s.seq < d.first "
+    "ORDER BY s.seq DESC LIMIT 1) c ON true LEFT JOIN LATERAL (SELECT ts_ns FROM step_facts t "
+    "WHERE t.execution = x.id AND t.n = d.first - 1) f ON true ORDER BY d.n";
 
 }  // namespace
 
@@ -149,108 +190,171 @@ Error PostgresStore::error(std::string_view operation) const {
   return Error(message);
 }
 
-void PostgresStore::put_locked(PgConnection& c, const Execution& execution,
-                               std::int64_t expires_at_ns, std::size_t steps_from) {
-  std::int64_t count = detail::steps_end(steps_from, execution.steps.size());
-  auto first = static_cast<std::int64_t>(steps_from);
-  if (first > 0) {
-    PgResult r =
-        c.exec("SELECT steps_count FROM executions WHERE tracking_id = $1 AND execution_id = $2",
-               PgParams().bytes(execution.tracking_id).bytes(execution.execution_id));
-    std::int64_t stored = r.rows() > 0 ? r.int64(0, 0) : 0;
-    detail::check_steps_kept(first, stored, execution.execution_id);
+PostgresStore::PreparedExecution PostgresStore::prepare(const ExecutionWrite& write) {
+  PreparedExecution p;
+  p.write = &write;
+  detail::steps_end(write.steps_from, write.execution.steps.size());  // Throws when too far.
+  p.first = static_cast<std::int64_t>(write.steps_from);
+  p.metadata_pairs = detail::metadata_pairs(write.execution.metadata_json);
+  if (!write.execution.steps.empty()) detail::encode_steps(write.execution.steps, p.chunk_json);
+  p.facts = detail::step_facts(write.execution);
+  return p;
+}
+
+void PostgresStore::put_locked(PgPipeline& pipe, std::span<PreparedExecution> executions) {
+  // Rounds, in the write's order: a round ends before an attempt whose tracking id it holds,
+  // so that a round's statements hold each tracking id once (an attempt's number counts the
+  // rows before its statement, and ON CONFLICT cannot touch one row twice), and rows get ids
+  // in the write's order (listings break ties by id, as the SQLite store's rowid). Most writes
+  // are one round.
+  std::vector<std::vector<PreparedExecution*>> rounds(1);
+  std::unordered_set<std::string_view> in_round;
+  for (PreparedExecution& e : executions) {
+    if (!in_round.insert(e.write->execution.tracking_id).second) {
+      rounds.emplace_back();
+      in_round.clear();
+      in_round.insert(e.write->execution.tracking_id);
+    }
+    rounds.back().push_back(&e);
   }
-  PgParams p;
-  p.bytes(execution.tracking_id)
-      .bytes(execution.execution_id)
-      .int64(execution.started_at_ns)
-      .int64(execution.completed_at_ns)
-      .int64(execution.duration_ms)
-      .bytes(execution.metadata_json)
-      .int64(expires_at_ns)
-      .int64(count);
-  if (!execution.steps.empty()) {
-    p.bytes(execution.steps.back().status);
-  } else {
-    p.bytes(std::optional<std::string>());
+  if (rounds.back().empty()) return;
+  for (std::vector<PreparedExecution*>& round : rounds) put_round(pipe, round);
+}
+
+void PostgresStore::put_round(PgPipeline& pipe, std::span<PreparedExecution*> round) {
+  using detail::PgArray;
+  // What the attempts written from a step > 0 keep, read before their rows change.
+  std::vector<PreparedExecution*> appending;
+  PgArray tracking(PgArray::Type::Bytea), execution(PgArray::Type::Bytea),
+      first(PgArray::Type::Int8), no_steps(PgArray::Type::Bool);
+  for (PreparedExecution* e : round) {
+    if (e->first == 0) continue;
+    appending.push_back(e);
+    tracking.bytes(e->write->execution.tracking_id);
+    execution.bytes(e->write->execution.execution_id);
+    first.int64(e->first);
+    no_steps.boolean(e->write->execution.steps.empty());
   }
-  p.bytes_array(detail::metadata_pairs(execution.metadata_json));
-  // A new attempt takes the next number of its tracking id (the caller holds its lock); a
-  // known one keeps its number and id. final_status stays when no step is written (set below
-  // from the steps kept).
-  PgResult r = c.exec(
-      "INSERT INTO executions AS x (tracking_id, execution_id, attempt, started_at_ns, "
-      "completed_at_ns, duration_ms, metadata_json, expires_at_ns, steps_count, final_status, "
-      "metadata_pairs) VALUES ($1, $2, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM executions "
-      "WHERE tracking_id = $1), $3, $4, $5, $6, $7, $8, $9, $10) "
-      "ON CONFLICT (tracking_id, execution_id) DO UPDATE SET "
-      "started_at_ns = excluded.started_at_ns, completed_at_ns = excluded.completed_at_ns, "
-      "duration_ms = excluded.duration_ms, metadata_json = excluded.metadata_json, "
-      "expires_at_ns = excluded.expires_at_ns, steps_count = excluded.steps_count, "
-      "final_status = excluded.final_status, metadata_pairs = excluded.metadata_pairs "
-      "RETURNING id, xmax = 0",
-      p);
-  std::int64_t id = r.int64(0, 0);
-  const bool added = r.boolean(0, 1);  // A new attempt: no chunk or fact of it to replace.
-  // Steps from `first` on are replaced: chunks that start there or later go, and a chunk that
-  // straddles `first` is cut.
-  if (!added) {
-    c.exec("DELETE FROM step_chunks WHERE execution = $1 AND seq >= $2",
-           PgParams().int64(id).int64(first));
+  std::optional<std::size_t> before;
+  if (!appending.empty()) {
+    before = pipe.send(kReadBefore,
+                       PgParams().array(tracking).array(execution).array(first).array(no_steps));
   }
-  if (first > 0) {
-    PgResult before = c.exec(
-        "SELECT seq, count, steps_json FROM step_chunks WHERE execution = $1 AND seq < $2 "
-        "ORDER BY seq DESC LIMIT 1",
-        PgParams().int64(id).int64(first));
-    if (before.rows() > 0) {
-      std::int64_t seq = before.int64(0, 0);
+  using Type = PgArray::Type;
+  PgArray tracking_ids(Type::Bytea), execution_ids(Type::Bytea), started(Type::Int8),
+      completed(Type::Int8), duration(Type::Int8), metadata(Type::Bytea), expires(Type::Int8),
+      steps_count(Type::Int8), final_status(Type::Bytea), pairs(Type::Text);
+  for (const PreparedExecution* e : round) {
+    const Execution& x = e->write->execution;
+    tracking_ids.bytes(x.tracking_id);
+    execution_ids.bytes(x.execution_id);
+    started.int64(x.started_at_ns);
+    completed.int64(x.completed_at_ns);
+    duration.int64(x.duration_ms);
+    metadata.bytes(x.metadata_json);
+    expires.int64(e->write->expires_at_ns);
+    steps_count.int64(e->first + static_cast<std::int64_t>(x.steps.size()));
+    if (x.steps.empty()) {
+      final_status.null();
+    } else {
+      final_status.bytes(x.steps.back().status);
+    }
+    pairs.bytes(bytea_array_text(e->metadata_pairs));
+  }
+  const std::size_t upsert = pipe.send(kUpsertExecutions, PgParams()
+                                                              .array(tracking_ids)
+                                                              .array(execution_ids)
+                                                              .array(started)
+                                                              .array(completed)
+                                                              .array(duration)
+                                                              .array(metadata)
+                                                              .array(expires)
+                                                              .array(steps_count)
+                                                              .array(final_status)
+                                                              .array(pairs));
+  pipe.sync();
+
+  std::unordered_map<std::string_view, PreparedExecution*> by_tracking_id;
+  for (PreparedExecution* e : round) by_tracking_id.emplace(e->write->execution.tracking_id, e);
+  const PgResult& upserted = pipe.result(upsert);
+  for (int i = 0; i < upserted.rows(); ++i) {
+    auto it = by_tracking_id.find(upserted.bytes(i, 0));
+    if (it == by_tracking_id.end()) throw std::runtime_error("an attempt came back unasked");
+    it->second->id = upserted.int64(i, 1);
+    it->second->added = upserted.boolean(i, 2);  // A new attempt: no chunk or fact to replace.
+  }
+  if (before) {
+    const PgResult& r = pipe.result(*before);
+    for (int i = 0; i < r.rows() && static_cast<std::size_t>(i) < appending.size(); ++i) {
+      PreparedExecution& e = *appending[static_cast<std::size_t>(i)];
+      const Execution& x = e.write->execution;
+      detail::check_steps_kept(e.first, r.opt_int64(i, 1).value_or(0), x.execution_id);
+      if (!r.is_null(i, 5) && !e.facts.empty()) e.facts.front().with_previous(r.int64(i, 5));
+      if (r.is_null(i, 2) || r.is_null(i, 4)) continue;
+      // The last chunk before `first` straddles it (it is cut), or gives the final status.
+      std::int64_t seq = r.int64(i, 2);
       std::vector<Step> steps;
-      if (!detail::decode_steps(before.bytes(0, 2), steps) ||
-          static_cast<std::int64_t>(steps.size()) != before.int64(0, 1)) {
-        throw std::runtime_error("attempt " + execution.execution_id +
+      if (!detail::decode_steps(r.bytes(i, 4), steps) ||
+          static_cast<std::int64_t>(steps.size()) != r.int64(i, 3)) {
+        throw std::runtime_error("attempt " + x.execution_id +
                                  " has a damaged step chunk at step " + std::to_string(seq));
       }
-      if (seq + before.int64(0, 1) > first) {
-        steps.resize(static_cast<std::size_t>(first - seq));
+      if (seq + r.int64(i, 3) > e.first) {
+        steps.resize(static_cast<std::size_t>(e.first - seq));
         std::string json;
         detail::encode_steps(steps, json);
-        c.exec(
+        pipe.send(
             "UPDATE step_chunks SET count = $3, steps_json = $4 WHERE execution = $1 AND "
             "seq = $2",
             PgParams()
-                .int64(id)
+                .int64(e.id)
                 .int64(seq)
                 .int64(static_cast<std::int64_t>(steps.size()))
                 .bytes(json));
       }
-      if (execution.steps.empty() && !steps.empty()) {
-        c.exec("UPDATE executions SET final_status = $2 WHERE id = $1",
-               PgParams().int64(id).bytes(steps.back().status));
+      if (x.steps.empty() && !steps.empty()) {
+        pipe.send("UPDATE executions SET final_status = $2 WHERE id = $1",
+                  PgParams().int64(e.id).bytes(steps.back().status));
       }
     }
   }
-  if (!execution.steps.empty()) {
-    std::string json;
-    detail::encode_steps(execution.steps, json);
-    c.exec("INSERT INTO step_chunks (execution, seq, count, steps_json) VALUES ($1, $2, $3, $4)",
-           PgParams()
-               .int64(id)
-               .int64(first)
-               .int64(static_cast<std::int64_t>(execution.steps.size()))
-               .bytes(json));
+  // Steps from `first` on are replaced: chunks that start there or later go (a chunk that
+  // straddles `first` was cut above), and so do their facts.
+  PgArray replaced(PgArray::Type::Int8), replaced_from(PgArray::Type::Int8);
+  PgArray chunk_execution(PgArray::Type::Int8), chunk_seq(PgArray::Type::Int8),
+      chunk_count(PgArray::Type::Int8), chunk_json(PgArray::Type::Bytea);
+  for (PreparedExecution* e : round) {
+    if (!e->added) {
+      replaced.int64(e->id);
+      replaced_from.int64(e->first);
+    }
+    if (e->chunk_json.empty()) continue;
+    chunk_execution.int64(e->id);
+    chunk_seq.int64(e->first);
+    chunk_count.int64(static_cast<std::int64_t>(e->write->execution.steps.size()));
+    chunk_json.bytes(e->chunk_json);
   }
-  index_locked(c, id, execution, first, added);
+  if (replaced.size() > 0) {
+    for (const char* sql :
+         {"DELETE FROM step_chunks c USING unnest($1::int8[], $2::int8[]) AS d(execution, "
+          "first) WHERE c.execution = d.execution AND c.seq >= d.first",
+          "DELETE FROM step_facts f USING unnest($1::int8[], $2::int8[]) AS d(execution, "
+          "first) WHERE f.execution = d.execution AND f.n >= d.first"}) {
+      pipe.send(sql, PgParams().array(replaced).array(replaced_from));
+    }
+  }
+  if (chunk_execution.size() > 0) {
+    pipe.send(
+        "INSERT INTO step_chunks (execution, seq, count, steps_json) SELECT * FROM "
+        "unnest($1::int8[], $2::int8[], $3::int8[], $4::bytea[])",
+        PgParams().array(chunk_execution).array(chunk_seq).array(chunk_count).array(chunk_json));
+  }
+  send_facts(pipe, round);
 }
 
 Result<void> PostgresStore::put_execution(const Execution& execution, std::int64_t expires_at_ns) {
-  return call<void>("cannot store execution", [&](PgConnection& c) {
-    PgTransaction tx(c);
-    c.exec("SELECT pg_advisory_xact_lock($1)",
-           PgParams().int64(tracking_lock_key(execution.tracking_id)));
-    put_locked(c, execution, expires_at_ns, 0);
-    tx.commit();
-  });
+  const ExecutionWrite write{execution, expires_at_ns, 0};
+  return this->write({}, std::span<const ExecutionWrite>(&write, 1));
 }
 
 void PostgresStore::read_steps(PgConnection& c, std::int64_t id, const std::string& execution_id,
@@ -330,22 +434,58 @@ Result<std::vector<AttemptSummary>> PostgresStore::attempts(std::string_view tra
 
 Result<void> PostgresStore::write(std::span<const EventsWrite> events,
                                   std::span<const ExecutionWrite> executions) {
-  return call<void>("cannot store events and executions", [&](PgConnection& c) {
-    PgTransaction tx(c);
-    lock_tracking_ids(c, executions);
-    std::vector<std::pair<std::vector<std::int64_t>, std::int64_t>> fed;  // Ids, expiry.
-    for (const EventsWrite& w : events) {
-      if (w.batch != nullptr) put_batch_locked(c, *w.batch, w.expires_at_ns);
-      fed.emplace_back(std::vector<std::int64_t>(), w.expires_at_ns);
-      append_locked(c, w.events, w.expires_at_ns, fed.back().first);
-    }
+  constexpr std::string_view kOperation = "cannot store events and executions";
+  // What the write alone determines (chunks, facts, search words) is computed before its
+  // transaction begins, so that the transaction holds its locks for its statements only.
+  std::vector<PreparedExecution> prepared;
+  std::vector<std::int64_t> keys;
+  try {
+    prepared.reserve(executions.size());
     for (const ExecutionWrite& w : executions) {
-      put_locked(c, w.execution, w.expires_at_ns, w.steps_from);
+      prepared.push_back(prepare(w));
+      keys.push_back(tracking_lock_key(w.execution.tracking_id));
     }
-    for (auto& [ids, expires_at_ns] : fed) {  // Last: the feed's lock is held until commit.
-      detail::pg_feed_locked(c, origin_, std::move(ids), expires_at_ns);
+  } catch (...) {
+    return error(kOperation);
+  }
+  // The locks of the write's tracking ids in one order, so that two writes cannot deadlock.
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return call<void>(kOperation, [&](PgConnection& c) {
+    // One pipeline, the transaction's BEGIN and COMMIT in it: two round trips for a write of
+    // new attempts, one more per round of attempts written from a step > 0 or repeated.
+    PgPipeline pipe(c);
+    pipe.begin();
+    if (!keys.empty()) {
+      detail::PgArray array(detail::PgArray::Type::Int8);
+      for (std::int64_t key : keys) array.int64(key);
+      pipe.send("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k",
+                PgParams().array(array));
     }
-    tx.commit();
+    constexpr auto kNone = static_cast<std::size_t>(-1);
+    std::vector<std::pair<std::size_t, std::size_t>> sent;  // Batch, events.
+    for (const EventsWrite& w : events) {
+      sent.emplace_back(w.batch != nullptr ? send_batch(pipe, *w.batch, w.expires_at_ns) : kNone,
+                        w.events.empty() ? kNone : send_events(pipe, w.events, w.expires_at_ns));
+    }
+    put_locked(pipe, prepared);
+    for (const auto& [batch, ids] : sent) {
+      if ((batch != kNone && !pipe.read(batch)) || (ids != kNone && !pipe.read(ids))) {
+        pipe.sync();
+      }
+    }
+    std::vector<std::pair<std::vector<std::int64_t>, std::int64_t>> fed;  // Ids, expiry.
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (sent[i].first != kNone) check_batch(pipe.result(sent[i].first), *events[i].batch);
+      if (sent[i].second == kNone) continue;
+      const PgResult& ids = pipe.result(sent[i].second);
+      fed.emplace_back(std::vector<std::int64_t>(), events[i].expires_at_ns);
+      fed.back().first.reserve(static_cast<std::size_t>(ids.rows()));
+      for (int row = 0; row < ids.rows(); ++row) fed.back().first.push_back(ids.int64(row, 0));
+    }
+    // Last: the feed's lock is held until commit.
+    detail::pg_feed_locked(pipe, origin_, std::move(fed));
+    pipe.commit();  // The ack comes after this: the write is durable.
   });
 }
 

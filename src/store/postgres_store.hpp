@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -12,6 +14,7 @@
 #include "stagelog/store/postgres_store.hpp"
 #include "stagelog/store/store.hpp"
 #include "store/postgres.hpp"
+#include "store/postgres_facts.hpp"
 
 namespace stagelog::store {
 
@@ -21,10 +24,10 @@ namespace stagelog::store {
 //
 // Tables (postgres_schema.cpp): executions, step_chunks (steps stored as the SQLite store
 // stores them, store/step_chunk.hpp), step_facts (one row per step: what search, statistics
-// and failure patterns read, derived in the write's own transaction), events (partitioned by
-// day of expiry: retention drops a day's partition whole, postgres_schema.hpp), batches. Every
-// string a user gives (ids, names, messages, JSON) is bytea: any byte, NUL and invalid UTF-8
-// included, compared byte for byte as SQLite compares text.
+// and failure patterns read, derived before the write's transaction and stored in it), events
+// (partitioned by day of expiry: retention drops a day's partition whole, postgres_schema.hpp),
+// batches. Every string a user gives (ids, names, messages, JSON) is bytea: any byte, NUL and
+// invalid UTF-8 included, compared byte for byte as SQLite compares text.
 //
 // Several stores on one database (one per `stagelog serve`) see each other's events through
 // the feed, and elect one leader (store/postgres_feed.hpp).
@@ -110,24 +113,38 @@ class PostgresStore final : public Store {
   // In a catch block: the exception being handled as the Result error of `operation`.
   Error error(std::string_view operation) const;
 
-  // Inside the caller's write transaction (postgres_store.cpp). Throw PgError or
-  // std::runtime_error.
-  static void put_locked(detail::PgConnection& c, const Execution& execution,
-                         std::int64_t expires_at_ns, std::size_t steps_from);
+  // An attempt to write, with what is computed from it alone before the transaction
+  // begins, and what the transaction learns (its row's id, whether the row is new).
+  struct PreparedExecution {
+    const ExecutionWrite* write = nullptr;
+    std::int64_t first = 0;  // steps_from.
+    std::vector<std::string> metadata_pairs;
+    std::string chunk_json;  // The steps written, as one chunk (empty: none).
+    std::vector<detail::StepFact> facts;
+    std::int64_t id = 0;
+    bool added = false;
+  };
+  static PreparedExecution prepare(const ExecutionWrite& write);
+
+  // A write's statements go through one pipeline (detail::PgPipeline), inside the caller's
+  // transaction. send_* queue statements; the caller reads their results at its next sync.
+  // postgres_store.cpp: the attempts (rows, chunks and facts), syncing as it needs their ids.
+  // Throw PgError or std::runtime_error.
+  static void put_locked(detail::PgPipeline& pipe, std::span<PreparedExecution> executions);
+  static void put_round(detail::PgPipeline& pipe, std::span<PreparedExecution*> round);
   static std::optional<Execution> read_execution(detail::PgConnection& c, const std::string& where,
                                                  const detail::PgParams& params);
   static void read_steps(detail::PgConnection& c, std::int64_t id, const std::string& execution_id,
                          std::vector<Step>& steps);
-  // postgres_events.cpp.
-  // The events' ids are added to `ids`.
-  static void append_locked(detail::PgConnection& c, std::span<const OwnedEvent> events,
-                            std::int64_t expires_at_ns, std::vector<std::int64_t>& ids);
-  static void put_batch_locked(detail::PgConnection& c, const BatchRecord& batch,
-                               std::int64_t expires_at_ns);
-  // postgres_index.cpp: the facts of steps from `first` on, derived again (`added`: the attempt
-  // is new, it has none yet).
-  static void index_locked(detail::PgConnection& c, std::int64_t id, const Execution& execution,
-                           std::int64_t first, bool added);
+  // postgres_events.cpp: the INSERT of events (its result: the ranges of their ids, as
+  // read_id_ranges reads them) and of a batch key (checked by check_batch).
+  static std::size_t send_events(detail::PgPipeline& pipe, std::span<const OwnedEvent> events,
+                                 std::int64_t expires_at_ns);
+  static std::size_t send_batch(detail::PgPipeline& pipe, const BatchRecord& batch,
+                                std::int64_t expires_at_ns);
+  static void check_batch(const detail::PgResult& result, const BatchRecord& batch);
+  // postgres_index.cpp: the INSERT of the attempts' step facts (their ids known).
+  static void send_facts(detail::PgPipeline& pipe, std::span<PreparedExecution* const> executions);
 
   std::string conninfo_;
   std::string where_;   // user@host/db, for messages.
