@@ -47,7 +47,7 @@ struct TailOptions {
   bool exit_when_done = false;
   bool no_pid_check = false;
   std::string stage_threshold = "300s";
-  std::string task_threshold = "1200s";
+  std::string task_threshold = "300s";
   std::string request_threshold = "60s";
   std::string heartbeat_timeout = "60s";
   std::string summary_interval = "60s";
