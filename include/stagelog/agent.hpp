@@ -127,8 +127,8 @@ class Agent {
                std::span<const std::string_view> waiting_workers, std::uint64_t tasks_waiting,
                std::string_view task_class) noexcept;
   void request(std::string_view id, std::string_view what,
-               std::initializer_list<std::string_view> waiting_workers,
-               std::uint64_t tasks_waiting, std::string_view task_class) noexcept {
+               std::initializer_list<std::string_view> waiting_workers, std::uint64_t tasks_waiting,
+               std::string_view task_class) noexcept {
     request(id, what, std::span(waiting_workers.begin(), waiting_workers.size()), tasks_waiting,
             task_class);
   }

@@ -86,7 +86,6 @@ Agent::Agent(Recorder& recorder, std::string_view name, AgentOptions options)
   last_task_end_.store(log_.now_ticks());
 }
 
-
 Agent::~Agent() { shutdown(); }
 
 void Agent::lifecycle(std::string_view what, Status status, std::span<const Kv> fields) noexcept {
@@ -289,8 +288,8 @@ void Agent::nothing_claimed(std::span<const std::pair<std::string_view, int>> qu
     summary << (summary.view().empty() ? "" : ", ") << cls << ":"
             << static_cast<std::uint64_t>(count);
   }
-  const Kv fields[] = {kv("queue", summary.view().empty() ? std::string_view("empty")
-                                                          : summary.view())};
+  const Kv fields[] = {
+      kv("queue", summary.view().empty() ? std::string_view("empty") : summary.view())};
   if (summary.view().empty()) {
     log_.event(Kind::Log, Level::Debug, Status::None, {}, "Queue empty", fields, 0, true);
     return;

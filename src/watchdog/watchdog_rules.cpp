@@ -228,8 +228,7 @@ bool Watchdog::State::due(const OpenItem& item, const Worker& w, std::int64_t no
   // it left open says nothing more.
   bool orphan = w.done && std::any_of(w.tasks.begin(), w.tasks.end(),
                                       [&](const OpenItem& t) { return &t == &item; });
-  return now >= item.next_warning_ns() && (!w.done || orphan) &&
-         (w.alive() || item.warnings == 0);
+  return now >= item.next_warning_ns() && (!w.done || orphan) && (w.alive() || item.warnings == 0);
 }
 
 void Watchdog::State::check_tasks(std::int64_t now) {
@@ -325,12 +324,11 @@ void Watchdog::State::check_silence(Worker& w, std::int64_t now) {
     return options.seed_wording ? detail::python_seconds(ns, 0) : detail::rounded_seconds(ns);
   };
   std::string timeout = seconds(options.heartbeat_timeout.count());
-  std::string message =
-      w.last_beat_ns != 0
-          ? "Worker " + w.name + " last heartbeat " + seconds(quiet) + " ago (threshold: " +
-                timeout + ")"
-          : "Worker " + w.name + " has sent no heartbeat in the " + seconds(quiet) +
-                " since it started (threshold: " + timeout + ")";
+  std::string message = w.last_beat_ns != 0
+                            ? "Worker " + w.name + " last heartbeat " + seconds(quiet) +
+                                  " ago (threshold: " + timeout + ")"
+                            : "Worker " + w.name + " has sent no heartbeat in the " +
+                                  seconds(quiet) + " since it started (threshold: " + timeout + ")";
   if (!options.seed_wording) message += last_words(w);
   Finding f{.rule = "silent", .worker = &w, .message = std::move(message)};
   f.extra.push_back({"quiet_s", FieldValue{seconds_of(quiet)}});
@@ -457,8 +455,7 @@ std::string Watchdog::State::seed_summary(std::int64_t now, std::size_t processi
     message += "GPUs: " + std::to_string(gpus_alive) + "/" + std::to_string(gpus) + ", ";
   }
   if (others > 0) {
-    message +=
-        "Workers: " + std::to_string(others_alive) + "/" + std::to_string(others) + ", ";
+    message += "Workers: " + std::to_string(others_alive) + "/" + std::to_string(others) + ", ";
   }
   if (!queue.empty()) {
     auto counts = queue_counts(queue);
@@ -515,8 +512,8 @@ void Watchdog::State::summary(std::int64_t now) {
   if (options.seed_wording) {
     message = seed_summary(now, processing, stuck_tasks);
   } else {
-    message = "MONITOR: Workers: " + std::to_string(alive) + "/" +
-              std::to_string(workers.size()) + " alive, Stages: ";
+    message = "MONITOR: Workers: " + std::to_string(alive) + "/" + std::to_string(workers.size()) +
+              " alive, Stages: ";
     if (stages.empty()) message += "none";
     for (std::size_t i = 0; i < stages.size(); ++i) {
       message += (i == 0 ? "" : " ") + std::string(stages[i].first) + ":" +

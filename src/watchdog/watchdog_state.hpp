@@ -21,8 +21,8 @@ inline constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 
 // Something that opens and closes: a stage, a task or a request.
 struct OpenItem {
-  std::string name;  // Stage name, task id, request id.
-  std::string cls;   // Task class, request's "what".
+  std::string name;   // Stage name, task id, request id.
+  std::string cls;    // Task class, request's "what".
   std::string label;  // Tasks: the task's "name" field (seed 001's task['name']).
   std::string run;
   std::int64_t since_ns = 0;

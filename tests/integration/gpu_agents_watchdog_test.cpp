@@ -528,10 +528,9 @@ TEST(GpuAgentsWatchdogTest, AllBusyReplayShowsTheQueueDrainWithoutWarnings) {
   if (gpu_agents().empty()) GTEST_SKIP() << kNoAgents;
   test::TempDir dir;
   ASSERT_NO_FATAL_FAILURE(run_all_busy(dir));
-  Finished replay =
-      run({STAGELOG_CLI, "tail", "--replay", "--wording", "stagelog", "--summary-interval", "200ms",
-           "--stuck-task", "3s", "--stuck-stage", "3s", "--heartbeat-timeout", "2s",
-           dir.path().string()});
+  Finished replay = run({STAGELOG_CLI, "tail", "--replay", "--wording", "stagelog",
+                         "--summary-interval", "200ms", "--stuck-task", "3s", "--stuck-stage", "3s",
+                         "--heartbeat-timeout", "2s", dir.path().string()});
   ASSERT_TRUE(replay.ended) << replay.transcript;
   EXPECT_TRUE(exited_with(replay, 0)) << "the watchdog raised warnings\n" << replay.transcript;
 
@@ -583,7 +582,8 @@ TEST(GpuAgentsWatchdogTest, NoSilentWarningForAnAgentAfterItShutsDown) {
   for (int i = 0; i < 3; ++i) {
     for (const auto& e :
          read_events(dir.path() / "logs" / ("worker_" + std::to_string(i) + ".jsonl"))) {
-      if (str(e, "kind") == "lifecycle" && str(e, "message").find("shutting down") != std::string::npos) {
+      if (str(e, "kind") == "lifecycle" &&
+          str(e, "message").find("shutting down") != std::string::npos) {
         shutdown_ns[str(e, "worker")] = ts_ns(e);
       }
     }

@@ -180,9 +180,10 @@ TEST(AgentTest, CrashThenShutdownReadsLikeTheSeed) {
   }
   auto lifecycle = messages(of_kind(f.events(), Kind::Lifecycle));
   // Issue 22: seed 001's words, word for word.
-  EXPECT_THAT(lifecycle, ElementsAre("GPU agent initialized: gpu-1 (GPU 1)", "GPU agent gpu-1 starting",
-                                     "GPU agent crashed: KeyError('model_name')",
-                                     "GPU gpu-1 shutting down - completed 0, failed 0"));
+  EXPECT_THAT(lifecycle,
+              ElementsAre("GPU agent initialized: gpu-1 (GPU 1)", "GPU agent gpu-1 starting",
+                          "GPU agent crashed: KeyError('model_name')",
+                          "GPU gpu-1 shutting down - completed 0, failed 0"));
 }
 
 // ---------------------------------------------------------------------------------------------

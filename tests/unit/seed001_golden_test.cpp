@@ -281,8 +281,9 @@ TEST(Seed001GoldenTest, MonitorLine) {
   b.wd->monitor(at(10min));
   ASSERT_FALSE(b.r.rule("monitor").empty());
   const auto m = b.r.rule("monitor").back();
-  EXPECT_EQ(m.message, "MONITOR: GPUs: 2/5, Workers: 3/3, Queue: 123 (llm:123), Processing: 2, "
-                       "Stuck: 2");
+  EXPECT_EQ(m.message,
+            "MONITOR: GPUs: 2/5, Workers: 3/3, Queue: 123 (llm:123), Processing: 2, "
+            "Stuck: 2");
   EXPECT_EQ(m.field("gpus"), "5");
   EXPECT_EQ(m.field("queue_total"), "123");
   EXPECT_EQ(m.field("completed_last_5min"), "0");
@@ -394,14 +395,13 @@ TEST(Seed001GoldenTest, TestCase2NoModelWorkers) {
   for (const auto& line : a.lines()) {
     if (line.find("shutting down") == std::string::npos) lines.push_back(line);
   }
-  EXPECT_THAT(lines,
-              ElementsAre("[worker-1] No suitable tasks - Queue: [llm:125], Preferred: "
-                          "['resource', 'script', 'cpu', 'llm'], Model loaded: False",
-                          "[brain] LLM tasks waiting (125) but no models loaded - inserting "
-                          "load_llm task",
-                          "[worker-1] Attempting claim: d5de16d7",
-                          "[worker-1] Lost race: d5de16d7 (claimed by another worker)",
-                          "[worker-2] Claimed meta task: d5de16d7 (load_llm)"));
+  EXPECT_THAT(lines, ElementsAre("[worker-1] No suitable tasks - Queue: [llm:125], Preferred: "
+                                 "['resource', 'script', 'cpu', 'llm'], Model loaded: False",
+                                 "[brain] LLM tasks waiting (125) but no models loaded - inserting "
+                                 "load_llm task",
+                                 "[worker-1] Attempting claim: d5de16d7",
+                                 "[worker-1] Lost race: d5de16d7 (claimed by another worker)",
+                                 "[worker-2] Claimed meta task: d5de16d7 (load_llm)"));
 }
 
 // Test Case 3: All Workers Busy. 200 tasks, 3 workers.
