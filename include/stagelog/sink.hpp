@@ -25,8 +25,9 @@ class Sink {
 
   // Whether this sink leaves out events below their component's level (an agent's heartbeat
   // under WORKER_LOG_LEVEL=INFO, its lifecycle under ERROR). Sinks that write lines for people
-  // (text, console, per-worker files, the progress display) do; records that machines read
-  // (JSONL, the network, heartbeat files) keep every event the recorder was given.
+  // (text, console, per-worker files) do; records that machines read (JSONL, the network,
+  // heartbeat files) and the progress display, which counts nodes from the events, keep every
+  // event the recorder was given.
   virtual bool obeys_component_levels() const noexcept { return false; }
 
   Level level() const noexcept { return level_.load(std::memory_order_relaxed); }

@@ -37,7 +37,6 @@ class ProgressSink : public Sink {
  public:
   explicit ProgressSink(ProgressOptions options = {});
   ~ProgressSink() override;
-  bool obeys_component_levels() const noexcept override { return true; }  // Lines for people.
 
   void write(const Event& event) override;
   void flush() override;
