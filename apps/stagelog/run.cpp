@@ -394,7 +394,10 @@ int run_command(const RunOptions& o) {
   Outcome outcome;
   {
     std::string command_line = shell_join(o.command);
-    Agent agent(recorder, o.worker, o.component);  // This thread becomes worker W.
+    // This thread becomes worker W. A wrapped command is no seed 001 GPU agent: its lifecycle
+    // lines keep stagelog's words ("initialized command=...", "shutting down - completed 0,
+    // failed 0").
+    Agent agent(recorder, o.worker, AgentOptions{.component = o.component, .seed_wording = false});
     const Logger& log = agent.logger();
     agent.initialized(kv("command", command_line));
     agent.starting();

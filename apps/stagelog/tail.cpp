@@ -46,8 +46,9 @@ struct TailOptions {
   bool verbose = false;
   bool exit_when_done = false;
   bool no_pid_check = false;
+  std::string wording = "seed";  // --wording seed|stagelog
   std::string stage_threshold = "300s";
-  std::string task_threshold = "1200s";
+  std::string task_threshold = "300s";
   std::string request_threshold = "60s";
   std::string heartbeat_timeout = "60s";
   std::string summary_interval = "60s";
@@ -85,6 +86,10 @@ WatchdogOptions watchdog_options(const TailOptions& o) {
   add_overrides(w.task_thresholds, o.task_overrides, "--task");
   add_overrides(w.request_thresholds, o.request_overrides, "--request");
   w.check_processes = !o.no_pid_check && !o.replay;
+  if (o.wording != "seed" && o.wording != "stagelog") {
+    throw Error("--wording expects seed or stagelog, got '" + o.wording + "'");
+  }
+  w.seed_wording = o.wording == "seed";
   return w;
 }
 
@@ -225,6 +230,11 @@ Command add_tail(CLI::App& app) {
                 "Exit once every worker has shut down or crashed");
   cmd->add_flag("--no-pid-check", o->no_pid_check,
                 "Do not ask the kernel whether workers' processes still run");
+  cmd->add_option("--wording", o->wording,
+                  "seed: the brain's lines as seed 001 words them (\"Stuck tasks detected: "
+                  "[...]\", \"MONITOR: GPUs: 2/5, ...\"); stagelog: lines that name pid, host "
+                  "and last message")
+      ->capture_default_str();
   cmd->add_option("--stuck-stage", o->stage_threshold, "A stage open this long is stuck")
       ->check(check_duration)
       ->capture_default_str();

@@ -71,6 +71,11 @@ void TailView::report(const Event& e) {
     }
     if (rule == "running") return;
     if (e.level >= Level::Warning) ++warnings_;
+  } else if ((e.kind == Kind::Lifecycle && e.status == Status::Failed) ||
+             e.level >= Level::Critical) {
+    // A worker that reported its own crash (Agent::crashed, the crash handler's CRITICAL
+    // line): the watchdog says nothing more, but it was flagged all the same.
+    ++warnings_;
   }
   std::string line = detail::iso_timestamp(e.ts_ns) + " " + std::string(level_name(e.level)) +
                      " [" + std::string(e.worker) + "] " + std::string(e.message);

@@ -46,8 +46,8 @@ class TableKeys {
 
 // Turns the watchdog's reports and the workers' state changes into lines on stdout (`terminal`
 // false) or into a table that draw() paints whole (`terminal` true; the last warnings and the
-// last info line are kept for it). Counts the watchdog's warnings either way. Colours on a
-// terminal unless $NO_COLOR is set.
+// last info line are kept for it). Counts the watchdog's warnings and the crashes workers
+// reported themselves either way. Colours on a terminal unless $NO_COLOR is set.
 class TailView {
  public:
   TailView(bool terminal, bool verbose);

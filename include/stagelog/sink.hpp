@@ -23,6 +23,13 @@ class Sink {
   // clock: for sinks that redraw or check time (the progress display, the watchdog).
   virtual void tick(std::int64_t /*now_ns*/) {}
 
+  // Whether this sink leaves out events below their component's level (an agent's heartbeat
+  // under WORKER_LOG_LEVEL=INFO, its lifecycle under ERROR). Sinks that write lines for people
+  // (text, console, per-worker files) do; records that machines read (JSONL, the network,
+  // heartbeat files) and the progress display, which counts nodes from the events, keep every
+  // event the recorder was given.
+  virtual bool obeys_component_levels() const noexcept { return false; }
+
   Level level() const noexcept { return level_.load(std::memory_order_relaxed); }
   void set_level(Level level) noexcept { level_.store(level, std::memory_order_relaxed); }
 

@@ -16,8 +16,9 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text);
 
 // Durations as text, one function per format. Negative durations print as zero.
 
-// "13.2" from one second up (one decimal), "0.042" below (milliseconds), no unit: the seed's
-// stage lines, "Complete (13.2s)". Rounded by halves.
+// "13.2" from one second up (one decimal), "0.042" below (milliseconds), no unit: the
+// summary's figures. Rounded by halves. (Stage lines print seed 001's f"{elapsed:.1f}s" with
+// python_seconds in base/python_text.hpp.)
 void append_elapsed_seconds(std::string& out, std::int64_t ns);
 // The same with its unit: "13.2s", "0.042s".
 std::string elapsed_seconds_text(std::int64_t ns);

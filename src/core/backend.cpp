@@ -145,6 +145,7 @@ std::size_t Core::drain(bool to_snapshot, std::size_t limit) {
 }
 
 void Core::process(ThreadQueue& q, const RecordHeader* h) {
+  bool below_level = false;
   Event e;
   e.ts_ns = to_ns(h->ts);
   e.level = h->level;
@@ -202,6 +203,10 @@ void Core::process(ThreadQueue& q, const RecordHeader* h) {
       e.stage = r.subject;
       e.message = r.message;
       if (!r.worker.empty()) e.worker = r.worker;
+      // Recorded whatever the level (the watchdog and machine records need it), written as a
+      // line only at or above the component's level: WORKER_LOG_LEVEL governs an agent's
+      // lifecycle, task, claim-loop and heartbeat lines as it does its messages.
+      below_level = e.level < r.component->level.load(std::memory_order_relaxed);
       break;
     }
     case RecordType::RunBegin: {
@@ -223,15 +228,16 @@ void Core::process(ThreadQueue& q, const RecordHeader* h) {
     }
   }
   e.fields = fields_;
-  dispatch(e);
+  dispatch(e, below_level);
 }
 
-void Core::dispatch(const Event& event) {
+void Core::dispatch(const Event& event, bool below_level) {
   // A sink added before this event was recorded must see it: the ring's acquire of the event
   // makes the add_sink() that preceded it visible here.
   adopt_sinks();
   for (auto& sink : sinks_) {
     if (event.level < sink->level()) continue;
+    if (below_level && sink->obeys_component_levels()) continue;
     try {
       sink->write(event);
     } catch (const std::exception& ex) {

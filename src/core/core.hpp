@@ -142,7 +142,9 @@ class Core {
   void adopt_sinks();
   std::size_t drain(bool to_snapshot, std::size_t limit);
   void process(ThreadQueue& q, const RecordHeader* header);
-  void dispatch(const Event& event);
+  // To every sink at or below the event's level, then to the watchdog. below_level: the event
+  // is under its component's level; sinks that obey component levels leave it out.
+  void dispatch(const Event& event, bool below_level = false);
   void flush_sinks();
   void tick_sinks();
   void report_drops();

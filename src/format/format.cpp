@@ -1,11 +1,13 @@
 #include "format/format.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
 #include "base/duration.hpp"
 #include "base/json_escape.hpp"
+#include "base/python_text.hpp"
 #include "base/time_text.hpp"
 
 namespace stagelog::detail {
@@ -171,11 +173,13 @@ void append_escaped_text(std::string& out, std::string_view s) {
 
 namespace {
 
-// " (13.2s)" when the event measured a time.
+// " (13.2s)" when the event measured a time: seed 001's f"{elapsed:.1f}s", Python's rounding
+// included (125.25 -> "125.2", 0.436 -> "0.4").
 void append_elapsed(const Event& e, std::string& out) {
   if (e.elapsed_ns) {
     out += " (";
-    append_elapsed_seconds(out, *e.elapsed_ns);
+    append_python_fixed(out, static_cast<double>(std::max<std::int64_t>(0, *e.elapsed_ns)) / 1e9,
+                        1);
     out += "s)";
   }
 }

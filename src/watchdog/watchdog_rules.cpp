@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "base/duration.hpp"
+#include "base/python_text.hpp"
 #include "watchdog/watchdog_state.hpp"
 
 namespace stagelog {
@@ -178,6 +180,7 @@ void Watchdog::State::crash(Worker& w, std::int64_t now, std::string_view reason
 void Watchdog::State::tick(std::int64_t now) {
   if (!dirty && now < deadline_ns) return;
   for (auto& [name, w] : workers) check_worker(w, now);
+  if (options.seed_wording) check_tasks(now);
   for (auto& r : requests) check_request(r, now);
   if (tracked && now >= next_summary_ns) {
     // Once nobody is alive, one last line says so and the rest are left out.
@@ -214,12 +217,73 @@ void Watchdog::State::check_worker(Worker& w, std::int64_t now) {
     }
     check_open(w, s, now, "stuck_stage", "Stage ");
   }
-  for (auto& t : w.tasks) check_open(w, t, now, "stuck_task", "Task ");
+  if (!options.seed_wording) {
+    for (auto& t : w.tasks) check_open(w, t, now, "stuck_task", "Task ");
+  }
   check_silence(w, now);
 }
 
 bool Watchdog::State::due(const OpenItem& item, const Worker& w, std::int64_t now) const {
-  return now >= item.next_warning_ns() && !w.done && (w.alive() || item.warnings == 0);
+  // A task left open by a worker that shut down is orphaned like a crashed worker's; a stage
+  // it left open says nothing more.
+  bool orphan = w.done && std::any_of(w.tasks.begin(), w.tasks.end(),
+                                      [&](const OpenItem& t) { return &t == &item; });
+  return now >= item.next_warning_ns() && (!w.done || orphan) && (w.alive() || item.warnings == 0);
+}
+
+void Watchdog::State::check_tasks(std::int64_t now) {
+  bool any_due = false;
+  for (const auto& [name, w] : workers) {
+    for (const auto& t : w.tasks) any_due = any_due || due(t, w, now);
+  }
+  if (!any_due) return;
+  // Seed 001's brain: stuck_tasks.append({'task_id': task['task_id'][:8], 'assigned_to': ...,
+  // 'elapsed_min': int(elapsed / 60), 'name': task.get('name', '')}), then one warning.
+  std::string list;
+  std::size_t count = 0;
+  const Worker* only = nullptr;
+  bool one_worker = true;
+  for (const auto& [name, w] : workers) {
+    for (const auto& t : w.tasks) {
+      if (t.threshold_ns <= 0 || now < t.since_ns + t.threshold_ns) continue;
+      list += count++ == 0 ? "{'task_id': " : ", {'task_id': ";
+      detail::append_python_repr(list, std::string_view(t.name).substr(0, 8));
+      list += ", 'assigned_to': ";
+      detail::append_python_repr(list, w.name);
+      list += ", 'elapsed_min': " + std::to_string((now - t.since_ns) / (60 * kSecond));
+      list += ", 'name': ";
+      detail::append_python_repr(list, t.label);
+      list += '}';
+      one_worker = one_worker && (only == nullptr || only == &w);
+      only = &w;
+    }
+  }
+  const Worker* subject = one_worker ? only : nullptr;
+  Finding f{.rule = "stuck_task",
+            .worker = subject,
+            .run = subject != nullptr && !subject->tasks.empty()
+                       ? std::string_view(subject->tasks.front().run)
+                       : std::string_view(),
+            .message = "Stuck tasks detected: [" + list + "]"};
+  f.extra.push_back({"stuck", FieldValue{static_cast<std::uint64_t>(count)}});
+  if (count == 1 && subject != nullptr) {
+    for (const auto& t : subject->tasks) {
+      if (t.threshold_ns <= 0 || now < t.since_ns + t.threshold_ns) continue;
+      f.extra.push_back({"task", FieldValue{std::string_view(t.name)}});
+      if (!t.cls.empty()) f.extra.push_back({"class", FieldValue{std::string_view(t.cls)}});
+      f.extra.push_back({"open_s", FieldValue{seconds_of(now - t.since_ns)}});
+      f.extra.push_back({"threshold_s", FieldValue{seconds_of(t.threshold_ns)}});
+    }
+  }
+  emit(now, std::move(f));
+  for (auto& [name, w] : workers) {
+    for (auto& t : w.tasks) {
+      if (!due(t, w, now)) continue;
+      ++t.warnings;
+      t.warn_offset_ns =
+          offset_after(t.warn_offset_ns, now - t.since_ns, options.max_repeat.count());
+    }
+  }
 }
 
 void Watchdog::State::check_open(Worker& w, OpenItem& item, std::int64_t now, std::string_view rule,
@@ -256,14 +320,16 @@ std::int64_t Watchdog::State::silent_deadline(const Worker& w) const {
 void Watchdog::State::check_silence(Worker& w, std::int64_t now) {
   if (now < silent_deadline(w)) return;
   std::int64_t quiet = now - w.beat_base_ns();
-  std::string timeout = detail::rounded_seconds(options.heartbeat_timeout.count());
-  std::string message =
-      w.last_beat_ns != 0
-          ? "Worker " + w.name + " last heartbeat " + detail::rounded_seconds(quiet) +
-                " ago (threshold: " + timeout + ")"
-          : "Worker " + w.name + " has sent no heartbeat in the " + detail::rounded_seconds(quiet) +
-                " since it started (threshold: " + timeout + ")";
-  message += last_words(w);
+  auto seconds = [&](std::int64_t ns) {
+    return options.seed_wording ? detail::python_seconds(ns, 0) : detail::rounded_seconds(ns);
+  };
+  std::string timeout = seconds(options.heartbeat_timeout.count());
+  std::string message = w.last_beat_ns != 0
+                            ? "Worker " + w.name + " last heartbeat " + seconds(quiet) +
+                                  " ago (threshold: " + timeout + ")"
+                            : "Worker " + w.name + " has sent no heartbeat in the " +
+                                  seconds(quiet) + " since it started (threshold: " + timeout + ")";
+  if (!options.seed_wording) message += last_words(w);
   Finding f{.rule = "silent", .worker = &w, .message = std::move(message)};
   f.extra.push_back({"quiet_s", FieldValue{seconds_of(quiet)}});
   f.extra.push_back({"threshold_s", FieldValue{seconds_of(options.heartbeat_timeout.count())}});
@@ -290,11 +356,26 @@ void Watchdog::State::check_request(OpenItem& r, std::int64_t now) {
   if (waiting.empty() && !r.waiting.empty()) return;
   std::string list;
   for (auto name : waiting) list += (list.empty() ? "" : ", ") + std::string(name);
-  std::string message = "Request " + r.name + (r.cls.empty() ? "" : " (" + r.cls + ")") +
-                        " open for " + detail::rounded_seconds(now - r.since_ns);
-  message += waiting.empty() ? std::string(" and nobody has taken it")
-                             : " but workers [" + list + "] still wait for it";
-  message += " (threshold: " + detail::rounded_seconds(r.threshold_ns) + ")";
+  std::string message;
+  if (options.seed_wording) {
+    // Seed 001: f"load_llm task available for {age:.0f}s but workers {workers_still_waiting}
+    // still have no model".
+    message = (r.cls.empty() ? r.name : r.cls) + " task available for " +
+              detail::python_seconds(now - r.since_ns, 0);
+    if (waiting.empty()) {
+      message += " and nobody has taken it";
+    } else {
+      message += " but workers ";
+      detail::append_python_list(message, waiting);
+      message += " still have no model";
+    }
+  } else {
+    message = "Request " + r.name + (r.cls.empty() ? "" : " (" + r.cls + ")") + " open for " +
+              detail::rounded_seconds(now - r.since_ns);
+    message += waiting.empty() ? std::string(" and nobody has taken it")
+                               : " but workers [" + list + "] still wait for it";
+    message += " (threshold: " + detail::rounded_seconds(r.threshold_ns) + ")";
+  }
   auto owner = workers.find(r.owner);
   Finding f{.rule = "stale_request",
             .worker = owner == workers.end() ? nullptr : &owner->second,
@@ -315,13 +396,103 @@ bool Watchdog::State::silent(const Worker& w, std::int64_t now) const {
   return w.alive() && w.beats && timeout > 0 && now - w.beat_base_ns() >= timeout;
 }
 
+namespace {
+
+// The queue field as counts: "llm:123, cpu:4" -> 127 and the breakdown; a bare "197" -> 197
+// and no breakdown. nullopt when it says neither ("empty" counts as 0).
+struct QueueCounts {
+  std::uint64_t total = 0;
+  bool by_class = false;
+};
+
+std::optional<QueueCounts> queue_counts(std::string_view queue) {
+  QueueCounts out;
+  if (queue == "empty" || queue == "[]") return out;
+  auto number = [](std::string_view text) -> std::optional<std::uint64_t> {
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+    return v;
+  };
+  if (auto bare = number(queue)) {
+    out.total = *bare;
+    return out;
+  }
+  while (!queue.empty()) {
+    auto comma = queue.find(',');
+    std::string_view item = queue.substr(0, comma);
+    auto colon = item.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    auto count = number(item.substr(colon + 1));
+    if (!count) return std::nullopt;
+    out.total += *count;
+    out.by_class = true;
+    if (comma == std::string_view::npos) break;
+    queue.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Watchdog::State::seed_summary(std::int64_t now, std::size_t processing,
+                                          std::size_t stuck) const {
+  std::size_t gpus = 0, gpus_alive = 0, others = 0, others_alive = 0;
+  for (const auto& [name, w] : workers) {
+    bool up = w.alive() && !silent(w, now);
+    if (w.gpu) {
+      ++gpus;
+      gpus_alive += up ? 1 : 0;
+    } else if (w.beats) {
+      ++others;
+      others_alive += up ? 1 : 0;
+    }
+  }
+  std::string message = "MONITOR: ";
+  if (gpus > 0) {
+    message += "GPUs: " + std::to_string(gpus_alive) + "/" + std::to_string(gpus) + ", ";
+  }
+  if (others > 0) {
+    message += "Workers: " + std::to_string(others_alive) + "/" + std::to_string(others) + ", ";
+  }
+  if (!queue.empty()) {
+    auto counts = queue_counts(queue);
+    message += "Queue: ";
+    if (!counts) {
+      message += queue;
+    } else {
+      message += std::to_string(counts->total);
+      if (counts->by_class) message += " (" + queue + ")";
+    }
+    message += ", ";
+  }
+  message += "Processing: " + std::to_string(processing) + ", Stuck: " + std::to_string(stuck);
+  return message;
+}
+
 void Watchdog::State::summary(std::int64_t now) {
   std::size_t alive = 0;
   std::size_t processing = 0;
   std::size_t stuck_tasks = 0;
+  std::size_t orphaned = 0;
+  std::size_t gpus = 0;
+  std::size_t gpus_alive = 0;
   std::vector<std::pair<std::string_view, int>> stages;
   for (const auto& [name, w] : workers) {
-    if (w.alive() && !silent(w, now)) ++alive;
+    bool up = w.alive() && !silent(w, now);
+    if (up) ++alive;
+    if (w.gpu) {
+      ++gpus;
+      gpus_alive += up ? 1 : 0;
+    }
+    // A crashed, finished or silent worker's tasks are still open: orphaned, not gone.
+    for (const auto& t : w.tasks) {
+      ++processing;
+      if (!up) ++orphaned;
+      if (t.threshold_ns > 0 && now >= t.since_ns + t.threshold_ns) ++stuck_tasks;
+    }
     if (!w.alive()) continue;
     for (const auto& s : w.stages) {
       auto it = std::find_if(stages.begin(), stages.end(),
@@ -332,34 +503,52 @@ void Watchdog::State::summary(std::int64_t now) {
         ++it->second;
       }
     }
-    for (const auto& t : w.tasks) {
-      ++processing;
-      if (t.threshold_ns > 0 && now >= t.since_ns + t.threshold_ns) ++stuck_tasks;
+  }
+  std::int64_t window = options.completions_window.count();
+  while (!completions.empty() && (window <= 0 || completions.front() <= now - window)) {
+    completions.pop_front();
+  }
+  std::string message;
+  if (options.seed_wording) {
+    message = seed_summary(now, processing, stuck_tasks);
+  } else {
+    message = "MONITOR: Workers: " + std::to_string(alive) + "/" + std::to_string(workers.size()) +
+              " alive, Stages: ";
+    if (stages.empty()) message += "none";
+    for (std::size_t i = 0; i < stages.size(); ++i) {
+      message += (i == 0 ? "" : " ") + std::string(stages[i].first) + ":" +
+                 std::to_string(stages[i].second);
     }
+    message += ", Tasks: processing " + std::to_string(processing) + ", stuck " +
+               std::to_string(stuck_tasks);
+    if (orphaned > 0) message += ", orphaned " + std::to_string(orphaned);
+    if (!queue.empty()) message += ", Queue: " + queue;
   }
-  std::string message = "MONITOR: Workers: " + std::to_string(alive) + "/" +
-                        std::to_string(workers.size()) + " alive, Stages: ";
-  if (stages.empty()) message += "none";
-  for (std::size_t i = 0; i < stages.size(); ++i) {
-    message +=
-        (i == 0 ? "" : " ") + std::string(stages[i].first) + ":" + std::to_string(stages[i].second);
-  }
-  message += ", Tasks: processing " + std::to_string(processing) + ", stuck " +
-             std::to_string(stuck_tasks);
-  if (!queue.empty()) message += ", Queue: " + queue;
+  auto counts = queue_counts(queue);
+  auto count = [](std::size_t n) { return FieldValue{static_cast<std::uint64_t>(n)}; };
   Finding f{.level = Level::Info, .rule = "monitor", .message = std::move(message)};
-  f.extra.push_back({"alive", FieldValue{static_cast<std::uint64_t>(alive)}});
-  f.extra.push_back({"workers", FieldValue{static_cast<std::uint64_t>(workers.size())}});
-  f.extra.push_back({"processing", FieldValue{static_cast<std::uint64_t>(processing)}});
-  f.extra.push_back({"stuck", FieldValue{static_cast<std::uint64_t>(stuck_tasks)}});
+  f.extra.push_back({"alive", count(alive)});
+  f.extra.push_back({"workers", count(workers.size())});
+  f.extra.push_back({"gpus", count(gpus)});
+  f.extra.push_back({"gpus_alive", count(gpus_alive)});
+  f.extra.push_back({"processing", count(processing)});
+  f.extra.push_back({"stuck", count(stuck_tasks)});
+  f.extra.push_back({"orphaned", count(orphaned)});
   f.extra.push_back({"queue", FieldValue{std::string_view(queue)}});
+  if (counts) f.extra.push_back({"queue_total", FieldValue{counts->total}});
+  f.extra.push_back({"completed_last_5min", count(completions.size())});
   emit(now, std::move(f));
 }
 
 std::int64_t Watchdog::State::compute_deadline() const {
   std::int64_t d = tracked ? next_summary_ns : kNever;
   for (const auto& [name, w] : workers) {
-    if (w.done) continue;
+    if (w.done) {
+      for (const auto& t : w.tasks) {
+        if (t.warnings == 0) d = std::min(d, t.next_warning_ns());  // Orphaned, told once.
+      }
+      continue;
+    }
     if (w.alive() && options.check_processes && w.pid != 0 && w.pid != pid && w.host == host) {
       d = std::min(d, w.next_pid_check_ns);
     }

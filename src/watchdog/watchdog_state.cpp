@@ -159,6 +159,14 @@ void Watchdog::State::start_summaries(std::int64_t ts) {
   }
 }
 
+void Watchdog::State::release_elsewhere(const Worker& w, std::string_view id) {
+  if (id.empty()) return;
+  for (auto& [name, other] : workers) {
+    if (&other == &w) continue;
+    std::erase_if(other.tasks, [&](const OpenItem& t) { return t.name == id; });
+  }
+}
+
 void Watchdog::State::observe_stage(Worker& w, const Event& e) {
   track();
   start_summaries(e.ts_ns);
@@ -186,12 +194,20 @@ void Watchdog::State::observe_task(Worker& w, const Event& e) {
                     [&](const OpenItem& t) { return t.name == id; })) {
       return;  // A progress update of a task we know.
     }
+    release_elsewhere(w, id);
     w.tasks.push_back(open(
         id, e.stage, e, threshold_for(options.task_thresholds, options.task_threshold, e.stage)));
+    w.tasks.back().label = std::string(string_field(e, "name"));
   } else if (e.status == Status::Completed || e.status == Status::Failed ||
              e.status == Status::Skipped) {
     (e.status == Status::Failed ? w.tasks_failed : w.tasks_done) += 1;
     if (auto item = close(w.tasks, id)) recovered(e, &w, *item, "Task", "stuck_task");
+    release_elsewhere(w, id);
+    completions.push_back(e.ts_ns);
+    std::int64_t window = options.completions_window.count();
+    while (!completions.empty() && (window <= 0 || completions.front() <= e.ts_ns - window)) {
+      completions.pop_front();
+    }
   }
 }
 
@@ -237,8 +253,12 @@ void Watchdog::State::observe_beat(Worker& w, const Event& e) {
 void Watchdog::State::observe_lifecycle(Worker& w, const Event& e) {
   track();
   start_summaries(e.ts_ns);
+  if (has_field(e, "gpu")) w.gpu = true;
   if (e.status == Status::Starting || e.status == Status::Running) {
     w.beats = true;  // An agent: it is expected to heartbeat.
+  } else if (e.status == Status::Completed && w.crashed) {
+    // Seed 001's "Worker crashed in main loop", then "Worker shutting down": the shutdown
+    // is the crash's cleanup, not a clean end. It stays crashed, its tasks orphaned.
   } else if (e.status == Status::Completed) {
     w.done = true;
     // A recorder that closed normally: every worker of its process is done (a thread

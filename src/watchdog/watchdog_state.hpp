@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <map>
@@ -20,8 +21,9 @@ inline constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 
 // Something that opens and closes: a stage, a task or a request.
 struct OpenItem {
-  std::string name;  // Stage name, task id, request id.
-  std::string cls;   // Task class, request's "what".
+  std::string name;   // Stage name, task id, request id.
+  std::string cls;    // Task class, request's "what".
+  std::string label;  // Tasks: the task's "name" field (seed 001's task['name']).
   std::string run;
   std::int64_t since_ns = 0;
   std::int64_t threshold_ns = 0;    // 0: never stuck.
@@ -45,6 +47,7 @@ struct Worker {
   std::int64_t last_ns = 0;
   std::int64_t last_beat_ns = 0;
   bool beats = false;  // Sent a heartbeat, or is an agent: must keep beating.
+  bool gpu = false;    // Its lifecycle carried a "gpu" field: a GPU agent in MONITOR.
   bool done = false;
   bool crashed = false;
   std::vector<OpenItem> stages;  // In the order they opened.
@@ -78,6 +81,7 @@ struct Watchdog::State {
   std::map<std::string, Worker, std::less<>> workers;
   std::vector<OpenItem> requests;
   std::string queue;
+  std::deque<std::int64_t> completions;  // Task ends within options.completions_window.
   std::string host;      // This process's host and pid: reports about no worker carry them, and
   std::int64_t pid = 0;  // the process check looks only at other processes on this host.
   Worker* last_worker = nullptr;  // The last event's worker: events come in runs per thread.
@@ -98,6 +102,8 @@ struct Watchdog::State {
   void new_incarnation(Worker& w, const Event& e);
   void track();
   void start_summaries(std::int64_t ts);
+  // Another worker claimed or ended task `id`: it is no longer open on any other worker.
+  void release_elsewhere(const Worker& w, std::string_view id);
   void observe_stage(Worker& w, const Event& e);
   void observe_task(Worker& w, const Event& e);
   void observe_request(const Event& e);
@@ -124,6 +130,9 @@ struct Watchdog::State {
   bool due(const OpenItem& item, const Worker& w, std::int64_t now) const;
   void check_open(Worker& w, OpenItem& item, std::int64_t now, std::string_view rule,
                   std::string_view what);
+  // Seed wording: one "Stuck tasks detected: [...]" line for every task past its threshold,
+  // when one of them is due; moves each due task's schedule on.
+  void check_tasks(std::int64_t now);
   std::int64_t silent_deadline(const Worker& w) const;
   void check_silence(Worker& w, std::int64_t now);
   // Workers a request waits for that still live; an unknown worker counts as waiting.
@@ -131,6 +140,7 @@ struct Watchdog::State {
   void check_request(OpenItem& r, std::int64_t now);
   bool silent(const Worker& w, std::int64_t now) const;
   void summary(std::int64_t now);
+  std::string seed_summary(std::int64_t now, std::size_t processing, std::size_t stuck) const;
   std::int64_t compute_deadline() const;
 
   // --- Views (watchdog.cpp) ---

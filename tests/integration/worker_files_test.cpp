@@ -116,7 +116,8 @@ TEST(WorkerFilesTest, UncaughtExceptionInAnAgentLeavesTerminateInItsFile) {
     EXPECT_EQ(WTERMSIG(status), SIGABRT);
   }
   auto text = test::read_file(worker_log_path(dir.path(), 0));
-  EXPECT_THAT(text, HasSubstr(" - Worker 0 - worker - INFO - Claimed task: a1b2c3d4 (load_llm)\n"));
+  EXPECT_THAT(text,
+              HasSubstr(" - Worker 0 - worker - INFO - Claimed meta task: a1b2c3d4 (load_llm)\n"));
   EXPECT_THAT(text, HasSubstr(" - Worker 0 - stagelog - CRITICAL - terminate called: "
                               "std::runtime_error: model_name missing\n"));
 }

@@ -42,7 +42,8 @@ inline std::string local_host() {
   return buf;
 }
 
-// Options with every rule off and no process checks; a test turns on what it looks at.
+// Options with every rule off, no process checks and stagelog's own wording (the golden tests
+// of seed 001's wording, watchdog_seed_test.cpp, turn it on); a test turns on what it looks at.
 inline WatchdogOptions all_rules_off() {
   using namespace std::chrono_literals;
   WatchdogOptions o;
@@ -53,6 +54,7 @@ inline WatchdogOptions all_rules_off() {
   o.heartbeat_timeout = 0s;
   o.summary_interval = 0s;
   o.check_processes = false;
+  o.seed_wording = false;
   return o;
 }
 

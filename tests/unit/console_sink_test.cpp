@@ -192,7 +192,7 @@ TEST(ConsoleSinkTest, EveryColouredLineIsReset) {
 
 TEST(ConsoleSinkTest, NeverModeHasNoColour) {
   EXPECT_EQ(write_through(ColorMode::Never, stage_event(Status::Failed, 1)),
-            "2026-01-04T19:30:15.234Z [T0_00] Stage: AGENT - Failed (0.000s)\n");
+            "2026-01-04T19:30:15.234Z [T0_00] Stage: AGENT - Failed (0.0s)\n");
 }
 
 TEST(ConsoleSinkTest, RunStartWritesNothing) {

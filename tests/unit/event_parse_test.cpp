@@ -533,7 +533,7 @@ TEST(EventParseTest, TextLinesFormatBackToTheSameLine) {
   const char* lines[] = {
       "2026-01-04T19:30:15.234Z [T0_00] Stage: AGENT - Starting",
       "2026-01-04T19:30:28.456Z [T0_00] Stage: AGENT - Complete (13.2s)",
-      "2026-01-04T19:30:28.456Z [T0_00] Stage: AGENT - Complete (0.042s)",
+      "2026-01-04T19:30:28.456Z [T0_00] Stage: AGENT - Complete (0.4s)",
       "2026-01-04T19:30:35.789Z [T0_00] Stage: JUDGE - Failed (6.7s): timeout after 480000ms",
       "2026-01-04T19:30:35.890Z [T0_00] Stage: COMPLETE - All stages complete (20.7s)",
       "2026-01-04T19:30:35.890Z [T0_00] Stage: COMPLETE - Failed (20.7s): judge crashed",

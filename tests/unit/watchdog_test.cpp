@@ -299,9 +299,10 @@ TEST_F(WatchdogTest, MonitorLineWithACrashedWorker) {
   feed.claimed(at(0s), "gpu-4", "t4", "llm");
   wd.tick(at(60s));
   EXPECT_THAT(r.messages("crashed"), ElementsAre(StartsWith("Worker gpu-4")));
+  // Issue 22: its open task is not: it stays processing (and stuck) as orphaned.
   EXPECT_THAT(r.messages("monitor"),
               ElementsAre("MONITOR: Workers: 3/4 alive, Stages: AGENT:2 JUDGE:1, Tasks: "
-                          "processing 2, stuck 1, Queue: llm:123"));
+                          "processing 3, stuck 2, orphaned 1, Queue: llm:123"));
 }
 
 TEST_F(WatchdogTest, MonitorEverySummaryIntervalOncePerTick) {

@@ -25,6 +25,7 @@ class ConsoleSink : public Sink {
  public:
   explicit ConsoleSink(ConsoleOptions options = {});
   ~ConsoleSink() override;
+  bool obeys_component_levels() const noexcept override { return true; }  // Lines for people.
 
   void write(const Event& event) override;
   void flush() override;

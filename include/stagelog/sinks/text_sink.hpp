@@ -13,6 +13,7 @@ class TextSink : public FileSink {
   explicit TextSink(const std::filesystem::path& path, Level level = Level::Trace,
                     Rotation rotation = {})
       : FileSink(path, level, rotation) {}
+  bool obeys_component_levels() const noexcept override { return true; }  // Lines for people.
 
  protected:
   void format(const Event& event, std::string& out) override;

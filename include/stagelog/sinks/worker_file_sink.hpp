@@ -31,6 +31,7 @@ class WorkerFileSink : public FileSink {
                  WorkerFileOptions options = {});
   WorkerFileSink(const std::filesystem::path& log_dir, int rank, WorkerFileOptions options = {})
       : WorkerFileSink(log_dir, std::to_string(rank), options) {}
+  bool obeys_component_levels() const noexcept override { return true; }  // Lines for people.
 
  protected:
   void format(const Event& event, std::string& out) override;
