@@ -113,10 +113,9 @@ void bm_http_ingest(benchmark::State& state) {
       response = client.Post("/api/v1/events", headers, body, "application/x-ndjson");
     }
     if (!response || response->status != 200) {
-      const std::string why = response ? "POST /api/v1/events: status " +
-                                             std::to_string(response->status)
-                                       : "POST /api/v1/events: " +
-                                             httplib::to_string(response.error());
+      const std::string why =
+          response ? "POST /api/v1/events: status " + std::to_string(response->status)
+                   : "POST /api/v1/events: " + httplib::to_string(response.error());
       state.SkipWithError(why.c_str());
       break;
     }
