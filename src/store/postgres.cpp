@@ -309,17 +309,20 @@ void PgConnection::fail(const PGresult* r) const {
   throw PgError{std::move(message), kind_of(conn_, r)};
 }
 
-PgResult PgConnection::exec(const std::string& sql, const PgParams& params) {
-  std::size_t n = params.values_.size();
-  std::vector<const char*> values(n);
-  std::vector<int> lengths(n);
-  std::vector<int> formats(n, 1);
+PgParams::Wire PgParams::wire() const {
+  const std::size_t n = values_.size();
+  Wire w{std::vector<const char*>(n), std::vector<int>(n), std::vector<int>(n, 1)};
   for (std::size_t i = 0; i < n; ++i) {
-    values[i] = params.null_[i] ? nullptr : params.values_[i].data();
-    lengths[i] = static_cast<int>(params.values_[i].size());
+    w.values[i] = null_[i] ? nullptr : values_[i].data();
+    w.lengths[i] = static_cast<int>(values_[i].size());
   }
-  PgResult r(PQexecParams(conn_, sql.c_str(), static_cast<int>(n), params.types_.data(),
-                          values.data(), lengths.data(), formats.data(), /*resultFormat=*/1));
+  return w;
+}
+
+PgResult PgConnection::exec(const std::string& sql, const PgParams& params) {
+  const PgParams::Wire w = params.wire();
+  PgResult r(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), params.types_.data(),
+                          w.values.data(), w.lengths.data(), w.formats.data(), /*resultFormat=*/1));
   ExecStatusType status = PQresultStatus(r.r_);
   if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) fail(r.r_);
   return r;
@@ -394,16 +397,9 @@ void PgPipeline::commit() {
 }
 
 std::size_t PgPipeline::send(const std::string& sql, const PgParams& params) {
-  std::size_t n = params.values_.size();
-  std::vector<const char*> values(n);
-  std::vector<int> lengths(n);
-  std::vector<int> formats(n, 1);
-  for (std::size_t i = 0; i < n; ++i) {
-    values[i] = params.null_[i] ? nullptr : params.values_[i].data();
-    lengths[i] = static_cast<int>(params.values_[i].size());
-  }
-  if (PQsendQueryParams(c_.conn_, sql.c_str(), static_cast<int>(n), params.types_.data(),
-                        values.data(), lengths.data(), formats.data(),
+  const PgParams::Wire w = params.wire();
+  if (PQsendQueryParams(c_.conn_, sql.c_str(), static_cast<int>(params.size()),
+                        params.types_.data(), w.values.data(), w.lengths.data(), w.formats.data(),
                         /*resultFormat=*/1) != 1) {
     throw PgError{one_line(PQerrorMessage(c_.conn_)), c_.ok() ? ErrorKind::Other : ErrorKind::Io};
   }

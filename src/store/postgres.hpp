@@ -72,6 +72,13 @@ class PgParams {
  private:
   friend class PgConnection;
   friend class PgPipeline;
+  // The values as libpq's PQexecParams and PQsendQueryParams take them, pointing into this.
+  struct Wire {
+    std::vector<const char*> values;
+    std::vector<int> lengths;
+    std::vector<int> formats;
+  };
+  Wire wire() const;
   std::vector<Oid> types_;
   std::vector<std::string> values_;
   std::vector<bool> null_;
