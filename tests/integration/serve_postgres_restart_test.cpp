@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "events.hpp"
 #include "eventually.hpp"
 #include "postgres_environment.hpp"
 #include "scoped_env.hpp"
@@ -44,19 +45,6 @@ const auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEn
 constexpr auto kPatience = 60s;
 // What the server tells a client to wait while the store cannot be reached (api.cpp).
 constexpr const char* kRetryUnreachable = "2";
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string line(const std::string& run, std::string_view stage, std::string_view status,
-                 std::int64_t ts_ns, std::string_view message = "") {
-  Json j = {{"ts_ns", ts_ns}, {"kind", "stage"},  {"run", run},        {"worker", "w1"},
-            {"stage", stage}, {"status", status}, {"message", message}};
-  return j.dump() + "\n";
-}
 
 // The database stopped for as long as it lives, started again by the destructor at the latest:
 // a failed assertion part way leaves the next test a running server.
@@ -170,7 +158,7 @@ TEST(ServePostgresRestartTest, ClientsSee503WhileItIsDownThenIngestResumesAndNot
   constexpr int kClients = 3;
   constexpr int kBatches = 20;  // Each client's: half before the stop, half across it.
   constexpr int kLines = 5;
-  const std::int64_t t0 = now_ns();
+  const std::int64_t t0 = wall_now_ns();
   auto run_of = [](int c, int b) {
     return "restart-" + std::to_string(c) + "-" + std::to_string(b);
   };
@@ -197,7 +185,7 @@ TEST(ServePostgresRestartTest, ClientsSee503WhileItIsDownThenIngestResumesAndNot
         }
         std::string body;
         for (int l = 0; l < kLines; ++l) {
-          body += line(run_of(c, b), "S" + std::to_string(l), "completed", t0 + l, "line");
+          body += stage_line(run_of(c, b), "S" + std::to_string(l), "completed", t0 + l, "line");
         }
         // <producer>-<seq>: one producer per writer, 32 hex digits.
         const std::string key =
@@ -347,7 +335,7 @@ TEST(ServePostgresRestartTest, ClientsSee503WhileItIsDownThenIngestResumesAndNot
 TEST(ServePostgresRestartTest, ReadyzFindsTheDatabaseBackWithoutAWrite) {
   Serve s;
   PostgresServer& pg = *s.pg;
-  auto stored = s.post(line("ready-run", "LOAD", "completed", now_ns()), "");
+  auto stored = s.post(stage_line("ready-run", "LOAD", "completed", wall_now_ns()), "");
   ASSERT_TRUE(stored);
   ASSERT_EQ(stored->status, 200) << stored->body;
   {

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "events.hpp"
 #include "eventually.hpp"
 #include "ndjson_receiver.hpp"
 #include "postgres_environment.hpp"
@@ -36,19 +37,6 @@ const auto* const kPostgres = ::testing::AddGlobalTestEnvironment(new PostgresEn
 
 // Bounds of the waits below; a passing run takes a small part of them.
 constexpr auto kPatience = 60s;
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string line(const std::string& run, std::string_view stage, std::string_view status,
-                 std::int64_t ts_ns, std::string_view message = "") {
-  Json j = {{"ts_ns", ts_ns}, {"kind", "stage"},  {"run", run},        {"worker", "w1"},
-            {"stage", stage}, {"status", status}, {"message", message}};
-  return j.dump() + "\n";
-}
 
 // `n` servers on a fresh database sharing one tokens file, each started with `extra`.
 class Replicas {
@@ -162,9 +150,9 @@ TEST(ServeReplicasTest, AnEventPostedToOneReplicaStreamsFromAnotherAndLogsReadTh
   StreamReader stream(r.port(0), r.token);
   ASSERT_TRUE(eventually([&] { return stream.connected(); }, kPatience));
 
-  const std::int64_t t0 = now_ns();
-  std::string body = line("replica-run", "LOAD", "starting", t0) +
-                     line("replica-run", "LOAD", "completed", t0 + 1'000'000, "posted to C");
+  const std::int64_t t0 = wall_now_ns();
+  std::string body = stage_line("replica-run", "LOAD", "starting", t0) +
+                     stage_line("replica-run", "LOAD", "completed", t0 + 1'000'000, "posted to C");
   ASSERT_EQ(r.post(2, body), 200);
   EXPECT_TRUE(eventually([&] { return stream.saw("posted to C"); }, kPatience));
   // The live worker board of A knows the worker too.
@@ -211,10 +199,10 @@ TEST(ServeReplicasTest, AnotherReplicaLeadsWhenTheLeaderIsKilledAndAnAlertFiresO
   std::size_t follower = rest[0] == *second ? rest[1] : rest[0];
 
   // One incident, its failures posted to both survivors; then a marker after it.
-  const std::int64_t t0 = now_ns();
-  ASSERT_EQ(r.post(follower, line("judged-1", "JUDGE", "failed", t0, "boom")), 200);
-  ASSERT_EQ(r.post(*second, line("judged-2", "JUDGE", "failed", t0 + 1'000, "boom")), 200);
-  ASSERT_EQ(r.post(follower, line("marked", "MARKER", "failed", t0 + 2'000, "x")), 200);
+  const std::int64_t t0 = wall_now_ns();
+  ASSERT_EQ(r.post(follower, stage_line("judged-1", "JUDGE", "failed", t0, "boom")), 200);
+  ASSERT_EQ(r.post(*second, stage_line("judged-2", "JUDGE", "failed", t0 + 1'000, "boom")), 200);
+  ASSERT_EQ(r.post(follower, stage_line("marked", "MARKER", "failed", t0 + 2'000, "x")), 200);
   auto count = [&](const std::string& rule) {
     std::size_t n = 0;
     for (const Received& got : hooks.requests()) {
@@ -237,14 +225,14 @@ TEST(ServeReplicasTest, AReplicaKilledMidIngestLosesNoAcknowledgedBatchNorStores
   std::atomic<bool> killed{false};
   std::vector<std::vector<std::string>> stored(kClients);  // The runs acknowledged.
   std::vector<std::thread> clients;
-  const std::int64_t t0 = now_ns();
+  const std::int64_t t0 = wall_now_ns();
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
       for (int b = 0; b < kBatches; ++b) {
         std::string run = "ingest-" + std::to_string(c) + "-" + std::to_string(b);
         std::string body;
         for (int l = 0; l < kLines; ++l) {
-          body += line(run, "S" + std::to_string(l), "completed", t0 + l, "line");
+          body += stage_line(run, "S" + std::to_string(l), "completed", t0 + l, "line");
         }
         // <producer>-<seq>: one producer per client, 32 hex digits.
         std::string key =

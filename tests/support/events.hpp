@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -72,6 +73,22 @@ inline std::string ndjson_line(const EventLine& e) {
   if (e.elapsed_ms >= 0) j["elapsed_ns"] = e.elapsed_ms * 1'000'000;
   j["fields"] = e.fields;
   return j.dump();
+}
+
+// The system clock now, in nanoseconds: events posted to a server that purges by expiry.
+inline std::int64_t wall_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One NDJSON line of a stage event of `run` on worker "w1", as a client posts it.
+inline std::string stage_line(const std::string& run, std::string_view stage,
+                              std::string_view status, std::int64_t ts_ns,
+                              std::string_view message = "") {
+  nlohmann::json j = {{"ts_ns", ts_ns}, {"kind", "stage"},  {"run", run},        {"worker", "w1"},
+                      {"stage", stage}, {"status", status}, {"message", message}};
+  return j.dump() + "\n";
 }
 
 }  // namespace stagelog::test
