@@ -4,10 +4,13 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "stagelog/event.hpp"
 #include "stagelog/sink.hpp"
 
 namespace stagelog::test {
@@ -25,6 +28,37 @@ struct OwnedEvent {
       fields;
   std::int64_t pid = 0;
   bool fields_in_message = false;
+
+  // The library's owning event with the same contents, for feeding a recorded event to what
+  // takes an Event (its view()), as a replay does.
+  stagelog::OwnedEvent owned() const {
+    stagelog::OwnedEvent o;
+    o.ts_ns = ts_ns;
+    o.kind = kind;
+    o.level = level;
+    o.status = status;
+    o.run = run;
+    o.worker = worker;
+    o.component = component;
+    o.stage = stage;
+    o.message = message;
+    o.host = host;
+    o.elapsed_ns = elapsed_ns;
+    o.pid = pid;
+    o.fields_in_message = fields_in_message;
+    for (const auto& [key, value] : fields) {
+      std::visit(
+          [&](const auto& x) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
+              o.add_field(key, std::string_view(x));
+            } else {
+              o.add_field(key, x);
+            }
+          },
+          value);
+    }
+    return o;
+  }
 
   // The field's value as text ("1247", "true", "abc"), or "" if absent.
   std::string field(const std::string& key) const {

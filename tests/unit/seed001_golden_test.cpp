@@ -68,37 +68,8 @@ struct Brain {
   // Feeds recorded events, as a replay does.
   void feed(const std::vector<test::OwnedEvent>& events) {
     for (const auto& e : events) {
-      std::vector<Field> fields;
-      std::vector<std::string> texts;
-      texts.reserve(e.fields.size());
-      for (const auto& [key, value] : e.fields) {
-        FieldValue v = std::visit(
-            [&](const auto& x) -> FieldValue {
-              using T = std::decay_t<decltype(x)>;
-              if constexpr (std::is_same_v<T, std::string>) {
-                texts.push_back(x);
-                return std::string_view(texts.back());
-              } else {
-                return x;
-              }
-            },
-            value);
-        fields.push_back({key, v});
-      }
-      Event ev;
-      ev.ts_ns = e.ts_ns;
-      ev.kind = e.kind;
-      ev.level = e.level;
-      ev.status = e.status;
-      ev.run = e.run;
-      ev.worker = e.worker;
-      ev.component = e.component;
-      ev.stage = e.stage;
-      ev.message = e.message;
-      ev.fields = fields;
-      ev.pid = e.pid;
-      ev.host = e.host;
-      wd->observe(ev);
+      const stagelog::OwnedEvent owned = e.owned();
+      wd->observe(owned.view());
     }
   }
   std::vector<std::string> messages() const {
