@@ -26,6 +26,7 @@
 #include <benchmark/benchmark.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
@@ -38,6 +39,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -90,6 +92,29 @@ void start_ingest_server(const benchmark::State& state) {
 
 void stop_ingest_server(const benchmark::State&) { ingest_fixture.reset(); }
 
+// CPU time of this process's threads, from /proc/self/task/*/schedstat (nanoseconds on a
+// CPU): the store's writer thread, and all the server's threads (every thread but the
+// benchmark's clients, named bench-client). Their growth per batch says what a batch costs the
+// server and how close its one writer thread is to being the limit.
+struct ServerCpu {
+  std::int64_t store_ns = 0;
+  std::int64_t server_ns = 0;
+};
+ServerCpu server_cpu() {
+  ServerCpu cpu;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::string name;
+    std::int64_t ns = 0;
+    std::ifstream(task.path() / "comm") >> name;
+    std::ifstream(task.path() / "schedstat") >> ns;
+    if (name == "bench-client") continue;
+    cpu.server_ns += ns;
+    if (name == "stagelog-store") cpu.store_ns += ns;
+  }
+  return cpu;
+}
+
 // A client as the network sink is one: it waits for its answer as long as the sink does
 // (10 s), and a 503 (bytes in flight over the cap while 256 clients post at once) sends the same
 // batch again after the Retry-After the server asked for, with its Idempotency-Key.
@@ -101,6 +126,8 @@ void bm_http_ingest(benchmark::State& state) {
   std::int64_t refused = 0;
   char producer[33];  // 32 lowercase hex digits, one producer per client thread.
   std::snprintf(producer, sizeof producer, "%032x", state.thread_index() + 1);
+  pthread_setname_np(pthread_self(), "bench-client");
+  const ServerCpu cpu_before = server_cpu();
   for (auto _ : state) {
     const std::string& body = batches.next();
     httplib::Headers headers = {
@@ -122,6 +149,16 @@ void bm_http_ingest(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(batches.count()) * kBatchEvents);
   state.counters["refused_503"] = benchmark::Counter(static_cast<double>(refused));
+  if (state.thread_index() == 0) {
+    // Every client posts about as many batches as this one.
+    const ServerCpu cpu_after = server_cpu();
+    const double all_batches = static_cast<double>(batches.count()) * state.threads();
+    state.counters["store_us_per_batch"] =
+        static_cast<double>(cpu_after.store_ns - cpu_before.store_ns) / 1e3 / all_batches;
+    state.counters["server_us_per_batch"] =
+        static_cast<double>(cpu_after.server_ns - cpu_before.server_ns) / 1e3 / all_batches;
+  }
+  pthread_setname_np(pthread_self(), "ingest");
 }
 BENCHMARK(bm_http_ingest)
     ->ArgName("sync_full")
