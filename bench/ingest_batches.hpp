@@ -91,8 +91,8 @@ class Batches {
     for (std::size_t at = text_.find(ts_key); at != std::string::npos;
          at = text_.find(ts_key, at + 1)) {
       std::size_t ns_at = text_.find(ts_ns_key, at) + ts_ns_key.size();
-      times_.push_back(Time{at + ts_key.size(), ns_at,
-                            std::stoll(text_.substr(ns_at, 19)) - batch_start(0)});
+      times_.push_back(
+          Time{at + ts_key.size(), ns_at, std::stoll(text_.substr(ns_at, 19)) - batch_start(0)});
     }
   }
   const std::string& next() {
@@ -113,9 +113,9 @@ class Batches {
 
  private:
   struct Time {
-    std::size_t iso_at;      // The "ts" text.
-    std::size_t ns_at;       // The "ts_ns" digits.
-    std::int64_t offset;     // From the batch's start.
+    std::size_t iso_at;   // The "ts" text.
+    std::size_t ns_at;    // The "ts_ns" digits.
+    std::int64_t offset;  // From the batch's start.
   };
   std::string text_;
   std::vector<std::size_t> digits_at_;
