@@ -5,7 +5,8 @@ CMAKE ?= cmake
 CTEST ?= ctest
 CLANG_FORMAT ?= clang-format
 
-.PHONY: all setup setup-browser demo test lint test-dev test-asan test-tsan bench format clean
+.PHONY: all setup setup-browser demo test lint test-dev test-asan test-tsan bench format clean \
+  package docs
 
 all: demo
 
@@ -92,6 +93,19 @@ bench: setup
 	./build/release/bench/backend_throughput --benchmark_out=bench-results/backend_throughput.json
 	./build/release/bench/ingest --benchmark_out=bench-results/ingest.json
 	./build/release/bench/query --benchmark_out=bench-results/query.json
+
+# Debian packages of the release build, in build/package/: libstagelog-dev (libraries, headers,
+# CMake and pkg-config files) and stagelog (the tool, its systemd unit, man pages, completions).
+package: setup
+	@$(CMAKE) --preset release -B build/package -DSTAGELOG_BUILD_TESTS=OFF \
+	  -DSTAGELOG_BUILD_BENCH=OFF -DSTAGELOG_BUILD_EXAMPLES=OFF >/dev/null
+	@$(CMAKE) --build build/package
+	cd build/package && cpack -G DEB
+	@ls build/package/*.deb
+
+# The API reference of the public headers, in build/docs/html/ (warnings are errors).
+docs: setup
+	doxygen docs/Doxyfile
 
 format:
 	git ls-files -z '*.cpp' '*.hpp' | xargs -0 $(CLANG_FORMAT) -i

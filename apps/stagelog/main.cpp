@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "commands.hpp"
+#include "stagelog/version.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -12,7 +13,7 @@ int main(int argc, char** argv) {
       "did it fail.",
       "stagelog"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "stagelog 0.1.0");
+  app.set_version_flag("--version", "stagelog " STAGELOG_VERSION_STRING);
   stagelog::cli::Command parse = stagelog::cli::add_parse(app);
   stagelog::cli::Command summary = stagelog::cli::add_summary(app);
   stagelog::cli::Command run = stagelog::cli::add_run(app);
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   stagelog::cli::Command token = stagelog::cli::add_token(app);
   stagelog::cli::Command serve = stagelog::cli::add_serve(app);
   stagelog::cli::Command migrate = stagelog::cli::add_migrate(app);
+  stagelog::cli::Command help = stagelog::cli::add_help(app);
+  stagelog::cli::Command completion = stagelog::cli::add_completion(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -34,6 +37,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("token")) return token();
     if (app.got_subcommand("serve")) return serve();
     if (app.got_subcommand("migrate")) return migrate();
+    if (app.got_subcommand("help")) return help();
+    if (app.got_subcommand("completion")) return completion();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stagelog: %s\n", e.what());
     return 2;

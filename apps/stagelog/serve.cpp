@@ -1,18 +1,25 @@
 // stagelog serve: the HTTP server over a SQLite store in a data folder, or over a PostgreSQL
-// database that several servers share (seed 004's API, ingest, retention, auth). SIGINT and SIGTERM
-// stop it cleanly: requests in progress finish and what they wrote is committed before it exits.
-// SIGHUP re-reads the tokens file.
+// database that several servers share (the execution-log API, ingest, retention, auth). SIGINT
+// and SIGTERM stop it cleanly: requests in progress finish and what they wrote is committed
+// before it exits. SIGHUP re-reads the tokens file and the alert rules. Its own messages go to
+// stderr with a timestamp and a level (--log-format text or json), requests to --access-log.
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,8 +28,11 @@
 #include <utility>
 
 #include "base/fd_io.hpp"
+#include "base/time.hpp"
+#include "base/time_text.hpp"
 #include "commands.hpp"
 #include "duration.hpp"
+#include "format/format.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/server.hpp"
@@ -47,6 +57,108 @@ struct ServeOptions {
   std::string tls_key;
   std::string alerts;   // An alerts file, or none.
   std::string web_dir;  // The UI's files from this folder instead of the embedded ones.
+  std::string log_format = "text";
+  std::string access_log;  // A file, "-" for stdout, or none.
+};
+
+// serve's own log: one line per message on stderr, "2026-12-03T19:12:15.123Z warning <text>"
+// or as JSON ({"ts":...,"level":...,"message":...}) for a log collector; and the access log,
+// one line per request, in the same format, to a file (appended, 0600) or stdout. Any thread.
+class ServeLog {
+ public:
+  ServeLog(bool json, const std::string& access_log) : json_(json) {
+    if (access_log == "-") {
+      access_fd_ = STDOUT_FILENO;
+    } else if (!access_log.empty()) {
+      access_fd_ = ::open(access_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (access_fd_ < 0) {
+        throw Error("--access-log: cannot open " + access_log + ": " + std::strerror(errno));
+      }
+      owns_access_ = true;
+    }
+  }
+  ~ServeLog() {
+    if (owns_access_) ::close(access_fd_);
+  }
+  ServeLog(const ServeLog&) = delete;
+  ServeLog& operator=(const ServeLog&) = delete;
+
+  bool access_logged() const { return access_fd_ >= 0; }
+
+  void log(std::string_view level, std::string_view message) {
+    std::string line = start(level);
+    if (json_) {
+      line += ",\"message\":";
+      detail::append_json_string(line, message);
+      line += "}\n";
+    } else {
+      line += message;
+      line += '\n';
+    }
+    write(STDERR_FILENO, line);
+  }
+
+  // Text: TIME info METHOD TARGET STATUS BYTES|- SECONDS REMOTE.
+  void access(const server::RequestRecord& r) {
+    std::string line = start("info");
+    const double seconds = std::chrono::duration<double>(r.duration).count();
+    char took[32];
+    std::snprintf(took, sizeof took, "%.6f", seconds);
+    if (json_) {
+      line += ",\"method\":";
+      detail::append_json_string(line, r.method);
+      line += ",\"target\":";
+      detail::append_json_string(line, r.target);
+      line += ",\"route\":";
+      detail::append_json_string(line, r.route);
+      line += ",\"status\":" + std::to_string(r.status) + ",\"bytes\":";
+      line += r.body_bytes ? std::to_string(*r.body_bytes) : "null";
+      line += ",\"seconds\":";
+      line += took;
+      line += ",\"remote\":";
+      detail::append_json_string(line, r.remote);
+      line += "}\n";
+    } else {
+      line += std::string(r.method) + " " + std::string(r.target) + " " + std::to_string(r.status) +
+              " " + (r.body_bytes ? std::to_string(*r.body_bytes) : "-") + " " + took + " " +
+              std::string(r.remote.empty() ? "-" : r.remote) + "\n";
+    }
+    write(access_fd_, line);
+  }
+
+ private:
+  std::string start(std::string_view level) const {
+    std::string line;
+    if (json_) {
+      line = "{\"ts\":\"";
+      detail::append_iso_timestamp(line, detail::realtime_ns());
+      line += "\",\"level\":\"";
+      line += level;
+      line += '"';
+    } else {
+      detail::append_iso_timestamp(line, detail::realtime_ns());
+      line += ' ';
+      line += level;
+      line += ' ';
+    }
+    return line;
+  }
+  // One write() per line, under a lock: lines of different threads never interleave.
+  void write(int fd, const std::string& line) {
+    std::lock_guard lock(mutex_);
+    std::string_view rest = line;
+    while (!rest.empty()) {
+      ssize_t n = ::write(fd, rest.data(), rest.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // A log that cannot be written is not worth stopping the server.
+      rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  const bool json_;
+  int access_fd_ = -1;
+  bool owns_access_ = false;
+  std::mutex mutex_;
 };
 
 struct Address {
@@ -130,23 +242,57 @@ void print_line(const std::string& line) {
 }
 
 // Takes the blocked signals until one stops the server: SIGHUP re-reads the tokens file and
-// says how it went on stderr; SIGINT or SIGTERM stops the server.
-void wait_for_stop(server::Server& server, const sigset_t& signals) {
+// the alerts file (a bad one leaves the rules in force as they were) and logs how it went;
+// SIGINT or SIGTERM stops the server.
+void wait_for_stop(server::Server& server, const sigset_t& signals, const std::string& alerts,
+                   ServeLog& log) {
   for (;;) {
     int signal = 0;
     if (sigwait(&signals, &signal) != 0) continue;
     if (signal != SIGHUP) {
-      std::fprintf(stderr, "stagelog serve: %s, stopping\n",
-                   signal == SIGINT ? "SIGINT" : "SIGTERM");
+      log.log("info", std::string(signal == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
       server.stop();
       return;
     }
     auto reloaded = server.reload_tokens();
     if (reloaded) {
-      std::fprintf(stderr, "stagelog serve: SIGHUP, re-read the tokens file: %zu token%s\n",
-                   *reloaded, *reloaded == 1 ? "" : "s");
+      log.log("info", "SIGHUP, re-read the tokens file: " + std::to_string(*reloaded) +
+                          (*reloaded == 1 ? " token" : " tokens"));
     }  // Else the server said why (on_error).
+    if (alerts.empty()) continue;
+    try {
+      server::AlertConfig config = server::load_alert_config(alerts);
+      const std::size_t rules = config.rules.size();
+      server.reload_alerts(config);
+      log.log("info", "SIGHUP, re-read the alerts file " + alerts + ": " + std::to_string(rules) +
+                          (rules == 1 ? " rule" : " rules"));
+    } catch (const std::exception& e) {
+      log.log("error", "SIGHUP: the alerts file was not taken, the rules before stay: " +
+                           std::string(e.what()));
+    }
   }
+}
+
+// The first admin token, in a file of its own beside the tokens file (0600, replaced if there),
+// so that it is not left in a journal or a container's log; printed too when stdout is a
+// terminal, where a person reads it.
+void hand_over_admin_token(const std::filesystem::path& tokens_path, const std::string& token) {
+  const std::filesystem::path file = tokens_path.parent_path() / "admin-token";
+  std::error_code ec;
+  std::filesystem::remove(file, ec);
+  detail::create_private_file(file);
+  int fd = ::open(file.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot open " + file.string() + ": " + std::strerror(errno));
+  try {
+    detail::write_all(fd, token + "\n", file.string());
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  print_line("created " + tokens_path.string() + " with an admin token, written to " +
+             file.string() + " (mode 0600; the tokens file keeps only its hash)");
+  if (isatty(STDOUT_FILENO)) print_line("admin token: " + token);
 }
 
 int serve(const ServeOptions& o) {
@@ -181,6 +327,11 @@ int serve(const ServeOptions& o) {
   options.tls_cert_file = o.tls_cert;
   options.tls_key_file = o.tls_key;
   options.web_dir = o.web_dir;
+  ServeLog log(o.log_format == "json", o.access_log);
+  options.on_error = [&log](std::string_view message) { log.log("warning", message); };
+  if (log.access_logged()) {
+    options.on_request = [&log](const server::RequestRecord& r) { log.access(r); };
+  }
   // Read before anything starts: a bad file stops serve with the key that is wrong.
   if (!o.alerts.empty()) options.alerts = server::load_alert_config(o.alerts);
 
@@ -202,9 +353,7 @@ int serve(const ServeOptions& o) {
   if (!fs::exists(tokens_path, ec)) {
     std::string token =
         server::TokenFile::create_token(tokens_path, server::Scope::Admin, "stagelog serve");
-    print_line("created " + tokens_path.string() +
-               " with an admin token; it is shown once, here (the file keeps only its hash):");
-    print_line("admin token: " + token);
+    hand_over_admin_token(tokens_path, token);
   }
 
   // The tokens file is re-read when it changes, and on SIGHUP.
@@ -213,16 +362,17 @@ int serve(const ServeOptions& o) {
   const bool tls = !options.tls_cert_file.empty();
   print_line(std::string("listening on ") + (tls ? "https://" : "http://") +
              url_host(options.host) + ":" + std::to_string(server.port()));
+  log.log("info", std::string("listening on ") + (tls ? "https://" : "http://") +
+                      url_host(options.host) + ":" + std::to_string(server.port()));
   if (!tls && !is_loopback(options.host)) {
-    std::fprintf(stderr,
-                 "stagelog serve: warning: listening on %s without TLS: tokens and events cross "
-                 "the network in clear text (--tls-cert and --tls-key serve HTTPS)\n",
-                 options.host.c_str());
+    log.log("warning", "listening on " + options.host +
+                           " without TLS: tokens and events cross the network in clear text "
+                           "(--tls-cert and --tls-key serve HTTPS)");
   }
 
   std::atomic<bool> signalled{false};
   std::thread waiter([&] {
-    wait_for_stop(server, signals);
+    wait_for_stop(server, signals, o.alerts, log);
     signalled = true;
   });
   server.run();
@@ -239,10 +389,13 @@ Command add_serve(CLI::App& app) {
       "serve",
       "Serve the HTTP API: ingest events and execution logs, keep them for the retention\n"
       "period in a SQLite file under the data folder (or in PostgreSQL with --store), answer\n"
-      "seed 004's GET /api/execution-logs/{trackingId}, and show it all in a web UI at\n"
-      "http://HOST:PORT/.\n"
+      "GET /api/execution-logs/{trackingId} with the worker's execution-log document, and\n"
+      "show it all in a web UI at http://HOST:PORT/.\n"
       "Every API route needs a bearer token (the UI asks for one): with no tokens file, one is\n"
-      "created and an admin token printed once.");
+      "created with an admin token, written to admin-token beside it (0600; also printed\n"
+      "when stdout is a terminal).\n"
+      "Every option can also be set by an environment variable, STAGELOG_ and its name:\n"
+      "STAGELOG_DATA, STAGELOG_LISTEN, STAGELOG_LOG_FORMAT ... (the option wins).");
   cmd->add_option("--data", o->data,
                   "Data folder (created 0700 if missing): stagelog.db, tokens. Required, but\n"
                   "with --store and --tokens");
@@ -290,10 +443,26 @@ Command add_serve(CLI::App& app) {
                   "Serve the web UI from this folder, read on every request, instead of the\n"
                   "copy built in (for working on web/)")
       ->check(CLI::ExistingDirectory);
+  cmd->add_option("--log-format", o->log_format,
+                  "Its own messages on stderr, each with a UTC timestamp and a level (info,\n"
+                  "warning, error): text lines, or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  cmd->add_option("--access-log", o->access_log,
+                  "One line per request answered (method, target, status, body bytes,\n"
+                  "seconds, client) in the --log-format, appended to this file (created\n"
+                  "0600), or - for stdout; none by default");
+  // STAGELOG_<OPTION> for every option: a service manager or a container sets them.
+  for (CLI::Option* opt : cmd->get_options()) {
+    if (opt->get_lnames().empty() || opt->get_lnames()[0] == "help") continue;
+    std::string env = "STAGELOG_" + opt->get_lnames()[0];
+    for (char& c : env) c = c == '-' ? '_' : static_cast<char>(std::toupper(c));
+    opt->envname(env);
+  }
   cmd->footer(
       "Prints \"listening on http://HOST:PORT\" (https with --tls-cert) once it accepts\n"
       "connections. SIGINT or SIGTERM stops it after the requests in progress. SIGHUP re-reads\n"
-      "the tokens file (a change to it is also taken within a second).\n"
+      "the tokens file (a change to it is also taken within a second) and the alerts file.\n"
       "Examples:\n"
       "  stagelog serve --data /var/lib/stagelog\n"
       "  stagelog serve --data ./data --listen 0.0.0.0:8080 --retention 30d\n"

@@ -62,19 +62,37 @@ Api::Api(store::Store& store, std::unique_ptr<TokenSource> tokens,
       options_(options),
       health_(StoreHealth::Options{{}, options.on_error, kStoreLogInterval}),
       writer_(store, IngestWriter::Options{options.max_open_runs, options.clock}),
-      alert_engine_(options.alerts.empty()
-                        ? nullptr
-                        : std::make_unique<AlertEngine>(
-                              options.alerts, store,
-                              AlertEngine::Hooks{options.clock, options.on_error,
-                                                 [this](const std::string& alert) {
-                                                   hub_.publish({alert_entry(alert)});
-                                                 },
-                                                 [this] { return leading(); }})),
+      alert_engine_(make_alert_engine(options.alerts)),
       hub_(options.stream_history, options.stream_history_bytes),
       live_(options.watchdog, &hub_, [this](const Event& report) {
-        if (alert_engine_) alert_engine_->watchdog_report(report);
+        if (auto engine = alert_engine()) engine->watchdog_report(report);
       }) {}
+
+std::shared_ptr<AlertEngine> Api::make_alert_engine(const server::AlertConfig& config) {
+  if (config.empty()) return nullptr;
+  return std::make_shared<AlertEngine>(
+      config, store_,
+      AlertEngine::Hooks{options_.clock, options_.on_error,
+                         [this](const std::string& alert) { hub_.publish({alert_entry(alert)}); },
+                         [this] { return leading(); }});
+}
+
+void Api::reload_alerts(const server::AlertConfig& config) {
+  alert_engine_.store(make_alert_engine(config));
+}
+
+void Api::request_done(const ApiRequest& request, const Routed* routed, const ApiResponse& response,
+                       std::chrono::steady_clock::time_point started, std::string_view remote) {
+  const auto took = std::chrono::steady_clock::now() - started;
+  const std::string_view route = routed ? routed->route->pattern : std::string_view();
+  http_metrics_.record(route, request.method, response.status, took);
+  if (options_.on_request) {
+    options_.on_request(server::RequestRecord{
+        request.method, request.target, route, remote, response.status,
+        response.producer ? std::optional<std::size_t>() : response.body.size(),
+        std::chrono::duration_cast<std::chrono::nanoseconds>(took)});
+  }
+}
 
 std::span<const Route> Api::routes() { return kRoutes; }
 

@@ -22,6 +22,7 @@
 #include "server/ingest.hpp"
 #include "server/live.hpp"
 #include "server/routes.hpp"
+#include "server/server_metrics.hpp"
 #include "server/store_health.hpp"
 #include "server/stream.hpp"
 #include "server/token_source.hpp"
@@ -61,6 +62,14 @@ class Api {
   IngestWriter& writer() { return writer_; }
   StoreHealth& health() { return health_; }
   Result<std::size_t> reload_tokens() { return tokens_->reload(); }
+  // Replaces the alert rules and webhooks (serve's SIGHUP): alerts fire by the new rules from
+  // now on, counting afresh; an empty config turns alerts off. Any thread.
+  void reload_alerts(const server::AlertConfig& config);
+  // A request answered (the transport calls it once the answer is made, before it is sent):
+  // counted in /metrics, and handed to ServerOptions::on_request (the access log). `routed`
+  // is null for a request no route took. Any thread.
+  void request_done(const ApiRequest& request, const Routed* routed, const ApiResponse& response,
+                    std::chrono::steady_clock::time_point started, std::string_view remote);
   // Events another server stored in the shared store (the change feed's): they go where this
   // server's own go once stored (the live state, the stream, the alerts).
   void observe_stored(std::vector<OwnedEvent> events);
@@ -119,7 +128,12 @@ class Api {
   const server::ServerOptions& options_;
   StoreHealth health_;
   IngestWriter writer_;
-  std::unique_ptr<AlertEngine> alert_engine_;  // None without rules. Outlives live_.
+  // The alerts engine, none without rules; replaced whole by reload_alerts(), so it is read
+  // through alert_engine(), which keeps the one it returns alive. Outlives live_.
+  std::shared_ptr<AlertEngine> alert_engine() const { return alert_engine_.load(); }
+  std::shared_ptr<AlertEngine> make_alert_engine(const server::AlertConfig& config);
+  std::atomic<std::shared_ptr<AlertEngine>> alert_engine_;
+  HttpMetrics http_metrics_;
   StreamHub hub_;  // Before live_, which publishes to it (and the alerts, which do too).
   LiveState live_;
 };

@@ -206,7 +206,7 @@ Result<std::optional<store::BatchRecord>> Api::store_piece(std::vector<OwnedEven
     // keeping them, not a copy.
     auto shared = std::make_shared<const std::vector<OwnedEvent>>(std::move(events));
     live_.observe(shared);
-    if (alert_engine_) alert_engine_->observe(*shared);
+    if (auto engine = alert_engine()) engine->observe(*shared);
   }
   return stored;
 }
@@ -215,7 +215,7 @@ void Api::observe_stored(std::vector<OwnedEvent> events) {
   if (events.empty()) return;
   auto shared = std::make_shared<const std::vector<OwnedEvent>>(std::move(events));
   live_.observe(shared, /*here=*/false);
-  if (alert_engine_) alert_engine_->observe(*shared);
+  if (auto engine = alert_engine()) engine->observe(*shared);
 }
 
 ApiResponse Api::partial_write_refused(const Error& error, std::size_t stored_lines, bool keyed) {

@@ -56,13 +56,15 @@ ApiResponse Api::metrics(ApiRequest&, const RouteMatch&) {
       "sharing its store (it holds the leader lock), else 0.\n# TYPE stagelog_leader gauge\n"
       "stagelog_leader ";
   response.body += leading() ? "1\n" : "0\n";
+  response.body += http_metrics_.text();
+  response.body += build_and_process_metrics();
   return response;
 }
 
 ApiResponse Api::alerts(ApiRequest& req, const RouteMatch&) {
   if (auto e = check_params(req, {})) return error_response(*e);
-  return json_response(alert_engine_ ? alert_engine_->recent_json()
-                                     : R"({"success":true,"alerts":[]})");
+  auto engine = alert_engine();
+  return json_response(engine ? engine->recent_json() : R"({"success":true,"alerts":[]})");
 }
 
 // A connection like any other while open (no thread waits for it): capped by max_streams,

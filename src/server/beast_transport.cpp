@@ -77,6 +77,16 @@ ApiRequest request_of(const http::request<http::empty_body>& head) {
   return request;
 }
 
+// "127.0.0.1:53122", "[::1]:53122"; "" once the peer is gone.
+std::string remote_of(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  tcp::endpoint peer = stream.socket().remote_endpoint(ec);
+  if (ec) return {};
+  std::string host = peer.address().to_string(ec);
+  if (peer.address().is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(peer.port());
+}
+
 ApiResponse refusal(ApiErrorKind kind, std::string message) {
   ApiResponse response = error_response(ApiError{kind, std::move(message), nullptr});
   response.close = true;
@@ -301,6 +311,7 @@ awaitable<void> HttpTransport::Impl::serve(Stream& stream) {
       co_return;
     }
     ApiRequest request = request_of(message);
+    const auto started = std::chrono::steady_clock::now();
     const bool head_only = message.method() == http::verb::head;
     const bool gzip_ok = accepts_gzip(request.header("Accept-Encoding"));
     const bool keep_alive = message.keep_alive();
@@ -340,6 +351,8 @@ awaitable<void> HttpTransport::Impl::serve(Stream& stream) {
     } else {
       response = co_await on_pool([&] { return answer(request, *admission.routed, gzip_ok); });
     }
+    api.request_done(request, admission.routed ? &*admission.routed : nullptr, response, started,
+                     remote_of(lowest));
     const bool again = keep_alive && body_read && !response.close && !stopped;
     if (!co_await write(stream, response, head_only, again, gzip_ok)) co_return;
     if (!again) {

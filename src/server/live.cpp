@@ -7,6 +7,7 @@
 
 #include "base/time_text.hpp"
 #include "format/format.hpp"
+#include "server/server_metrics.hpp"
 
 namespace stagelog::detail {
 
@@ -19,44 +20,6 @@ bool is_stuck_report(const Event& e) {
     return rule != nullptr && (*rule == "stuck_stage" || *rule == "stuck_task");
   }
   return false;
-}
-
-// A label value in the exposition format: \, " and newline escaped.
-void append_label_value(std::string& out, std::string_view value) {
-  out += '"';
-  for (char c : value) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
-void append_number(std::string& out, double v) {
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-void append_number(std::string& out, std::uint64_t v) { out += std::to_string(v); }
-
-void append_family(std::string& out, std::string_view name, std::string_view type,
-                   std::string_view help) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
 }
 
 // One worker of GET /api/v1/workers (and of the stream's worker entries).

@@ -297,6 +297,8 @@ void Server::stop() {
 
 Result<std::size_t> Server::reload_tokens() { return impl_->api.reload_tokens(); }
 
+void Server::reload_alerts(const AlertConfig& alerts) { impl_->api.reload_alerts(alerts); }
+
 Result<std::size_t> Server::purge() { return impl_->api.store().purge(impl_->api.now()); }
 
 }  // namespace stagelog::server

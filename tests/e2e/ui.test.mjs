@@ -39,7 +39,9 @@ function startServer() {
     server.stdout.on('data', (d) => {
       out += d;
       const url = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      const admin = out.match(/(slg_[A-Za-z0-9_-]+)/);
+      // Its stdout is no terminal: the admin token is in the file it names (0600).
+      const file = out.match(/admin token, written to (\S+) \(mode 0600/);
+      const admin = file && [null, readFileSync(file[1], 'utf8').trim()];
       if (url && admin) {
         clearTimeout(timer);
         baseUrl = url[1];

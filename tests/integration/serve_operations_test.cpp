@@ -1,7 +1,10 @@
 // Operating `stagelog serve`: writes refused with 507 on a full disk (a small tmpfs) and 503 on
 // a busy store, /readyz, the modes of the files at rest, the tokens file re-read while the
-// server runs (on change and on SIGHUP), and CSV cells escaped against spreadsheet formulas.
-// The server runs in process over a real SqliteStore, or as the stagelog binary.
+// server runs (on change and on SIGHUP), the alerts file re-read on SIGHUP, the first admin
+// token in a 0600 file, timestamped log lines (text and json), the access log, options from
+// STAGELOG_* variables, /metrics' build, process and HTTP families, and CSV cells escaped
+// against spreadsheet formulas. The server runs in process over a real SqliteStore, or as the
+// stagelog binary.
 
 #include <fcntl.h>
 #include <gmock/gmock.h>
@@ -16,23 +19,31 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/errno_text.hpp"
 #include "base/time.hpp"
+#include "cli_run.hpp"
 #include "events.hpp"
 #include "eventually.hpp"
+#include "scoped_env.hpp"
 #include "serve_process.hpp"
 #include "stagelog/server/auth.hpp"
 #include "stagelog/server/server.hpp"
 #include "stagelog/store/sqlite_store.hpp"
+#include "stagelog/version.hpp"
 #include "store/sqlite.hpp"
 #include "temp_dir.hpp"
 
@@ -409,6 +420,214 @@ TEST(ServeOperationsTest, CsvTextCellsThatASpreadsheetWouldRunAreEscaped) {
   EXPECT_THAT(lines[1],
               HasSubstr(",1,'-2+3,failed,2024-01-15T10:30:00.000Z,-1000,'@SUM(1),\"'=1,2\","));
   EXPECT_THAT(lines[2], HasSubstr(",2,plain,completed,2024-01-15T10:30:02.000Z,1000,'\tTab,a-b,"));
+}
+
+// An alerts file with one rule: failures of `stage` fire at the first one.
+void write_alerts(const fs::path& file, std::string_view stage) {
+  std::ofstream(file, std::ios::trunc)
+      << R"({"webhooks": [{"name": "none", "url": "http://127.0.0.1:9/hook"}],
+             "rules": [{"name": "fails", "type": "repeated_failures", "stage": ")"
+      << stage << R"(", "count": 1, "window": "10m"}],
+             "retry": {"attempts": 1, "first_delay": "1s"}})";
+}
+
+TEST(ServeOperationsTest, SighupRereadsTheAlertsFileAndABadOneLeavesTheRulesInForce) {
+  TempDir dir;
+  const fs::path alerts = dir.path() / "alerts.json";
+  const fs::path errors = dir.path() / "stderr.txt";
+  write_alerts(alerts, "AGENT");
+  ServeProcess serve(dir.path() / "data", "127.0.0.1:0", errors, {"--alerts", alerts.string()});
+  ASSERT_TRUE(serve.wait_until_listening());
+  httplib::Client c("127.0.0.1", serve.port);
+  const httplib::Headers auth = {{"Authorization", "Bearer " + serve.token}};
+  auto fail_stage = [&](const std::string& run, std::string_view stage) {
+    std::int64_t now = wall_now_ns();
+    std::string body = stage_line(run, stage, "starting", now) +
+                       stage_line(run, stage, "failed", now + 1'000'000, "boom");
+    auto r = c.Post("/api/v1/events", auth, body, "application/x-ndjson");
+    return r ? r->status : -1;
+  };
+  auto alerts_of = [&] {
+    auto r = c.Get("/api/v1/alerts", auth);
+    return r && r->status == 200 ? r->body : std::string();
+  };
+
+  // The rules of the file as it is now: JUDGE's failures fire only after the SIGHUP.
+  write_alerts(alerts, "JUDGE");
+  ASSERT_EQ(fail_stage("before", "JUDGE"), 200);
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(eventually(
+      [&] { return read_file(errors).find("re-read the alerts file") != std::string::npos; }, 10s))
+      << read_file(errors);
+  EXPECT_THAT(read_file(errors), HasSubstr(alerts.string() + ": 1 rule"));
+  EXPECT_EQ(alerts_of().find("JUDGE"), std::string::npos) << alerts_of();
+  ASSERT_EQ(fail_stage("after", "JUDGE"), 200);
+  EXPECT_TRUE(eventually([&] { return alerts_of().find("JUDGE") != std::string::npos; }, 10s))
+      << alerts_of();
+
+  // A file that does not parse: logged, the server goes on with the JUDGE rule.
+  std::ofstream(alerts, std::ios::trunc) << "{\"rules\": [";
+  serve.signal(SIGHUP);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return read_file(errors).find("error SIGHUP: the alerts file was not taken") !=
+               std::string::npos;
+      },
+      10s))
+      << read_file(errors);
+  auto health = c.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(serve.terminate(), 0);
+}
+
+TEST(ServeOperationsTest, TheFirstAdminTokenIsInA0600FileAndNotOnStdoutWhenItIsNoTerminal) {
+  TempDir dir;
+  const fs::path data = dir.path() / "data";
+  const fs::path out = dir.path() / "stdout.txt";
+  // Through a shell, so that stdout is a file to read back whole.
+  std::string command = std::string(STAGELOG_CLI) + " serve --data " + data.string() +
+                        " --listen 127.0.0.1:0 > " + out.string() + " 2>&1 & echo $!";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char buf[64] = {};
+  const pid_t pid = std::fgets(buf, sizeof buf, pipe) ? std::atoi(buf) : 0;
+  pclose(pipe);
+  ASSERT_GT(pid, 0);
+  const bool listening =
+      eventually([&] { return read_file(out).find("listening on") != std::string::npos; }, 30s);
+  ::kill(pid, SIGTERM);
+  ASSERT_TRUE(listening) << read_file(out);
+  ASSERT_TRUE(eventually([&] { return ::kill(pid, 0) != 0; }, 30s));
+
+  const fs::path file = data / "admin-token";
+  ASSERT_TRUE(fs::exists(file)) << read_file(out);
+  EXPECT_EQ(mode_of(file), fs::perms(0600));
+  std::vector<std::string> lines = read_lines(file);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_THAT(lines[0], ::testing::MatchesRegex("slg_[A-Za-z0-9_-]+"));
+  EXPECT_EQ(read_file(out).find(lines[0]), std::string::npos) << "the token is in the log";
+  EXPECT_THAT(read_file(out), HasSubstr("written to " + file.string()));
+  EXPECT_EQ(
+      server::TokenFile::load(data / "tokens").check("Bearer " + lines[0], server::Scope::Admin),
+      server::AuthResult::Allowed);
+}
+
+TEST(ServeOperationsTest, JsonLogLinesAndTheAccessLogComeFromTheEnvironment) {
+  TempDir dir;
+  const fs::path errors = dir.path() / "stderr.txt";
+  const fs::path access = dir.path() / "access.log";
+  ScopedEnv format("STAGELOG_LOG_FORMAT", "json");
+  ScopedEnv access_log("STAGELOG_ACCESS_LOG", access.c_str());
+  ScopedEnv retention("STAGELOG_RETENTION", "not-a-duration-but-overridden");
+  ServeProcess serve(dir.path() / "data", "127.0.0.1:0", errors, {"--retention", "2d"});
+  ASSERT_TRUE(serve.wait_until_listening()) << read_file(errors);
+  httplib::Client c("127.0.0.1", serve.port);
+  auto r = c.Get("/healthz?probe=1");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  r = c.Get("/api/v1/workers");  // No token: 401, logged too.
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 401);
+  ASSERT_TRUE(eventually([&] { return read_lines(access).size() >= 2; }, 10s));
+  EXPECT_EQ(serve.terminate(), 0);
+
+  std::vector<std::string> lines = read_lines(access);
+  ASSERT_EQ(lines.size(), 2u);
+  Json first = Json::parse(lines[0]);
+  EXPECT_EQ(first["level"], "info");
+  EXPECT_THAT(first["ts"].get<std::string>(),
+              ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z"));
+  EXPECT_EQ(first["method"], "GET");
+  EXPECT_EQ(first["target"], "/healthz?probe=1");
+  EXPECT_EQ(first["route"], "/healthz");
+  EXPECT_EQ(first["status"], 200);
+  EXPECT_THAT(first["remote"].get<std::string>(), ::testing::StartsWith("127.0.0.1:"));
+  EXPECT_EQ(Json::parse(lines[1])["status"], 401);
+
+  // serve's own lines: JSON objects with a timestamp, a level and the message.
+  std::vector<std::string> logged = read_lines(errors);
+  ASSERT_FALSE(logged.empty());
+  bool stopping = false;
+  for (const std::string& line : logged) {
+    Json j = Json::parse(line);  // Throws (fails the test) for a line that is not JSON.
+    EXPECT_TRUE(j.contains("ts") && j.contains("level") && j.contains("message")) << line;
+    if (j["message"] == "SIGTERM, stopping") stopping = true;
+  }
+  EXPECT_TRUE(stopping) << read_file(errors);
+}
+
+TEST(ServeOperationsTest, AnOptionFromTheEnvironmentIsCheckedAsTheOptionIs) {
+  TempDir dir;
+  ScopedEnv listen("STAGELOG_LISTEN", "nowhere");
+  CliRun r = run_stagelog(dir, {"serve", "--data", (dir.path() / "data").string()});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("'nowhere' is not HOST:PORT"));
+  EXPECT_FALSE(fs::exists(dir.path() / "data"));
+}
+
+TEST(ServeOperationsTest, MetricsSayTheBuildTheProcessAndTheRequests) {
+  TempDir dir;
+  ServeProcess serve(dir.path() / "data");
+  ASSERT_TRUE(serve.wait_until_listening());
+  httplib::Client c("127.0.0.1", serve.port);
+  const httplib::Headers auth = {{"Authorization", "Bearer " + serve.token}};
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.Get("/healthz"));
+  ASSERT_TRUE(c.Get("/api/v1/executions/a%2Fb", auth));  // 404, by its route's pattern.
+  auto r = c.Get("/metrics", auth);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  const std::string& text = r->body;
+  EXPECT_THAT(text, HasSubstr("stagelog_build_info{version=\"" STAGELOG_VERSION_STRING "\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("stagelog_http_requests_total{route=\"/healthz\",method=\"GET\","
+                              "status=\"200\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("stagelog_http_requests_total{route=\"/api/v1/executions/{id}\","
+                              "method=\"GET\",status=\"404\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("stagelog_http_request_duration_seconds_count{route=\"/healthz\"} "
+                              "3\n"));
+  EXPECT_THAT(text, HasSubstr("stagelog_http_request_duration_seconds_bucket{route=\"/healthz\","
+                              "le=\"+Inf\"} 3\n"));
+
+  // Every sample belongs to a family announced by # HELP and # TYPE, with a valid name, and
+  // the process' numbers are plausible.
+  std::set<std::string> families;
+  std::map<std::string, double> plain;
+  std::istringstream lines(text);
+  std::string line;
+  // name{label="value",...} number; a value may hold } (a route pattern's "{id}").
+  const std::regex sample(
+      R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (\S+))");
+  while (std::getline(lines, line)) {
+    std::smatch m;
+    if (line.starts_with("# TYPE ")) {
+      families.insert(line.substr(7, line.find(' ', 7) - 7));
+      continue;
+    }
+    if (line.starts_with("#")) continue;
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << line;
+    std::string name = m[1];
+    std::string family = std::regex_replace(name, std::regex("_(bucket|sum|count)$"), "");
+    EXPECT_TRUE(families.count(name) || families.count(family)) << "no # TYPE for " << line;
+    if (!m[2].matched) plain[name] = std::stod(m[5]);
+  }
+  EXPECT_GT(plain["process_open_fds"], 3);
+  EXPECT_GT(plain["process_resident_memory_bytes"], 1 << 20);
+  EXPECT_GE(plain["process_cpu_seconds_total"], 0);
+  const double now = static_cast<double>(wall_now_ns()) / 1e9;
+  EXPECT_NEAR(plain["process_start_time_seconds"], now, 120);
+
+  // Prometheus' own linter, where it is installed (Debian's prometheus package has it).
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    const fs::path file = dir.path() / "metrics.txt";
+    std::ofstream(file) << text;
+    const std::string command = "promtool check metrics < " + file.string() + " 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string said;
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, pipe) != nullptr) said += buf;
+    EXPECT_EQ(pclose(pipe), 0) << said;
+  }
 }
 
 }  // namespace

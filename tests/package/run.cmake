@@ -39,7 +39,9 @@ if(NOT out MATCHES "^served on [1-9][0-9]*")
   message(FATAL_ERROR "unexpected output of server_consumer:\n${out}")
 endif()
 
-# pkg-config, which leaves the C++ standard to the consumer.
+# pkg-config, which leaves the C++ standard to the consumer: a C++23 one stays C++23 (a
+# -std=c++20 from the .pc file after its own would downgrade it), and its version is the
+# header's (VERSION, from the outer build's project()).
 file(GLOB_RECURSE pc_file ${prefix}/stagelog.pc)
 get_filename_component(pc_dir "${pc_file}" DIRECTORY)
 set(ENV{PKG_CONFIG_PATH} "${pc_dir}")
@@ -48,6 +50,19 @@ execute_process(COMMAND pkg-config --cflags --libs stagelog OUTPUT_VARIABLE flag
 if(NOT status EQUAL 0)
   message(FATAL_ERROR "pkg-config does not find stagelog")
 endif()
+if(flags MATCHES "-std=")
+  message(FATAL_ERROR "the .pc file sets the C++ standard: ${flags}")
+endif()
+execute_process(COMMAND pkg-config --modversion stagelog OUTPUT_VARIABLE pc_version
+                OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT pc_version STREQUAL VERSION)
+  message(FATAL_ERROR "pkg-config says version '${pc_version}', the project is ${VERSION}")
+endif()
 separate_arguments(flags UNIX_COMMAND "${flags}")
-run(${CXX} -std=c++20 ${SOURCE_DIR}/main.cpp -o ${WORK_DIR}/consumer-pc ${flags})
+run(${CXX} -std=c++23 -DSTAGELOG_PACKAGE_VERSION="${VERSION}" ${SOURCE_DIR}/main.cpp
+    -o ${WORK_DIR}/consumer-pc ${flags})
 check_consumer(${WORK_DIR}/consumer-pc)
+# ... and C++23 it is: __cplusplus past C++20's 202002L.
+file(WRITE ${WORK_DIR}/std.cpp "#include <stagelog/stagelog.hpp>\n"
+     "static_assert(__cplusplus > 202002L, \"not C++23\");\nint main() {}\n")
+run(${CXX} -std=c++23 ${WORK_DIR}/std.cpp -o ${WORK_DIR}/std ${flags})

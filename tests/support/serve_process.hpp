@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -65,11 +66,13 @@ class ServeProcess {
   ServeProcess& operator=(const ServeProcess&) = delete;
 
   // Reads stdout until "listening on http://127.0.0.1:PORT" (at most 30 s): the port, and the
-  // admin token if the process printed one. False if it never said so.
+  // admin token if the process made one (read from the admin-token file it names, since stdout
+  // is no terminal here). False if it never said so.
   bool wait_until_listening() {
     using namespace std::chrono_literals;
     static const std::regex listening(R"(listening on http://127\.0\.0\.1:([0-9]+))");
     static const std::regex token_line(R"(admin token: (slg_[A-Za-z0-9_-]+))");
+    static const std::regex token_file(R"(admin token, written to (\S+) \(mode 0600)");
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     std::string text;
     char buf[512];
@@ -82,7 +85,13 @@ class ServeProcess {
       std::smatch m;
       if (std::regex_search(text, m, listening)) {
         port = std::stoi(m[1]);
-        if (std::regex_search(text, m, token_line)) token = m[1];
+        if (std::regex_search(text, m, token_line)) {
+          token = m[1];
+        } else if (std::regex_search(text, m, token_file)) {
+          // Not a terminal: the token is only in its 0600 file.
+          std::ifstream in(m[1].str());
+          std::getline(in, token);
+        }
         return true;
       }
     }

@@ -17,6 +17,19 @@
 
 namespace stagelog::server {
 
+// A request the server answered, as ServerOptions::on_request is told of it (an access log).
+// The views are valid during the call only.
+struct RequestRecord {
+  std::string_view method;  // "GET"
+  std::string_view target;  // As sent, with its query: "/api/v1/executions?status=failed".
+  std::string_view route;   // The route's pattern ("/api/v1/executions/{id}"), "" for none.
+  std::string_view remote;  // The client's address and port: "127.0.0.1:53122".
+  int status = 0;
+  std::optional<std::size_t> body_bytes;  // The answer's body before compression; none for a
+                                          // stream.
+  std::chrono::nanoseconds duration{0};   // From its headers read to its answer made.
+};
+
 struct ServerOptions {
   std::string host = "127.0.0.1";  // Loopback unless told: "0.0.0.0" listens everywhere.
   int port = 0;                    // 0: any free port; Server::port() says which.
@@ -94,6 +107,9 @@ struct ServerOptions {
   std::function<std::int64_t()> clock;
   // Errors no request sees (a failed purge). Default: one line on stderr. Never gets a token.
   std::function<void(std::string_view)> on_error;
+  // Each request answered, once its answer is made (from the request threads, at once): an
+  // access log. None by default. Never gets a token (headers are not passed).
+  std::function<void(const RequestRecord&)> on_request;
 };
 
 // `stagelog serve`: the HTTP API over a Store.
@@ -162,6 +178,9 @@ class Server {
   // Re-reads the tokens file now, changed or not (`stagelog serve` on SIGHUP): how many tokens
   // it holds, or why it was not taken (the tokens read before stay). Any thread.
   Result<std::size_t> reload_tokens();
+  // Replaces the alert rules and webhooks (`stagelog serve` on SIGHUP reads its --alerts file
+  // again): the rules count afresh from now; GET /api/v1/alerts starts a new list. Any thread.
+  void reload_alerts(const AlertConfig& alerts);
 
   // Removes expired data now, as the purge thread does every purge_interval. Returns how
   // many attempts and events it removed.
