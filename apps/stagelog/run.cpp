@@ -20,6 +20,7 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -28,11 +29,13 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "base/errno_text.hpp"
 #include "commands.hpp"
 #include "duration.hpp"
+#include "format/line_reader.hpp"
 #include "stagelog/agent.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/recorder.hpp"
@@ -248,7 +251,15 @@ class SignalRelay {
 // between UTF-8 characters; what is left when the stream ends is the last line.
 class LineSplitter {
  public:
-  explicit LineSplitter(Logger log) : log_(log) {}
+  // A line that holds a stage line (any format detail::LineReader reads) becomes that stage's
+  // event, for the worker the line names, with the fields parent_worker and parent_stage: the
+  // stage `stagelog run` itself records, which it nests in.
+  LineSplitter(Logger log, const detail::LineReader& reader, std::string parent_worker,
+               std::string parent_stage)
+      : log_(log),
+        reader_(reader),
+        parent_worker_(std::move(parent_worker)),
+        parent_stage_(std::move(parent_stage)) {}
 
   void feed(std::string_view data) {
     buffer_.append(data);
@@ -292,11 +303,41 @@ class LineSplitter {
   }
 
   void record(std::string_view line) {
-    log_.info(line);
     ++lines_;
+    if (line.find("Stage: ") != std::string_view::npos && record_stage(line)) return;
+    log_.info(line);
+  }
+
+  bool record_stage(std::string_view line) {
+    auto e = reader_.read(line);
+    if (!e || (e->kind != Kind::Stage && e->kind != Kind::Run)) return false;
+    std::int64_t begin = 0;
+    if (e->elapsed_ns) {
+      // The line's time as begin ticks: now, less the seconds in the recorder's ticks (a
+      // billion ticks measured in seconds gives the rate).
+      std::int64_t now = log_.now_ticks();
+      double gig_seconds = log_.seconds_since(now - 1'000'000'000);
+      if (gig_seconds > 0) {
+        begin = now - std::llround(static_cast<double>(*e->elapsed_ns) / 1e9 / gig_seconds * 1e9);
+        if (begin == 0) begin = -1;
+      }
+    }
+    std::vector<Kv> fields = {kv("parent_worker", parent_worker_),
+                              kv("parent_stage", parent_stage_)};
+    std::string status_text;
+    if (const FieldValue* text = e->field("status_text");
+        text != nullptr && std::holds_alternative<std::string_view>(*text)) {
+      status_text = std::string(std::get<std::string_view>(*text));
+      fields.push_back(kv("status_text", status_text));
+    }
+    log_.event(e->kind, e->level, e->status, e->stage, e->message, fields, begin, false, e->worker);
+    return true;
   }
 
   Logger log_;
+  const detail::LineReader& reader_;
+  std::string parent_worker_;
+  std::string parent_stage_;
   std::string buffer_;
   std::uint64_t lines_ = 0;
 };
@@ -401,8 +442,9 @@ int run_command(const RunOptions& o) {
     const Logger& log = agent.logger();
     agent.initialized(kv("command", command_line));
     agent.starting();
-    LineSplitter out(recorder.component("stdout"));
-    LineSplitter err(recorder.component("stderr"));
+    const detail::LineReader reader;
+    LineSplitter out(recorder.component("stdout"), reader, o.worker, o.stage);
+    LineSplitter err(recorder.component("stderr"), reader, o.worker, o.stage);
     StageScope stage(log, o.stage);
 
     Spawned child = spawn(o.command, out_write.get(), err_write.get(), signals.child_defaults());
@@ -532,9 +574,11 @@ Command add_run(CLI::App& app) {
       "stagelog worker: 'Stage: S - Starting', 'Running (30.0s)' lines and heartbeats while it\n"
       "runs, then 'Complete (1.2s)' or 'Failed (1.2s): exit code 3'. Each line the command\n"
       "writes to stdout or stderr becomes an event of component stdout or stderr (shown on our\n"
-      "stderr unless --quiet). The exit status is the command's: 128+N when signal N killed it,\n"
-      "127 when it cannot be found, 126 when it cannot be run. SIGINT, SIGTERM, SIGHUP, SIGQUIT,\n"
-      "SIGUSR1 and SIGUSR2 are passed on to the command.");
+      "stderr unless --quiet); a stage line among them ('[T0_00] Stage: AGENT - Starting', in any\n"
+      "format stagelog parse reads) becomes a stage event of the worker it names, with fields\n"
+      "parent_worker and parent_stage. The exit status is the command's: 128+N when signal N\n"
+      "killed it, 127 when it cannot be found, 126 when it cannot be run. SIGINT, SIGTERM,\n"
+      "SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on to the command.");
   cmd->add_option("--worker", options->worker, "Worker id of the events (gpu-1, T0_00)")
       ->type_name("W")
       ->required();

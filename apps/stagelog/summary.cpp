@@ -22,6 +22,7 @@
 #include "base/time_text.hpp"
 #include "commands.hpp"
 #include "format/format.hpp"
+#include "format/line_reader.hpp"
 #include "log_lines.hpp"
 #include "stagelog/parse.hpp"
 
@@ -34,6 +35,7 @@ constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 struct SummaryOptions {
   std::vector<std::string> files;
   std::string format = "table";
+  std::string log_format = "auto";
   bool quiet = false;
 };
 
@@ -401,6 +403,10 @@ Command add_summary(CLI::App& app) {
   cmd->add_option("files", options->files, "Files to read; '-' or none reads stdin");
   cmd->add_option("--format", options->format, "table (default) or json: one JSON object")
       ->check(CLI::IsMember({"table", "json"}));
+  cmd->add_option("--log-format", options->log_format,
+                  "Input format (as stagelog parse --format): " +
+                      std::string(detail::LineReader::format_names()))
+      ->default_str("auto");
   cmd->add_flag("-q,--quiet", options->quiet, "Do not report skipped lines");
   cmd->footer(
       "Lines look like\n"
@@ -430,10 +436,11 @@ Command add_summary(CLI::App& app) {
   return [options]() -> int {
     std::ios::sync_with_stdio(false);  // Only std::cin is read; output goes through stdio.
     Summary summary;
+    detail::LineReader reader(options->log_format);
     read_log_lines(options->files, "summary", options->quiet,
-                   [&summary](std::string_view line, std::string& error) {
+                   [&summary, &reader](std::string_view line, std::string& error) {
                      summary.count_line();
-                     auto event = parse_event(line, &error);
+                     auto event = reader.read(line, &error);
                      if (!event) {
                        summary.count_skipped();
                        return false;

@@ -15,12 +15,36 @@
 #include <thread>
 #include <utility>
 
+#include "format/format.hpp"
+#include "format/line_reader.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 
 namespace stagelog::cli {
 
 namespace {
+
+// What tail prints of an event comes from its text: control characters in it are escaped
+// (\n, \x1b ...) as it is read, so a message cannot forge a line of tail's own or reach the
+// terminal as an escape sequence.
+void make_printable(std::string& text) {
+  bool control = std::any_of(text.begin(), text.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (!control) return;
+  std::string out;
+  detail::append_escaped_text(out, text);
+  text = std::move(out);
+}
+
+void make_printable(OwnedEvent& e) {
+  make_printable(e.run);
+  make_printable(e.worker);
+  make_printable(e.component);
+  make_printable(e.stage);
+  make_printable(e.message);
+}
 
 namespace fs = std::filesystem;
 
@@ -141,6 +165,7 @@ std::vector<OwnedEvent> FileSource::poll(std::int64_t now_ns) {
     scan();
     last_scan_ = now_ns;
   }
+  static const detail::LineReader reader;  // Every format parse reads, found by itself.
   std::vector<OwnedEvent> events;
   Lines lines;
   std::string error;
@@ -149,7 +174,8 @@ std::vector<OwnedEvent> FileSource::poll(std::int64_t now_ns) {
     file->poll(lines);
     for (auto& [number, line] : lines) {
       if (line.empty()) continue;
-      if (auto e = parse_event(line, &error)) {
+      if (auto e = reader.read(line, &error)) {
+        make_printable(*e);
         events.push_back(std::move(*e));
       } else {
         ++skipped_;
@@ -293,6 +319,7 @@ std::vector<OwnedEvent> ServerSource::poll(std::chrono::milliseconds wait) {
     if (e.type == "event") {
       std::string error;
       if (auto parsed = parse_json_event(e.data, &error)) {
+        make_printable(*parsed);
         out.push_back(std::move(*parsed));
       } else {
         note("unreadable event from the server: " + error);

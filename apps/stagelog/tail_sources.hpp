@@ -22,7 +22,10 @@ namespace stagelog::cli {
 // The files named on the command line and the *.jsonl files under the folders named there
 // (looked for again every half second, three levels deep). Each file is followed through
 // rotation (the rest of the old file is read first) and truncation; its complete lines are
-// read as JSONL or seed-format text events. A line that is neither is counted and skipped.
+// read as events in any format `stagelog parse` reads (detail::LineReader). A line that holds
+// none is counted and skipped. Control characters in an event's texts (from a file or the
+// server) are escaped as it is read, so nothing tail prints can forge a line or move the
+// terminal's cursor.
 // The constructor throws Error when a root does not exist.
 class FileSource {
  public:
