@@ -16,5 +16,6 @@ Command add_tail(CLI::App& app);
 Command add_token(CLI::App& app);
 Command add_serve(CLI::App& app);
 Command add_migrate(CLI::App& app);
+Command add_report(CLI::App& app);
 
 }  // namespace stagelog::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   stagelog::cli::Command token = stagelog::cli::add_token(app);
   stagelog::cli::Command serve = stagelog::cli::add_serve(app);
   stagelog::cli::Command migrate = stagelog::cli::add_migrate(app);
+  stagelog::cli::Command report = stagelog::cli::add_report(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("token")) return token();
     if (app.got_subcommand("serve")) return serve();
     if (app.got_subcommand("migrate")) return migrate();
+    if (app.got_subcommand("report")) return report();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stagelog: %s\n", e.what());
     return 2;

@@ -21,6 +21,7 @@
 #include "server/http.hpp"
 #include "server/ingest.hpp"
 #include "server/live.hpp"
+#include "server/report.hpp"
 #include "server/routes.hpp"
 #include "server/store_health.hpp"
 #include "server/stream.hpp"
@@ -85,10 +86,14 @@ class Api {
   ApiResponse post_events(ApiRequest&, const RouteMatch&);
   ApiResponse list_executions(ApiRequest&, const RouteMatch&);
   ApiResponse export_csv(ApiRequest&, const RouteMatch&);
+  ApiResponse export_jsonl(ApiRequest&, const RouteMatch&);
+  ApiResponse get_report(ApiRequest&, const RouteMatch&);
   ApiResponse stage_stats(ApiRequest&, const RouteMatch&);
   ApiResponse failure_stats(ApiRequest&, const RouteMatch&);
 
  private:
+  // export_csv and export_jsonl (api_listings.cpp).
+  ApiResponse export_rows(ApiRequest& req, bool csv);
   std::optional<ApiError> authorize(const ApiRequest& request, Access access) const;
   // When what a write stores expires: now + ?retention= (capped), or the default retention.
   Result<std::int64_t, ApiError> expiry(const ApiRequest& request) const;
@@ -119,6 +124,7 @@ class Api {
   const server::ServerOptions& options_;
   StoreHealth health_;
   IngestWriter writer_;
+  ReportIncidents incidents_;  // Before alert_engine_, which reads it, and live_, which feeds it.
   std::unique_ptr<AlertEngine> alert_engine_;  // None without rules. Outlives live_.
   StreamHub hub_;  // Before live_, which publishes to it (and the alerts, which do too).
   LiveState live_;
