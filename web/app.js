@@ -11,6 +11,7 @@ import * as execution from './js/pages/execution.js';
 import * as timeline from './js/pages/timeline.js';
 import * as workers from './js/pages/workers.js';
 import * as stages from './js/pages/stages.js';
+import * as report from './js/pages/report.js';
 
 // [first path segment, segment count or null for any, page, nav section]
 const ROUTES = [
@@ -20,6 +21,7 @@ const ROUTES = [
   ['timeline', 1, timeline, 'timeline'],
   ['workers', 1, workers, 'workers'],
   ['stages', 1, stages, 'stages'],
+  ['report', 1, report, 'report'],
 ];
 
 const main = document.getElementById('main');

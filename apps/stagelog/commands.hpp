@@ -16,6 +16,7 @@ Command add_tail(CLI::App& app);
 Command add_token(CLI::App& app);
 Command add_serve(CLI::App& app);
 Command add_migrate(CLI::App& app);
+Command add_report(CLI::App& app);
 // help and completion read the commands registered before them: add them last.
 Command add_help(CLI::App& app);
 Command add_completion(CLI::App& app);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   stagelog::cli::Command token = stagelog::cli::add_token(app);
   stagelog::cli::Command serve = stagelog::cli::add_serve(app);
   stagelog::cli::Command migrate = stagelog::cli::add_migrate(app);
+  stagelog::cli::Command report = stagelog::cli::add_report(app);
   stagelog::cli::Command help = stagelog::cli::add_help(app);
   stagelog::cli::Command completion = stagelog::cli::add_completion(app);
   try {
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("token")) return token();
     if (app.got_subcommand("serve")) return serve();
     if (app.got_subcommand("migrate")) return migrate();
+    if (app.got_subcommand("report")) return report();
     if (app.got_subcommand("help")) return help();
     if (app.got_subcommand("completion")) return completion();
   } catch (const std::exception& e) {

@@ -21,6 +21,7 @@
 #include "net/byte_stream.hpp"
 #include "net/http_client.hpp"
 #include "server/http_errors.hpp"
+#include "server/report.hpp"
 #include "stagelog/error.hpp"
 
 namespace stagelog {
@@ -31,12 +32,13 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-constexpr std::array<std::pair<AlertType, std::string_view>, 5> kTypes = {{
+constexpr std::array<std::pair<AlertType, std::string_view>, 6> kTypes = {{
     {AlertType::RepeatedFailures, "repeated_failures"},
     {AlertType::Stuck, "stuck"},
     {AlertType::Silent, "silent"},
     {AlertType::Crashed, "crashed"},
     {AlertType::SlowStage, "slow_stage"},
+    {AlertType::Report, "report"},
 }};
 
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
@@ -87,6 +89,37 @@ void check_header(const std::string& name, const std::string& value, const std::
   });
   if (!token) bad(where, "\"" + name + "\" is not a header name");
   if (value.find_first_of("\r\n") != std::string::npos) bad(where, "a value may not break lines");
+}
+
+// "08:00": minutes after midnight.
+int time_of_day_of(const Json& v, const std::string& where) {
+  const std::string text = v.is_string() ? v.get<std::string>() : std::string();
+  bool ok = text.size() == 5 && text[2] == ':' &&
+            std::isdigit(static_cast<unsigned char>(text[0])) &&
+            std::isdigit(static_cast<unsigned char>(text[1])) &&
+            std::isdigit(static_cast<unsigned char>(text[3])) &&
+            std::isdigit(static_cast<unsigned char>(text[4]));
+  int h = ok ? (text[0] - '0') * 10 + (text[1] - '0') : 0;
+  int m = ok ? (text[3] - '0') * 10 + (text[4] - '0') : 0;
+  if (!ok || h > 23 || m > 59) bad(where, "expected a time of day like \"08:00\", got " + v.dump());
+  return h * 60 + m;
+}
+
+// "UTC", "+02:00", "-05:30": minutes east of UTC.
+int utc_offset_of(const Json& v, const std::string& where) {
+  const std::string text = v.is_string() ? v.get<std::string>() : std::string();
+  if (text == "UTC" || text == "Z") return 0;
+  bool ok = text.size() == 6 && (text[0] == '+' || text[0] == '-') && text[3] == ':';
+  for (std::size_t i : {1, 2, 4, 5}) ok = ok && std::isdigit(static_cast<unsigned char>(text[i]));
+  int h = ok ? (text[1] - '0') * 10 + (text[2] - '0') : 0;
+  int m = ok ? (text[4] - '0') * 10 + (text[5] - '0') : 0;
+  if (!ok || h > 14 || m > 59) {
+    bad(where,
+        "expected \"UTC\" or an offset from UTC like \"+02:00\" (a zone name such as "
+        "Europe/Paris is not taken: its offset changes with daylight saving), got " +
+            v.dump());
+  }
+  return (text[0] == '-' ? -1 : 1) * (h * 60 + m);
 }
 
 }  // namespace
@@ -159,7 +192,8 @@ AlertConfig parse_alert_config(std::string_view text) {
     auto t = std::find_if(kTypes.begin(), kTypes.end(), [&](auto& p) { return p.second == type; });
     if (t == kTypes.end()) {
       bad(where + ".type",
-          "expected repeated_failures, stuck, silent, crashed or slow_stage, got \"" + type + "\"");
+          "expected repeated_failures, stuck, silent, crashed, slow_stage or report, got \"" +
+              type + "\"");
     }
     rule.type = t->first;
     switch (rule.type) {
@@ -170,8 +204,37 @@ AlertConfig parse_alert_config(std::string_view text) {
         only_keys(r, where,
                   {"name", "type", "stage", "factor", "min_count", "cooldown", "webhooks"});
         break;
+      case AlertType::Report:
+        only_keys(r, where,
+                  {"name", "type", "every", "at", "time_zone", "format", "ui_url", "webhooks"});
+        break;
       default:
         only_keys(r, where, {"name", "type", "cooldown", "webhooks"});
+    }
+    if (r.contains("every")) {
+      rule.every = duration_of(r["every"], where + ".every", false);
+      if (rule.every < std::chrono::minutes(1)) {
+        bad(where + ".every", "expected a minute or more, got " + r["every"].dump());
+      }
+    }
+    if (r.contains("at")) rule.at_minute = time_of_day_of(r["at"], where + ".at");
+    if (r.contains("time_zone")) {
+      rule.utc_offset_minutes = utc_offset_of(r["time_zone"], where + ".time_zone");
+    }
+    if (r.contains("format")) {
+      rule.format = text_of(r["format"], where + ".format");
+      if (rule.format != "markdown" && rule.format != "json") {
+        bad(where + ".format", "expected markdown or json, got \"" + rule.format + "\"");
+      }
+    }
+    if (r.contains("ui_url")) {
+      rule.ui_url = text_of(r["ui_url"], where + ".ui_url");
+      try {
+        detail::parse_url(rule.ui_url);
+      } catch (const Error& e) {
+        bad(where + ".ui_url", e.what());
+      }
+      if (!rule.ui_url.ends_with('/')) rule.ui_url += '/';
     }
     if (r.contains("stage")) rule.stage = text_of(r["stage"], where + ".stage");
     if (r.contains("count")) rule.count = count_of(r["count"], where + ".count", 1'000'000);
@@ -326,7 +389,15 @@ void AlertEngine::fire_locked(const AlertRule& rule, const std::string& incident
 
   recent_.push_front(body);
   if (recent_.size() > kRecent) recent_.pop_back();
+  fired_.push_back(
+      FiredAlert{at_ns, rule.name, std::string(server::alert_type_name(rule.type)), summary});
+  if (fired_.size() > kFired) fired_.pop_front();
   if (hooks_.publish) hooks_.publish(body);
+  enqueue_locked(rule, id, body);
+}
+
+void AlertEngine::enqueue_locked(const AlertRule& rule, const std::string& id,
+                                 const std::string& body) {
   for (std::size_t w = 0; w < config_.webhooks.size(); ++w) {
     const std::string& name = config_.webhooks[w].name;
     if (!rule.webhooks.empty() &&
@@ -396,6 +467,7 @@ void AlertEngine::watchdog_report(const Event& report) {
 }
 
 void AlertEngine::evaluate(std::int64_t now_ns) {
+  send_reports(now_ns);
   bool any = std::any_of(config_.rules.begin(), config_.rules.end(),
                          [](const AlertRule& r) { return r.type == AlertType::SlowStage; });
   if (!any || (hooks_.leading && !hooks_.leading())) return;
@@ -442,6 +514,95 @@ void AlertEngine::evaluate(std::int64_t now_ns) {
   }
 }
 
+std::int64_t AlertEngine::report_due(const AlertRule& rule, std::int64_t now_ns) {
+  constexpr std::int64_t kMinuteNs = 60'000'000'000;
+  const std::int64_t every = rule.every.count();
+  const std::int64_t anchor = (rule.at_minute - rule.utc_offset_minutes) * kMinuteNs;
+  std::int64_t periods = (now_ns - anchor) / every;
+  if ((now_ns - anchor) % every < 0) --periods;  // Floor, before the anchor too.
+  return anchor + periods * every;
+}
+
+void AlertEngine::send_reports(std::int64_t now_ns) {
+  for (const AlertRule& rule : config_.rules) {
+    if (rule.type != AlertType::Report) continue;
+    if (hooks_.leading && !hooks_.leading()) return;
+    const std::int64_t end = report_due(rule, now_ns);
+    {
+      std::lock_guard lock(mutex_);
+      auto it = report_sent_.find(rule.name);
+      if (it != report_sent_.end() && it->second >= end) continue;
+    }
+    const std::string id = rule.name + "/" + iso_timestamp(end);
+    auto fail = [&](const std::string& what, const Error& e) {
+      if (hooks_.on_error) {
+        hooks_.on_error("alerts: report " + id + ": " + what + " (tried again later): " + e.what());
+      }
+    };
+    // Sent already (by this server before a restart, or by another one sharing the store)?
+    const store::BatchRecord record{"report/" + id, 200, "", now_ns};
+    auto known = store_.batch(record.key, now_ns);
+    if (!known) {
+      fail("cannot read whether it was sent", known.error());
+      continue;
+    }
+    if (*known) {
+      std::lock_guard lock(mutex_);
+      report_sent_[rule.name] = end;
+      continue;
+    }
+    ReportQuery query;
+    query.since_ns = end - rule.every.count();
+    query.until_ns = end;
+    query.ui_base = rule.ui_url;
+    auto report = build_report(store_, query, now_ns);
+    if (!report) {
+      fail("cannot make it", report.error());
+      continue;
+    }
+    if (hooks_.incidents) report->workers = hooks_.incidents->between(query.since_ns, end);
+    report->alerts = fired(query.since_ns, end);
+    std::string body;
+    if (rule.format == "json") {
+      Json json = Json::parse(report_json(*report));
+      json.erase("success");
+      Json out = Json::object();
+      out["report_id"] = id;
+      out["rule"] = rule.name;
+      out.update(json);
+      body = dump_json(out);
+    } else {
+      Json out = Json::object();
+      out["text"] = report_markdown(*report);
+      body = dump_json(out);
+    }
+    // Recorded before it is sent: a server that dies in between loses this one report rather
+    // than two servers sending it. The record outlives the period it stands for.
+    const store::EventsWrite claim{{}, end + 2 * rule.every.count(), &record};
+    auto claimed = store_.write(std::span(&claim, 1), {});
+    if (!claimed) {
+      auto again = store_.batch(record.key, now_ns);
+      if (!again || !*again) {
+        fail("cannot record it as sent", claimed.error());
+        continue;
+      }
+      // Another server recorded it first: it sends it.
+    }
+    std::lock_guard lock(mutex_);
+    report_sent_[rule.name] = end;
+    if (claimed) enqueue_locked(rule, id, body);
+  }
+}
+
+std::vector<FiredAlert> AlertEngine::fired(std::int64_t since_ns, std::int64_t until_ns) const {
+  std::lock_guard lock(mutex_);
+  std::vector<FiredAlert> out;
+  for (const FiredAlert& a : fired_) {
+    if (a.at_ns >= since_ns && a.at_ns < until_ns) out.push_back(a);
+  }
+  return out;
+}
+
 std::string AlertEngine::recent_json() const {
   std::lock_guard lock(mutex_);
   std::string out = R"({"success":true,"alerts":[)";
@@ -478,6 +639,7 @@ bool AlertEngine::deliver(const Delivery& d, std::string& error) {
 
 void AlertEngine::loop() {
   using Clock = std::chrono::steady_clock;
+  if (hooks_.clock) send_reports(hooks_.clock());  // One due while no server ran goes now.
   auto next_evaluation = Clock::now() + config_.evaluate_every;
   std::unique_lock lock(mutex_);
   while (!stopping_) {

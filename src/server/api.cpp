@@ -39,6 +39,7 @@ constexpr std::array kRoutes = {
     Route{"/api/v1/events", kPost, Access::Ingest, &Api::post_events},
     Route{"/api/v1/executions", kGetHead, Access::Read, &Api::list_executions},
     Route{"/api/v1/executions.csv", kGetHead, Access::Read, &Api::export_csv},
+    Route{"/api/v1/executions.jsonl", kGetHead, Access::Read, &Api::export_jsonl},
     Route{"/api/v1/executions/{id}", kGetHead, Access::Read, &Api::get_execution},
     Route{"/api/v1/executions/{id}", kPut, Access::Ingest, &Api::put_execution},
     Route{"/api/v1/executions/{id}/attempts", kGetHead, Access::Read, &Api::attempts},
@@ -48,6 +49,7 @@ constexpr std::array kRoutes = {
     Route{"/api/v1/stats/stages", kGetHead, Access::Read, &Api::stage_stats},
     Route{"/api/v1/stats/failures", kGetHead, Access::Read, &Api::failure_stats},
     Route{"/api/v1/alerts", kGetHead, Access::Read, &Api::alerts},
+    Route{"/api/v1/report", kGetHead, Access::Read, &Api::get_report},
     Route{"/api/v1/stream", kGet, Access::Read, &Api::stream},
     Route{"/api/{*rest}", 0, Access::Public, nullptr},  // No other row: 404.
     Route{"/{*file}", kGetHead, Access::Public, &Api::web_file},
@@ -65,6 +67,7 @@ Api::Api(store::Store& store, std::unique_ptr<TokenSource> tokens,
       alert_engine_(make_alert_engine(options.alerts)),
       hub_(options.stream_history, options.stream_history_bytes),
       live_(options.watchdog, &hub_, [this](const Event& report) {
+        if (auto incident = worker_incident(report)) incidents_.add(std::move(*incident));
         if (auto engine = alert_engine()) engine->watchdog_report(report);
       }) {}
 
@@ -74,7 +77,7 @@ std::shared_ptr<AlertEngine> Api::make_alert_engine(const server::AlertConfig& c
       config, store_,
       AlertEngine::Hooks{options_.clock, options_.on_error,
                          [this](const std::string& alert) { hub_.publish({alert_entry(alert)}); },
-                         [this] { return leading(); }});
+                         [this] { return leading(); }, &incidents_});
 }
 
 void Api::reload_alerts(const server::AlertConfig& config) {

@@ -21,6 +21,7 @@
 #include "server/http.hpp"
 #include "server/ingest.hpp"
 #include "server/live.hpp"
+#include "server/report.hpp"
 #include "server/routes.hpp"
 #include "server/server_metrics.hpp"
 #include "server/store_health.hpp"
@@ -94,10 +95,14 @@ class Api {
   ApiResponse post_events(ApiRequest&, const RouteMatch&);
   ApiResponse list_executions(ApiRequest&, const RouteMatch&);
   ApiResponse export_csv(ApiRequest&, const RouteMatch&);
+  ApiResponse export_jsonl(ApiRequest&, const RouteMatch&);
+  ApiResponse get_report(ApiRequest&, const RouteMatch&);
   ApiResponse stage_stats(ApiRequest&, const RouteMatch&);
   ApiResponse failure_stats(ApiRequest&, const RouteMatch&);
 
  private:
+  // export_csv and export_jsonl (api_listings.cpp).
+  ApiResponse export_rows(ApiRequest& req, bool csv);
   std::optional<ApiError> authorize(const ApiRequest& request, Access access) const;
   // When what a write stores expires: now + ?retention= (capped), or the default retention.
   Result<std::int64_t, ApiError> expiry(const ApiRequest& request) const;
@@ -128,6 +133,7 @@ class Api {
   const server::ServerOptions& options_;
   StoreHealth health_;
   IngestWriter writer_;
+  ReportIncidents incidents_;  // Before alert_engine_, which reads it, and live_, which feeds it.
   // The alerts engine, none without rules; replaced whole by reload_alerts(), so it is read
   // through alert_engine(), which keeps the one it returns alive. Outlives live_.
   std::shared_ptr<AlertEngine> alert_engine() const { return alert_engine_.load(); }

@@ -406,6 +406,27 @@ describe('stagelog web UI', () => {
     await shot('stages');
   });
 
+  it('shows the report of the last 24 hours, and its HTML renders as a page of its own', async () => {
+    await go('#/report?range=24h');
+    await page.waitForSelector('[data-kpi="executions"]');
+    assert.ok(Number(await page.locator('[data-kpi="executions"]').textContent()) >= 1);
+    assert.equal(await page.locator('svg.report-chart').count(), 1);
+    await shot('report');
+    // The self-contained HTML report, as a mail client shows it: its own CSS and SVG, no script.
+    const html = await page.evaluate(async () => {
+      const r = await fetch('/api/v1/report?since=24h&format=html',
+        { headers: { Authorization: `Bearer ${sessionStorage.getItem('stagelog.token')}` } });
+      return r.text();
+    });
+    assert.ok(html.startsWith('<!DOCTYPE html>'));
+    assert.ok(!html.includes('<script'));
+    const mail = await page.context().newPage();
+    await mail.setContent(html);
+    assert.ok(await mail.locator('svg').count() >= 1);
+    await mail.screenshot({ path: join(ARTIFACTS, 'report-html.png'), fullPage: true });
+    await mail.close();
+  });
+
   it('fits a phone\'s width on every page', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     for (const [hash, ready, name] of [
@@ -414,6 +435,7 @@ describe('stagelog web UI', () => {
       ['#/timeline?range=1h', '.gantt .bar', 'timeline'],
       ['#/workers', '.worker-card', 'workers'],
       ['#/stages', 'table.stages tbody tr', 'stages'],
+      ['#/report', '[data-kpi="executions"]', 'report'],
     ]) {
       await go(hash);
       await page.waitForSelector(ready);

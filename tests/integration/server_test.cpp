@@ -1525,8 +1525,11 @@ TEST_F(ServerTest, CsvExportHasOneRowPerStepAndParsesBackWithPythonsCsv) {
   ASSERT_TRUE(rows.is_array()) << "Python's csv module could not read it";
   ASSERT_EQ(rows.size(), 1u + 2 + 450 * 2 + 4);  // Header, job, bulk, the seed's 4 steps.
   EXPECT_EQ(rows[0][0], "tracking_id");
-  EXPECT_EQ(rows[0].size(), 15u);
-  for (const auto& row : rows) EXPECT_EQ(row.size(), 15u);
+  EXPECT_EQ(rows[0][14], "metadata");
+  // Then the steps' custom fields: those folded from events carry their worker.
+  EXPECT_EQ(rows[0].size(), 16u);
+  EXPECT_EQ(rows[0][15], "worker");
+  for (const auto& row : rows) EXPECT_EQ(row.size(), 16u);
   // Newest first: the job (now), then the bulk runs, the seed document (2024) last.
   EXPECT_EQ(rows[1][0], "job,\"1\"");
   EXPECT_EQ(rows[1][8], "S0");
@@ -1547,6 +1550,129 @@ TEST_F(ServerTest, CsvExportHasOneRowPerStepAndParsesBackWithPythonsCsv) {
   EXPECT_EQ(rows.size(), 1u + 4);
   ASSERT_STATUS(get("/api/v1/executions.csv?limit=5"), 400);
   ASSERT_STATUS(get("/api/v1/executions.csv?status=nope"), 400);
+}
+
+// Seed 004's own example of custom step fields ("Custom metadata", "Error classification"):
+// each becomes a column, in order of first appearance, and Python's csv module reads every
+// cell back whole; ?fields= chooses them; the JSONL export has the same rows with JSON types.
+TEST_F(ServerTest, ExportsKeepTheSeedsCustomStepFields) {
+  if (std::system("command -v python3 >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3 is not on PATH (CI installs it)";
+  }
+  start();
+  const std::string document = R"json({
+    "tracking_id": "60B3RNTB",
+    "execution_id": "exec_1703123456789_xyz123abc",
+    "started_at": "2024-01-15T10:30:00.000Z",
+    "company": "Acme Corp",
+    "steps": [
+      {"step": "initialization", "timestamp": "2024-01-15T10:30:00.000Z", "status": "completed",
+       "message": "Started processing for Acme Corp (comprehensive tier)"},
+      {"step": "complex_operation", "timestamp": "2024-01-15T10:31:00.000Z", "status": "failed",
+       "message": "Complex operation failed: timeout, \"model\" busy",
+       "error_details": "Error: timeout\n    at AIService.generateContent (worker.js:1234:56)",
+       "retry_attempt": 2,
+       "operation_params": {"model": "gpt-4", "max_tokens": 4096, "stop": ["\n", ","]}},
+      {"step": "operation_name", "timestamp": "2024-01-15T10:32:00.000Z", "status": "failed",
+       "message": "Clear description: timeout", "error_details": "Error: timeout",
+       "error_code": "=ETIMEDOUT", "retry_possible": true, "retry_attempt": -1,
+       "duration_ms": 1500}
+    ]})json";
+  ASSERT_STATUS(put("/api/v1/executions/60B3RNTB", document), 200);
+
+  auto r = get("/api/v1/executions.csv", read_);
+  ASSERT_STATUS(r, 200);
+  Json rows = rows_by_python_csv(dir_.path(), r->body);
+  ASSERT_TRUE(rows.is_array()) << "Python's csv module could not read it";
+  ASSERT_EQ(rows.size(), 4u);
+  const std::vector<std::string> header = rows[0];
+  ASSERT_EQ(header.size(), 20u);
+  // Named like the attempt's own column: step.duration_ms.
+  EXPECT_THAT(std::vector<std::string>(header.begin() + 15, header.end()),
+              ElementsAre("retry_attempt", "operation_params", "error_code", "retry_possible",
+                          "step.duration_ms"));
+  for (const auto& row : rows) EXPECT_EQ(row.size(), 20u);
+  EXPECT_EQ(rows[1][8], "initialization");
+  for (int c = 15; c < 20; ++c) EXPECT_EQ(rows[1][c], "");  // Absent: empty.
+  EXPECT_EQ(rows[2][8], "complex_operation");
+  EXPECT_EQ(rows[2][12], "Complex operation failed: timeout, \"model\" busy");
+  EXPECT_EQ(rows[2][13], "Error: timeout\n    at AIService.generateContent (worker.js:1234:56)");
+  EXPECT_EQ(rows[2][15], "2");
+  EXPECT_EQ(Json::parse(rows[2][16].get<std::string>()),
+            Json::parse(R"({"model": "gpt-4", "max_tokens": 4096, "stop": ["\n", ","]})"));
+  EXPECT_EQ(rows[3][15], "-1");           // A number stays one.
+  EXPECT_EQ(rows[3][17], "'=ETIMEDOUT");  // Text that a spreadsheet would run does not run.
+  EXPECT_EQ(rows[3][18], "true");
+  EXPECT_EQ(rows[3][19], "1500");
+
+  // Chosen fields, in the order asked; none; bad lists.
+  r = get("/api/v1/executions.csv?fields=error_code,retry_attempt&status=failed", read_);
+  ASSERT_STATUS(r, 200);
+  rows = rows_by_python_csv(dir_.path(), r->body);
+  ASSERT_TRUE(rows.is_array());
+  ASSERT_EQ(rows[0].size(), 17u);
+  EXPECT_EQ(rows[0][15], "error_code");
+  EXPECT_EQ(rows[0][16], "retry_attempt");
+  EXPECT_EQ(rows[3][15], "'=ETIMEDOUT");
+  r = get("/api/v1/executions.csv?fields=", read_);
+  ASSERT_STATUS(r, 200);
+  rows = rows_by_python_csv(dir_.path(), r->body);
+  ASSERT_TRUE(rows.is_array());
+  EXPECT_EQ(rows[0].size(), 15u);
+  ASSERT_STATUS(get("/api/v1/executions.csv?fields=a,,b"), 400);
+  ASSERT_STATUS(get("/api/v1/executions.csv?fields=a,a"), 400);
+  ASSERT_STATUS(get("/api/v1/executions.csv?fields=a&fields=b"), 400);
+
+  // JSONL: the same rows, every custom field with its JSON type.
+  r = get("/api/v1/executions.jsonl", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/x-ndjson");
+  std::vector<OrderedJson> lines;
+  std::istringstream in(r->body);
+  for (std::string line; std::getline(in, line);) lines.push_back(OrderedJson::parse(line));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["step"], "initialization");
+  EXPECT_FALSE(lines[0].contains("retry_attempt"));
+  EXPECT_EQ(lines[1]["retry_attempt"], 2);
+  EXPECT_EQ(lines[1]["operation_params"]["stop"][1], ",");
+  EXPECT_EQ(lines[1]["metadata"]["company"], "Acme Corp");
+  EXPECT_EQ(lines[2]["error_code"], "=ETIMEDOUT");  // JSON is not a spreadsheet.
+  EXPECT_EQ(lines[2]["retry_possible"], true);
+  EXPECT_EQ(lines[2]["step.duration_ms"], 1500);
+  EXPECT_EQ(lines[2]["duration_ms"], nullptr);  // The attempt's: not completed.
+  r = get("/api/v1/executions.jsonl?fields=retry_possible", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_THAT(r->body, HasSubstr(R"("retry_possible":true)"));
+  EXPECT_THAT(r->body, ::testing::Not(HasSubstr("retry_attempt")));
+}
+
+// GET /api/v1/report in its three formats, with a read token, and its bad parameters.
+TEST_F(ServerTest, ReportIsServedAsJsonMarkdownAndHtml) {
+  start();
+  const std::int64_t t = clock_.now();
+  ASSERT_STATUS(post(run_lines("job-1", t - 3600 * kSecond, 2)), 200);
+  auto r = get("/api/v1/report?since=24h", read_);
+  ASSERT_STATUS(r, 200);
+  Json report = Json::parse(r->body);
+  EXPECT_EQ(report["current"]["executions"], 1);
+  EXPECT_EQ(report["period"], "24h");
+  EXPECT_TRUE(report["workers"].is_array());
+  EXPECT_TRUE(report["alerts"].is_array());
+  r = get("/api/v1/report?since=24h&format=md", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/markdown; charset=utf-8");
+  EXPECT_THAT(r->body, HasSubstr("# stagelog report: the last 24h"));
+  r = get("/api/v1/report?since=7d&format=html", read_);
+  ASSERT_STATUS(r, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_THAT(r->get_header_value("Content-Security-Policy"), HasSubstr("default-src 'none'"));
+  EXPECT_THAT(r->body, HasSubstr("<!DOCTYPE html>"));
+  EXPECT_THAT(r->body, ::testing::Not(HasSubstr("<script")));
+  ASSERT_STATUS(client_->Get("/api/v1/report"), 401);
+  ASSERT_STATUS(get("/api/v1/report?format=pdf"), 400);
+  ASSERT_STATUS(get("/api/v1/report?since=soon"), 400);
+  ASSERT_STATUS(get("/api/v1/report?since=800d"), 400);
+  ASSERT_STATUS(get("/api/v1/report?limit=3"), 400);
 }
 
 TEST_F(ServerTest, ARunsEventsComeInPagesInOrder) {

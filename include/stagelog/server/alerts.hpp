@@ -22,7 +22,10 @@ namespace stagelog::server {
 //      {"name": "silent", "type": "silent"},          // heartbeats stopped
 //      {"name": "crashed", "type": "crashed"},        // the process is gone without a shutdown
 //      {"name": "agent-slow", "type": "slow_stage", "stage": "AGENT", "factor": 2,
-//       "min_count": 20}],
+//       "min_count": 20},
+//      {"name": "daily", "type": "report", "every": "24h", "at": "08:00",
+//       "time_zone": "+01:00", "format": "markdown", "ui_url": "https://logs.example/",
+//       "webhooks": ["chat"]}],
 //    "retry": {"attempts": 5, "first_delay": "1s"},
 //    "evaluate_every": "1m"}
 //
@@ -31,7 +34,15 @@ namespace stagelog::server {
 // is POSTed as JSON to every webhook (or those the rule names in "webhooks"), retried with
 // doubling delays until a 2xx answer; its "alert_id" (also the X-Stagelog-Alert-Id header)
 // stays the same across retries, so a receiver can drop a duplicate.
-enum class AlertType { RepeatedFailures, Stuck, Silent, Crashed, SlowStage };
+//
+// A report rule fires on a schedule instead: at every "at" (a time of day in its time zone),
+// and then every "every" after it, it posts the report of the period that just ended (its
+// length is "every") to its webhooks, as {"text": "<Markdown>"} (format "markdown", what a
+// Slack-compatible incoming webhook takes) or as the report's JSON (format "json", with
+// "report_id"). A period's report is sent once, even by several servers sharing one store and
+// across restarts: the server that sends it first records it in the store; one started after
+// a report was due sends it late. Its X-Stagelog-Alert-Id is "<rule>/<period end>".
+enum class AlertType { RepeatedFailures, Stuck, Silent, Crashed, SlowStage, Report };
 
 std::string_view alert_type_name(AlertType type) noexcept;
 
@@ -58,6 +69,14 @@ struct AlertRule {
   std::int64_t min_count = 20;
   std::chrono::nanoseconds cooldown = std::chrono::minutes(30);
   std::vector<std::string> webhooks;  // Names; empty: every webhook.
+  // report: every `every` (at least a minute), starting at `at_minute` (minutes after
+  // midnight) in a time zone `utc_offset_minutes` east of UTC ("UTC", "+02:00", "-05:30");
+  // "markdown" or "json"; links to executions start with ui_url ("" : relative links).
+  std::chrono::nanoseconds every = std::chrono::hours(24);
+  int at_minute = 0;
+  int utc_offset_minutes = 0;
+  std::string format = "markdown";
+  std::string ui_url;
 };
 
 struct AlertConfig {
