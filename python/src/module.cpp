@@ -9,6 +9,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -39,6 +40,37 @@ namespace {
 
 using stagelog::Kv;
 using stagelog::Level;
+
+// Released: the GIL released for the rest of the scope, like py::gil_scoped_release, except
+// at interpreter shutdown. Python ends a daemon thread that asks for the GIL back during
+// finalization with pthread_exit(), whose unwinding through a destructor (noexcept) would
+// abort the whole process; a thread other than the main one that finds the interpreter
+// finalizing parks instead, until the process exits.
+unsigned long g_main_thread = 0;
+
+bool finalizing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+class Released {
+ public:
+  Released() noexcept : state_(PyEval_SaveThread()) {}
+  ~Released() {
+    if (finalizing() && PyThread_get_thread_ident() != g_main_thread) {
+      for (;;) pause();
+    }
+    PyEval_RestoreThread(state_);
+  }
+  Released(const Released&) = delete;
+  Released& operator=(const Released&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
 
 // The C++ recorder behind a Python Recorder. Stages, runs, loggers and agents hold a
 // shared_ptr to it, so it lives as long as anything that logs into it.
@@ -172,13 +204,13 @@ class Stage {
   void enter() {
     if (scope_ && !scope_->ended()) throw py::value_error("stage '" + name_ + "' already begun");
     Fields fields(fields_);
-    py::gil_scoped_release release;
+    Released release;
     scope_.emplace(logger_, name_, fields.span());
   }
   bool exit(const py::handle& type, const py::handle& value, const py::handle& tb) {
     if (!scope_ || scope_->ended()) return false;
     if (type.is_none()) {
-      py::gil_scoped_release release;
+      Released release;
       scope_->complete(std::span<const Kv>{});
       return false;
     }
@@ -187,23 +219,23 @@ class Stage {
     const Kv kvs[] = {stagelog::kv("exception", e.type), stagelog::kv("error", e.message),
                       stagelog::kv("traceback", e.traceback)};
     std::span<const Kv> span(kvs, e.traceback.empty() ? 2 : 3);
-    py::gil_scoped_release release;
+    Released release;
     scope_->fail(message, span);
     return false;
   }
   void complete(const py::kwargs& kwargs) {
     Fields fields(kwargs);
-    py::gil_scoped_release release;
+    Released release;
     if (begun()) scope_->complete(fields.span());
   }
   void fail(const std::string& message, const py::kwargs& kwargs) {
     Fields fields(kwargs);
-    py::gil_scoped_release release;
+    Released release;
     if (begun()) scope_->fail(message, fields.span());
   }
   void skip(const std::string& reason, const py::kwargs& kwargs) {
     Fields fields(kwargs);
-    py::gil_scoped_release release;
+    Released release;
     if (begun()) scope_->skip(reason, fields.span());
   }
   const std::string& name() const noexcept { return name_; }
@@ -228,7 +260,7 @@ class Run {
       : recorder_(std::move(recorder)), logger_(logger), id_(std::move(id)) {}
   void enter() {
     if (scope_) throw py::value_error("run '" + id_ + "' already begun");
-    py::gil_scoped_release release;
+    Released release;
     scope_.emplace(logger_, id_);
   }
   bool exit(const py::handle& type, const py::handle& value, const py::handle& tb) {
@@ -236,15 +268,15 @@ class Run {
     if (!type.is_none()) {
       ExceptionText e = describe(type, value, tb);
       std::string message = e.message.empty() ? e.type : e.type + ": " + e.message;
-      py::gil_scoped_release release;
+      Released release;
       scope_->fail(message);
     }
-    py::gil_scoped_release release;
+    Released release;
     scope_.reset();  // Restores the thread's previous run id.
     return false;
   }
   void fail(const std::string& message) {
-    py::gil_scoped_release release;
+    Released release;
     if (scope_) scope_->fail(message);
   }
   const std::string& id() const noexcept { return id_; }
@@ -276,7 +308,7 @@ struct Logger {
       size = static_cast<Py_ssize_t>(replaced.size());
     }
     Fields f(fields);
-    py::gil_scoped_release release;
+    Released release;
     logger.log(l, std::string_view(data, static_cast<std::size_t>(size)), f.span());
   }
 };
@@ -291,7 +323,7 @@ class Agent {
     options.component = component;
     options.seed_wording = seed_wording;
     if (!meta_classes.empty()) options.meta_classes = std::move(meta_classes);
-    py::gil_scoped_release release;
+    Released release;
     agent_ = std::make_unique<stagelog::Agent>(*recorder_, name, options);
   }
   stagelog::Agent& get() {
@@ -299,7 +331,7 @@ class Agent {
     return *agent_;
   }
   void close() {
-    py::gil_scoped_release release;
+    Released release;
     agent_.reset();  // Records the shutdown if shutdown() was not called.
   }
 
@@ -316,8 +348,10 @@ std::vector<std::string_view> views(const std::vector<std::string>& items) {
 
 void append_json_string(std::string& out, const py::handle& text) {
   // Python's encoder with ensure_ascii: its own C function gives the exact bytes.
-  static py::object encode = py::module_::import("json.encoder").attr("encode_basestring_ascii");
-  out += encode(text).cast<std::string>();
+  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
+  static auto* encode =
+      new py::object(py::module_::import("json.encoder").attr("encode_basestring_ascii"));
+  out += (*encode)(text).cast<std::string>();
 }
 
 void append_json(std::string& out, const py::handle& obj, int depth);
@@ -409,6 +443,8 @@ std::string hash_output(const py::object& data) {
 PYBIND11_MODULE(_stagelog, m) {
   m.doc() = "The stagelog C++ recorder (use the stagelog package, not this module)";
 
+  g_main_thread =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   py::register_exception<stagelog::Error>(m, "Error", PyExc_RuntimeError);
 
   py::enum_<Level>(m, "Level")
@@ -432,7 +468,7 @@ PYBIND11_MODULE(_stagelog, m) {
              options.run = std::move(run);
              options.install_crash_handlers = crash_handlers;
              if (!watchdog) options.watchdog.reset();
-             py::gil_scoped_release release;
+             Released release;
              return std::make_shared<stagelog::Recorder>(std::move(options));
            }),
            py::arg("queue_capacity") = std::size_t{1} << 20, py::arg("drop") = false,
@@ -524,18 +560,22 @@ PYBIND11_MODULE(_stagelog, m) {
       .def(
           "set_worker",
           [](stagelog::Recorder& r, const std::string& worker) {
-            py::gil_scoped_release release;
+            Released release;
             r.set_worker(worker);
           },
           py::arg("worker"))
       .def(
           "set_run",
           [](stagelog::Recorder& r, const std::string& run) {
-            py::gil_scoped_release release;
+            Released release;
             r.set_run(run);
           },
           py::arg("run"))
-      .def("flush", &stagelog::Recorder::flush, py::call_guard<py::gil_scoped_release>())
+      .def("flush",
+           [](stagelog::Recorder& r) {
+             Released release;
+             r.flush();
+           })
       .def_property_readonly("dropped", &stagelog::Recorder::dropped)
       .def_property_readonly("pid", &stagelog::Recorder::pid)
       .def_property_readonly("host", &stagelog::Recorder::host);
@@ -595,7 +635,7 @@ PYBIND11_MODULE(_stagelog, m) {
       .def("initialized",
            [](Agent& a, const py::kwargs& kwargs) {
              Fields f(kwargs);
-             py::gil_scoped_release release;
+             Released release;
              a.get().initialized(f.span());
            })
       .def("starting", [](Agent& a) { a.get().starting(); })
@@ -608,7 +648,7 @@ PYBIND11_MODULE(_stagelog, m) {
       .def("heartbeat",
            [](Agent& a, const py::kwargs& kwargs) {
              Fields f(kwargs);
-             py::gil_scoped_release release;
+             Released release;
              a.get().heartbeat(f.span());
            })
       .def_property(
