@@ -403,6 +403,15 @@ class Agent:
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._agent, attr)
 
+    @property
+    def model_loaded(self) -> bool:
+        """The heartbeat's model_loaded. Any thread."""
+        return self._agent.model_loaded
+
+    @model_loaded.setter
+    def model_loaded(self, loaded: bool) -> None:
+        self._agent.model_loaded = loaded
+
     def __enter__(self) -> "Agent":
         return self
 
@@ -410,9 +419,10 @@ class Agent:
         if exc_type is not None:
             import traceback
 
-            self._agent.crashed(
-                exc_type.__qualname__, str(exc), "".join(traceback.format_tb(tb))
-            )
+            # Seed 001 writes {e!r}, KeyError('model_name'): the argument, not str(e).
+            args = getattr(exc, "args", ())
+            message = args[0] if len(args) == 1 and isinstance(args[0], str) else str(exc)
+            self._agent.crashed(exc_type.__qualname__, message, "".join(traceback.format_tb(tb)))
         self._agent.close()
         return False
 
