@@ -1,6 +1,5 @@
 """Type hints for the extension module (the C++ recorder); use the stagelog package."""
 
-import enum
 import os
 from typing import Any, Optional, Union
 
@@ -8,14 +7,18 @@ LevelLike = Union["Level", str, int]
 
 class Error(RuntimeError): ...
 
-class Level(enum.IntEnum):
-    TRACE: int
-    DEBUG: int
-    INFO: int
-    WARNING: int
-    ERROR: int
-    CRITICAL: int
-    OFF: int
+class Level:
+    TRACE: "Level"
+    DEBUG: "Level"
+    INFO: "Level"
+    WARNING: "Level"
+    ERROR: "Level"
+    CRITICAL: "Level"
+    OFF: "Level"
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
 
 def to_level(level: LevelLike) -> Level: ...
 def hash_output(data: Any) -> str: ...
