@@ -2,8 +2,7 @@
 
 Stages, runs, log lines and agent events are recorded into a per-thread ring buffer in C++
 and written by the recorder's own backend thread (text, JSON lines, console, per-worker files,
-a ``stagelog serve`` server), so a call costs about a microsecond and never formats or writes
-on the calling thread.
+a ``stagelog serve`` server): a call never formats or writes on the calling thread.
 
     import stagelog
     rec = stagelog.Recorder(text="run.log", console=True)
