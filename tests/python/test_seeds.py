@@ -72,3 +72,21 @@ def test_workflow_observer_writes_the_seed_files(tmp_path, capfd):
     assert "step_04_populate_mpd" in capfd.readouterr().out
     with pytest.raises(stagelog.Error, match="/proc/nope"):
         stagelog.Workflow("w", "/proc/nope", 1, print=False)
+
+
+def test_claim_loop_and_requests(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKER_LOG_LEVEL", "DEBUG")
+    rec = stagelog.Recorder(jsonl=tmp_path / "a.jsonl", server=False)
+    with stagelog.Agent("gpu-3", recorder=rec) as agent:
+        agent.attempt("t1")
+        agent.lost_race("t1")
+        agent.lock_timeout("t2")
+        agent.all_claimed_by_others(197, ["resource", "llm"])
+        agent.request("9a3f", "load_llm", ["gpu-1", "gpu-3"])
+        agent.request("9a40", "load_llm", ["gpu-3"], tasks_waiting=125, task_class="llm")
+        agent.fulfilled("9a3f")
+    rec.flush()
+    text = "\n".join(e["message"] for e in read_jsonl(tmp_path / "a.jsonl"))
+    for expected in ("t1", "t2", "197 tasks available in ['resource', 'llm']",
+                     "Request 9a3f (load_llm) for workers", "LLM tasks waiting (125)"):
+        assert expected in text, (expected, text)
