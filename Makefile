@@ -19,23 +19,30 @@ setup-browser:
 
 # stagelog serve on a fresh data folder; the seed pipeline (4 workers, 20 items, WORKTREE -> AGENT
 # -> JUDGE -> CLEANUP) reporting to it through the network sink; then seed 001's
-# GPU agents (4 processes claiming 40 tasks from a file queue), then the live view watching
+# GPU agents (4 processes claiming 40 tasks from a file queue), the same pipeline's stages from
+# Python through `import stagelog` (python/examples/demo_pipeline.py: two items, one failing,
+# to the server and demo-out/python.log), then the live view watching
 # agents of which one, gpu-2, hangs in its first task while still heartbeating: stuck, not
 # dead (a table on a terminal, lines otherwise; tail exits 1 because it raised warnings); last,
 # the failed item's execution log from the server, the web UI's URL and the admin token. The
 # GPU agents report to the server too, so its live board and timelines show them. Output in
 # demo-out/; the server keeps running for the URL (the next make demo stops it).
 STAGELOG := ./build/release/apps/stagelog/stagelog
+# The Python the package is built for: Debian's, as CMakeLists.txt chooses.
+DEMO_PYTHON := $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 demo: setup
 	@$(CMAKE) --preset release >/dev/null
 	@$(CMAKE) --build build/release --target stagelog_example_pipeline stagelog_example_gpu_agents \
-	  stagelog_cli
+	  stagelog_cli stagelog_python
 	@scripts/demo-serve start $(STAGELOG) demo-out/serve
 	. demo-out/serve/env && ./build/release/examples/pipeline demo-out
 	$(STAGELOG) parse demo-out/pipeline.log > demo-out/parsed.jsonl
 	@echo "parsed back: demo-out/parsed.jsonl ($$(wc -l < demo-out/parsed.jsonl) events)"
 	$(STAGELOG) summary demo-out/pipeline.log
 	. demo-out/serve/env && ./build/release/examples/gpu_agents --dir demo-out/gpu_agents
+	. demo-out/serve/env && PYTHONPATH=build/release/python $(DEMO_PYTHON) \
+	  python/examples/demo_pipeline.py demo-out/python.log
+	$(STAGELOG) summary demo-out/python.log
 	@rm -rf demo-out/stuck && mkdir -p demo-out/stuck/logs
 	@echo "--- stagelog tail: gpu-2 hangs for 6 s in its first task"
 	@. demo-out/serve/env && ./build/release/examples/gpu_agents --fast --stuck-agent 2 --dir demo-out/stuck \

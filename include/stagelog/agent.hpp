@@ -56,6 +56,10 @@ class Agent {
     const Kv list[] = {attributes..., Kv{}};
     lifecycle("initialized", Status::Starting, std::span<const Kv>(list, sizeof...(F)));
   }
+  // The same with the attributes as a span (for the Python binding).
+  void initialized(std::span<const Kv> attributes) noexcept {
+    lifecycle("initialized", Status::Starting, attributes);
+  }
   void starting() noexcept;
   // "GPU agent crashed: KeyError('model_name') | stack: ..." (terse: "crashed: KeyError:
   // model_name | stack: ...") with fields exception, error and stack (the text line carries the
@@ -79,6 +83,7 @@ class Agent {
     beat(std::span<const Kv>(list, sizeof...(F)));
   }
 
+  void heartbeat(std::span<const Kv> fields) noexcept { beat(fields); }
   // Whether the agent's model is loaded: the heartbeat's model_loaded (seed 001). Any thread.
   void set_model_loaded(bool loaded) noexcept { model_loaded_.store(loaded); }
   bool model_loaded() const noexcept { return model_loaded_.load(); }

@@ -47,22 +47,32 @@ requires(!std::same_as<T, bool> && !std::same_as<T, std::int64_t> && !std::same_
   }
 }
 
-// A JSON object given as JSON text, hashed as Python hashes the dict json.loads makes of it:
-// json.dumps(obj, sort_keys=True), i.e. python_json_dumps_sorted(json_object). Throws
-// stagelog::Error for invalid JSON, or when the top-level value is not an object (Python hashes
-// str(data) for anything but a dict: use hash_output(string) for other values).
-std::string hash_output_json(std::string_view json_object);
+// Any JSON value given as JSON text, hashed as the seed's hash_output hashes what json.loads
+// makes of it: an object as json.dumps(obj, sort_keys=True) (python_json_dumps_sorted), anything
+// else as str(obj) (python_str_of_json), so a list, a string or a number a node returned can be
+// hashed from its JSON too. NaN, Infinity and -Infinity are read as json.loads reads them.
+// Throws stagelog::Error for what python_json_dumps_sorted refuses.
+std::string hash_output_json(std::string_view json_text);
 
 // json.dumps(json.loads(json_text), sort_keys=True), byte for byte: keys sorted by code point
 // (nested objects too, arrays kept in order; of duplicate keys the last wins), ", " and ": "
 // separators, non-ASCII and DEL escaped as \uXXXX with lowercase hex (surrogate pairs above
 // U+FFFF), \" \\ \n \r \t \b \f and \u00XX for other control characters, "/" not escaped,
-// integers exact (also beyond 64 bits), floats as python_float_repr, true/false/null.
-// Accepts any JSON value at the top level. Throws stagelog::Error for invalid JSON, and for
-// what json.loads accepts but strict JSON does not (NaN, Infinity, lone surrogate escapes,
-// numbers that overflow a double such as 1e400), and for nesting deeper than 1000 levels
-// (Python itself gives up with RecursionError a little before that).
+// integers exact (also beyond 64 bits), floats as python_float_repr, true/false/null, and
+// NaN, Infinity, -Infinity, which json.loads reads and json.dumps writes. Accepts any JSON
+// value at the top level. Throws stagelog::Error for invalid JSON, and for what json.loads
+// accepts but we do not (lone surrogate escapes, numbers that overflow a double such as 1e400),
+// and for nesting deeper than 1000 levels (Python itself gives up with RecursionError a little
+// before that).
 std::string python_json_dumps_sorted(std::string_view json_text);
+
+// str(json.loads(json_text)), byte for byte: a string's own text (UTF-8), "None", "True",
+// "False", numbers as Python writes them ("nan", "inf", "-inf" for NaN and Infinity), and the
+// repr() of lists and dicts: [1, 'a', None, nan], {'k': [1.5, {'z': True}]}, with dict keys in
+// the order they first appeared (of duplicates, the last value) and strings quoted and escaped
+// as repr() does, non-printable characters included ('\x00', '\u200b', '\U000e0001': Python
+// 3.11's printable table, Unicode 14.0). Throws as python_json_dumps_sorted does.
+std::string python_str_of_json(std::string_view json_text);
 
 // Python's repr(float) (= str(float)): the shortest digits that read back as the same double,
 // in scientific notation when the decimal exponent is below -4 or at least 16 ("1e+16",

@@ -76,6 +76,13 @@ class StageScope {
       StageScope(Recorder& recorder, const S& stage, const F&... fields)
   noexcept : StageScope(recorder.logger(), stage, fields...) {}
 
+  // The fields as a span, for callers that know their number only at run time (the Python
+  // binding).
+  StageScope(const Logger& logger, std::string_view name, std::span<const Kv> fields) noexcept
+      : logger_(logger) {
+    begin(name, fields);
+  }
+
   ~StageScope();
   StageScope(const StageScope&) = delete;
   StageScope& operator=(const StageScope&) = delete;
@@ -96,6 +103,15 @@ class StageScope {
   void skip(std::string_view reason, const F&... fields) noexcept {
     const Kv list[] = {fields..., Kv{}};
     end(Status::Skipped, reason, std::span<const Kv>(list, sizeof...(F)));
+  }
+
+  // The same with the fields as a span.
+  void complete(std::span<const Kv> fields) noexcept { end(Status::Completed, {}, fields); }
+  void fail(std::string_view message, std::span<const Kv> fields) noexcept {
+    end(Status::Failed, message, fields);
+  }
+  void skip(std::string_view reason, std::span<const Kv> fields) noexcept {
+    end(Status::Skipped, reason, fields);
   }
 
   std::string_view name() const noexcept { return {name_, name_len_}; }

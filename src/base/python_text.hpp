@@ -13,39 +13,59 @@ namespace stagelog::detail {
 // is a std::string or any buffer with append(const char*, std::size_t), such as the Agent's
 // fixed line buffer (the hot path does not allocate).
 
-// repr() of a str: 'gpu-1', "it's", with \n, \r, \t, \\ and \xNN escapes.
+// str.isprintable() of one code point, as Python 3.11 (Unicode kPythonUnicodeVersion) answers
+// it: false for the categories Cc, Cf, Cs, Co, Cn, Zl, Zp and Zs but the space. repr() escapes
+// the characters for which it is false.
+inline constexpr std::string_view kPythonUnicodeVersion = "14.0.0";
+bool python_printable(char32_t cp) noexcept;
+
+// The UTF-8 sequence at the start of `text`: its length (1 to 4) with the code point in `cp`, or
+// 0 if it is not valid UTF-8 (truncated, overlong, a surrogate, above U+10FFFF).
+std::size_t decode_utf8(std::string_view text, char32_t& cp) noexcept;
+
+// repr()'s escape of one character inside `quote`s: \\, \' (or \"), \n, \r, \t, else \xNN up to
+// U+00FF, \uNNNN up to U+FFFF, \UNNNNNNNN above (lowercase hex). Writes at most 10 bytes to buf
+// and returns the length.
+std::size_t python_escape(char* buf, char32_t cp, char quote) noexcept;
+
+// repr() of a str: 'gpu-1', "it's", 'a\nb', 'café' stays 'café' (UTF-8 passes through)
+// while what is not printable is escaped: '\x00', '\x85', '\u200b', '\U000e0001'. Bytes that
+// are not valid UTF-8 show as the lone surrogates Python's surrogateescape decodes them to
+// ('\udcff'), as a seed program shows a file name or argument that is not UTF-8.
 template <typename Out>
 void append_python_repr(Out& out, std::string_view text) {
   // CPython's rule: single quotes unless the text holds a ' and no ".
   bool single = text.find('\'') != std::string_view::npos;
   bool dbl = text.find('"') != std::string_view::npos;
   const char quote = single && !dbl ? '"' : '\'';
-  static constexpr char kHex[] = "0123456789abcdef";
   out.append(&quote, 1);
   std::size_t start = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    const auto u = static_cast<unsigned char>(c);
-    if (c != quote && c != '\\' && u >= 0x20 && u != 0x7f) continue;
-    out.append(text.data() + start, i - start);
-    start = i + 1;
-    char esc[4] = {'\\', c, 0, 0};
-    std::size_t n = 2;
-    if (c == '\n') {
-      esc[1] = 'n';
-    } else if (c == '\r') {
-      esc[1] = 'r';
-    } else if (c == '\t') {
-      esc[1] = 't';
-    } else if (c != quote && c != '\\') {
-      esc[1] = 'x';
-      esc[2] = kHex[u >> 4];
-      esc[3] = kHex[u & 15];
-      n = 4;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto u = static_cast<unsigned char>(text[i]);
+    char32_t cp = u;
+    std::size_t length = 1;
+    if (u >= 0x80) {
+      length = decode_utf8(text.substr(i), cp);
+      if (length != 0 && python_printable(cp)) {
+        i += length;
+        continue;
+      }
+      if (length == 0) {
+        length = 1;
+        cp = 0xDC00 + u;  // surrogateescape.
+      }
+    } else if (u != static_cast<unsigned char>(quote) && u != '\\' && u >= 0x20 && u != 0x7f) {
+      ++i;
+      continue;
     }
-    out.append(esc, n);
+    out.append(text.data() + start, i - start);
+    char esc[10];
+    out.append(esc, python_escape(esc, cp, quote));
+    i += length;
+    start = i;
   }
-  out.append(text.data() + start, text.size() - start);  // UTF-8 passes through, as in Python.
+  out.append(text.data() + start, text.size() - start);
   out.append(&quote, 1);
 }
 

@@ -16,6 +16,7 @@
 
 #include "base/hex.hpp"
 #include "base/json_escape.hpp"
+#include "base/python_text.hpp"
 #include "base/sha256.hpp"
 #include "stagelog/error.hpp"
 #include "workflow/py_json.hpp"
@@ -51,6 +52,11 @@ struct Node {
 class TreeBuilder {
  public:
   using Json = nlohmann::json;
+
+  // The numbers that stand for NaN, Infinity and -Infinity, by their index among the
+  // document's numbers (see find_constants).
+  explicit TreeBuilder(std::vector<std::pair<std::size_t, std::string_view>> constants)
+      : constants_(std::move(constants)) {}
 
   bool null() { return add(Node{Type::Null, {}, {}, {}}); }
   bool boolean(bool value) { return add(Node{value ? Type::True : Type::False, {}, {}, {}}); }
@@ -97,7 +103,13 @@ class TreeBuilder {
   Node take_root() { return std::move(root_); }
 
  private:
-  bool add_number(std::string text) { return add(Node{Type::Number, std::move(text), {}, {}}); }
+  bool add_number(std::string text) {
+    if (next_constant_ < constants_.size() && constants_[next_constant_].first == numbers_) {
+      text = std::string(constants_[next_constant_++].second);
+    }
+    ++numbers_;
+    return add(Node{Type::Number, std::move(text), {}, {}});
+  }
 
   // The top of the stack is the innermost open container; only its children vector grows, so
   // the pointers to its ancestors (elements of vectors that do not change) stay valid.
@@ -123,11 +135,59 @@ class TreeBuilder {
   Node root_;
   std::vector<Node*> stack_;
   std::string error_;
+  std::vector<std::pair<std::size_t, std::string_view>> constants_;
+  std::size_t next_constant_ = 0;
+  std::size_t numbers_ = 0;  // Numbers seen so far.
 };
 
+// json.loads also reads NaN, Infinity and -Infinity (as float('nan'), float('inf'),
+// float('-inf')), which nlohmann's parser does not. Outside strings, each that stands alone
+// (not glued to a number or a word, which stays an error) is overwritten with a 0 padded with
+// spaces to its length, so that error columns stay right, and noted with its index among the
+// document's number tokens: a number starts with '-' or a digit that does not follow a number
+// or word character. In valid JSON these tokens are exactly the numbers the parser reports, in
+// order. Returns the constants; `text` is changed only if there are some.
+std::vector<std::pair<std::size_t, std::string_view>> find_constants(std::string& text) {
+  static constexpr std::string_view kConstants[] = {"NaN", "Infinity", "-Infinity"};
+  auto is_word = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+           c == '+' || c == '-' || c == '_';
+  };
+  std::vector<std::pair<std::size_t, std::string_view>> found;
+  std::size_t numbers = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // The escaped character cannot end the string.
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    if (i > 0 && is_word(text[i - 1])) continue;
+    for (std::string_view constant : kConstants) {
+      if (std::string_view(text).substr(i, constant.size()) == constant) {
+        found.emplace_back(numbers, constant);
+        text.replace(i, constant.size(), constant.size(), ' ');
+        text[i] = '0';
+        break;
+      }
+    }
+    if (text[i] == '-' || (text[i] >= '0' && text[i] <= '9')) ++numbers;
+  }
+  return found;
+}
+
 Node parse(std::string_view json_text, std::string_view caller) {
-  TreeBuilder builder;
-  bool ok = nlohmann::json::sax_parse(json_text.begin(), json_text.end(), &builder);
+  std::string text(json_text);
+  TreeBuilder builder(find_constants(text));
+  bool ok = nlohmann::json::sax_parse(text.begin(), text.end(), &builder);
   if (!ok) {
     std::string reason = builder.error().empty() ? "parse error" : builder.error();
     throw Error(std::string(caller) + ": invalid JSON: " + reason);
@@ -196,6 +256,31 @@ void detail::append_py_string(std::string& out, std::string_view s) {
 
 namespace {
 
+// The entries of the dict json.loads makes of an object, as indices into its keys and
+// children: one per distinct key, with the last value given for it (as json.loads keeps), either
+// sorted by key or in the order the keys first appeared (a dict keeps insertion order). Python
+// sorts str keys by code point, which is the byte order of their UTF-8 (std::string compares
+// bytes as unsigned char).
+std::vector<std::size_t> dict_items(const Node& node, bool sort_keys) {
+  std::vector<std::size_t> order(node.keys.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&node](std::size_t a, std::size_t b) { return node.keys[a] < node.keys[b]; });
+  // (where the key first appeared, where it last appeared) for each distinct key.
+  std::vector<std::pair<std::size_t, std::size_t>> items;
+  for (std::size_t k = 0; k < order.size();) {
+    std::size_t j = k;
+    while (j + 1 < order.size() && node.keys[order[j + 1]] == node.keys[order[k]]) ++j;
+    items.emplace_back(order[k], order[j]);
+    k = j + 1;
+  }
+  if (!sort_keys) std::sort(items.begin(), items.end());
+  std::vector<std::size_t> indices;
+  indices.reserve(items.size());
+  for (const auto& item : items) indices.push_back(item.second);
+  return indices;
+}
+
 void append_node(std::string& out, const Node& node, bool sort_keys = true) {
   switch (node.type) {
     case Type::Null:
@@ -223,46 +308,14 @@ void append_node(std::string& out, const Node& node, bool sort_keys = true) {
       return;
     }
     case Type::Object: {
-      // Python sorts str keys by code point, which is the byte order of their UTF-8 (std::string
-      // compares bytes as unsigned char). Of duplicate keys json.loads keeps the last value: a
-      // stable sort leaves it last among its equals.
-      std::vector<std::size_t> order(node.keys.size());
-      std::iota(order.begin(), order.end(), std::size_t{0});
-      if (!sort_keys) {
-        // A dict keeps a key where it first appeared, with the value it was given last.
-        std::vector<std::size_t> firsts;
-        for (std::size_t i = 0; i < node.keys.size(); ++i) {
-          bool seen = false;
-          for (std::size_t f : firsts) seen = seen || node.keys[f] == node.keys[i];
-          if (!seen) firsts.push_back(i);
-        }
-        out += '{';
-        for (std::size_t k = 0; k < firsts.size(); ++k) {
-          std::size_t last = firsts[k];
-          for (std::size_t i = firsts[k]; i < node.keys.size(); ++i) {
-            if (node.keys[i] == node.keys[firsts[k]]) last = i;
-          }
-          if (k != 0) out += ", ";
-          detail::append_py_string(out, node.keys[last]);
-          out += ": ";
-          append_node(out, node.children[last], false);
-        }
-        out += '}';
-        return;
-      }
-      std::stable_sort(order.begin(), order.end(), [&node](std::size_t a, std::size_t b) {
-        return node.keys[a] < node.keys[b];
-      });
       out += '{';
       bool first = true;
-      for (std::size_t k = 0; k < order.size(); ++k) {
-        std::size_t i = order[k];
-        if (k + 1 < order.size() && node.keys[order[k + 1]] == node.keys[i]) continue;
+      for (std::size_t i : dict_items(node, sort_keys)) {
         if (!first) out += ", ";
         first = false;
         detail::append_py_string(out, node.keys[i]);
         out += ": ";
-        append_node(out, node.children[i]);
+        append_node(out, node.children[i], sort_keys);
       }
       out += '}';
       return;
@@ -270,23 +323,65 @@ void append_node(std::string& out, const Node& node, bool sort_keys = true) {
   }
 }
 
-std::string_view type_name(Type type) {
-  switch (type) {
+// str() of a float json.loads made of NaN, Infinity or -Infinity; other numbers are as Python
+// writes them already.
+std::string_view python_number(const std::string& text) {
+  if (text == "NaN") return "nan";
+  if (text == "Infinity") return "inf";
+  if (text == "-Infinity") return "-inf";
+  return text;
+}
+
+// repr() of the value json.loads makes of `node`: None, True, False, numbers, 'strings' (see
+// detail::append_python_repr), [lists] and {dicts} in the order their keys first appeared.
+void append_repr(std::string& out, const Node& node) {
+  switch (node.type) {
     case Type::Null:
-      return "null";
+      out += "None";
+      return;
     case Type::True:
+      out += "True";
+      return;
     case Type::False:
-      return "a boolean";
+      out += "False";
+      return;
     case Type::Number:
-      return "a number";
+      out += python_number(node.text);
+      return;
     case Type::String:
-      return "a string";
-    case Type::Array:
-      return "an array";
-    case Type::Object:
-      return "an object";
+      detail::append_python_repr(out, node.text);
+      return;
+    case Type::Array: {
+      out += '[';
+      for (std::size_t i = 0; i < node.children.size(); ++i) {
+        if (i != 0) out += ", ";
+        append_repr(out, node.children[i]);
+      }
+      out += ']';
+      return;
+    }
+    case Type::Object: {
+      out += '{';
+      bool first = true;
+      for (std::size_t i : dict_items(node, false)) {
+        if (!first) out += ", ";
+        first = false;
+        detail::append_python_repr(out, node.keys[i]);
+        out += ": ";
+        append_repr(out, node.children[i]);
+      }
+      out += '}';
+      return;
+    }
   }
-  return "a value";
+}
+
+// str() of that value: a string is its own text, anything else its repr().
+std::string python_str(const Node& node) {
+  if (node.type == Type::String) return node.text;
+  std::string out;
+  append_repr(out, node);
+  return out;
 }
 
 }  // namespace
@@ -374,14 +469,13 @@ std::string python_json_dumps_sorted(std::string_view json_text) {
   return out;
 }
 
-std::string hash_output_json(std::string_view json_object) {
-  Node root = parse(json_object, "hash_output_json");
-  if (root.type != Type::Object) {
-    throw Error("hash_output_json: the top-level JSON value is " +
-                std::string(type_name(root.type)) +
-                ", not an object; use hash_output(string) for other values (Python hashes "
-                "str(data) for anything but a dict)");
-  }
+std::string python_str_of_json(std::string_view json_text) {
+  return python_str(parse(json_text, "python_str_of_json"));
+}
+
+std::string hash_output_json(std::string_view json_text) {
+  Node root = parse(json_text, "hash_output_json");
+  if (root.type != Type::Object) return sha256_prefix(python_str(root));
   std::string out;
   append_node(out, root);
   return sha256_prefix(out);

@@ -14,7 +14,8 @@ void append_py_string(std::string& out, std::string_view s);
 void append_py_float(std::string& out, double v, bool json_nan = true);
 // A JSON value given as text, re-serialised as json.dumps would after json.loads (keys in
 // their order, or sorted; integers of any size exact). Throws Error if the text is not valid
-// JSON. These three live in hash.cpp, beside the parser they share.
+// JSON (NaN, Infinity and -Infinity are read, as json.loads reads them). These three live in
+// hash.cpp, beside the parser they share.
 std::string py_dumps(std::string_view json_text, bool sort_keys);
 
 }  // namespace stagelog::detail

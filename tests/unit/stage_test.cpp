@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <span>
 #include <stdexcept>
+#include <vector>
 
 #include "fake_clock.hpp"
 #include "memory_sink.hpp"
@@ -89,6 +91,31 @@ TEST(StageScopeTest, CompleteTakesFieldsForTheEndEvent) {
   auto events = f.events();
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].field("tokens"), "1247");
+}
+
+TEST(StageScopeTest, FieldsAsASpanReachTheStartAndEndEvents) {
+  Fixture f;
+  std::vector<Kv> start = {kv("model", "qwen2.5:7b"), kv("attempt", 1)};
+  std::vector<Kv> end = {kv("tokens", 1247)};
+  {
+    StageScope a(f.recorder.logger(), "AGENT", std::span<const Kv>(start));
+    a.complete(std::span<const Kv>(end));
+    StageScope b(f.recorder.logger(), "JUDGE", std::span<const Kv>());
+    b.fail("timeout", std::span<const Kv>(end));
+    StageScope c(f.recorder.logger(), "CLEANUP", std::span<const Kv>());
+    c.skip("cached", std::span<const Kv>());
+  }
+  auto events = f.events();
+  ASSERT_EQ(events.size(), 6u);
+  EXPECT_EQ(events[0].field("model"), "qwen2.5:7b");
+  EXPECT_EQ(events[0].field("attempt"), "1");
+  EXPECT_EQ(events[1].status, Status::Completed);
+  EXPECT_EQ(events[1].field("tokens"), "1247");
+  EXPECT_EQ(events[3].status, Status::Failed);
+  EXPECT_EQ(events[3].message, "timeout");
+  EXPECT_EQ(events[3].field("tokens"), "1247");
+  EXPECT_EQ(events[5].status, Status::Skipped);
+  EXPECT_EQ(events[5].message, "cached");
 }
 
 TEST(StageScopeTest, AnEscapingExceptionMarksTheStageFailed) {
