@@ -83,4 +83,23 @@ void append_asctime(std::string& out, std::int64_t ts_ns) {
   out.pop_back();  // The Z.
 }
 
+bool read_digits(std::string_view s, std::size_t pos, std::size_t n, int& value) noexcept {
+  if (pos > s.size() || n > s.size() - pos) return false;
+  value = 0;
+  for (std::size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    value = value * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+std::int64_t days_from_civil(int year, unsigned month, unsigned day) noexcept {
+  year -= month <= 2 ? 1 : 0;
+  const std::int64_t era = (year >= 0 ? year : year - 399) / 400;
+  const auto yoe = static_cast<unsigned>(year - era * 400);
+  const unsigned doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
 }  // namespace stagelog::detail

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace stagelog::detail {
 
@@ -14,5 +16,11 @@ std::string iso_timestamp(std::int64_t ts_ns);
 
 // "2026-02-04 19:36:20,123": Python logging's asctime, in UTC (seed 003's worker files).
 void append_asctime(std::string& out, std::int64_t ts_ns);
+
+// For readers of such text: the n decimal digits of s at pos as value, false when they are not
+// all digits (or s is too short); and the days from 1970-01-01 to a date of the proleptic
+// Gregorian calendar (month 1-12, day 1-31).
+bool read_digits(std::string_view s, std::size_t pos, std::size_t n, int& value) noexcept;
+std::int64_t days_from_civil(int year, unsigned month, unsigned day) noexcept;
 
 }  // namespace stagelog::detail

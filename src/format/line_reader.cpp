@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "base/time_text.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/parse.hpp"
 
@@ -25,25 +26,6 @@ constexpr std::string_view kFormatNames =
     "auto, seed, python, worker, stagelog, docker, kubectl, journald, jsonl, trace, re:REGEX";
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-bool digits(std::string_view s, std::size_t pos, std::size_t n, int& value) {
-  if (pos + n > s.size()) return false;
-  value = 0;
-  for (std::size_t i = pos; i < pos + n; ++i) {
-    if (!is_digit(s[i])) return false;
-    value = value * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-std::int64_t days_from_civil(int y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
 
 std::optional<OwnedEvent> fail(std::string* error, std::string_view why) {
   if (error != nullptr) *error = std::string(why);
@@ -87,8 +69,8 @@ std::size_t syslog_time(std::string_view s) {
   for (auto m : kMonths) month = month || s.substr(0, 3) == m;
   int v = 0;
   if (!month || s[3] != ' ' || !(is_digit(s[4]) || s[4] == ' ') || !is_digit(s[5]) || s[6] != ' ' ||
-      !digits(s, 7, 2, v) || s[9] != ':' || !digits(s, 10, 2, v) || s[12] != ':' ||
-      !digits(s, 13, 2, v) || s[15] != ' ') {
+      !read_digits(s, 7, 2, v) || s[9] != ':' || !read_digits(s, 10, 2, v) || s[12] != ':' ||
+      !read_digits(s, 13, 2, v) || s[15] != ' ') {
     return 0;
   }
   return 16;
@@ -639,10 +621,10 @@ std::optional<OwnedEvent> LineReader::read(std::string_view line, std::string* e
 
 std::optional<std::int64_t> read_iso_time(std::string_view t, std::size_t* used) noexcept {
   int year, month, day, hour, minute, second;
-  if (t.size() < 19 || !digits(t, 0, 4, year) || t[4] != '-' || !digits(t, 5, 2, month) ||
-      t[7] != '-' || !digits(t, 8, 2, day) || (t[10] != 'T' && t[10] != ' ') ||
-      !digits(t, 11, 2, hour) || t[13] != ':' || !digits(t, 14, 2, minute) || t[16] != ':' ||
-      !digits(t, 17, 2, second)) {
+  if (t.size() < 19 || !read_digits(t, 0, 4, year) || t[4] != '-' || !read_digits(t, 5, 2, month) ||
+      t[7] != '-' || !read_digits(t, 8, 2, day) || (t[10] != 'T' && t[10] != ' ') ||
+      !read_digits(t, 11, 2, hour) || t[13] != ':' || !read_digits(t, 14, 2, minute) ||
+      t[16] != ':' || !read_digits(t, 17, 2, second)) {
     return std::nullopt;
   }
   static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -669,12 +651,12 @@ std::optional<std::int64_t> read_iso_time(std::string_view t, std::size_t* used)
   } else if (pos < t.size() && (t[pos] == '+' || t[pos] == '-')) {
     int sign = t[pos] == '-' ? -1 : 1;
     int oh = 0, om = 0;
-    if (!digits(t, pos + 1, 2, oh) || oh > 23) return std::nullopt;
+    if (!read_digits(t, pos + 1, 2, oh) || oh > 23) return std::nullopt;
     pos += 3;
     if (pos < t.size() && t[pos] == ':') {
-      if (!digits(t, pos + 1, 2, om)) return std::nullopt;
+      if (!read_digits(t, pos + 1, 2, om)) return std::nullopt;
       pos += 3;
-    } else if (digits(t, pos, 2, om)) {
+    } else if (read_digits(t, pos, 2, om)) {
       pos += 2;
     }
     if (om > 59) return std::nullopt;

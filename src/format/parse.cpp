@@ -3,35 +3,20 @@
 #include <cctype>
 #include <charconv>
 
+#include "base/time_text.hpp"
 #include "format/format.hpp"
 
 namespace stagelog {
 
 namespace {
 
+using detail::days_from_civil;
+using detail::read_digits;
+
 bool consume(std::string_view& s, std::string_view prefix) {
   if (s.substr(0, prefix.size()) != prefix) return false;
   s.remove_prefix(prefix.size());
   return true;
-}
-
-bool digits(std::string_view s, std::size_t pos, std::size_t n, int& value) {
-  if (pos + n > s.size()) return false;
-  value = 0;
-  for (std::size_t i = pos; i < pos + n; ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-    value = value * 10 + (s[i] - '0');
-  }
-  return true;
-}
-
-std::int64_t days_from_civil(int y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
 std::optional<Status> status_word(std::string_view word) {
@@ -69,9 +54,10 @@ std::optional<double> take_duration(std::string_view& s) {
 
 std::optional<std::int64_t> parse_timestamp(std::string_view t) noexcept {
   int year, month, day, hour, minute, second;
-  if (t.size() < 20 || !digits(t, 0, 4, year) || t[4] != '-' || !digits(t, 5, 2, month) ||
-      t[7] != '-' || !digits(t, 8, 2, day) || t[10] != 'T' || !digits(t, 11, 2, hour) ||
-      t[13] != ':' || !digits(t, 14, 2, minute) || t[16] != ':' || !digits(t, 17, 2, second)) {
+  if (t.size() < 20 || !read_digits(t, 0, 4, year) || t[4] != '-' || !read_digits(t, 5, 2, month) ||
+      t[7] != '-' || !read_digits(t, 8, 2, day) || t[10] != 'T' || !read_digits(t, 11, 2, hour) ||
+      t[13] != ':' || !read_digits(t, 14, 2, minute) || t[16] != ':' ||
+      !read_digits(t, 17, 2, second)) {
     return std::nullopt;
   }
   static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
