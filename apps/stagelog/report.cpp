@@ -13,6 +13,7 @@
 #include "base/time.hpp"
 #include "commands.hpp"
 #include "net/http_client.hpp"
+#include "net/url.hpp"
 #include "server/api_params.hpp"
 #include "stagelog/error.hpp"
 #include "stagelog/store/sqlite_store.hpp"
@@ -37,25 +38,6 @@ struct ReportOptions {
 
 constexpr auto kTimeout = std::chrono::seconds(60);
 
-// %XX for the characters of a query value that are not plain.
-std::string query_value(const std::string& text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    bool plain = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == ':' || c == '~';
-    if (plain) {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
-}
-
 std::string from_server(const ReportOptions& o) {
   detail::Url url = detail::parse_url(o.server);
   std::shared_ptr<const detail::TlsConfig> tls;
@@ -65,9 +47,9 @@ std::string from_server(const ReportOptions& o) {
   const std::string bearer = "Bearer " + token;
   std::vector<detail::HttpClient::Header> headers;
   if (!token.empty()) headers.emplace_back("Authorization", bearer);
-  std::string path =
-      "/api/v1/report?since=" + query_value(o.since) + "&format=" + query_value(o.format);
-  if (!o.until.empty()) path += "&until=" + query_value(o.until);
+  std::string path = "/api/v1/report?since=" + detail::percent_encode(o.since) +
+                     "&format=" + detail::percent_encode(o.format);
+  if (!o.until.empty()) path += "&until=" + detail::percent_encode(o.until);
   const auto deadline = std::chrono::steady_clock::now() + kTimeout;
   detail::HttpResponse res = client.get_stream(path, headers, deadline);
   std::string body = res.body;

@@ -29,4 +29,8 @@ Url parse_url(std::string_view url);
 // Whether `host` is an IPv4 or IPv6 address rather than a name.
 bool is_ip_literal(const std::string& host) noexcept;
 
+// `text` with every byte but RFC 3986's unreserved ones (letters, digits, - _ . ~) written as
+// %XX: safe in a query value and in a URL fragment.
+std::string percent_encode(std::string_view text);
+
 }  // namespace stagelog::detail

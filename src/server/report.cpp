@@ -9,6 +9,7 @@
 
 #include "base/duration.hpp"
 #include "base/time_text.hpp"
+#include "net/url.hpp"
 #include "server/http_errors.hpp"
 #include "stagelog/server/execution_log.hpp"
 
@@ -112,24 +113,6 @@ std::string period_text(const Report& r) {
   if (length % kHourNs == 0) return std::to_string(length / kHourNs) + "h";
   if (length % kMinuteNs == 0) return std::to_string(length / kMinuteNs) + "m";
   return compact_duration(length);
-}
-
-std::string percent_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    bool plain = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == '~';
-    if (plain) {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
 }
 
 // Text in a Markdown table cell or list item: no line breaks, Markdown's characters escaped.
