@@ -102,4 +102,22 @@ std::int64_t days_from_civil(int year, unsigned month, unsigned day) noexcept {
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
+std::optional<std::int64_t> read_civil_seconds(std::string_view t, bool space_too) noexcept {
+  int year, month, day, hour, minute, second;
+  if (t.size() < 19 || !read_digits(t, 0, 4, year) || t[4] != '-' || !read_digits(t, 5, 2, month) ||
+      t[7] != '-' || !read_digits(t, 8, 2, day) || (t[10] != 'T' && !(space_too && t[10] == ' ')) ||
+      !read_digits(t, 11, 2, hour) || t[13] != ':' || !read_digits(t, 14, 2, minute) ||
+      t[16] != ':' || !read_digits(t, 17, 2, second)) {
+    return std::nullopt;
+  }
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  int month_days = kDays[month - 1] + (month == 2 && leap ? 1 : 0);
+  if (day < 1 || day > month_days) return std::nullopt;
+  std::int64_t days =
+      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  return days * 86400 + hour * 3600 + minute * 60 + second;
+}
+
 }  // namespace stagelog::detail

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,5 +23,9 @@ void append_asctime(std::string& out, std::int64_t ts_ns);
 // Gregorian calendar (month 1-12, day 1-31).
 bool read_digits(std::string_view s, std::size_t pos, std::size_t n, int& value) noexcept;
 std::int64_t days_from_civil(int year, unsigned month, unsigned day) noexcept;
+// The seconds from 1970-01-01T00:00:00Z to the "YYYY-MM-DDTHH:MM:SS" that `text` starts with
+// (with a space for the T too when space_too), read as UTC; nullopt when it starts with no
+// such date and time or an impossible one (a 30 February, hour 24; second 60 is a leap second).
+std::optional<std::int64_t> read_civil_seconds(std::string_view text, bool space_too) noexcept;
 
 }  // namespace stagelog::detail

@@ -620,18 +620,8 @@ std::optional<OwnedEvent> LineReader::read(std::string_view line, std::string* e
 }
 
 std::optional<std::int64_t> read_iso_time(std::string_view t, std::size_t* used) noexcept {
-  int year, month, day, hour, minute, second;
-  if (t.size() < 19 || !read_digits(t, 0, 4, year) || t[4] != '-' || !read_digits(t, 5, 2, month) ||
-      t[7] != '-' || !read_digits(t, 8, 2, day) || (t[10] != 'T' && t[10] != ' ') ||
-      !read_digits(t, 11, 2, hour) || t[13] != ':' || !read_digits(t, 14, 2, minute) ||
-      t[16] != ':' || !read_digits(t, 17, 2, second)) {
-    return std::nullopt;
-  }
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
-  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  int month_days = kDays[month - 1] + (month == 2 && leap ? 1 : 0);
-  if (day < 1 || day > month_days) return std::nullopt;
+  auto civil = read_civil_seconds(t, /*space_too=*/true);
+  if (!civil) return std::nullopt;
   std::size_t pos = 19;
   std::int64_t frac_ns = 0;
   if (pos + 1 < t.size() && (t[pos] == '.' || t[pos] == ',') && is_digit(t[pos + 1])) {
@@ -662,9 +652,7 @@ std::optional<std::int64_t> read_iso_time(std::string_view t, std::size_t* used)
     if (om > 59) return std::nullopt;
     offset_s = sign * (oh * 3600 + om * 60);
   }
-  std::int64_t days =
-      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_s;
+  std::int64_t seconds = *civil - offset_s;
   std::int64_t ns;
   if (__builtin_mul_overflow(seconds, std::int64_t{1'000'000'000}, &ns) ||
       __builtin_add_overflow(ns, frac_ns, &ns)) {

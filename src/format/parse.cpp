@@ -10,9 +10,6 @@ namespace stagelog {
 
 namespace {
 
-using detail::days_from_civil;
-using detail::read_digits;
-
 bool consume(std::string_view& s, std::string_view prefix) {
   if (s.substr(0, prefix.size()) != prefix) return false;
   s.remove_prefix(prefix.size());
@@ -53,18 +50,8 @@ std::optional<double> take_duration(std::string_view& s) {
 }  // namespace
 
 std::optional<std::int64_t> parse_timestamp(std::string_view t) noexcept {
-  int year, month, day, hour, minute, second;
-  if (t.size() < 20 || !read_digits(t, 0, 4, year) || t[4] != '-' || !read_digits(t, 5, 2, month) ||
-      t[7] != '-' || !read_digits(t, 8, 2, day) || t[10] != 'T' || !read_digits(t, 11, 2, hour) ||
-      t[13] != ':' || !read_digits(t, 14, 2, minute) || t[16] != ':' ||
-      !read_digits(t, 17, 2, second)) {
-    return std::nullopt;
-  }
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
-  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  int month_days = kDays[month - 1] + (month == 2 && leap ? 1 : 0);
-  if (day < 1 || day > month_days) return std::nullopt;
+  auto civil = detail::read_civil_seconds(t, /*space_too=*/false);
+  if (!civil || t.size() < 20) return std::nullopt;
   std::size_t pos = 19;
   std::int64_t frac_ns = 0;
   if (t[pos] == '.') {
@@ -80,9 +67,7 @@ std::optional<std::int64_t> parse_timestamp(std::string_view t) noexcept {
     if (pos == start) return std::nullopt;
   }
   if (pos + 1 != t.size() || t[pos] != 'Z') return std::nullopt;
-  std::int64_t days =
-      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second;
+  std::int64_t seconds = *civil;
   std::int64_t ns;
   if (__builtin_mul_overflow(seconds, std::int64_t{1'000'000'000}, &ns) ||
       __builtin_add_overflow(ns, frac_ns, &ns)) {
