@@ -2,13 +2,7 @@
 # shell completions (stagelog completion bash|zsh|fish) and, when HELP2MAN is a program (Debian's
 # help2man), one man page for stagelog and one per command (stagelog-serve.1 ...), made from
 # their --help. Then touches OUT/stamp. Run with cmake -P by install.cmake's custom command.
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT status EQUAL 0)
-    message(FATAL_ERROR "failed (${status}): ${ARGN}\n${out}\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/run_checked.cmake)
 
 file(MAKE_DIRECTORY ${OUT}/completions ${OUT}/man)
 run(${CLI} completion bash)

@@ -4,13 +4,7 @@
 # builds and runs against the library package's files. The control fields name the dependencies,
 # the descriptions the licence, whose text is in /usr/share/doc/stagelog. VERSION is the project's; GENERATOR and CXX the outer build's.
 file(REMOVE_RECURSE ${WORK_DIR})
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT status EQUAL 0)
-    message(FATAL_ERROR "failed (${status}): ${ARGN}\n${out}\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/run_checked.cmake)
 
 run(cpack -G DEB --config ${BUILD_DIR}/CPackConfig.cmake -B ${WORK_DIR}/debs)
 file(GLOB debs ${WORK_DIR}/debs/*.deb)

@@ -7,13 +7,7 @@
 # to take the snippet from; GENERATOR, CXX and LAUNCHER (a compiler launcher, or empty) are the
 # outer build's; SOVERSION and VERSION its project's.
 file(REMOVE_RECURSE ${WORK_DIR})
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT status EQUAL 0)
-    message(FATAL_ERROR "failed (${status}): ${ARGN}\n${out}\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/run_checked.cmake)
 
 file(READ ${README} readme)
 string(REGEX MATCH "<!-- fetchcontent -->\n```cmake\n([^`]*)```" _ "${readme}")

@@ -5,13 +5,7 @@
 # target names must not clash with the project's. GENERATOR and CXX are the outer build's.
 file(REMOVE_RECURSE ${WORK_DIR})
 set(build ${WORK_DIR}/build)
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT status EQUAL 0)
-    message(FATAL_ERROR "failed (${status}): ${ARGN}\n${out}\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/run_checked.cmake)
 
 set(not_ours "")
 foreach(package GTest GMock benchmark spdlog CLI11 SQLite3 Boost ZLIB)
