@@ -33,12 +33,11 @@ Command add_parse(CLI::App& app) {
       "parse",
       "Read log files (or stdin) and print one JSON event per line, in the shape the server's\n"
       "POST /api/v1/events takes as it is (docs/EVENTS.md): {ts, kind, level, worker, stage,\n"
-      "status, elapsed_ns, message, fields, ...}. Stage lines are found anywhere in a line, "
-      "behind\n"
-      "Python logging's, docker's, kubectl's or journald's prefixes; seed 003's worker files,\n"
-      "seed 002's trace JSONL and stagelog's text and JSONL are read too. Lines that cannot be\n"
-      "read are reported on stderr with their line numbers and skipped; the exit status is then "
-      "1.");
+      "status, elapsed_ns, message, fields, ...}. Stage lines are found anywhere in a line,\n"
+      "behind Python logging's, docker's, kubectl's or journald's prefixes; per-worker log\n"
+      "files, workflow trace JSONL and stagelog's text and JSONL are read too. Lines that cannot\n"
+      "be read are reported on stderr with their line numbers and skipped; the exit status is\n"
+      "then 1.");
   cmd->add_option("files", options->files, "Files to read; '-' or none reads stdin");
   cmd->add_option("--format,--log-format", options->format,
                   "Input format: " + std::string(detail::LineReader::format_names()) +
