@@ -45,7 +45,10 @@ using stagelog::Level;
 // at interpreter shutdown. Python ends a daemon thread that asks for the GIL back during
 // finalization with pthread_exit(), whose unwinding through a destructor (noexcept) would
 // abort the whole process; a thread other than the main one that finds the interpreter
-// finalizing parks instead, until the process exits.
+// finalizing parks instead, until the process exits. Finalization can still begin between
+// that check and taking the GIL back: the destructor is noexcept(false) so that the forced
+// unwind of pthread_exit() then goes on through it (pybind11 lets it pass) instead of
+// terminating the process.
 unsigned long g_main_thread = 0;
 
 bool finalizing() noexcept {
@@ -59,7 +62,7 @@ bool finalizing() noexcept {
 class Released {
  public:
   Released() noexcept : state_(PyEval_SaveThread()) {}
-  ~Released() {
+  ~Released() noexcept(false) {
     if (finalizing() && PyThread_get_thread_ident() != g_main_thread) {
       for (;;) pause();
     }
